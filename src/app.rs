@@ -1,0 +1,202 @@
+//! The pipeline the commands share (resolve the node, list its allocations, project them to a
+//! table) and the commands themselves: `dump` publishes the table and reloads Vector,
+//! `print-table` writes it to stdout. Failures are classified so that each class has its own
+//! exit code.
+
+use std::io::Write;
+
+use tracing::{info, warn};
+
+use crate::cli::PrintFormat;
+use crate::config::{CommandSettings, ConfigError, DumpSettings, PrintSettings, Settings};
+use crate::nomad::{self, Blocking, FailureClass, NomadClient};
+use crate::publish::{Outcome, PublishError, Publisher};
+use crate::reload::ReloadOutcome;
+use crate::render::{self, FileFormat, ValidationError};
+use crate::table::{self, Columns, NodeInfo, Projection};
+
+/// Process exit codes, one per failure class.
+pub mod exit_code {
+    /// An unexpected failure, such as stdout closing mid-write.
+    pub const OTHER: u8 = 1;
+    /// Bad flags, environment or local settings (clap also uses 2).
+    pub const USAGE: u8 = 2;
+    /// Nomad could not be reached.
+    pub const CONNECTION: u8 = 3;
+    /// Nomad refused the token (403).
+    pub const AUTH: u8 = 4;
+    /// Nomad answered with an error (404, 5xx, ...).
+    pub const NOMAD: u8 = 5;
+    /// Nomad's answer could not be understood.
+    pub const BAD_RESPONSE: u8 = 6;
+    /// The table file could not be written.
+    pub const FILE: u8 = 7;
+    /// The table failed validation; nothing was published.
+    pub const INVALID_TABLE: u8 = 8;
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Nomad(#[from] nomad::Error),
+    #[error(
+        "the agent at {address} runs no Nomad client (its /v1/agent/self has no stats.client.node_id); pass --node-id (NOMAD_NODE_ID) or point --address at a client agent"
+    )]
+    NoClientNode { address: String },
+    #[error(
+        "Nomad does not know node {node_id:?} (404 from {address}); check --node-id (NOMAD_NODE_ID)"
+    )]
+    UnknownNode { node_id: String, address: String },
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("the table is not valid, so it is not printed: {0}")]
+    Invalid(#[from] ValidationError),
+    #[error("cannot write to standard output: {0}")]
+    Stdout(std::io::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl AppError {
+    /// The exit code for this failure's class.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Config(_) => exit_code::USAGE,
+            AppError::Nomad(e) => match e.class() {
+                FailureClass::Connection => exit_code::CONNECTION,
+                FailureClass::Auth => exit_code::AUTH,
+                FailureClass::Nomad => exit_code::NOMAD,
+                FailureClass::BadResponse => exit_code::BAD_RESPONSE,
+                FailureClass::Settings => exit_code::USAGE,
+            },
+            AppError::NoClientNode { .. } | AppError::UnknownNode { .. } => exit_code::NOMAD,
+            AppError::Publish(PublishError::Invalid { .. }) | AppError::Invalid(_) => {
+                exit_code::INVALID_TABLE
+            }
+            AppError::Publish(_) => exit_code::FILE,
+            AppError::Stdout(_) | AppError::Runtime(_) => exit_code::OTHER,
+        }
+    }
+}
+
+/// Finds the node: `--node-id`, else the local agent's client node; then its datacenter, name
+/// and pool from `/v1/node/:id`.
+pub async fn resolve_node(
+    client: &NomadClient,
+    node_id: Option<&str>,
+) -> Result<NodeInfo, AppError> {
+    let node_id = match node_id {
+        Some(id) => id.to_owned(),
+        None => client
+            .agent_self()
+            .await?
+            .stats
+            .client
+            .map(|c| c.node_id)
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| AppError::NoClientNode {
+                address: client.address().to_string(),
+            })?,
+    };
+    let node = match client.node(&node_id).await {
+        Ok(node) => node.value,
+        Err(nomad::Error::Status { status: 404, .. }) => {
+            return Err(AppError::UnknownNode {
+                node_id,
+                address: client.address().to_string(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(NodeInfo {
+        name: node.name,
+        datacenter: node.datacenter,
+        node_pool: node.node_pool,
+        id: node_id,
+    })
+}
+
+/// Lists the node's allocations and projects them to a table.
+pub async fn fetch_table(
+    client: &NomadClient,
+    node: &NodeInfo,
+    columns: &Columns,
+) -> Result<Projection, AppError> {
+    let allocations = client
+        .node_allocations(&node.id, Blocking::default())
+        .await?
+        .value;
+    let projection = table::project(&allocations, node, columns);
+    if !projection.allocations_without_tasks.is_empty() {
+        warn!(
+            allocations = ?projection.allocations_without_tasks,
+            "Nomad's answer names no task for some allocations; they have no rows"
+        );
+    }
+    Ok(projection)
+}
+
+async fn dump(
+    client: &NomadClient,
+    node: &NodeInfo,
+    settings: DumpSettings,
+) -> Result<(), AppError> {
+    let projection = fetch_table(client, node, &settings.columns).await?;
+    let rows = projection.table.rows.len();
+    let bytes = render::render(&projection.table, settings.format);
+    let mut publisher = Publisher::new(settings.output, settings.format, settings.file_mode);
+    match publisher.publish(&bytes)? {
+        Outcome::Unchanged => {
+            info!(path = %publisher.path().display(), rows, "table unchanged; nothing written, no reload");
+        }
+        Outcome::Written(_) => {
+            info!(path = %publisher.path().display(), rows, node = %node.id, "table published");
+            match settings.reloader.reload().await {
+                Ok(ReloadOutcome::NotConfigured) => {}
+                Ok(ReloadOutcome::Signalled { pid, signal }) => {
+                    info!(pid, signal, "Vector told to reload")
+                }
+                // The table is published; Vector picks it up at its next reload or start.
+                Err(e) => warn!(error = %e, "Vector was not told to reload"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_table(projection: &Projection, settings: &PrintSettings) -> Result<(), AppError> {
+    let bytes = match settings.format {
+        PrintFormat::Table => render::render_text(&projection.table).into_bytes(),
+        PrintFormat::Csv | PrintFormat::Json => {
+            let format = if settings.format == PrintFormat::Csv {
+                FileFormat::Csv
+            } else {
+                FileFormat::Json
+            };
+            let bytes = render::render(&projection.table, format);
+            render::validate(&bytes, format)?;
+            bytes
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(&bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(AppError::Stdout),
+    }
+}
+
+/// Runs the configured command once.
+pub async fn run(settings: Settings) -> Result<(), AppError> {
+    let client = NomadClient::new(settings.connection)?;
+    let node = resolve_node(&client, settings.node_id.as_deref()).await?;
+    match settings.command {
+        CommandSettings::Dump(dump_settings) => dump(&client, &node, dump_settings).await,
+        CommandSettings::PrintTable(print) => {
+            let projection = fetch_table(&client, &node, &print.columns).await?;
+            print_table(&projection, &print)
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The command line: Nomad's own connection flags and environment variables, and the options of
+//! each command (each also settable as a `NOMAD_ALLOC_TABLE_*` variable). Only parsing lives
+//! here; [`crate::config`] turns the result into validated settings.
+
+use std::path::PathBuf;
+
+use clap::builder::BoolishValueParser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rustix::process::Signal;
+
+use crate::nomad::Secret;
+use crate::render::FileFormat;
+
+/// Keeps a table of the Nomad allocations on one node for Vector's `file` enrichment table, so
+/// that every line of `<data_dir>/alloc/<alloc_id>/alloc/logs/<task>.stdout.<n>` can be labelled
+/// with its namespace, job, group, task and node.
+#[derive(Debug, Parser)]
+#[command(name = "nomad-alloc-table", version, about, long_about = None, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub nomad: NomadArgs,
+
+    /// Log format on stderr (the level comes from RUST_LOG, default info).
+    #[arg(long, global = true, env = "NOMAD_ALLOC_TABLE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How to reach Nomad, with Nomad's own flag meanings and environment variables.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Nomad connection")]
+pub struct NomadArgs {
+    /// Nomad agent address: http://host:port, https://host:port or unix:///path/to/api.sock
+    /// (inside a task with workload identity, NOMAD_UNIX_ADDR).
+    #[arg(
+        long,
+        global = true,
+        env = "NOMAD_ADDR",
+        default_value = "http://127.0.0.1:4646"
+    )]
+    pub address: String,
+
+    /// ACL token secret ID, sent as X-Nomad-Token. Prefer the environment variable or
+    /// --token-file: other users can read a process's arguments.
+    #[arg(long, global = true, env = "NOMAD_TOKEN", hide_env_values = true, value_parser = parse_secret, conflicts_with = "token_file")]
+    pub token: Option<Secret>,
+
+    /// File holding the ACL token; re-read whenever it changes.
+    #[arg(long, global = true, env = "NOMAD_ALLOC_TABLE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Nomad region to query (default: the agent's).
+    #[arg(long, global = true, env = "NOMAD_REGION")]
+    pub region: Option<String>,
+
+    /// PEM CA certificate to verify the agent's certificate (replaces the system roots).
+    #[arg(long, global = true, env = "NOMAD_CACERT")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Directory of PEM CA certificates to verify the agent's certificate.
+    #[arg(long, global = true, env = "NOMAD_CAPATH")]
+    pub ca_path: Option<PathBuf>,
+
+    /// PEM client certificate, for agents that verify clients (verify_https_client).
+    #[arg(
+        long,
+        global = true,
+        env = "NOMAD_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+
+    /// PEM private key of the client certificate.
+    #[arg(
+        long,
+        global = true,
+        env = "NOMAD_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+
+    /// Name to verify the agent's certificate against, e.g. server.global.nomad or
+    /// client.global.nomad when the address is 127.0.0.1.
+    #[arg(long, global = true, env = "NOMAD_TLS_SERVER_NAME")]
+    pub tls_server_name: Option<String>,
+
+    /// Do not verify the agent's certificate (insecure).
+    #[arg(long, global = true, env = "NOMAD_SKIP_VERIFY", value_parser = BoolishValueParser::new(), num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    pub tls_skip_verify: bool,
+
+    /// HTTP basic auth for a proxy in front of Nomad, as user[:password].
+    #[arg(long, global = true, env = "NOMAD_HTTP_AUTH", hide_env_values = true, value_parser = parse_secret)]
+    pub http_auth: Option<Secret>,
+
+    /// The node whose allocations make the table (default: the local agent's client node, from
+    /// /v1/agent/self, which needs agent:read). In a Nomad job: "${node.unique.id}".
+    #[arg(long, global = true, env = "NOMAD_NODE_ID")]
+    pub node_id: Option<String>,
+}
+
+fn parse_secret(raw: &str) -> Result<Secret, String> {
+    Ok(Secret::new(raw.to_owned()))
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the node's allocations once, publish the table atomically if it changed, reload
+    /// Vector if it changed, and exit. For cron, a prestart task or ExecStartPre.
+    Dump(DumpArgs),
+    /// Print the table to stdout: aligned columns for a person (the default on a terminal), or
+    /// exactly the bytes dump would write (csv, json).
+    PrintTable(PrintTableArgs),
+}
+
+/// Which columns the table has.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Table")]
+pub struct TableArgs {
+    /// Columns after alloc_id and task, in this order (default: the default columns). Catalog:
+    /// alloc_name, namespace, job_id, job_name, parent_job_id, job_type, job_version, group,
+    /// task_driver, task_lifecycle, node_id, node_name, datacenter, region (the defaults), and
+    /// client_status, desired_status, alloc_index, node_pool, deployment_id, task_kind (opt-in;
+    /// volatile ones reload Vector on every change).
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_COLUMNS", value_delimiter = ',')]
+    pub columns: Option<Vec<String>>,
+
+    /// Meta keys to append as meta_<key> columns (task meta over group meta over job meta;
+    /// characters outside [A-Za-z0-9_] become _).
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_META", value_delimiter = ',')]
+    pub meta: Vec<String>,
+}
+
+/// `dump`'s options.
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// The table file to publish (keep it outside Vector's config directories).
+    #[arg(long, short = 'o', env = "NOMAD_ALLOC_TABLE_OUTPUT")]
+    pub output: PathBuf,
+
+    /// File format: csv is what Vector's file enrichment table reads.
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_FORMAT", value_enum, default_value_t = FileFormat::Csv)]
+    pub format: FileFormat,
+
+    /// Mode of the published file, in octal.
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_FILE_MODE", default_value = "0644", value_parser = parse_mode)]
+    pub file_mode: u32,
+
+    #[command(flatten)]
+    pub table: TableArgs,
+
+    #[command(flatten)]
+    pub reload: ReloadArgs,
+}
+
+/// How Vector is told that the table changed.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Reload")]
+pub struct ReloadArgs {
+    /// How to make Vector reload after a change: none (Vector ≥ 0.49 with --watch-config
+    /// notices by itself) or signal (default when --vector-pid or --vector-pidfile is given).
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_RELOAD", value_enum)]
+    pub reload: Option<ReloadMode>,
+
+    /// PID of the Vector process to signal.
+    #[arg(
+        long,
+        env = "NOMAD_ALLOC_TABLE_VECTOR_PID",
+        conflicts_with = "vector_pidfile"
+    )]
+    pub vector_pid: Option<i32>,
+
+    /// File holding the PID of the Vector process, read at each reload.
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_VECTOR_PIDFILE")]
+    pub vector_pidfile: Option<PathBuf>,
+
+    /// Signal that makes Vector reload [default: SIGHUP].
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_RELOAD_SIGNAL", value_parser = crate::reload::parse_signal)]
+    pub reload_signal: Option<Signal>,
+
+    /// The signalled process must have this name, so that a recycled PID is never hit
+    /// [default: vector].
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_VECTOR_PROCESS_NAME")]
+    pub vector_process_name: Option<String>,
+}
+
+/// `--reload`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReloadMode {
+    None,
+    Signal,
+}
+
+/// `print-table`'s options.
+#[derive(Debug, Args)]
+pub struct PrintTableArgs {
+    /// Output format [default: table on a terminal, csv otherwise].
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_PRINT_FORMAT", value_enum)]
+    pub format: Option<PrintFormat>,
+
+    #[command(flatten)]
+    pub table: TableArgs,
+}
+
+/// `print-table --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PrintFormat {
+    /// Aligned columns for a person.
+    Table,
+    /// Exactly the bytes `dump --format csv` writes.
+    Csv,
+    /// Exactly the bytes `dump --format json` writes.
+    Json,
+}
+
+/// Parses an octal file mode such as `0644` or `640`.
+fn parse_mode(raw: &str) -> Result<u32, String> {
+    let digits = raw.strip_prefix("0o").unwrap_or(raw);
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|mode| *mode <= 0o7777)
+        .ok_or_else(|| format!("{raw:?} is not an octal file mode such as 0644"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn modes_are_octal() {
+        assert_eq!(parse_mode("0644"), Ok(0o644));
+        assert_eq!(parse_mode("640"), Ok(0o640));
+        assert_eq!(parse_mode("0o600"), Ok(0o600));
+        assert!(parse_mode("0999").is_err());
+        assert!(parse_mode("rw-r--r--").is_err());
+    }
+}

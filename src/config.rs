@@ -1,0 +1,320 @@
+//! Validated settings: the parsed command line turned into the objects the program runs with
+//! (connection settings, chosen columns, publisher parameters, reloader). Every combination that
+//! would leave an option without effect is refused here, with a message that says what to change.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use rustix::process::Signal;
+
+use crate::cli::{
+    Cli, Command, DumpArgs, NomadArgs, PrintFormat, PrintTableArgs, ReloadArgs, ReloadMode,
+    TableArgs,
+};
+use crate::nomad::{
+    Address, AddressError, ConnectionSettings, Secret, TlsSettings, TokenFile, TokenSource,
+};
+use crate::reload::{ProcessTarget, Reloader, SignalReload};
+use crate::render::FileFormat;
+use crate::table::{Columns, ColumnsError};
+
+/// A setting that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    #[error(transparent)]
+    Columns(#[from] ColumnsError),
+    #[error(
+        "--reload signal needs --vector-pid or --vector-pidfile to know which process to signal"
+    )]
+    SignalWithoutTarget,
+    #[error("{option} only applies with --reload signal; drop it or set --reload signal")]
+    UnusedReloadOption { option: &'static str },
+    #[error("--vector-pid must be a positive PID, not {0}")]
+    BadPid(i32),
+    #[error("--vector-process-name must not be empty")]
+    EmptyProcessName,
+    #[error("--node-id must not be empty; omit it to ask the local agent")]
+    EmptyNodeId,
+    #[error("NOMAD_HTTP_AUTH must be user or user:password, with a non-empty user")]
+    BadHttpAuth,
+}
+
+/// Everything the program runs with.
+#[derive(Debug)]
+pub struct Settings {
+    pub connection: ConnectionSettings,
+    /// `None`: ask the local agent.
+    pub node_id: Option<String>,
+    pub command: CommandSettings,
+}
+
+/// The settings of one command.
+#[derive(Debug)]
+pub enum CommandSettings {
+    Dump(DumpSettings),
+    PrintTable(PrintSettings),
+}
+
+/// `dump`.
+#[derive(Debug)]
+pub struct DumpSettings {
+    pub output: PathBuf,
+    pub format: FileFormat,
+    pub file_mode: u32,
+    pub columns: Columns,
+    pub reloader: Reloader,
+}
+
+/// `print-table`.
+#[derive(Debug)]
+pub struct PrintSettings {
+    pub format: PrintFormat,
+    pub columns: Columns,
+}
+
+impl Settings {
+    /// Validates the command line. `stdout_is_terminal` decides `print-table`'s default format.
+    pub fn from_cli(cli: Cli, stdout_is_terminal: bool) -> Result<Settings, ConfigError> {
+        let node_id = match cli.nomad.node_id.as_deref().map(str::trim) {
+            Some("") => return Err(ConfigError::EmptyNodeId),
+            other => other.map(str::to_owned),
+        };
+        let connection = connection(cli.nomad)?;
+        let command = match cli.command {
+            Command::Dump(args) => CommandSettings::Dump(dump(args)?),
+            Command::PrintTable(args) => {
+                CommandSettings::PrintTable(print_table(args, stdout_is_terminal)?)
+            }
+        };
+        Ok(Settings {
+            connection,
+            node_id,
+            command,
+        })
+    }
+
+    /// Validates the command line of this process.
+    pub fn from_process(cli: Cli) -> Result<Settings, ConfigError> {
+        Settings::from_cli(cli, std::io::stdout().is_terminal())
+    }
+}
+
+fn connection(args: NomadArgs) -> Result<ConnectionSettings, ConfigError> {
+    let token = match (args.token, args.token_file) {
+        (Some(token), _) if !token.expose().is_empty() => TokenSource::Static(token),
+        (_, Some(path)) => TokenSource::File(TokenFile::new(path)),
+        _ => TokenSource::None,
+    };
+    let basic_auth = args
+        .http_auth
+        .map(|auth| split_basic_auth(&auth))
+        .transpose()?;
+    Ok(ConnectionSettings {
+        address: Address::parse(&args.address)?,
+        token,
+        region: args.region.filter(|r| !r.is_empty()),
+        tls: TlsSettings {
+            ca_cert: args.ca_cert,
+            ca_path: args.ca_path,
+            client_cert: args.client_cert,
+            client_key: args.client_key,
+            server_name: args.tls_server_name.filter(|n| !n.is_empty()),
+            skip_verify: args.tls_skip_verify,
+        },
+        basic_auth,
+    })
+}
+
+/// `user[:password]`, as Nomad reads `NOMAD_HTTP_AUTH`.
+fn split_basic_auth(auth: &Secret) -> Result<(String, Option<Secret>), ConfigError> {
+    let (user, password) = match auth.expose().split_once(':') {
+        Some((user, password)) => (user, Some(Secret::new(password.to_owned()))),
+        None => (auth.expose(), None),
+    };
+    if user.is_empty() {
+        return Err(ConfigError::BadHttpAuth);
+    }
+    Ok((user.to_owned(), password))
+}
+
+fn columns(args: &TableArgs) -> Result<Columns, ConfigError> {
+    let meta: Vec<String> = args
+        .meta
+        .iter()
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty())
+        .collect();
+    Ok(Columns::choose(args.columns.as_deref(), &meta)?)
+}
+
+fn reloader(args: ReloadArgs) -> Result<Reloader, ConfigError> {
+    let target = match (args.vector_pid, args.vector_pidfile) {
+        (Some(pid), _) if pid <= 0 => return Err(ConfigError::BadPid(pid)),
+        (Some(pid), _) => Some(ProcessTarget::Pid(pid)),
+        (None, Some(path)) => Some(ProcessTarget::PidFile(path)),
+        (None, None) => None,
+    };
+    let mode = args.reload.unwrap_or(if target.is_some() {
+        ReloadMode::Signal
+    } else {
+        ReloadMode::None
+    });
+    match mode {
+        ReloadMode::None => {
+            let unused = [
+                (target.is_some(), "--vector-pid/--vector-pidfile"),
+                (args.reload_signal.is_some(), "--reload-signal"),
+                (args.vector_process_name.is_some(), "--vector-process-name"),
+            ];
+            if let Some((_, option)) = unused.into_iter().find(|(set, _)| *set) {
+                return Err(ConfigError::UnusedReloadOption { option });
+            }
+            Ok(Reloader::None)
+        }
+        ReloadMode::Signal => {
+            let target = target.ok_or(ConfigError::SignalWithoutTarget)?;
+            let process_name = args
+                .vector_process_name
+                .unwrap_or_else(|| "vector".to_owned());
+            if process_name.trim().is_empty() {
+                return Err(ConfigError::EmptyProcessName);
+            }
+            Ok(Reloader::Signal(SignalReload {
+                target,
+                signal: args.reload_signal.unwrap_or(Signal::HUP),
+                process_name,
+            }))
+        }
+    }
+}
+
+fn dump(args: DumpArgs) -> Result<DumpSettings, ConfigError> {
+    Ok(DumpSettings {
+        columns: columns(&args.table)?,
+        output: args.output,
+        format: args.format,
+        file_mode: args.file_mode,
+        reloader: reloader(args.reload)?,
+    })
+}
+
+fn print_table(
+    args: PrintTableArgs,
+    stdout_is_terminal: bool,
+) -> Result<PrintSettings, ConfigError> {
+    let default = if stdout_is_terminal {
+        PrintFormat::Table
+    } else {
+        PrintFormat::Csv
+    };
+    Ok(PrintSettings {
+        format: args.format.unwrap_or(default),
+        columns: columns(&args.table)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn settings(args: &[&str]) -> Result<Settings, ConfigError> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("nomad-alloc-table").chain(args.iter().copied()))
+                .expect("parses");
+        Settings::from_cli(cli, false)
+    }
+
+    fn dump_settings(args: &[&str]) -> Result<DumpSettings, ConfigError> {
+        let mut all = vec!["dump", "--output", "/tmp/t.csv"];
+        all.extend_from_slice(args);
+        match settings(&all)?.command {
+            CommandSettings::Dump(d) => Ok(d),
+            CommandSettings::PrintTable(_) => unreachable!("dump parsed"),
+        }
+    }
+
+    #[test]
+    fn a_pid_implies_a_signal_reload() {
+        let d = dump_settings(&["--vector-pid", "42"]).expect("valid");
+        assert_eq!(
+            d.reloader,
+            Reloader::Signal(SignalReload {
+                target: ProcessTarget::Pid(42),
+                signal: Signal::HUP,
+                process_name: "vector".to_owned()
+            })
+        );
+        assert_eq!(dump_settings(&[]).expect("valid").reloader, Reloader::None);
+    }
+
+    #[test]
+    fn reload_options_without_effect_are_refused() {
+        assert!(matches!(
+            dump_settings(&["--reload", "signal"]),
+            Err(ConfigError::SignalWithoutTarget)
+        ));
+        assert!(matches!(
+            dump_settings(&["--reload", "none", "--vector-pid", "7"]),
+            Err(ConfigError::UnusedReloadOption { .. })
+        ));
+        assert!(matches!(
+            dump_settings(&["--reload-signal", "SIGUSR1"]),
+            Err(ConfigError::UnusedReloadOption {
+                option: "--reload-signal"
+            })
+        ));
+        assert!(matches!(
+            dump_settings(&["--vector-pid=-3"]),
+            Err(ConfigError::BadPid(-3))
+        ));
+    }
+
+    #[test]
+    fn print_table_defaults_to_csv_off_a_terminal() {
+        match settings(&["print-table"]).expect("valid").command {
+            CommandSettings::PrintTable(p) => assert_eq!(p.format, PrintFormat::Csv),
+            CommandSettings::Dump(_) => unreachable!("print-table parsed"),
+        }
+        let cli = Cli::try_parse_from(["x", "print-table"]).expect("parses");
+        match Settings::from_cli(cli, true).expect("valid").command {
+            CommandSettings::PrintTable(p) => assert_eq!(p.format, PrintFormat::Table),
+            CommandSettings::Dump(_) => unreachable!("print-table parsed"),
+        }
+    }
+
+    #[test]
+    fn basic_auth_splits_user_and_password() {
+        let (user, password) = split_basic_auth(&Secret::new("ops:p:w".to_owned())).expect("valid");
+        assert_eq!(user, "ops");
+        assert_eq!(password.expect("password").expose(), "p:w");
+        assert!(split_basic_auth(&Secret::new(":nouser".to_owned())).is_err());
+    }
+
+    #[test]
+    fn global_connection_flags_work_after_the_command() {
+        let s = settings(&[
+            "print-table",
+            "--address",
+            "unix:///run/api.sock",
+            "--node-id",
+            "n1",
+        ])
+        .expect("valid");
+        assert_eq!(
+            s.connection.address,
+            Address::Unix(PathBuf::from("/run/api.sock"))
+        );
+        assert_eq!(s.node_id.as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn an_empty_node_id_is_refused() {
+        assert!(matches!(
+            settings(&["print-table", "--node-id", " "]),
+            Err(ConfigError::EmptyNodeId)
+        ));
+    }
+}

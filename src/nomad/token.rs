@@ -1,0 +1,165 @@
+//! The ACL token, from a flag/env value or from a file that is re-read whenever it changes (so a
+//! token rotated by Nomad's workload identity or by a secrets agent is picked up without a
+//! restart). The secret never appears in `Debug` output, logs or errors.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// A secret string whose `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Why the token file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("cannot read the token file {path} (--token-file): {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the token file {path} (--token-file) is empty; write the ACL token's secret ID into it"
+    )]
+    Empty { path: PathBuf },
+    #[error(
+        "the ACL token holds characters that cannot be sent in an HTTP header; check --token/NOMAD_TOKEN or --token-file"
+    )]
+    NotAHeaderValue,
+}
+
+/// Where the token comes from.
+#[derive(Debug)]
+pub enum TokenSource {
+    None,
+    Static(Secret),
+    File(TokenFile),
+}
+
+/// A token file and the version of it last read.
+#[derive(Debug)]
+pub struct TokenFile {
+    path: PathBuf,
+    cached: Mutex<Option<(FileStamp, Secret)>>,
+}
+
+/// What identifies a version of the file without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+impl TokenFile {
+    pub fn new(path: PathBuf) -> TokenFile {
+        TokenFile {
+            path,
+            cached: Mutex::new(None),
+        }
+    }
+
+    fn stamp(path: &Path) -> std::io::Result<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path)?;
+        Ok(FileStamp {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            inode: meta.ino(),
+        })
+    }
+
+    /// The current token: the cached one while the file is unchanged, else the file re-read.
+    fn current(&self) -> Result<Secret, TokenError> {
+        let read_error = |source| TokenError::Read {
+            path: self.path.clone(),
+            source,
+        };
+        let stamp = Self::stamp(&self.path).map_err(read_error)?;
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, secret)) = cached.as_ref()
+            && *seen == stamp
+        {
+            return Ok(secret.clone());
+        }
+        let text = std::fs::read_to_string(&self.path).map_err(read_error)?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(TokenError::Empty {
+                path: self.path.clone(),
+            });
+        }
+        let secret = Secret::new(token.to_owned());
+        *cached = Some((stamp, secret.clone()));
+        Ok(secret)
+    }
+}
+
+impl TokenSource {
+    /// The token to send with the next request, if any.
+    pub fn current(&self) -> Result<Option<Secret>, TokenError> {
+        match self {
+            TokenSource::None => Ok(None),
+            TokenSource::Static(secret) => Ok(Some(secret.clone())),
+            TokenSource::File(file) => file.current().map(Some),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_secret() {
+        let source = TokenSource::Static(Secret::new("s3cr3t-token".to_owned()));
+        assert!(!format!("{source:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_token_file_is_re_read_when_it_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first\n").expect("write");
+        let source = TokenSource::File(TokenFile::new(path.clone()));
+        assert_eq!(
+            source.current().expect("ok").expect("some").expose(),
+            "first"
+        );
+        // Replace the file the way a secrets agent does: a new inode, renamed into place.
+        let next = dir.path().join("token.new");
+        std::fs::write(&next, "second-longer").expect("write");
+        std::fs::rename(&next, &path).expect("rename");
+        assert_eq!(
+            source.current().expect("ok").expect("some").expose(),
+            "second-longer"
+        );
+    }
+
+    #[test]
+    fn an_empty_token_file_is_an_error_that_names_the_flag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "  \n").expect("write");
+        let err = TokenFile::new(path).current().expect_err("empty");
+        assert!(err.to_string().contains("--token-file"), "{err}");
+    }
+}

@@ -1,0 +1,321 @@
+//! Publishing a rendered table: only when its content differs from the file on disk, and then
+//! atomically (temp file in the same directory, mode set, written, mtime strictly later than the
+//! file it replaces, validated by re-reading, fsynced, renamed over the target, directory
+//! fsynced). Vector reloads a file table only when `mtime > last mtime`, and exits if a reload
+//! meets a bad file, so both the mtime rule and the validation are load-bearing.
+
+use std::fs::{self, File, Permissions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::render::{self, FileFormat, Validated, ValidationError};
+
+/// Why a table was not published. The target file is untouched in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the directory {dir} of the output file does not exist; create it (it must be on the same filesystem as the file)"
+    )]
+    NoDirectory { dir: PathBuf },
+    #[error("refusing to publish {path}: {source}")]
+    Invalid {
+        path: PathBuf,
+        source: ValidationError,
+    },
+    #[error(
+        "cannot give {path} an mtime later than the file it replaces ({previous:?}); is the clock or filesystem timestamp stuck?"
+    )]
+    MtimeNotAdvancing { path: PathBuf, previous: SystemTime },
+}
+
+/// What a publish did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The file already held these bytes: nothing written, mtime untouched, no reload due.
+    Unchanged,
+    /// The file was replaced.
+    Written(Validated),
+}
+
+/// What identifies the file as last written by us, so an unchanged file need not be re-read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    hash: blake3::Hash,
+    inode: u64,
+    len: u64,
+    modified: SystemTime,
+}
+
+/// Publishes tables to one path.
+#[derive(Debug)]
+pub struct Publisher {
+    path: PathBuf,
+    format: FileFormat,
+    mode: u32,
+    last: Option<Stamp>,
+}
+
+impl Publisher {
+    /// A publisher for `path`; `mode` is the file mode (e.g. `0o644`, so a Vector running as
+    /// another user can read it).
+    pub fn new(path: PathBuf, format: FileFormat, mode: u32) -> Publisher {
+        Publisher {
+            path,
+            format,
+            mode,
+            last: None,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The hash of the file's current content, or `None` if there is no file. Uses the stamp of
+    /// the last write while the file is still that one.
+    fn current_hash(&self) -> Result<Option<(blake3::Hash, fs::Metadata)>, PublishError> {
+        let meta = match fs::metadata(&self.path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(self.io("inspect", source)),
+        };
+        if let Some(last) = self.last
+            && last.inode == meta.ino()
+            && last.len == meta.len()
+            && meta.modified().ok() == Some(last.modified)
+        {
+            return Ok(Some((last.hash, meta)));
+        }
+        let bytes = fs::read(&self.path).map_err(|source| self.io("read", source))?;
+        Ok(Some((blake3::hash(&bytes), meta)))
+    }
+
+    fn io(&self, action: &'static str, source: std::io::Error) -> PublishError {
+        PublishError::Io {
+            action,
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Publishes `bytes` unless the file already holds exactly them.
+    pub fn publish(&mut self, bytes: &[u8]) -> Result<Outcome, PublishError> {
+        let hash = blake3::hash(bytes);
+        let current = self.current_hash()?;
+        if let Some((on_disk, _)) = &current
+            && *on_disk == hash
+        {
+            return Ok(Outcome::Unchanged);
+        }
+        let previous_mtime = current.as_ref().and_then(|(_, meta)| meta.modified().ok());
+        let dir = match self.path.parent() {
+            Some(p) if p.as_os_str().is_empty() => Path::new("."),
+            Some(p) => p,
+            None => Path::new("/"),
+        };
+        if !dir.is_dir() {
+            return Err(PublishError::NoDirectory {
+                dir: dir.to_owned(),
+            });
+        }
+        let file_name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut temp = tempfile::Builder::new()
+            .prefix(&format!(".{file_name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(|source| self.io("create a temporary file beside", source))?;
+        // Set explicitly: the mode given at creation would be reduced by the umask.
+        fs::set_permissions(temp.path(), Permissions::from_mode(self.mode))
+            .map_err(|source| self.io("set the mode of the temporary file for", source))?;
+        temp.write_all(bytes)
+            .map_err(|source| self.io("write the temporary file for", source))?;
+        temp.flush()
+            .map_err(|source| self.io("write the temporary file for", source))?;
+        let modified = advance_mtime(temp.as_file(), previous_mtime)
+            .map_err(|source| self.io("set the mtime of the temporary file for", source))?
+            .ok_or_else(|| PublishError::MtimeNotAdvancing {
+                path: self.path.clone(),
+                previous: previous_mtime.unwrap_or(SystemTime::UNIX_EPOCH),
+            })?;
+        // Validate exactly what is on disk, as Vector will read it.
+        let written = fs::read(temp.path())
+            .map_err(|source| self.io("re-read the temporary file for", source))?;
+        let validated =
+            render::validate(&written, self.format).map_err(|source| PublishError::Invalid {
+                path: self.path.clone(),
+                source,
+            })?;
+        temp.as_file()
+            .sync_all()
+            .map_err(|source| self.io("fsync the temporary file for", source))?;
+        let file = temp
+            .persist(&self.path)
+            .map_err(|e| self.io("rename the temporary file over", e.error))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| self.io("fsync the directory of", source))?;
+        let meta = file
+            .metadata()
+            .map_err(|source| self.io("inspect", source))?;
+        self.last = Some(Stamp {
+            hash,
+            inode: meta.ino(),
+            len: meta.len(),
+            modified,
+        });
+        Ok(Outcome::Written(validated))
+    }
+}
+
+/// Sets the file's mtime to now, or later than `previous` when now is not (same timestamp tick,
+/// clock stepped back). Steps grow to cover filesystems with coarse timestamps. Returns the mtime
+/// the file ended up with, or `None` if no step made it later.
+fn advance_mtime(file: &File, previous: Option<SystemTime>) -> std::io::Result<Option<SystemTime>> {
+    let now = SystemTime::now();
+    let Some(previous) = previous else {
+        file.set_modified(now)?;
+        return Ok(Some(file.metadata()?.modified()?));
+    };
+    let steps = [
+        Duration::from_nanos(1),
+        Duration::from_micros(1),
+        Duration::from_millis(1),
+        Duration::from_secs(1),
+        Duration::from_secs(2),
+    ];
+    for step in steps {
+        let wanted = now.max(previous + step);
+        file.set_modified(wanted)?;
+        let got = file.metadata()?.modified()?;
+        if got > previous {
+            return Ok(Some(got));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &[u8] = b"alloc_id,task\na1,web\n";
+    const OTHER: &[u8] = b"alloc_id,task\na1,web\na2,db\n";
+
+    fn publisher(dir: &Path) -> Publisher {
+        Publisher::new(dir.join("allocs.csv"), FileFormat::Csv, 0o644)
+    }
+
+    #[test]
+    fn unchanged_content_is_not_rewritten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut p = publisher(dir.path());
+        assert!(matches!(p.publish(TABLE), Ok(Outcome::Written(_))));
+        let before = fs::metadata(p.path()).expect("exists");
+        assert_eq!(p.publish(TABLE).expect("ok"), Outcome::Unchanged);
+        let after = fs::metadata(p.path()).expect("exists");
+        assert_eq!(before.modified().ok(), after.modified().ok());
+        assert_eq!(before.ino(), after.ino(), "no rename happened");
+    }
+
+    #[test]
+    fn a_fresh_publisher_compares_with_the_file_on_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        publisher(dir.path()).publish(TABLE).expect("first");
+        let mtime = fs::metadata(dir.path().join("allocs.csv"))
+            .and_then(|m| m.modified())
+            .ok();
+        // As after a restart: a new publisher with no memory of the last write.
+        assert_eq!(
+            publisher(dir.path()).publish(TABLE).expect("ok"),
+            Outcome::Unchanged
+        );
+        let again = fs::metadata(dir.path().join("allocs.csv"))
+            .and_then(|m| m.modified())
+            .ok();
+        assert_eq!(mtime, again);
+    }
+
+    #[test]
+    fn mtime_strictly_increases_even_within_one_tick() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut p = publisher(dir.path());
+        p.publish(TABLE).expect("first");
+        // Push the file's mtime into the future so that "now" is not later than it.
+        let future = SystemTime::now() + Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(p.path())
+            .and_then(|f| f.set_modified(future))
+            .expect("set mtime");
+        p.publish(OTHER).expect("second");
+        let second = fs::metadata(p.path())
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        assert!(second > future, "{second:?} must be later than {future:?}");
+        p.publish(TABLE).expect("third");
+        let third = fs::metadata(p.path())
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        assert!(third > second);
+    }
+
+    #[test]
+    fn the_file_gets_the_configured_mode_regardless_of_umask() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut p = Publisher::new(dir.path().join("t.csv"), FileFormat::Csv, 0o640);
+        p.publish(TABLE).expect("ok");
+        let mode = fs::metadata(p.path()).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        let mut p = Publisher::new(dir.path().join("u.csv"), FileFormat::Csv, 0o644);
+        p.publish(TABLE).expect("ok");
+        let mode = fs::metadata(p.path()).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+    }
+
+    #[test]
+    fn an_invalid_table_leaves_the_target_and_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut p = publisher(dir.path());
+        p.publish(TABLE).expect("ok");
+        let err = p
+            .publish(b"alloc_id,task\na1,web\na1,web\n")
+            .expect_err("duplicate");
+        assert!(matches!(err, PublishError::Invalid { .. }), "{err}");
+        assert_eq!(fs::read(p.path()).expect("still there"), TABLE);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["allocs.csv"]);
+    }
+
+    #[test]
+    fn a_missing_directory_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut p = Publisher::new(dir.path().join("nope/t.csv"), FileFormat::Csv, 0o644);
+        let err = p.publish(TABLE).expect_err("no dir");
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn a_file_changed_behind_our_back_is_re_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut p = publisher(dir.path());
+        p.publish(TABLE).expect("ok");
+        fs::write(p.path(), OTHER).expect("overwrite");
+        assert!(matches!(p.publish(TABLE), Ok(Outcome::Written(_))));
+        assert_eq!(fs::read(p.path()).expect("read"), TABLE);
+    }
+}

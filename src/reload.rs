@@ -1,0 +1,305 @@
+//! Telling Vector to reload its enrichment table, after a publish that changed the file and
+//! never otherwise. A signal goes only to the intended process: it is pinned with a pidfd (so a
+//! recycled PID cannot be hit between the checks and the signal), its name must match, and it
+//! must be at least a second old, because a SIGHUP that arrives before Vector installs its
+//! handler kills it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+
+/// A process younger than this is not signalled yet.
+pub const MIN_PROCESS_AGE: Duration = Duration::from_secs(1);
+
+/// How Vector is told to reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reloader {
+    /// Nothing is sent: Vector ≥ 0.49 with `--watch-config` reloads the table by itself.
+    None,
+    /// A signal to a local process.
+    Signal(SignalReload),
+}
+
+/// Where the process to signal is found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProcessTarget {
+    Pid(i32),
+    /// A file holding the PID, read at every reload (Vector may have restarted).
+    PidFile(PathBuf),
+}
+
+/// A signal reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignalReload {
+    pub target: ProcessTarget,
+    pub signal: Signal,
+    /// The process's name (`/proc/<pid>/comm`, or the basename of its `argv[0]`) must be this.
+    pub process_name: String,
+}
+
+/// What a reload did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// No reload is configured.
+    NotConfigured,
+    /// The signal was delivered.
+    Signalled { pid: i32, signal: &'static str },
+}
+
+/// Why Vector was not told. The table is published all the same; this is a warning.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("cannot read the Vector pidfile {path}: {source}")]
+    PidFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the Vector pidfile {path} does not hold a PID: {content:?}")]
+    BadPidFile { path: PathBuf, content: String },
+    #[error("no process with PID {pid}: is Vector running?")]
+    NoProcess { pid: i32 },
+    #[error(
+        "process {pid} is {found:?}, not {expected:?}: not signalling it (see --vector-process-name)"
+    )]
+    WrongProcess {
+        pid: i32,
+        found: String,
+        expected: String,
+    },
+    #[error("cannot inspect process {pid}: {source}")]
+    Inspect { pid: i32, source: std::io::Error },
+    #[error("cannot send {signal} to process {pid}: {source}")]
+    Send {
+        pid: i32,
+        signal: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// The signals a reload may use, by name.
+const SIGNALS: &[(&str, Signal)] = &[
+    ("SIGHUP", Signal::HUP),
+    ("SIGUSR1", Signal::USR1),
+    ("SIGUSR2", Signal::USR2),
+    ("SIGINT", Signal::INT),
+    ("SIGTERM", Signal::TERM),
+    ("SIGQUIT", Signal::QUIT),
+    ("SIGWINCH", Signal::WINCH),
+    ("SIGCONT", Signal::CONT),
+];
+
+/// Parses `SIGHUP`, `HUP` or `hup` (and the other signals in [`SIGNALS`]).
+pub fn parse_signal(name: &str) -> Result<Signal, String> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    SIGNALS
+        .iter()
+        .find(|(n, _)| *n == full)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| {
+            let known: Vec<&str> = SIGNALS.iter().map(|(n, _)| *n).collect();
+            format!("unknown signal {name:?}; use one of {}", known.join(", "))
+        })
+}
+
+fn signal_name(signal: Signal) -> &'static str {
+    SIGNALS
+        .iter()
+        .find(|(_, s)| *s == signal)
+        .map_or("signal", |(n, _)| n)
+}
+
+/// What `/proc/<pid>/stat` says about a process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ProcStat {
+    comm: String,
+    /// Clock ticks after boot at which the process started.
+    start_ticks: u64,
+}
+
+/// Parses `/proc/<pid>/stat`. The name sits in parentheses and may itself hold spaces and
+/// parentheses, so the fields after it are found from the last `)`.
+fn parse_stat(stat: &str) -> Option<ProcStat> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_owned();
+    // After ")": state is field 3; starttime is field 22, so index 19 of the rest.
+    let start_ticks = stat
+        .get(close + 1..)?
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
+    Some(ProcStat { comm, start_ticks })
+}
+
+/// Whether a process is the one we mean: its `comm` (truncated by the kernel to 15 bytes) or the
+/// basename of its `argv[0]` equals `expected`.
+fn name_matches(comm: &str, argv0: &str, expected: &str) -> bool {
+    let base = Path::new(argv0)
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    comm == expected || base == expected
+}
+
+fn process_age(pid: i32, stat: &ProcStat) -> Result<Duration, ReloadError> {
+    let inspect = |source| ReloadError::Inspect { pid, source };
+    let uptime = std::fs::read_to_string("/proc/uptime").map_err(inspect)?;
+    let uptime_secs: f64 = uptime
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| inspect(std::io::Error::other("unreadable /proc/uptime")))?;
+    let ticks = rustix::param::clock_ticks_per_second().max(1) as f64;
+    let started = stat.start_ticks as f64 / ticks;
+    Ok(Duration::from_secs_f64((uptime_secs - started).max(0.0)))
+}
+
+impl SignalReload {
+    fn pid(&self) -> Result<i32, ReloadError> {
+        match &self.target {
+            ProcessTarget::Pid(pid) => Ok(*pid),
+            ProcessTarget::PidFile(path) => {
+                let content =
+                    std::fs::read_to_string(path).map_err(|source| ReloadError::PidFile {
+                        path: path.clone(),
+                        source,
+                    })?;
+                content
+                    .trim()
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| ReloadError::BadPidFile {
+                        path: path.clone(),
+                        content: content.trim().chars().take(40).collect(),
+                    })
+            }
+        }
+    }
+
+    async fn send(&self) -> Result<ReloadOutcome, ReloadError> {
+        let pid = self.pid()?;
+        let raw = Pid::from_raw(pid).ok_or(ReloadError::NoProcess { pid })?;
+        let pidfd = pidfd_open(raw, PidfdFlags::empty()).map_err(|e| match e {
+            rustix::io::Errno::SRCH => ReloadError::NoProcess { pid },
+            other => ReloadError::Inspect {
+                pid,
+                source: other.into(),
+            },
+        })?;
+        // The pidfd now pins the process: if it exits and its PID is reused, sending through
+        // the pidfd fails instead of hitting the newcomer.
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+        let inspect = |source| ReloadError::Inspect { pid, source };
+        let stat_text = std::fs::read_to_string(proc_dir.join("stat")).map_err(inspect)?;
+        let stat = parse_stat(&stat_text)
+            .ok_or_else(|| inspect(std::io::Error::other("unparseable /proc/<pid>/stat")))?;
+        let cmdline = std::fs::read(proc_dir.join("cmdline")).unwrap_or_default();
+        let argv0 = String::from_utf8_lossy(cmdline.split(|b| *b == 0).next().unwrap_or_default())
+            .into_owned();
+        if !name_matches(&stat.comm, &argv0, &self.process_name) {
+            return Err(ReloadError::WrongProcess {
+                pid,
+                found: stat.comm,
+                expected: self.process_name.clone(),
+            });
+        }
+        let age = process_age(pid, &stat)?;
+        if age < MIN_PROCESS_AGE {
+            tokio::time::sleep(MIN_PROCESS_AGE - age).await;
+        }
+        let signal = signal_name(self.signal);
+        pidfd_send_signal(&pidfd, self.signal).map_err(|e| match e {
+            rustix::io::Errno::SRCH => ReloadError::NoProcess { pid },
+            other => ReloadError::Send {
+                pid,
+                signal,
+                source: other.into(),
+            },
+        })?;
+        Ok(ReloadOutcome::Signalled { pid, signal })
+    }
+}
+
+impl Reloader {
+    /// Tells Vector to reload. Call only after a publish that changed the file.
+    pub async fn reload(&self) -> Result<ReloadOutcome, ReloadError> {
+        match self {
+            Reloader::None => Ok(ReloadOutcome::NotConfigured),
+            Reloader::Signal(signal) => signal.send().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_with_or_without_prefix() {
+        assert_eq!(parse_signal("SIGHUP"), Ok(Signal::HUP));
+        assert_eq!(parse_signal("hup"), Ok(Signal::HUP));
+        assert_eq!(parse_signal("SIGUSR1"), Ok(Signal::USR1));
+        let err = parse_signal("SIGKILLME").expect_err("unknown");
+        assert!(err.contains("SIGHUP"), "{err}");
+        assert_eq!(signal_name(Signal::USR2), "SIGUSR2");
+    }
+
+    #[test]
+    fn stat_parsing_survives_odd_process_names() {
+        let stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let parsed = parse_stat(stat).expect("parses");
+        assert_eq!(parsed.comm, "my (odd) name");
+        assert_eq!(parsed.start_ticks, 987_654);
+        assert!(parse_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn names_match_on_comm_or_argv0_basename() {
+        assert!(name_matches("vector", "/usr/bin/vector", "vector"));
+        assert!(name_matches("tokio-runtime-w", "/usr/bin/vector", "vector"));
+        assert!(!name_matches("bash", "/bin/bash", "vector"));
+        assert!(!name_matches("vectorx", "vectorx", "vector"));
+    }
+
+    #[test]
+    fn our_own_process_is_found_and_aged() {
+        let pid = std::process::id() as i32;
+        let stat = parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat"))
+            .expect("parses");
+        let age = process_age(pid, &stat).expect("age");
+        assert!(age < Duration::from_secs(24 * 3600));
+    }
+
+    #[tokio::test]
+    async fn a_process_with_another_name_is_not_signalled() {
+        let reload = Reloader::Signal(SignalReload {
+            target: ProcessTarget::Pid(std::process::id() as i32),
+            signal: Signal::HUP,
+            process_name: "vector".to_owned(),
+        });
+        let err = reload.reload().await.expect_err("we are not vector");
+        assert!(matches!(err, ReloadError::WrongProcess { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_pidfile_is_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("vector.pid");
+        std::fs::write(&path, "not-a-pid\n").expect("write");
+        let reload = Reloader::Signal(SignalReload {
+            target: ProcessTarget::PidFile(path),
+            signal: Signal::HUP,
+            process_name: "vector".to_owned(),
+        });
+        let err = reload.reload().await.expect_err("bad pidfile");
+        assert!(matches!(err, ReloadError::BadPidFile { .. }), "{err}");
+    }
+}

@@ -1,0 +1,153 @@
+//! A stateful fake of the Nomad HTTP API, faithful to the facts in
+//! `shared/reference/nomad-api.md`, so that nomad-alloc-table is tested against what Nomad really
+//! answers. Tests build a [`Cluster`], start it with [`FakeNomad::start`] and mutate it while the
+//! program under test talks to it. The `fake-nomad` binary serves a generated cluster for demos
+//! and benchmarks.
+
+#![recursion_limit = "256"]
+
+pub mod generate;
+pub mod json;
+pub mod model;
+pub mod server;
+pub mod tls;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+pub use model::{
+    Agent, Allocation, ClientStatus, Cluster, Hook, Job, JobType, Node, Policy, Task, TaskGroup,
+};
+pub use server::{Fault, RecordedRequest};
+
+/// Where the fake listens.
+pub enum Listen {
+    /// Plain HTTP on a TCP address (`127.0.0.1:0` picks a free port).
+    Tcp(std::net::SocketAddr),
+    /// Plain HTTP on a unix socket, like a task's `NOMAD_UNIX_ADDR`.
+    Unix(PathBuf),
+    /// HTTPS with this server configuration (which may require client certificates).
+    Tls(std::net::SocketAddr, Arc<rustls::ServerConfig>),
+}
+
+/// A running fake Nomad. It serves from its own thread and runtime, so tests may be synchronous
+/// and run the real binary against it; dropping the handle stops it.
+pub struct FakeNomad {
+    shared: Arc<server::Shared>,
+    address: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeNomad {
+    /// Serves `cluster` over plain HTTP on a free loopback port.
+    pub fn start(cluster: Cluster) -> FakeNomad {
+        FakeNomad::start_on(cluster, Listen::Tcp(([127, 0, 0, 1], 0).into()))
+            .expect("bind a loopback port")
+    }
+
+    /// Serves `cluster` on the given listener.
+    pub fn start_on(cluster: Cluster, listen: Listen) -> std::io::Result<FakeNomad> {
+        let shared = Arc::new(server::Shared::new(cluster));
+        let app = server::router(shared.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (address, serve): (String, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) =
+            match listen {
+                Listen::Tcp(addr) => {
+                    let listener = runtime.block_on(tokio::net::TcpListener::bind(addr))?;
+                    let address = format!("http://{}", listener.local_addr()?);
+                    let serve = async move {
+                        let _ = axum::serve(listener, app).await;
+                    };
+                    (address, Box::pin(serve))
+                }
+                Listen::Unix(path) => {
+                    let listener = {
+                        let _guard = runtime.enter();
+                        tokio::net::UnixListener::bind(&path)?
+                    };
+                    let address = format!("unix://{}", path.display());
+                    let serve = async move {
+                        let _ = axum::serve(listener, app).await;
+                    };
+                    (address, Box::pin(serve))
+                }
+                Listen::Tls(addr, config) => {
+                    let listener = runtime.block_on(tokio::net::TcpListener::bind(addr))?;
+                    let address = format!("https://{}", listener.local_addr()?);
+                    let serve = async move {
+                        let _ = axum::serve(tls::TlsListener::new(listener, config), app).await;
+                    };
+                    (address, Box::pin(serve))
+                }
+            };
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("fake-nomad".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::select! {
+                        () = serve => {}
+                        _ = stop => {}
+                    }
+                });
+            })?;
+        Ok(FakeNomad {
+            shared,
+            address,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    /// The address to give a client: `http://…`, `https://…` or `unix:///…`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Changes the cluster; blocking queries waiting on it wake up afterwards.
+    pub fn update<R>(&self, change: impl FnOnce(&mut Cluster) -> R) -> R {
+        let (result, index) = {
+            let mut cluster = self.shared.cluster();
+            let result = change(&mut cluster);
+            (result, cluster.index)
+        };
+        self.shared.index.send_replace(index);
+        result
+    }
+
+    /// Reads the cluster.
+    pub fn read<R>(&self, look: impl FnOnce(&Cluster) -> R) -> R {
+        look(&self.shared.cluster())
+    }
+
+    /// Makes every request fail this way (or, with `None`, work again).
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        *self.shared.fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
+    }
+
+    /// Every request received so far, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for FakeNomad {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,535 @@
+//! The HTTP API of the fake: the endpoints nomad-alloc-table uses, with Nomad's status codes,
+//! error bodies, headers, ACL rules and blocking-query semantics (`index`/`wait`, a 300 s cap
+//! plus jitter, wake only when the index passes `index`).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::json;
+use crate::model::{Cluster, Policy};
+
+/// The longest a blocking query may wait (`MaxBlockingRPCQueryTime`).
+const MAX_BLOCKING_WAIT: Duration = Duration::from_secs(300);
+
+/// A failure the fake answers every API request with, until cleared.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// A status with a text/plain body, e.g. `500` `rpc error: No cluster leader`.
+    Status(u16, String),
+    /// `200 OK` with `application/json` but a body that is not valid JSON.
+    MalformedJson,
+}
+
+/// One request the fake received, for tests that check what a client sent.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub token: Option<String>,
+    pub authorization: Option<String>,
+}
+
+/// State shared by the handlers and the test's handle.
+pub struct Shared {
+    pub cluster: Mutex<Cluster>,
+    pub index: watch::Sender<u64>,
+    pub fault: Mutex<Option<Fault>>,
+    pub requests: Mutex<Vec<RecordedRequest>>,
+}
+
+impl Shared {
+    pub fn new(cluster: Cluster) -> Shared {
+        let index = cluster.index;
+        Shared {
+            cluster: Mutex::new(cluster),
+            index: watch::Sender::new(index),
+            fault: Mutex::new(None),
+            requests: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn cluster(&self) -> MutexGuard<'_, Cluster> {
+        self.cluster.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+type AppState = Arc<Shared>;
+
+/// The router for all endpoints.
+pub fn router(shared: AppState) -> Router {
+    Router::new()
+        .route("/v1/agent/self", get(agent_self))
+        .route("/v1/node/{node_id}", get(node))
+        .route("/v1/node/{node_id}/allocations", get(node_allocations))
+        .route("/v1/allocation/{alloc_id}", get(allocation))
+        .route("/v1/allocations", get(allocations))
+        .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found") })
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            record_and_fault,
+        ))
+        .with_state(shared)
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.into(),
+    )
+        .into_response()
+}
+
+/// An error answer: a status with Nomad's text/plain body.
+struct ApiError {
+    status: StatusCode,
+    body: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, body: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: body.into(),
+        }
+    }
+
+    fn forbidden() -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "Permission denied")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        text(self.status, self.body)
+    }
+}
+
+async fn record_and_fault(
+    State(shared): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    let header_text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let recorded = RecordedRequest {
+        method: request.method().to_string(),
+        path: request.uri().path().to_owned(),
+        query: request.uri().query().unwrap_or_default().to_owned(),
+        token: header_text("x-nomad-token"),
+        authorization: header_text("authorization"),
+    };
+    shared
+        .requests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(recorded);
+    let fault = shared
+        .fault
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    match fault {
+        None => next.run(request).await,
+        Some(Fault::Status(code, body)) => text(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body,
+        ),
+        Some(Fault::MalformedJson) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "[{\"ID\": \"3f1c\", \"Job\": {\"TaskGroups\": [",
+        )
+            .into_response(),
+    }
+}
+
+/// The caller's policy, or the response to send when its token is unknown. With ACLs disabled
+/// everything is allowed; without a token the anonymous policy (nothing) applies.
+fn policy(cluster: &Cluster, headers: &HeaderMap) -> Result<Policy, ApiError> {
+    if !cluster.acl_enabled {
+        return Ok(Policy::management());
+    }
+    let from_header = headers.get("x-nomad-token").and_then(|v| v.to_str().ok());
+    let from_bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match from_header.or(from_bearer).filter(|t| !t.is_empty()) {
+        None => Ok(Policy::default()),
+        Some(secret) => cluster
+            .tokens
+            .get(secret)
+            .cloned()
+            .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "ACL token not found")),
+    }
+}
+
+/// `index` and `wait`, parsed the way Nomad's `parseWait` does.
+struct Blocking {
+    min_index: u64,
+    wait: Duration,
+}
+
+#[derive(Deserialize)]
+struct BlockingQuery {
+    index: Option<String>,
+    wait: Option<String>,
+}
+
+impl Blocking {
+    fn parse(query: &BlockingQuery) -> Result<Blocking, ApiError> {
+        let min_index = match &query.index {
+            None => 0,
+            Some(raw) => raw
+                .parse::<u64>()
+                .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "Invalid index"))?,
+        };
+        let wait = match &query.wait {
+            None => MAX_BLOCKING_WAIT,
+            Some(raw) => parse_go_duration(raw)
+                .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "Invalid wait time"))?,
+        };
+        Ok(Blocking {
+            min_index,
+            wait: wait.min(MAX_BLOCKING_WAIT),
+        })
+    }
+}
+
+/// Parses a Go duration such as `300ms`, `5s` or `1m30s`.
+pub fn parse_go_duration(raw: &str) -> Option<Duration> {
+    if raw == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = raw;
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&n| n > 0)?;
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += Duration::from_secs_f64(number * scale);
+    }
+    Some(total)
+}
+
+/// Answers a read, blocking until its index passes `index` or `wait` (plus up to wait/16 of
+/// jitter) runs out. `read` returns the index and body, or an error response.
+async fn blocking_read<F>(shared: &Shared, blocking: Blocking, read: F) -> Response
+where
+    F: Fn(&Cluster) -> Result<(u64, Value), ApiError>,
+{
+    let jitter = blocking.wait.mul_f64(fastrand::f64() / 16.0);
+    let deadline = tokio::time::Instant::now() + blocking.wait + jitter;
+    let mut changes = shared.index.subscribe();
+    loop {
+        let (index, body) = {
+            let cluster = shared.cluster();
+            match read(&cluster) {
+                Ok(answer) => answer,
+                Err(error) => return error.into_response(),
+            }
+        };
+        let satisfied = blocking.min_index == 0 || index > blocking.min_index;
+        let timed_out = tokio::time::Instant::now() >= deadline;
+        if satisfied || timed_out {
+            return json_response(index, &body);
+        }
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_ok_and(|changed| changed.is_err())
+        {
+            // The fake is shutting down.
+            return json_response(index, &body);
+        }
+    }
+}
+
+fn json_response(index: u64, body: &Value) -> Response {
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(body).expect("JSON values serialize"),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert("x-nomad-index", HeaderValue::from(index));
+    headers.insert("x-nomad-knownleader", HeaderValue::from_static("true"));
+    headers.insert("x-nomad-lastcontact", HeaderValue::from_static("0"));
+    response
+}
+
+async fn agent_self(State(shared): State<AppState>, headers: HeaderMap) -> Response {
+    let cluster = shared.cluster();
+    match policy(&cluster, &headers) {
+        Err(error) => error.into_response(),
+        Ok(p) if !(p.management || p.agent_read) => ApiError::forbidden().into_response(),
+        Ok(_) => {
+            let body =
+                serde_json::to_vec(&json::agent_self(&cluster)).expect("JSON values serialize");
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn node(
+    State(shared): State<AppState>,
+    Path(node_id): Path<String>,
+    Query(query): Query<BlockingQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let blocking = match Blocking::parse(&query) {
+        Ok(b) => b,
+        Err(error) => return error.into_response(),
+    };
+    blocking_read(&shared, blocking, |cluster| {
+        let p = policy(cluster, &headers)?;
+        if !(p.management || p.node_read) {
+            return Err(ApiError::forbidden());
+        }
+        let node = cluster
+            .nodes
+            .get(&node_id)
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "node not found"))?;
+        Ok((node.modify_index, json::node(node)))
+    })
+    .await
+}
+
+async fn node_allocations(
+    State(shared): State<AppState>,
+    Path(node_id): Path<String>,
+    Query(query): Query<BlockingQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let blocking = match Blocking::parse(&query) {
+        Ok(b) => b,
+        Err(error) => return error.into_response(),
+    };
+    blocking_read(&shared, blocking, |cluster| {
+        let p = policy(cluster, &headers)?;
+        if !(p.management || p.node_read) {
+            return Err(ApiError::forbidden());
+        }
+        // Allocations in namespaces the token cannot read are silently dropped.
+        let allocs: Vec<Value> = cluster
+            .node_allocations(&node_id)
+            .into_iter()
+            .filter(|a| p.allows_namespace(&a.namespace, "read-job"))
+            .map(|a| json::allocation(a, true))
+            .collect();
+        Ok((
+            cluster.node_allocations_index(&node_id),
+            Value::Array(allocs),
+        ))
+    })
+    .await
+}
+
+async fn allocation(
+    State(shared): State<AppState>,
+    Path(alloc_id): Path<String>,
+    Query(query): Query<BlockingQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let blocking = match Blocking::parse(&query) {
+        Ok(b) => b,
+        Err(error) => return error.into_response(),
+    };
+    blocking_read(&shared, blocking, |cluster| {
+        let p = policy(cluster, &headers)?;
+        let alloc = cluster
+            .allocations
+            .get(&alloc_id)
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "alloc not found"))?;
+        if !p.allows_namespace(&alloc.namespace, "read-job") {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("Unknown allocation \"{alloc_id}\""),
+            ));
+        }
+        Ok((alloc.modify_index, json::allocation(alloc, true)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    index: Option<String>,
+    wait: Option<String>,
+    namespace: Option<String>,
+    prefix: Option<String>,
+    filter: Option<String>,
+    task_states: Option<bool>,
+    resources: Option<bool>,
+}
+
+async fn allocations(
+    State(shared): State<AppState>,
+    Query(query): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let blocking = match Blocking::parse(&BlockingQuery {
+        index: query.index.clone(),
+        wait: query.wait.clone(),
+    }) {
+        Ok(b) => b,
+        Err(error) => return error.into_response(),
+    };
+    let filter = match query.filter.as_deref().map(Filter::parse).transpose() {
+        Ok(f) => f,
+        Err(message) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("failed to read filter expression: {message}"),
+            );
+        }
+    };
+    let namespace = query
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_owned());
+    blocking_read(&shared, blocking, |cluster| {
+        let p = policy(cluster, &headers)?;
+        if namespace != "*" && !p.allows_namespace(&namespace, "read-job") {
+            return Err(ApiError::forbidden());
+        }
+        let mut matching: Vec<_> = cluster
+            .allocations
+            .values()
+            .filter(|a| namespace == "*" || a.namespace == namespace)
+            .filter(|a| p.allows_namespace(&a.namespace, "read-job"))
+            .filter(|a| {
+                query
+                    .prefix
+                    .as_ref()
+                    .is_none_or(|pre| a.id.starts_with(pre))
+            })
+            .filter(|a| {
+                filter
+                    .as_ref()
+                    .is_none_or(|f| f.matches(&json::allocation(a, true)))
+            })
+            .collect();
+        if query.prefix.is_some() {
+            matching.sort_by(|a, b| a.id.cmp(&b.id));
+        } else {
+            matching.sort_by_key(|a| a.create_index);
+        }
+        let stubs = matching
+            .into_iter()
+            .map(|a| {
+                json::allocation_stub(
+                    a,
+                    query.task_states.unwrap_or(true),
+                    query.resources.unwrap_or(false),
+                )
+            })
+            .collect();
+        Ok((cluster.allocs_table_index, Value::Array(stubs)))
+    })
+    .await
+}
+
+/// The subset of go-bexpr the fake understands: `Selector == "value"` and `!=`, joined by
+/// `and`, evaluated against the full allocation (as Nomad's paginator does).
+struct Filter {
+    clauses: Vec<(Vec<String>, bool, String)>,
+}
+
+impl Filter {
+    fn parse(expression: &str) -> Result<Filter, String> {
+        let clauses = expression
+            .split(" and ")
+            .map(|clause| {
+                let (selector, equal, value) = if let Some((s, v)) = clause.split_once("!=") {
+                    (s, false, v)
+                } else if let Some((s, v)) = clause.split_once("==") {
+                    (s, true, v)
+                } else {
+                    return Err(format!("unsupported expression {clause:?}"));
+                };
+                let value = value.trim();
+                let value = value
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .ok_or_else(|| format!("value {value:?} must be a quoted string"))?;
+                let path = selector.trim().split('.').map(str::to_owned).collect();
+                Ok((path, equal, value.to_owned()))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Filter { clauses })
+    }
+
+    fn matches(&self, alloc: &Value) -> bool {
+        self.clauses.iter().all(|(path, equal, expected)| {
+            let found = path
+                .iter()
+                .try_fold(alloc, |v, key| v.get(key))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            (found == expected) == *equal
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_parse_like_go() {
+        assert_eq!(parse_go_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_go_duration("300ms"), Some(Duration::from_millis(300)));
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_go_duration("5"), None);
+        assert_eq!(parse_go_duration("soon"), None);
+    }
+
+    #[test]
+    fn filters_match_nested_fields() {
+        let f = Filter::parse(r#"NodeID == "n1" and Job.ParentID != """#).expect("parses");
+        let alloc = serde_json::json!({"NodeID": "n1", "Job": {"ParentID": "p"}});
+        assert!(f.matches(&alloc));
+        let other = serde_json::json!({"NodeID": "n1", "Job": {"ParentID": ""}});
+        assert!(!f.matches(&other));
+        assert!(Filter::parse("NodeID matches x").is_err());
+    }
+}
