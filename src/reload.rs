@@ -11,6 +11,9 @@ use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 /// A process younger than this is not signalled yet.
 pub const MIN_PROCESS_AGE: Duration = Duration::from_secs(1);
+/// Process start time and uptime are read in clock ticks (10 ms): wait this much longer so that
+/// rounding can never make a younger process look old enough.
+const AGE_ROUNDING_MARGIN: Duration = Duration::from_millis(20);
 
 /// How Vector is told to reload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -212,8 +215,9 @@ impl SignalReload {
             });
         }
         let age = process_age(pid, &stat)?;
-        if age < MIN_PROCESS_AGE {
-            tokio::time::sleep(MIN_PROCESS_AGE - age).await;
+        let needed = MIN_PROCESS_AGE + AGE_ROUNDING_MARGIN;
+        if age < needed {
+            tokio::time::sleep(needed - age).await;
         }
         let signal = signal_name(self.signal);
         pidfd_send_signal(&pidfd, self.signal).map_err(|e| match e {

@@ -49,50 +49,65 @@ impl FakeNomad {
             .expect("bind a loopback port")
     }
 
-    /// Serves `cluster` on the given listener.
+    /// Serves `cluster` on the given listener. Binding happens here, on the caller's thread (so
+    /// errors surface at once); serving happens on the fake's own thread and runtime, so this may
+    /// be called from synchronous tests and from inside another runtime alike.
     pub fn start_on(cluster: Cluster, listen: Listen) -> std::io::Result<FakeNomad> {
+        enum Bound {
+            Tcp(std::net::TcpListener),
+            Unix(std::os::unix::net::UnixListener),
+            Tls(std::net::TcpListener, Arc<rustls::ServerConfig>),
+        }
+        let (bound, address) = match listen {
+            Listen::Tcp(addr) => {
+                let listener = std::net::TcpListener::bind(addr)?;
+                let address = format!("http://{}", listener.local_addr()?);
+                (Bound::Tcp(listener), address)
+            }
+            Listen::Unix(path) => {
+                let listener = std::os::unix::net::UnixListener::bind(&path)?;
+                (Bound::Unix(listener), format!("unix://{}", path.display()))
+            }
+            Listen::Tls(addr, config) => {
+                let listener = std::net::TcpListener::bind(addr)?;
+                let address = format!("https://{}", listener.local_addr()?);
+                (Bound::Tls(listener, config), address)
+            }
+        };
+        match &bound {
+            Bound::Tcp(l) | Bound::Tls(l, _) => l.set_nonblocking(true)?,
+            Bound::Unix(l) => l.set_nonblocking(true)?,
+        }
         let shared = Arc::new(server::Shared::new(cluster));
         let app = server::router(shared.clone());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (address, serve): (String, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) =
-            match listen {
-                Listen::Tcp(addr) => {
-                    let listener = runtime.block_on(tokio::net::TcpListener::bind(addr))?;
-                    let address = format!("http://{}", listener.local_addr()?);
-                    let serve = async move {
-                        let _ = axum::serve(listener, app).await;
-                    };
-                    (address, Box::pin(serve))
-                }
-                Listen::Unix(path) => {
-                    let listener = {
-                        let _guard = runtime.enter();
-                        tokio::net::UnixListener::bind(&path)?
-                    };
-                    let address = format!("unix://{}", path.display());
-                    let serve = async move {
-                        let _ = axum::serve(listener, app).await;
-                    };
-                    (address, Box::pin(serve))
-                }
-                Listen::Tls(addr, config) => {
-                    let listener = runtime.block_on(tokio::net::TcpListener::bind(addr))?;
-                    let address = format!("https://{}", listener.local_addr()?);
-                    let serve = async move {
-                        let _ = axum::serve(tls::TlsListener::new(listener, config), app).await;
-                    };
-                    (address, Box::pin(serve))
-                }
-            };
         let (shutdown, stop) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("fake-nomad".to_owned())
             .spawn(move || {
                 runtime.block_on(async move {
+                    let serve = async move {
+                        match bound {
+                            Bound::Tcp(l) => {
+                                axum::serve(tokio::net::TcpListener::from_std(l)?, app).await
+                            }
+                            Bound::Unix(l) => {
+                                axum::serve(tokio::net::UnixListener::from_std(l)?, app).await
+                            }
+                            Bound::Tls(l, config) => {
+                                let tcp = tokio::net::TcpListener::from_std(l)?;
+                                axum::serve(tls::TlsListener::new(tcp, config), app).await
+                            }
+                        }
+                    };
                     tokio::select! {
-                        () = serve => {}
+                        served = serve => {
+                            if let Err(e) = served {
+                                eprintln!("fake-nomad: serving failed: {e}");
+                            }
+                        }
                         _ = stop => {}
                     }
                 });

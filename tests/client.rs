@@ -1,0 +1,174 @@
+//! The typed client against the fake: blocking queries, `X-Nomad-Index` semantics and error
+//! answers, as the daemon will rely on them.
+
+use std::time::Duration;
+
+use fake_nomad::{ClientStatus, FakeNomad, Job, Node, Task, TaskGroup};
+use nomad_alloc_table::nomad::{
+    Address, Blocking, ConnectionSettings, Error, NomadClient, TlsSettings, TokenSource,
+};
+
+use crate::util::cluster_with_node;
+
+fn client(fake: &FakeNomad) -> NomadClient {
+    NomadClient::new(ConnectionSettings {
+        address: Address::parse(fake.address()).expect("address"),
+        token: TokenSource::None,
+        region: None,
+        tls: TlsSettings::default(),
+        basic_auth: None,
+    })
+    .expect("client")
+}
+
+fn two_node_cluster() -> (fake_nomad::Cluster, String, String, String) {
+    let (mut cluster, node) = cluster_with_node();
+    let other = cluster.add_node(Node::new("client-2"));
+    cluster.register_job(
+        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
+    );
+    let alloc = cluster.place("default", "web", "api", &node);
+    (cluster, node, other, alloc)
+}
+
+#[tokio::test]
+async fn the_listing_index_is_the_largest_modify_index_of_the_node() {
+    let (cluster, node, other, alloc) = two_node_cluster();
+    let fake = FakeNomad::start(cluster);
+    let c = client(&fake);
+    let listed = c
+        .node_allocations(&node, Blocking::default())
+        .await
+        .expect("listed");
+    let modify_index = fake.read(|c| c.allocation(&alloc).modify_index);
+    assert_eq!(listed.index, Some(modify_index));
+    assert_eq!(listed.value.len(), 1);
+    // Work on another node does not move this node's index.
+    fake.update(|c| {
+        let id = c.place("default", "web", "api", &other);
+        c.set_client_status(&id, ClientStatus::Running);
+    });
+    let again = c
+        .node_allocations(&node, Blocking::default())
+        .await
+        .expect("listed");
+    assert_eq!(again.index, Some(modify_index));
+}
+
+#[tokio::test]
+async fn a_blocking_query_returns_when_the_node_changes() {
+    let (cluster, node, _other, alloc) = two_node_cluster();
+    let fake = FakeNomad::start(cluster);
+    let c = client(&fake);
+    let first = c
+        .node_allocations(&node, Blocking::default())
+        .await
+        .expect("listed");
+    let index = first.index.expect("indexed");
+    let requests_before = fake.requests().len();
+    let blocked = tokio::spawn({
+        let c = client(&fake);
+        let node = node.clone();
+        async move {
+            c.node_allocations(
+                &node,
+                Blocking {
+                    index,
+                    wait: Some(Duration::from_secs(60)),
+                },
+            )
+            .await
+        }
+    });
+    // Explicit synchronisation: change the node only once the blocking request has arrived.
+    while fake.requests().len() == requests_before {
+        tokio::task::yield_now().await;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    fake.update(|c| c.set_client_status(&alloc, ClientStatus::Running));
+    let woke = blocked.await.expect("joined").expect("answered");
+    assert!(woke.index.expect("indexed") > index);
+    assert_eq!(woke.value[0].client_status, "running");
+}
+
+#[tokio::test]
+async fn a_blocking_query_without_change_returns_the_same_index_after_wait() {
+    let (cluster, node, _other, _alloc) = two_node_cluster();
+    let fake = FakeNomad::start(cluster);
+    let c = client(&fake);
+    let index = c
+        .node_allocations(&node, Blocking::default())
+        .await
+        .expect("listed")
+        .index
+        .expect("indexed");
+    let answer = c
+        .node_allocations(
+            &node,
+            Blocking {
+                index,
+                wait: Some(Duration::from_millis(200)),
+            },
+        )
+        .await
+        .expect("answered at the end of the wait");
+    assert_eq!(answer.index, Some(index));
+    let request = fake.requests().pop().expect("recorded");
+    assert!(
+        request.query.contains(&format!("index={index}")) && request.query.contains("wait=200ms")
+    );
+}
+
+#[tokio::test]
+async fn garbage_collection_can_move_the_index_backwards() {
+    let (mut cluster, node, _other, first) = two_node_cluster();
+    let second = cluster.place("default", "web", "api", &node);
+    let fake = FakeNomad::start(cluster);
+    let c = client(&fake);
+    let before = c
+        .node_allocations(&node, Blocking::default())
+        .await
+        .expect("listed")
+        .index;
+    fake.update(|c| c.gc(&second));
+    let after = c
+        .node_allocations(&node, Blocking::default())
+        .await
+        .expect("listed");
+    assert!(after.index < before);
+    assert_eq!(
+        after.index,
+        Some(fake.read(|c| c.allocation(&first).modify_index))
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_node_lists_no_allocations_but_has_no_node() {
+    let (cluster, ..) = two_node_cluster();
+    let fake = FakeNomad::start(cluster);
+    let c = client(&fake);
+    let listed = c
+        .node_allocations("no-such-node", Blocking::default())
+        .await
+        .expect("200 []");
+    assert!(listed.value.is_empty());
+    let err = c.node("no-such-node").await.expect_err("404");
+    assert!(matches!(err, Error::Status { status: 404, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_single_allocation_comes_with_its_job() {
+    let (cluster, _node, _other, alloc) = two_node_cluster();
+    let fake = FakeNomad::start(cluster);
+    let c = client(&fake);
+    let answer = c
+        .allocation(&alloc, Blocking::default())
+        .await
+        .expect("found");
+    assert_eq!(answer.value.job.expect("job").id, "web");
+    let err = c
+        .allocation("missing", Blocking::default())
+        .await
+        .expect_err("404");
+    assert!(err.to_string().contains("alloc not found"), "{err}");
+}

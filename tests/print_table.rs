@@ -1,0 +1,83 @@
+//! `print-table`: the same table on stdout, in the three formats.
+
+use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
+
+use crate::util::{bin_at, cluster_with_node};
+
+fn fake() -> (FakeNomad, Vec<String>) {
+    let (mut cluster, node) = cluster_with_node();
+    cluster.register_job(
+        Job::service("web").meta("owner", "team, \"a\"").group(
+            TaskGroup::new("api")
+                .task(Task::new("server", "docker"))
+                .task(Task::new("sidecar", "exec")),
+        ),
+    );
+    let ids = (0..2)
+        .map(|_| cluster.place("default", "web", "api", &node))
+        .collect();
+    (FakeNomad::start(cluster), ids)
+}
+
+fn print(fake: &FakeNomad, format: &str) -> Vec<u8> {
+    bin_at(fake.address())
+        .args(["print-table", "--meta", "owner", "--format", format])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone()
+}
+
+#[test]
+fn csv_and_json_are_byte_for_byte_what_dump_writes() {
+    let (fake, _) = fake();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for format in ["csv", "json"] {
+        let path = dir.path().join(format!("t.{format}"));
+        bin_at(fake.address())
+            .args(["dump", "--meta", "owner", "--format", format, "-o"])
+            .arg(&path)
+            .assert()
+            .success();
+        assert_eq!(
+            print(&fake, format),
+            std::fs::read(&path).expect("written"),
+            "{format}"
+        );
+    }
+}
+
+#[test]
+fn table_format_is_aligned_for_people() {
+    let (fake, ids) = fake();
+    let text = String::from_utf8(print(&fake, "table")).expect("utf8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(lines[0].starts_with("ALLOC_ID"));
+    let task_column = lines[0].find("TASK").expect("TASK header");
+    for line in &lines[1..] {
+        let task = &line[task_column..];
+        assert!(
+            task.starts_with("server") || task.starts_with("sidecar"),
+            "{line}"
+        );
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert!(lines[1].starts_with(&sorted[0]));
+    assert!(text.contains("team, \"a\""));
+}
+
+#[test]
+fn off_a_terminal_the_default_is_csv() {
+    let (fake, _) = fake();
+    let default = bin_at(fake.address())
+        .args(["print-table", "--meta", "owner"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(default, print(&fake, "csv"));
+}

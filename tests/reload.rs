@@ -1,0 +1,196 @@
+//! Reloading Vector after a changed publish, and only then, and only the intended process. The
+//! stand-in for Vector is bash copied to a file named `vector` (so the kernel calls it `vector`),
+//! recording every signal it receives in a log file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
+use predicates::str::contains;
+use rustix::process::{Pid, Signal, kill_process};
+
+use crate::util::{bin_at, cluster_with_node};
+
+/// A process named `name` that logs `ready`, and then each HUP, USR1 and USR2 it receives,
+/// with the time, to a file.
+struct SignalRecorder {
+    child: Child,
+    log: PathBuf,
+}
+
+impl SignalRecorder {
+    fn spawn(dir: &Path, name: &str) -> SignalRecorder {
+        let exe = dir.join(name);
+        std::fs::copy("/bin/bash", &exe).expect("copy bash");
+        let log = dir.join(format!("{name}.log"));
+        let script = r#"
+            for sig in HUP USR1 USR2; do trap "echo $sig \$EPOCHREALTIME >> \"\$LOG\"" $sig; done
+            echo ready $EPOCHREALTIME >> "$LOG"
+            while :; do sleep 0.02; done
+        "#;
+        let child = Command::new(&exe)
+            .arg("-c")
+            .arg(script)
+            .env("LOG", &log)
+            .spawn()
+            .expect("spawn");
+        let recorder = SignalRecorder { child, log };
+        recorder.wait_for(1);
+        recorder
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn entries(&self) -> Vec<(String, f64)> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| {
+                let (name, time) = line.split_once(' ').expect("name and time");
+                (name.to_owned(), time.parse().expect("time"))
+            })
+            .collect()
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.entries().into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// Waits (bounded) until the log has `count` entries.
+    fn wait_for(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.entries().len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "only {:?} in the log",
+                self.names()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends USR2 as a marker and waits for it: every signal sent before it has been handled
+    /// by then (HUP and USR1 have lower numbers and are delivered first).
+    fn sync(&self) {
+        let expected = self.entries().len() + 1;
+        kill_process(Pid::from_raw(self.pid()).expect("pid"), Signal::USR2).expect("send marker");
+        self.wait_for(expected);
+    }
+}
+
+impl Drop for SignalRecorder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fake_with_one_alloc() -> (FakeNomad, String) {
+    let (mut cluster, node) = cluster_with_node();
+    cluster.register_job(
+        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
+    );
+    cluster.place("default", "web", "api", &node);
+    (FakeNomad::start(cluster), node)
+}
+
+#[test]
+fn a_changed_table_reloads_vector_once_and_an_unchanged_one_never() {
+    let (fake, node) = fake_with_one_alloc();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vector = SignalRecorder::spawn(dir.path(), "vector");
+    let table = dir.path().join("allocs.csv");
+    let dump = || {
+        let mut cmd = bin_at(fake.address());
+        cmd.args(["dump", "--vector-pid", &vector.pid().to_string(), "-o"])
+            .arg(&table);
+        cmd
+    };
+    dump()
+        .assert()
+        .success()
+        .stderr(contains("Vector told to reload"));
+    vector.sync();
+    assert_eq!(vector.names(), ["ready", "HUP", "USR2"]);
+    let entries = vector.entries();
+    assert!(
+        entries[1].1 - entries[0].1 >= 0.95,
+        "a process younger than a second must not be signalled: {entries:?}"
+    );
+
+    dump().assert().success().stderr(contains("unchanged"));
+    vector.sync();
+    assert_eq!(
+        vector.names(),
+        ["ready", "HUP", "USR2", "USR2"],
+        "no reload for unchanged content"
+    );
+
+    fake.update(|c| {
+        c.place("default", "web", "api", &node);
+    });
+    dump().assert().success();
+    vector.sync();
+    assert_eq!(
+        vector.names(),
+        ["ready", "HUP", "USR2", "USR2", "HUP", "USR2"]
+    );
+}
+
+#[test]
+fn a_process_with_another_name_is_never_signalled() {
+    let (fake, _node) = fake_with_one_alloc();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let impostor = SignalRecorder::spawn(dir.path(), "not-vector");
+    let table = dir.path().join("allocs.csv");
+    bin_at(fake.address())
+        .args(["dump", "--vector-pid", &impostor.pid().to_string(), "-o"])
+        .arg(&table)
+        .assert()
+        .success()
+        .stderr(contains("not signalling"));
+    impostor.sync();
+    assert_eq!(impostor.names(), ["ready", "USR2"]);
+    assert!(
+        table.exists(),
+        "the table is published even when the reload is refused"
+    );
+}
+
+#[test]
+fn a_pidfile_and_a_custom_signal_are_honoured() {
+    let (fake, _node) = fake_with_one_alloc();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vector = SignalRecorder::spawn(dir.path(), "vector");
+    let pidfile = dir.path().join("vector.pid");
+    std::fs::write(&pidfile, format!("{}\n", vector.pid())).expect("write pidfile");
+    bin_at(fake.address())
+        .args(["dump", "--reload-signal", "SIGUSR1", "--vector-pidfile"])
+        .arg(&pidfile)
+        .arg("-o")
+        .arg(dir.path().join("allocs.csv"))
+        .assert()
+        .success();
+    vector.sync();
+    assert_eq!(vector.names(), ["ready", "USR1", "USR2"]);
+}
+
+#[test]
+fn a_vanished_process_is_a_warning_not_a_lost_table() {
+    let (fake, _node) = fake_with_one_alloc();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut gone = Command::new("true").spawn().expect("spawn");
+    let pid = gone.id();
+    gone.wait().expect("reaped");
+    let table = dir.path().join("allocs.csv");
+    bin_at(fake.address())
+        .args(["dump", "--vector-pid", &pid.to_string(), "-o"])
+        .arg(&table)
+        .assert()
+        .success()
+        .stderr(contains("Vector was not told to reload"));
+    assert!(table.exists());
+}

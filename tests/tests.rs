@@ -1,0 +1,12 @@
+//! Integration tests: the real `nomad-alloc-table` binary against the fake Nomad, one test binary
+//! (ripgrep style) with a module per concern.
+
+mod util;
+
+mod cli;
+mod client;
+mod dump;
+mod failures;
+mod print_table;
+mod reload;
+mod transport;

@@ -1,0 +1,87 @@
+//! Shared helpers: a command for the binary with a clean environment, scenario builders, and a
+//! CSV reader that parses with the same rules Vector uses.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use assert_cmd::Command;
+use fake_nomad::{Cluster, Node};
+
+/// The binary, with none of the caller's Nomad settings leaking in.
+pub fn bin() -> Command {
+    let mut cmd = Command::cargo_bin("nomad-alloc-table").expect("binary built");
+    for var in [
+        "NOMAD_ADDR",
+        "NOMAD_TOKEN",
+        "NOMAD_REGION",
+        "NOMAD_CACERT",
+        "NOMAD_CAPATH",
+        "NOMAD_CLIENT_CERT",
+        "NOMAD_CLIENT_KEY",
+        "NOMAD_TLS_SERVER_NAME",
+        "NOMAD_SKIP_VERIFY",
+        "NOMAD_HTTP_AUTH",
+        "NOMAD_NODE_ID",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("RUST_LOG", "info");
+    cmd
+}
+
+/// The binary pointed at `address`.
+pub fn bin_at(address: &str) -> Command {
+    let mut cmd = bin();
+    cmd.env("NOMAD_ADDR", address);
+    cmd
+}
+
+/// A cluster with one client node (`client-1` in `dc-test`) that the agent runs.
+pub fn cluster_with_node() -> (Cluster, String) {
+    let mut cluster = Cluster::new(42);
+    let node = cluster.add_node(Node::new("client-1").datacenter("dc-test"));
+    cluster.set_agent_node(&node);
+    (cluster, node)
+}
+
+/// Parses CSV the way Vector's file table does and returns each row as column → value.
+pub fn parse_csv(bytes: &[u8]) -> Vec<BTreeMap<String, String>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(bytes);
+    let header = reader.headers().expect("header").clone();
+    reader
+        .records()
+        .map(|r| {
+            let record = r.expect("valid record");
+            header
+                .iter()
+                .zip(record.iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs `dump` into `path` and returns the parsed rows.
+pub fn dump_rows(address: &str, path: &Path, extra: &[&str]) -> Vec<BTreeMap<String, String>> {
+    bin_at(address)
+        .args(["dump", "--output"])
+        .arg(path)
+        .args(extra)
+        .assert()
+        .success();
+    parse_csv(&std::fs::read(path).expect("table written"))
+}
+
+/// The rows of one allocation, by task name.
+pub fn rows_of<'a>(
+    rows: &'a [BTreeMap<String, String>],
+    alloc_id: &str,
+) -> BTreeMap<&'a str, &'a BTreeMap<String, String>> {
+    rows.iter()
+        .filter(|r| r["alloc_id"] == alloc_id)
+        .map(|r| (r["task"].as_str(), r))
+        .collect()
+}
