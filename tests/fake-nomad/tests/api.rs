@@ -1,0 +1,177 @@
+//! The fake's HTTP behaviour against the facts in `shared/reference/nomad-api.md` §2, §4, §8, §9:
+//! status codes, bodies and content types, headers, ACL, blocking-query parameters and the
+//! `/v1/allocations` stub listing.
+
+use fake_nomad::{ClientStatus, Cluster, FakeNomad, Job, Node, Policy, Task, TaskGroup};
+use serde_json::Value;
+
+fn cluster() -> (Cluster, String, String) {
+    let mut c = Cluster::new(5);
+    let node = c.add_node(Node::new("n1").datacenter("dc9"));
+    let other = c.add_node(Node::new("n2"));
+    c.set_agent_node(&node);
+    c.register_job(
+        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
+    );
+    c.register_job(
+        Job::batch("etl")
+            .namespace("data")
+            .group(TaskGroup::new("g").task(Task::new("run", "exec"))),
+    );
+    let alloc = c.place("default", "web", "api", &node);
+    c.set_client_status(&alloc, ClientStatus::Running);
+    c.place("data", "etl", "g", &other);
+    (c, node, alloc)
+}
+
+async fn get(fake: &FakeNomad, path: &str, token: Option<(&str, &str)>) -> reqwest::Response {
+    let mut request = reqwest::Client::new().get(format!("{}{path}", fake.address()));
+    if let Some((header, value)) = token {
+        request = request.header(header, value);
+    }
+    request.send().await.expect("fake answers")
+}
+
+#[tokio::test]
+async fn errors_are_plain_text_like_nomads() {
+    let (mut c, node, _) = cluster();
+    c.enable_acl();
+    let fake = FakeNomad::start(c);
+    let response = get(&fake, &format!("/v1/node/{node}/allocations"), None).await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; charset=utf-8"
+    );
+    assert_eq!(response.text().await.expect("body"), "Permission denied");
+    let response = get(&fake, "/v1/allocation/nope", None).await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.text().await.expect("body"), "alloc not found");
+}
+
+#[tokio::test]
+async fn a_bearer_token_works_like_x_nomad_token() {
+    let (mut c, node, _) = cluster();
+    c.enable_acl();
+    c.add_token("secret", Policy::alloc_table_reader());
+    let fake = FakeNomad::start(c);
+    for header in [
+        ("X-Nomad-Token", "secret"),
+        ("Authorization", "Bearer secret"),
+    ] {
+        let response = get(&fake, &format!("/v1/node/{node}/allocations"), Some(header)).await;
+        assert_eq!(response.status(), 200, "{header:?}");
+        assert_eq!(response.headers()["x-nomad-knownleader"], "true");
+        assert!(response.headers().contains_key("x-nomad-lastcontact"));
+        assert!(response.headers().contains_key("x-nomad-index"));
+    }
+}
+
+#[tokio::test]
+async fn agent_self_has_lowercase_keys_and_an_empty_alloc_dir() {
+    let (c, node, _) = cluster();
+    let fake = FakeNomad::start(c);
+    let body: Value = get(&fake, "/v1/agent/self", None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["stats"]["client"]["node_id"], Value::String(node));
+    assert_eq!(body["config"]["Client"]["AllocDir"], "");
+    assert_eq!(body["config"]["DataDir"], "/opt/nomad/data");
+    assert_eq!(body["member"]["Status"], "none");
+}
+
+#[tokio::test]
+async fn bad_blocking_parameters_are_400() {
+    let (c, node, _) = cluster();
+    let fake = FakeNomad::start(c);
+    let response = get(
+        &fake,
+        &format!("/v1/node/{node}/allocations?index=abc"),
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.text().await.expect("body"), "Invalid index");
+    let response = get(
+        &fake,
+        &format!("/v1/node/{node}/allocations?index=1&wait=soon"),
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.text().await.expect("body"), "Invalid wait time");
+}
+
+#[tokio::test]
+async fn the_stub_listing_filters_on_full_fields_and_namespaces() {
+    let (c, node, alloc) = cluster();
+    let fake = FakeNomad::start(c);
+    let default_only: Vec<Value> = get(&fake, "/v1/allocations", None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(default_only.len(), 1);
+    assert_eq!(default_only[0]["JobType"], "service");
+    assert_eq!(default_only[0]["JobVersion"], 0);
+    assert!(default_only[0].get("Job").is_none(), "stubs carry no Job");
+    assert!(default_only[0]["TaskStates"].is_object());
+    let all: Vec<Value> = get(&fake, "/v1/allocations?namespace=*", None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(all.len(), 2);
+    let filter = format!("NodeID == \"{node}\" and Job.Type == \"service\"");
+    let url = with_query(
+        "/v1/allocations",
+        &[
+            ("namespace", "*"),
+            ("task_states", "false"),
+            ("filter", &filter),
+        ],
+    );
+    let filtered: Vec<Value> = get(&fake, &url, None).await.json().await.expect("json");
+    assert_eq!(filtered.len(), 1);
+    assert_eq!(filtered[0]["ID"], Value::String(alloc));
+    assert_eq!(filtered[0]["TaskStates"], Value::Null);
+    let bad = get(
+        &fake,
+        &with_query("/v1/allocations", &[("filter", "NodeID matches x")]),
+        None,
+    )
+    .await;
+    assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test]
+async fn only_the_read_job_namespaces_are_listed_for_a_limited_token() {
+    let (mut c, _node, _) = cluster();
+    c.enable_acl();
+    c.add_token(
+        "limited",
+        Policy::default().namespace("data", &["read-job"]),
+    );
+    let fake = FakeNomad::start(c);
+    let response = get(&fake, "/v1/allocations", Some(("X-Nomad-Token", "limited"))).await;
+    assert_eq!(response.status(), 403, "no read-job on default");
+    let all: Vec<Value> = get(
+        &fake,
+        "/v1/allocations?namespace=*",
+        Some(("X-Nomad-Token", "limited")),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["Namespace"], "data");
+}
+
+/// A path with an encoded query string.
+fn with_query(path: &str, params: &[(&str, &str)]) -> String {
+    let url = reqwest::Url::parse_with_params(&format!("http://fake{path}"), params).expect("url");
+    format!("{}?{}", url.path(), url.query().unwrap_or_default())
+}
