@@ -25,6 +25,9 @@ fn cluster() -> (Cluster, String, String) {
 }
 
 async fn get(fake: &FakeNomad, path: &str, token: Option<(&str, &str)>) -> reqwest::Response {
+    // In a workspace build reqwest comes without a default crypto provider (the exporter brings
+    // its own TLS configuration); these plain-HTTP requests need one all the same.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut request = reqwest::Client::new().get(format!("{}{path}", fake.address()));
     if let Some((header, value)) = token {
         request = request.header(header, value);
