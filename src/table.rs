@@ -417,9 +417,24 @@ fn meta_value(
         .unwrap_or_default()
 }
 
-fn cell(column: &Column, alloc: &Allocation, task: &TaskInfo<'_>, node: &NodeInfo) -> String {
-    let job = alloc.job.as_ref();
-    let group = task_group(job, &alloc.task_group);
+/// What one row is made from.
+#[derive(Clone, Copy)]
+struct RowSource<'a> {
+    alloc: &'a Allocation,
+    job: Option<&'a Job>,
+    group: Option<&'a TaskGroup>,
+    task: &'a TaskInfo<'a>,
+    node: &'a NodeInfo,
+}
+
+fn cell(column: &Column, source: RowSource<'_>) -> String {
+    let RowSource {
+        alloc,
+        job,
+        group,
+        task,
+        node,
+    } = source;
     let job_field = |f: fn(&Job) -> String| job.map(f).unwrap_or_default();
     match column {
         Column::Meta { key, .. } => meta_value(key, job, group, task),
@@ -461,13 +476,17 @@ pub fn project(allocations: &[Allocation], node: &NodeInfo, columns: &Columns) -
         if tasks.is_empty() {
             allocations_without_tasks.push(alloc.id.clone());
         }
+        let job = alloc.job.as_ref();
+        let group = task_group(job, &alloc.task_group);
         for task in &tasks {
-            rows.push(
-                columns
-                    .iter()
-                    .map(|c| cell(c, alloc, task, node))
-                    .collect::<Vec<_>>(),
-            );
+            let source = RowSource {
+                alloc,
+                job,
+                group,
+                task,
+                node,
+            };
+            rows.push(columns.iter().map(|c| cell(c, source)).collect::<Vec<_>>());
         }
     }
     rows.sort_by(|a, b| (&a[0], &a[1]).cmp(&(&b[0], &b[1])));

@@ -425,6 +425,8 @@ pub struct Cluster {
     /// Token secret to policy.
     pub tokens: BTreeMap<String, Policy>,
     pub agent: Agent,
+    /// Allocation IDs by `(namespace, job id)`, so placing stays cheap in large clusters.
+    allocations_by_job: BTreeMap<(String, String), BTreeSet<String>>,
     rng: fastrand::Rng,
 }
 
@@ -461,6 +463,7 @@ impl Cluster {
                 region: "global".to_owned(),
                 datacenter: "dc1".to_owned(),
             },
+            allocations_by_job: BTreeMap::new(),
             rng: fastrand::Rng::with_seed(seed),
         }
     }
@@ -619,16 +622,19 @@ impl Cluster {
         let name = match job.job_type {
             JobType::System | JobType::Sysbatch => format!("{}.{group}[0]", job.name),
             JobType::Service | JobType::Batch => {
-                let taken: BTreeSet<String> = self
-                    .allocations
-                    .values()
-                    .filter(|a| a.job.id == job.id && a.namespace == job.namespace)
+                let key = (job.namespace.clone(), job.id.clone());
+                let taken: BTreeSet<&str> = self
+                    .allocations_by_job
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| self.allocations.get(id))
                     .filter(|a| a.desired_status == "run")
-                    .map(|a| a.name.clone())
+                    .map(|a| a.name.as_str())
                     .collect();
                 (0..)
                     .map(|n| format!("{job_id}.{group}[{n}]"))
-                    .find(|candidate| !taken.contains(candidate))
+                    .find(|candidate| !taken.contains(candidate.as_str()))
                     .expect("a free allocation index")
             }
         };
@@ -673,6 +679,10 @@ impl Cluster {
             modify_time: now,
             omitted_fields: Vec::new(),
         };
+        self.allocations_by_job
+            .entry((alloc.namespace.clone(), alloc.job.id.clone()))
+            .or_default()
+            .insert(id.clone());
         self.allocations.insert(id.clone(), alloc);
         let index = self.commit(MessageType::PlanResult, std::slice::from_ref(&id));
         let alloc = self.allocations.get_mut(&id).expect("just inserted");
@@ -757,7 +767,13 @@ impl Cluster {
     /// Garbage-collects an allocation. Nomad emits no event for this, and the node's listing
     /// index may go backwards.
     pub fn gc(&mut self, id: &str) {
-        self.allocations.remove(id);
+        if let Some(alloc) = self.allocations.remove(id)
+            && let Some(ids) = self
+                .allocations_by_job
+                .get_mut(&(alloc.namespace, alloc.job.id))
+        {
+            ids.remove(id);
+        }
         self.commit(MessageType::Other, &[]);
     }
 
