@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use fake_nomad::{FakeNomad, Fault, Job, Policy, Task, TaskGroup};
+use fake_nomad::{FakeNomad, Fault, Policy};
 use predicates::prelude::*;
 use predicates::str::contains;
 
-use crate::util::{bin, bin_at, cluster_with_node};
+use crate::util::{bin, bin_at, web_cluster};
 
 const EXISTING: &str = "alloc_id,task\nkeep-me,web\n";
 
@@ -58,15 +58,6 @@ fn one_line(stderr: &[u8]) -> String {
     let errors: Vec<&str> = text.lines().filter(|l| l.contains("error:")).collect();
     assert_eq!(errors.len(), 1, "exactly one error line in {text:?}");
     errors[0].to_owned()
-}
-
-fn web_cluster() -> (fake_nomad::Cluster, String) {
-    let (mut cluster, node) = cluster_with_node();
-    cluster.register_job(
-        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
-    );
-    cluster.place("default", "web", "api", &node);
-    (cluster, node)
 }
 
 #[test]

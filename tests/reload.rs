@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
+use fake_nomad::FakeNomad;
 use predicates::str::contains;
 use rustix::process::{Pid, Signal, kill_process};
 
-use crate::util::{bin_at, cluster_with_node};
+use crate::util::{bin_at, web_cluster};
 
 /// A process named `name` that logs `ready`, and then each HUP, USR1 and USR2 it receives,
 /// with the time, to a file.
@@ -89,11 +89,7 @@ impl Drop for SignalRecorder {
 }
 
 fn fake_with_one_alloc() -> (FakeNomad, String) {
-    let (mut cluster, node) = cluster_with_node();
-    cluster.register_job(
-        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
-    );
-    cluster.place("default", "web", "api", &node);
+    let (cluster, node) = web_cluster();
     (FakeNomad::start(cluster), node)
 }
 

@@ -3,20 +3,11 @@
 
 use std::path::Path;
 
-use fake_nomad::{FakeNomad, Job, Listen, Task, TaskGroup};
+use fake_nomad::{FakeNomad, Listen};
 use predicates::str::contains;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
-use crate::util::{bin, bin_at, cluster_with_node, parse_csv};
-
-fn web_cluster() -> (fake_nomad::Cluster, String) {
-    let (mut cluster, node) = cluster_with_node();
-    cluster.register_job(
-        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
-    );
-    cluster.place("default", "web", "api", &node);
-    (cluster, node)
-}
+use crate::util::{bin, bin_at, parse_csv, web_cluster};
 
 /// A CA plus a server and a client certificate signed by it, as PEM files in a directory.
 struct Pki {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use assert_cmd::Command;
-use fake_nomad::{Cluster, Node};
+use fake_nomad::{Cluster, Job, Node, Task, TaskGroup};
 
 /// The binary, with none of the caller's Nomad settings leaking in.
 pub fn bin() -> Command {
@@ -41,6 +41,16 @@ pub fn cluster_with_node() -> (Cluster, String) {
     let mut cluster = Cluster::new(42);
     let node = cluster.add_node(Node::new("client-1").datacenter("dc-test"));
     cluster.set_agent_node(&node);
+    (cluster, node)
+}
+
+/// [`cluster_with_node`] plus a service job `web` with one task, placed once on the node.
+pub fn web_cluster() -> (Cluster, String) {
+    let (mut cluster, node) = cluster_with_node();
+    cluster.register_job(
+        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
+    );
+    cluster.place("default", "web", "api", &node);
     (cluster, node)
 }
 

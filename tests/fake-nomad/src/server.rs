@@ -244,12 +244,16 @@ pub fn parse_go_duration(raw: &str) -> Option<Duration> {
     Some(total)
 }
 
-/// Answers a read, blocking until its index passes `index` or `wait` (plus up to wait/16 of
+/// Answers a read (after parsing `index` and `wait`), blocking until its index passes `index` or `wait` (plus up to wait/16 of
 /// jitter) runs out. `read` returns the index and body, or an error response.
-async fn blocking_read<F>(shared: &Shared, blocking: Blocking, read: F) -> Response
+async fn blocking_read<F>(shared: &Shared, query: &BlockingQuery, read: F) -> Response
 where
     F: Fn(&Cluster) -> Result<(u64, Value), ApiError>,
 {
+    let blocking = match Blocking::parse(query) {
+        Ok(b) => b,
+        Err(error) => return error.into_response(),
+    };
     let jitter = blocking.wait.mul_f64(fastrand::f64() / 16.0);
     let deadline = tokio::time::Instant::now() + blocking.wait + jitter;
     let mut changes = shared.index.subscribe();
@@ -314,11 +318,7 @@ async fn node(
     Query(query): Query<BlockingQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let blocking = match Blocking::parse(&query) {
-        Ok(b) => b,
-        Err(error) => return error.into_response(),
-    };
-    blocking_read(&shared, blocking, |cluster| {
+    blocking_read(&shared, &query, |cluster| {
         let p = policy(cluster, &headers)?;
         if !(p.management || p.node_read) {
             return Err(ApiError::forbidden());
@@ -338,11 +338,7 @@ async fn node_allocations(
     Query(query): Query<BlockingQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let blocking = match Blocking::parse(&query) {
-        Ok(b) => b,
-        Err(error) => return error.into_response(),
-    };
-    blocking_read(&shared, blocking, |cluster| {
+    blocking_read(&shared, &query, |cluster| {
         let p = policy(cluster, &headers)?;
         if !(p.management || p.node_read) {
             return Err(ApiError::forbidden());
@@ -368,11 +364,7 @@ async fn allocation(
     Query(query): Query<BlockingQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let blocking = match Blocking::parse(&query) {
-        Ok(b) => b,
-        Err(error) => return error.into_response(),
-    };
-    blocking_read(&shared, blocking, |cluster| {
+    blocking_read(&shared, &query, |cluster| {
         let p = policy(cluster, &headers)?;
         let alloc = cluster
             .allocations
@@ -405,13 +397,6 @@ async fn allocations(
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let blocking = match Blocking::parse(&BlockingQuery {
-        index: query.index.clone(),
-        wait: query.wait.clone(),
-    }) {
-        Ok(b) => b,
-        Err(error) => return error.into_response(),
-    };
     let filter = match query.filter.as_deref().map(Filter::parse).transpose() {
         Ok(f) => f,
         Err(message) => {
@@ -425,7 +410,11 @@ async fn allocations(
         .namespace
         .clone()
         .unwrap_or_else(|| "default".to_owned());
-    blocking_read(&shared, blocking, |cluster| {
+    let blocking = BlockingQuery {
+        index: query.index.clone(),
+        wait: query.wait.clone(),
+    };
+    blocking_read(&shared, &blocking, |cluster| {
         let p = policy(cluster, &headers)?;
         if namespace != "*" && !p.allows_namespace(&namespace, "read-job") {
             return Err(ApiError::forbidden());
