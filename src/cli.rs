@@ -44,10 +44,11 @@ pub struct NomadArgs {
 
     /// ACL token secret ID, sent as X-Nomad-Token. Prefer the environment variable or
     /// --token-file: other users can read a process's arguments.
-    #[arg(long, global = true, env = "NOMAD_TOKEN", hide_env_values = true, value_parser = parse_secret, conflicts_with = "token_file")]
+    #[arg(long, global = true, env = "NOMAD_TOKEN", hide_env_values = true, value_parser = parse_secret)]
     pub token: Option<Secret>,
 
-    /// File holding the ACL token; re-read whenever it changes.
+    /// File holding the ACL token; re-read whenever it changes. Takes precedence over
+    /// --token/NOMAD_TOKEN.
     #[arg(long, global = true, env = "NOMAD_ALLOC_TABLE_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 

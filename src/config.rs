@@ -102,9 +102,11 @@ impl Settings {
 }
 
 fn connection(args: NomadArgs) -> Result<ConnectionSettings, ConfigError> {
-    let token = match (args.token, args.token_file) {
-        (Some(token), _) if !token.expose().is_empty() => TokenSource::Static(token),
-        (_, Some(path)) => TokenSource::File(TokenFile::new(path)),
+    // The token file wins: it is this program's own, more specific option, and NOMAD_TOKEN is
+    // often set in an operator's environment for other tools.
+    let token = match (args.token_file, args.token) {
+        (Some(path), _) => TokenSource::File(TokenFile::new(path)),
+        (None, Some(token)) if !token.expose().is_empty() => TokenSource::Static(token),
         _ => TokenSource::None,
     };
     let basic_auth = args

@@ -176,7 +176,7 @@ fn a_unix_socket_that_is_missing_is_a_connection_error() {
 }
 
 #[test]
-fn the_token_file_is_read_and_sent() {
+fn the_token_file_is_read_and_sent_in_preference_to_nomad_token() {
     let (mut cluster, _) = web_cluster();
     cluster.enable_acl();
     cluster.add_token("file-token", fake_nomad::Policy::alloc_table_reader());
@@ -184,8 +184,10 @@ fn the_token_file_is_read_and_sent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "file-token\n").expect("write");
+    // A NOMAD_TOKEN left in the environment does not get in the way of the token file.
     let rows = dump_ok(
         bin_at(fake.address())
+            .env("NOMAD_TOKEN", "stale-environment-token")
             .args(["--token-file"])
             .arg(&token_file),
         &dir.path().join("t.csv"),
