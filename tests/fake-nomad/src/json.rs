@@ -304,6 +304,19 @@ fn remove_pointer(value: &mut Value, pointer: &str) {
     }
 }
 
+/// An event of the Allocation topic: all seven envelope fields, the payload without `Job`.
+pub fn allocation_event(alloc: &Allocation, event_type: &str, index: u64) -> Value {
+    json!({
+        "FilterKeys": [alloc.job.id, alloc.deployment_id],
+        "Index": index,
+        "Key": alloc.id,
+        "Namespace": alloc.namespace,
+        "Payload": {"Allocation": allocation(alloc, false)},
+        "Topic": "Allocation",
+        "Type": event_type,
+    })
+}
+
 /// An `AllocListStub`, as `/v1/allocations` returns (zero values kept).
 pub fn allocation_stub(alloc: &Allocation, task_states: bool, resources: bool) -> Value {
     let mut stub = json!({

@@ -10,6 +10,7 @@ pub mod generate;
 pub mod json;
 pub mod model;
 pub mod server;
+pub mod stream;
 pub mod tls;
 
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ pub use model::{
     Agent, Allocation, ClientStatus, Cluster, Hook, Job, JobType, Node, Policy, Task, TaskGroup,
 };
 pub use server::{Fault, RecordedRequest};
+pub use stream::{StreamFault, StreamSettings, Transport};
 
 /// Where the fake listens.
 pub enum Listen {
@@ -144,6 +146,12 @@ impl FakeNomad {
     /// Makes every request fail this way (or, with `None`, work again).
     pub fn set_fault(&self, fault: Option<Fault>) {
         *self.shared.fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
+    }
+
+    /// Changes how the event stream behaves (transport, heartbeat interval, fault); live
+    /// subscriptions see the change at once.
+    pub fn set_stream(&self, change: impl FnOnce(&mut StreamSettings)) {
+        self.shared.stream.send_modify(change);
     }
 
     /// Every request received so far, oldest first.

@@ -409,6 +409,91 @@ pub enum MessageType {
     Other,
 }
 
+impl MessageType {
+    /// The event `Type` this write has on the Allocation topic, if it is published there.
+    pub fn event_type(self) -> Option<&'static str> {
+        match self {
+            MessageType::PlanResult => Some("PlanResult"),
+            MessageType::AllocationUpdated => Some("AllocationUpdated"),
+            MessageType::AllocationUpdateDesiredStatus => Some("AllocationUpdateDesiredStatus"),
+            MessageType::Other => None,
+        }
+    }
+}
+
+/// One event on the Allocation topic, with what subscriptions filter on.
+#[derive(Clone, Debug)]
+pub struct EventRecord {
+    pub namespace: String,
+    pub key: String,
+    /// `[JobID, DeploymentID]`, as Nomad sets them for allocations.
+    pub filter_keys: Vec<String>,
+    /// The whole event object, as sent.
+    pub json: serde_json::Value,
+}
+
+/// All events of one raft index.
+#[derive(Clone, Debug)]
+pub struct EventFrame {
+    pub index: u64,
+    pub events: Vec<EventRecord>,
+}
+
+/// The event broker's buffer: a bounded ring of frames (Nomad's `event_buffer_size`, default
+/// 100, counted in raft indexes), and a generation that changes when the broker is replaced
+/// (a server restart or snapshot restore), which closes every subscription.
+#[derive(Clone, Debug)]
+pub struct EventBuffer {
+    pub frames: std::collections::VecDeque<EventFrame>,
+    pub capacity: usize,
+    /// The index of the newest frame evicted to make room (a reader behind it missed a frame).
+    pub evicted_through: u64,
+    pub generation: u64,
+    /// Whether commits are published (false while a restart makes writes miss the buffer).
+    pub recording: bool,
+}
+
+impl EventBuffer {
+    fn new(capacity: usize) -> EventBuffer {
+        EventBuffer {
+            frames: std::collections::VecDeque::new(),
+            capacity,
+            evicted_through: 0,
+            generation: 0,
+            recording: true,
+        }
+    }
+
+    fn push(&mut self, frame: EventFrame) {
+        if !self.recording {
+            return;
+        }
+        self.frames.push_back(frame);
+        while self.frames.len() > self.capacity.max(1) {
+            if let Some(evicted) = self.frames.pop_front() {
+                self.evicted_through = evicted.index;
+            }
+        }
+    }
+
+    /// Where a subscription asking for `index` starts, as `StartAtClosest` does: the first
+    /// frame at or after it (inclusive), the oldest frame when `index` is 0 or older than the
+    /// buffer (silently), and the newest frame again when `index` is beyond it.
+    pub fn start_position(&self, index: u64) -> usize {
+        self.frames
+            .iter()
+            .position(|f| f.index >= index)
+            .unwrap_or(self.frames.len().saturating_sub(1))
+    }
+
+    /// Empties the buffer as a server restart does, closing every subscription.
+    pub fn restart(&mut self) {
+        self.frames.clear();
+        self.evicted_through = 0;
+        self.generation += 1;
+    }
+}
+
 /// The whole fake cluster.
 #[derive(Debug)]
 pub struct Cluster {
@@ -425,6 +510,8 @@ pub struct Cluster {
     /// Token secret to policy.
     pub tokens: BTreeMap<String, Policy>,
     pub agent: Agent,
+    /// The event broker's buffer.
+    pub events: EventBuffer,
     /// Allocation IDs by `(namespace, job id)`, so placing stays cheap in large clusters.
     allocations_by_job: BTreeMap<(String, String), BTreeSet<String>>,
     rng: fastrand::Rng,
@@ -463,6 +550,7 @@ impl Cluster {
                 region: "global".to_owned(),
                 datacenter: "dc1".to_owned(),
             },
+            events: EventBuffer::new(100),
             allocations_by_job: BTreeMap::new(),
             rng: fastrand::Rng::with_seed(seed),
         }
@@ -483,21 +571,66 @@ impl Cluster {
     }
 
     /// Advances the raft index for one write and returns it. Writes that touch allocations pass
-    /// their IDs so that their `ModifyIndex` moves with it.
-    pub fn commit(&mut self, _message: MessageType, allocs: &[String]) -> u64 {
+    /// their IDs: their `ModifyIndex` moves with it (and `AllocModifyIndex` on server-side
+    /// changes), and the write becomes one event frame, as Nomad's FSM publishes it.
+    pub fn commit(&mut self, message: MessageType, allocs: &[String]) -> u64 {
         self.index += 1;
         let index = self.index;
         let now = unix_nanos();
+        let server_side = matches!(
+            message,
+            MessageType::PlanResult | MessageType::AllocationUpdateDesiredStatus
+        );
         for id in allocs {
             if let Some(alloc) = self.allocations.get_mut(id) {
                 alloc.modify_index = index;
                 alloc.modify_time = now;
+                if alloc.create_index == 0 {
+                    alloc.create_index = index;
+                }
+                if server_side || alloc.alloc_modify_index == 0 {
+                    alloc.alloc_modify_index = index;
+                }
             }
         }
         if !allocs.is_empty() {
             self.allocs_table_index = index;
+            if let Some(event_type) = message.event_type() {
+                let events = allocs
+                    .iter()
+                    .filter_map(|id| self.allocations.get(id))
+                    .map(|alloc| EventRecord {
+                        namespace: alloc.namespace.clone(),
+                        key: alloc.id.clone(),
+                        filter_keys: vec![alloc.job.id.clone(), alloc.deployment_id.clone()],
+                        json: crate::json::allocation_event(alloc, event_type, index),
+                    })
+                    .collect();
+                self.events.push(EventFrame { index, events });
+            }
         }
         index
+    }
+
+    /// A batch of client updates in one raft write, as the server batches them for 50 ms: one
+    /// frame with an event per allocation, possibly of many nodes.
+    pub fn set_client_statuses(&mut self, updates: &[(&str, ClientStatus)]) {
+        let now = unix_nanos();
+        for (id, status) in updates {
+            self.apply_client_status(id, *status, now);
+        }
+        let ids: Vec<String> = updates.iter().map(|(id, _)| (*id).to_owned()).collect();
+        self.commit(MessageType::AllocationUpdated, &ids);
+    }
+
+    /// A server restart: the event broker starts empty and every subscription is closed; what
+    /// `while_down` changes commits normally but never reaches the new buffer (an index gap that
+    /// only a resync heals).
+    pub fn restart_server(&mut self, while_down: impl FnOnce(&mut Cluster)) {
+        self.events.recording = false;
+        while_down(self);
+        self.events.recording = true;
+        self.events.restart();
     }
 
     pub fn add_namespace(&mut self, name: &str) {
@@ -638,7 +771,9 @@ impl Cluster {
                     .expect("a free allocation index")
             }
         };
-        self.insert_allocation(job, group, node_id, node_name, name, String::new())
+        let id = self.insert_allocation(job, group, node_id, node_name, name, String::new());
+        self.commit(MessageType::PlanResult, std::slice::from_ref(&id));
+        id
     }
 
     fn insert_allocation(
@@ -684,10 +819,6 @@ impl Cluster {
             .or_default()
             .insert(id.clone());
         self.allocations.insert(id.clone(), alloc);
-        let index = self.commit(MessageType::PlanResult, std::slice::from_ref(&id));
-        let alloc = self.allocations.get_mut(&id).expect("just inserted");
-        alloc.create_index = index;
-        alloc.alloc_modify_index = index;
         id
     }
 
@@ -712,11 +843,11 @@ impl Cluster {
         let old = self.allocations.get_mut(old_id).expect("checked above");
         old.desired_status = "stop";
         old.next_allocation = new_id.clone();
-        let index = self.commit(MessageType::PlanResult, &[old_id.to_owned()]);
-        self.allocations
-            .get_mut(old_id)
-            .expect("present")
-            .alloc_modify_index = index;
+        // One plan stops the old allocation and places the new one: one raft write, one frame.
+        self.commit(
+            MessageType::PlanResult,
+            &[old_id.to_owned(), new_id.clone()],
+        );
         new_id
     }
 
@@ -728,7 +859,10 @@ impl Cluster {
 
     /// The client reports `status`; task states follow it the way a real client's would.
     pub fn set_client_status(&mut self, id: &str, status: ClientStatus) {
-        let now = unix_nanos();
+        self.set_client_statuses(&[(id, status)]);
+    }
+
+    fn apply_client_status(&mut self, id: &str, status: ClientStatus, now: i64) {
         let alloc = self
             .allocations
             .get_mut(id)
@@ -746,7 +880,6 @@ impl Cluster {
                 Some((task.name.clone(), state))
             })
             .collect();
-        self.commit(MessageType::AllocationUpdated, &[id.to_owned()]);
     }
 
     /// `nomad alloc stop` or a job stop: desired `stop`, and the client then reports `complete`.
@@ -756,11 +889,7 @@ impl Cluster {
             .get_mut(id)
             .unwrap_or_else(|| panic!("no allocation {id}"));
         alloc.desired_status = "stop";
-        let index = self.commit(MessageType::AllocationUpdateDesiredStatus, &[id.to_owned()]);
-        self.allocations
-            .get_mut(id)
-            .expect("present")
-            .alloc_modify_index = index;
+        self.commit(MessageType::AllocationUpdateDesiredStatus, &[id.to_owned()]);
         self.set_client_status(id, ClientStatus::Complete);
     }
 

@@ -46,6 +46,7 @@ pub struct Shared {
     pub index: watch::Sender<u64>,
     pub fault: Mutex<Option<Fault>>,
     pub requests: Mutex<Vec<RecordedRequest>>,
+    pub stream: watch::Sender<crate::stream::StreamSettings>,
 }
 
 impl Shared {
@@ -56,6 +57,7 @@ impl Shared {
             index: watch::Sender::new(index),
             fault: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
+            stream: watch::Sender::new(crate::stream::StreamSettings::default()),
         }
     }
 
@@ -74,6 +76,7 @@ pub fn router(shared: AppState) -> Router {
         .route("/v1/node/{node_id}/allocations", get(node_allocations))
         .route("/v1/allocation/{alloc_id}", get(allocation))
         .route("/v1/allocations", get(allocations))
+        .route("/v1/event/stream", get(crate::stream::event_stream))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found") })
         .layer(middleware::from_fn_with_state(
             shared.clone(),
@@ -92,20 +95,21 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
 }
 
 /// An error answer: a status with Nomad's text/plain body.
-struct ApiError {
+#[derive(Debug)]
+pub(crate) struct ApiError {
     status: StatusCode,
     body: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, body: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, body: impl Into<String>) -> ApiError {
         ApiError {
             status,
             body: body.into(),
         }
     }
 
-    fn forbidden() -> ApiError {
+    pub(crate) fn forbidden() -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "Permission denied")
     }
 }
@@ -162,7 +166,7 @@ async fn record_and_fault(
 
 /// The caller's policy, or the response to send when its token is unknown. With ACLs disabled
 /// everything is allowed; without a token the anonymous policy (nothing) applies.
-fn policy(cluster: &Cluster, headers: &HeaderMap) -> Result<Policy, ApiError> {
+pub(crate) fn policy(cluster: &Cluster, headers: &HeaderMap) -> Result<Policy, ApiError> {
     if !cluster.acl_enabled {
         return Ok(Policy::management());
     }

@@ -1,0 +1,450 @@
+//! `GET /v1/event/stream`, as `reference/nomad-api.md` §1 describes it: NDJSON frames of the
+//! Allocation topic, `{}` heartbeats (first, then on an interval not reset by traffic), replay
+//! from the bounded buffer with Nomad's index rules, `namespace=*` snapshotted at subscribe time,
+//! read-job checked per namespace, and both transports: the old one (real 4xx before streaming,
+//! a bare-text error tail) and the hijacked one of Nomad ≥ 1.11.2 (`200` at once, then EOF on any
+//! error). Faults can be injected into live and new subscriptions.
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::mpsc;
+
+use crate::model::{Cluster, EventFrame, Policy};
+use crate::server::{ApiError, Shared, policy};
+
+/// The error tail the old transport appends when the server ends a subscription.
+const CLOSED_BY_SERVER: &str = "subscription closed by server, client should resubscribe";
+
+/// Which HTTP transport the endpoint uses (§1.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Nomad ≤ 1.11.1: errors before streaming are real statuses, later ones a bare-text tail.
+    Chunked,
+    /// Nomad ≥ 1.11.2 and 2.x: `200` before any check, `Connection: close`, EOF on any error.
+    Hijacked,
+}
+
+/// A fault that live and new subscriptions suffer until it is cleared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamFault {
+    /// The next frame is cut in the middle and the connection closes.
+    CloseMidFrame,
+    /// Nothing more is sent, not even heartbeats; the connection stays open.
+    Stall,
+    /// A line that is not JSON (a proxy's error page, say) is written, then streaming goes on.
+    GarbageLine,
+    /// New subscriptions fail with this status (an EOF on the hijacked transport).
+    Status(u16),
+}
+
+/// How the endpoint behaves; tests change it while the fake runs.
+#[derive(Clone, Debug)]
+pub struct StreamSettings {
+    pub transport: Transport,
+    /// Nomad sends `{}` every 30 s.
+    pub heartbeat: Duration,
+    pub fault: Option<StreamFault>,
+}
+
+impl Default for StreamSettings {
+    fn default() -> StreamSettings {
+        StreamSettings {
+            transport: Transport::Hijacked,
+            heartbeat: Duration::from_secs(30),
+            fault: None,
+        }
+    }
+}
+
+/// What a subscription asked for.
+#[derive(Debug)]
+struct Request {
+    index: u64,
+    /// `None`: every key of the topic (`Allocation` or `Allocation:*`).
+    keys: Option<BTreeSet<String>>,
+    namespace: String,
+    /// No topic was given: `*:*`, which needs a management token.
+    all_topics: bool,
+}
+
+fn parse_request(raw_query: Option<&str>) -> Result<Request, ApiError> {
+    let mut index = 0;
+    let mut namespace = "default".to_owned();
+    let mut topics = Vec::new();
+    for (key, value) in form_urlencoded::parse(raw_query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "index" => {
+                index = value.parse::<u64>().map_err(|e| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("Unable to parse index: {e}"),
+                    )
+                })?;
+            }
+            "namespace" => namespace = value.into_owned(),
+            "topic" => topics.push(value.into_owned()),
+            // region, filter and the rest are parsed by Nomad and ignored.
+            _ => {}
+        }
+    }
+    let mut keys: Option<BTreeSet<String>> = Some(BTreeSet::new());
+    let all_topics = topics.is_empty();
+    if all_topics {
+        // No topic means `*:*`, which only a management token may ask for.
+        topics.push("*:*".to_owned());
+    }
+    for topic in &topics {
+        let (name, key) = match topic.split(':').collect::<Vec<_>>()[..] {
+            [name] => (name, "*"),
+            [name, key] => (name, key),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("Invalid topic query: {topic}"),
+                ));
+            }
+        };
+        if name != "Allocation" && name != "*" {
+            continue;
+        }
+        match (key, keys.as_mut()) {
+            ("*", _) => keys = None,
+            (key, Some(set)) => {
+                set.insert(key.to_owned());
+            }
+            (_, None) => {}
+        }
+    }
+    // `*` is a wildcard only when it is the sole key for the topic.
+    if keys.is_none()
+        && topics
+            .iter()
+            .filter(|t| t.starts_with("Allocation:"))
+            .count()
+            > 1
+    {
+        keys = Some(
+            topics
+                .iter()
+                .filter_map(|t| t.strip_prefix("Allocation:"))
+                .filter(|k| *k != "*")
+                .map(str::to_owned)
+                .collect(),
+        );
+    }
+    Ok(Request {
+        index,
+        keys,
+        namespace,
+        all_topics,
+    })
+}
+
+/// The namespaces a subscription sees, or why it may not subscribe. `*` is expanded to the
+/// namespaces that exist now, and needs read-job in every one of them.
+fn authorize(
+    cluster: &Cluster,
+    policy: &Policy,
+    request: &Request,
+) -> Result<BTreeSet<String>, ApiError> {
+    if request.all_topics && !policy.management {
+        return Err(ApiError::forbidden());
+    }
+    let namespaces: BTreeSet<String> = if request.namespace == "*" {
+        cluster.namespaces.clone()
+    } else {
+        BTreeSet::from([request.namespace.clone()])
+    };
+    if namespaces
+        .iter()
+        .any(|ns| !policy.allows_namespace(ns, "read-job"))
+    {
+        return Err(ApiError::forbidden());
+    }
+    Ok(namespaces)
+}
+
+/// The JSON line of one frame, with only the events that pass the subscription's filters; `None`
+/// when none does (Nomad never sends empty frames).
+fn frame_line(
+    frame: &EventFrame,
+    namespaces: &BTreeSet<String>,
+    keys: Option<&BTreeSet<String>>,
+) -> Option<Vec<u8>> {
+    let mut events = Vec::new();
+    for event in &frame.events {
+        if !event.namespace.is_empty() && !namespaces.contains(&event.namespace) {
+            continue;
+        }
+        match keys {
+            None => events.push(&event.json),
+            Some(keys) => {
+                // An event matching two keys is appended twice, as Nomad does.
+                let matches = std::iter::once(&event.key)
+                    .chain(&event.filter_keys)
+                    .filter(|k| keys.contains(*k))
+                    .count();
+                events.extend(std::iter::repeat_n(&event.json, matches));
+            }
+        }
+    }
+    if events.is_empty() {
+        return None;
+    }
+    let mut line = serde_json::to_vec(&serde_json::json!({"Events": events, "Index": frame.index}))
+        .expect("JSON values serialize");
+    line.push(b'\n');
+    Some(line)
+}
+
+/// The stream handler.
+pub async fn event_stream(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let settings = shared.stream.borrow().clone();
+    let checked = parse_request(query.as_deref()).and_then(|request| {
+        if let Some(StreamFault::Status(code)) = settings.fault {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Err(ApiError::new(status, "rpc error: stream failed"));
+        }
+        let cluster = shared.cluster();
+        let policy = policy(&cluster, &headers)?;
+        let namespaces = authorize(&cluster, &policy, &request)?;
+        let token = token_of(&headers);
+        Ok((request, namespaces, token, cluster.events.generation))
+    });
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+    }));
+    match (settings.transport, checked) {
+        (Transport::Chunked, Err(error)) => error.into_response(),
+        (Transport::Hijacked, Err(_)) => {
+            // The 200 went out before the check; the failure is only an EOF.
+            drop(tx);
+            hijacked_response(body)
+        }
+        (transport, Ok((request, namespaces, token, generation))) => {
+            let subscription = Subscription {
+                shared: shared.clone(),
+                tx,
+                transport,
+                namespaces,
+                keys: request.keys,
+                token,
+                generation,
+            };
+            tokio::spawn(subscription.run(request.index));
+            match transport {
+                Transport::Chunked => (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response(),
+                Transport::Hijacked => hijacked_response(body),
+            }
+        }
+    }
+}
+
+fn hijacked_response(body: Body) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+fn token_of(headers: &HeaderMap) -> Option<String> {
+    let from_header = headers.get("x-nomad-token").and_then(|v| v.to_str().ok());
+    let from_bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    from_header.or(from_bearer).map(str::to_owned)
+}
+
+/// One live subscription.
+struct Subscription {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Bytes>,
+    transport: Transport,
+    namespaces: BTreeSet<String>,
+    keys: Option<BTreeSet<String>>,
+    token: Option<String>,
+    generation: u64,
+}
+
+/// Why a subscription ends.
+enum End {
+    /// The client went away.
+    ClientGone,
+    /// The server ends it (broker replaced, token revoked, reader too slow).
+    Server(&'static str),
+    /// Cut in the middle of a frame.
+    MidFrame,
+}
+
+impl Subscription {
+    async fn send(&self, bytes: impl Into<Bytes>) -> Result<(), End> {
+        self.tx
+            .send(bytes.into())
+            .await
+            .map_err(|_| End::ClientGone)
+    }
+
+    /// Frames after `cursor`, or why the subscription must end first.
+    fn pending(&self, cursor: &mut Option<u64>, start_index: u64) -> Result<Vec<Vec<u8>>, End> {
+        let cluster = self.shared.cluster();
+        if cluster.events.generation != self.generation {
+            return Err(End::Server(CLOSED_BY_SERVER));
+        }
+        if cluster.acl_enabled {
+            let allowed = self
+                .token
+                .as_ref()
+                .and_then(|t| cluster.tokens.get(t))
+                .is_some_and(|p| {
+                    self.namespaces
+                        .iter()
+                        .all(|ns| p.allows_namespace(ns, "read-job"))
+                });
+            if !allowed {
+                return Err(End::Server(CLOSED_BY_SERVER));
+            }
+        }
+        let buffer = &cluster.events;
+        let start = match *cursor {
+            None => buffer.start_position(start_index),
+            Some(last) if buffer.evicted_through > last => {
+                // A frame this reader had not read yet has fallen out of the buffer.
+                return Err(End::Server("event dropped from buffer"));
+            }
+            Some(last) => buffer
+                .frames
+                .iter()
+                .position(|f| f.index > last)
+                .unwrap_or(buffer.frames.len()),
+        };
+        let mut lines = Vec::new();
+        for frame in buffer.frames.iter().skip(start) {
+            *cursor = Some(frame.index);
+            if let Some(line) = frame_line(frame, &self.namespaces, self.keys.as_ref()) {
+                lines.push(line);
+            }
+        }
+        if cursor.is_none() {
+            // Nothing buffered yet: everything after the current index is new.
+            *cursor = Some(cluster.index);
+        }
+        Ok(lines)
+    }
+
+    async fn run(self, start_index: u64) {
+        let end = self.stream(start_index).await;
+        match (end, self.transport) {
+            (End::Server(reason), Transport::Chunked) => {
+                let _ = self.tx.send(Bytes::from_static(reason.as_bytes())).await;
+            }
+            (End::ClientGone | End::MidFrame | End::Server(_), _) => {}
+        }
+    }
+
+    async fn stream(&self, start_index: u64) -> End {
+        let mut settings = self.shared.stream.subscribe();
+        let mut changes = self.shared.index.subscribe();
+        if let Err(end) = self.send(&b"{}\n"[..]).await {
+            return end;
+        }
+        let heartbeat_every = settings.borrow().heartbeat;
+        let mut heartbeat = tokio::time::interval_at(
+            tokio::time::Instant::now() + heartbeat_every,
+            heartbeat_every,
+        );
+        let mut cursor = None;
+        loop {
+            let fault = settings.borrow_and_update().fault.clone();
+            match fault {
+                Some(StreamFault::Stall) => {
+                    // Silence until the fault is cleared or the client leaves.
+                    tokio::select! {
+                        changed = settings.changed() => if changed.is_err() { return End::ClientGone },
+                        () = self.tx.closed() => return End::ClientGone,
+                    }
+                    continue;
+                }
+                Some(StreamFault::GarbageLine) => {
+                    if let Err(end) = self
+                        .send(&b"<html><body>502 Bad Gateway</body></html>\n"[..])
+                        .await
+                    {
+                        return end;
+                    }
+                    self.shared.stream.send_modify(|s| s.fault = None);
+                }
+                _ => {}
+            }
+            let lines = match self.pending(&mut cursor, start_index) {
+                Ok(lines) => lines,
+                Err(end) => return end,
+            };
+            for line in lines {
+                if settings.borrow().fault == Some(StreamFault::CloseMidFrame) {
+                    let half = line.len() / 2;
+                    let _ = self.send(line[..half].to_vec()).await;
+                    self.shared.stream.send_modify(|s| s.fault = None);
+                    return End::MidFrame;
+                }
+                if let Err(end) = self.send(line).await {
+                    return end;
+                }
+            }
+            tokio::select! {
+                _ = heartbeat.tick() => {
+                    if settings.borrow().fault != Some(StreamFault::Stall)
+                        && let Err(end) = self.send(&b"{}\n"[..]).await
+                    {
+                        return end;
+                    }
+                }
+                changed = changes.changed() => if changed.is_err() { return End::ClientGone },
+                changed = settings.changed() => if changed.is_err() { return End::ClientGone },
+                () = self.tx.closed() => return End::ClientGone,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_parse_like_nomads() {
+        let r = parse_request(Some("topic=Allocation:*&namespace=*&index=7")).expect("valid");
+        assert_eq!((r.index, r.keys, r.namespace.as_str()), (7, None, "*"));
+        let r = parse_request(Some("topic=Allocation")).expect("valid");
+        assert_eq!(r.keys, None);
+        assert_eq!(r.namespace, "default");
+        let r = parse_request(Some("topic=Allocation:web&topic=Allocation:*")).expect("valid");
+        assert_eq!(r.keys, Some(BTreeSet::from(["web".to_owned()])));
+        assert!(parse_request(Some("topic=Allocation:a:b")).is_err());
+        assert!(parse_request(Some("index=x")).is_err());
+    }
+}
