@@ -11,9 +11,13 @@ use nomad_alloc_table::nomad::{
 use crate::util::cluster_with_node;
 
 fn client(fake: &FakeNomad) -> NomadClient {
+    client_with_token(fake, TokenSource::None)
+}
+
+fn client_with_token(fake: &FakeNomad, token: TokenSource) -> NomadClient {
     NomadClient::new(ConnectionSettings {
         address: Address::parse(fake.address()).expect("address"),
-        token: TokenSource::None,
+        token,
         region: None,
         tls: TlsSettings::default(),
         basic_auth: None,
@@ -171,4 +175,130 @@ async fn a_single_allocation_comes_with_its_job() {
         .await
         .expect_err("404");
     assert!(err.to_string().contains("alloc not found"), "{err}");
+}
+
+mod stream {
+    use std::time::Duration;
+
+    use fake_nomad::{ClientStatus, FakeNomad, Policy, StreamFault, Transport};
+    use nomad_alloc_table::nomad::events::Message;
+    use nomad_alloc_table::nomad::{Error, Secret, StreamEnd, TokenSource};
+
+    use super::{client, client_with_token, two_node_cluster};
+
+    const IDLE: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn frames_and_heartbeats_arrive_in_order() {
+        let (cluster, _node, _other, alloc) = two_node_cluster();
+        let fake = FakeNomad::start(cluster);
+        let index = fake.read(|c| c.index);
+        let mut stream = client(&fake)
+            .event_stream(index + 1)
+            .await
+            .expect("subscribed");
+        assert_eq!(
+            stream.next(IDLE).await.expect("heartbeat"),
+            Message::Heartbeat
+        );
+        fake.update(|c| c.set_client_status(&alloc, ClientStatus::Running));
+        // An index beyond the buffer re-sends its tail first: skip what is not newer.
+        let frame = loop {
+            if let Message::Frame(frame) = stream.next(IDLE).await.expect("message")
+                && frame.index > index
+            {
+                break frame;
+            }
+        };
+        let event = &frame.events[0];
+        assert_eq!(event.event_type, "AllocationUpdated");
+        let payload = event.payload.allocation.as_ref().expect("allocation");
+        assert_eq!(payload.id, alloc);
+        assert_eq!(payload.client_status, "running");
+        assert!(payload.job.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_refused_subscription_is_told_on_both_transports() {
+        let (mut cluster, ..) = two_node_cluster();
+        cluster.enable_acl();
+        cluster.add_namespace("other");
+        cluster.add_token(
+            "t",
+            Policy::default()
+                .node_read()
+                .namespace("default", &["read-job"]),
+        );
+        let fake = FakeNomad::start(cluster);
+        let c = client_with_token(&fake, TokenSource::Static(Secret::new("t".to_owned())));
+        // Hijacked (default): 200, then EOF before the first heartbeat.
+        let mut stream = c.event_stream(0).await.expect("200");
+        let end = stream.next(IDLE).await.expect_err("closed");
+        assert!(
+            matches!(
+                end,
+                StreamEnd::Closed {
+                    before_first_heartbeat: true,
+                    ..
+                }
+            ),
+            "{end}"
+        );
+        // Chunked: a real 403 that names the missing ACL.
+        fake.set_stream(|s| s.transport = Transport::Chunked);
+        let err = c.event_stream(0).await.err().expect("403");
+        assert!(matches!(err, Error::PermissionDenied { .. }));
+        assert!(
+            err.to_string().contains("read-job on every namespace"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn silence_ends_the_stream_at_the_read_deadline() {
+        let (cluster, ..) = two_node_cluster();
+        let fake = FakeNomad::start(cluster);
+        fake.set_stream(|s| s.fault = Some(StreamFault::Stall));
+        let mut stream = client(&fake).event_stream(0).await.expect("subscribed");
+        assert_eq!(
+            stream.next(IDLE).await.expect("first heartbeat"),
+            Message::Heartbeat
+        );
+        let end = stream
+            .next(Duration::from_millis(100))
+            .await
+            .expect_err("silent");
+        assert!(matches!(end, StreamEnd::Silent { .. }), "{end}");
+    }
+
+    #[tokio::test]
+    async fn the_old_transports_error_tail_is_reported() {
+        let (cluster, ..) = two_node_cluster();
+        let fake = FakeNomad::start(cluster);
+        fake.set_stream(|s| s.transport = Transport::Chunked);
+        let mut stream = client(&fake).event_stream(0).await.expect("subscribed");
+        assert_eq!(
+            stream.next(IDLE).await.expect("heartbeat"),
+            Message::Heartbeat
+        );
+        fake.update(|c| c.restart_server(|_| {}));
+        loop {
+            match stream.next(IDLE).await {
+                Ok(message) => assert!(matches!(message, Message::Heartbeat | Message::Frame(_))),
+                Err(StreamEnd::Closed {
+                    tail,
+                    before_first_heartbeat,
+                    ..
+                }) => {
+                    assert!(!before_first_heartbeat);
+                    assert_eq!(
+                        tail,
+                        "subscription closed by server, client should resubscribe"
+                    );
+                    break;
+                }
+                Err(other) => panic!("unexpected end: {other}"),
+            }
+        }
+    }
 }

@@ -3,6 +3,8 @@
 //! `NOMAD_UNIX_ADDR`), sends the token as `X-Nomad-Token`, supports blocking queries, and turns
 //! every failure into an error that names the URL and what to do, never the token.
 
+pub mod events;
+pub mod ndjson;
 pub mod tls;
 pub mod token;
 pub mod types;
@@ -173,6 +175,7 @@ const NEEDS_NODE_READ: &str =
 const NEEDS_AGENT_READ: &str =
     "agent:read to ask the agent for its node ID; or pass --node-id (NOMAD_NODE_ID) instead";
 const NEEDS_READ_JOB: &str = "namespace:read-job on the allocation's namespace";
+const NEEDS_READ_JOB_EVERYWHERE: &str = "namespace \"*\" { capabilities = [\"read-job\"] }: the stream of namespace=* needs read-job on every namespace";
 
 /// A client for one Nomad agent.
 pub struct NomadClient {
@@ -258,6 +261,23 @@ impl NomadClient {
         url
     }
 
+    /// A GET of `url` carrying the token and basic auth.
+    fn request(&self, url: Url) -> Result<reqwest::RequestBuilder, Error> {
+        let mut request = self.http.get(url);
+        if let Some(token) = self.token.current()? {
+            let mut headers = HeaderMap::new();
+            let mut value = HeaderValue::from_str(token.expose())
+                .map_err(|_| Error::Token(TokenError::NotAHeaderValue))?;
+            value.set_sensitive(true);
+            headers.insert("X-Nomad-Token", value);
+            request = request.headers(headers);
+        }
+        if let Some((user, password)) = &self.basic_auth {
+            request = request.basic_auth(user, password.as_ref().map(Secret::expose));
+        }
+        Ok(request)
+    }
+
     async fn get<T: DeserializeOwned>(
         &self,
         path: &str,
@@ -270,19 +290,9 @@ impl NomadClient {
             Some(wait) => wait + wait / 16 + BLOCKING_MARGIN,
             None => REQUEST_TIMEOUT,
         };
-        let mut request = self.http.get(url).timeout(timeout);
-        if let Some(token) = self.token.current()? {
-            let mut headers = HeaderMap::new();
-            let mut value = HeaderValue::from_str(token.expose())
-                .map_err(|_| Error::Token(TokenError::NotAHeaderValue))?;
-            value.set_sensitive(true);
-            headers.insert("X-Nomad-Token", value);
-            request = request.headers(headers);
-        }
-        if let Some((user, password)) = &self.basic_auth {
-            request = request.basic_auth(user, password.as_ref().map(Secret::expose));
-        }
-        let response = request
+        let response = self
+            .request(url)?
+            .timeout(timeout)
             .send()
             .await
             .map_err(|e| transport_error(&shown, &e, timeout))?;
@@ -297,31 +307,47 @@ impl NomadClient {
             .await
             .map_err(|e| transport_error(&shown, &e, timeout))?;
         if !status.is_success() {
-            let text = String::from_utf8_lossy(&body);
-            let text = text.trim();
-            let text: String = text.chars().take(300).collect();
-            return Err(match status {
-                StatusCode::FORBIDDEN => Error::PermissionDenied {
-                    url: shown,
-                    body: text,
-                    needs,
-                },
-                _ => Error::Status {
-                    url: shown,
-                    status: status.as_u16(),
-                    body: if text.is_empty() {
-                        status.canonical_reason().unwrap_or("no body").to_owned()
-                    } else {
-                        text
-                    },
-                },
-            });
+            return Err(status_error(status, &body, shown, needs));
         }
         let value = serde_json::from_slice(&body).map_err(|e| Error::Decode {
             url: shown,
             cause: e.to_string(),
         })?;
         Ok(Indexed { value, index })
+    }
+
+    /// Subscribes to every Allocation event of every namespace from `index` (inclusive, as
+    /// Nomad replays it). A status other than 200 is an error; on the hijacking transport of
+    /// newer Nomad an ACL failure is a 200 that ends before its first heartbeat instead.
+    pub async fn event_stream(&self, index: u64) -> Result<EventStream, Error> {
+        let mut url = self.url("/v1/event/stream", Blocking::default());
+        url.query_pairs_mut()
+            .append_pair("topic", "Allocation:*")
+            .append_pair("namespace", "*")
+            .append_pair("index", &index.to_string());
+        let shown = self.display_url(&url);
+        let response = self
+            .request(url)?
+            .send()
+            .await
+            .map_err(|e| transport_error(&shown, &e, CONNECT_TIMEOUT))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(status_error(
+                status,
+                &body,
+                shown,
+                NEEDS_READ_JOB_EVERYWHERE,
+            ));
+        }
+        Ok(EventStream {
+            response,
+            decoder: ndjson::LineDecoder::new(),
+            lines: std::collections::VecDeque::new(),
+            heartbeats: 0,
+            url: shown,
+        })
     }
 
     /// `GET /v1/agent/self` (ACL `agent:read`).
@@ -369,6 +395,110 @@ impl NomadClient {
             NEEDS_READ_JOB,
         )
         .await
+    }
+}
+
+/// An error for a non-success answer: 403 names the ACL needed, others quote Nomad's body.
+fn status_error(status: StatusCode, body: &[u8], url: String, needs: &'static str) -> Error {
+    let text = String::from_utf8_lossy(body);
+    let text: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(300)
+        .collect();
+    match status {
+        StatusCode::FORBIDDEN => Error::PermissionDenied {
+            url,
+            body: text,
+            needs,
+        },
+        _ => Error::Status {
+            url,
+            status: status.as_u16(),
+            body: if text.is_empty() {
+                status.canonical_reason().unwrap_or("no body").to_owned()
+            } else {
+                text
+            },
+        },
+    }
+}
+
+/// How an event stream ended.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamEnd {
+    /// The server closed the body. Before the first heartbeat this means the subscription was
+    /// refused (newer Nomad answers 200 and then closes on any error, 403 included).
+    #[error("the event stream at {url} closed{}{}", if *.before_first_heartbeat { " before its first heartbeat" } else { "" }, if .tail.is_empty() { String::new() } else { format!(": {:?}", .tail) })]
+    Closed {
+        url: String,
+        before_first_heartbeat: bool,
+        /// Unterminated text at the end: the old transport's error, or half a frame.
+        tail: String,
+    },
+    /// Nothing arrived for longer than the heartbeat interval allows.
+    #[error(
+        "the event stream at {url} was silent for {seconds} s (Nomad sends a heartbeat every 30 s)"
+    )]
+    Silent { url: String, seconds: u64 },
+    #[error(transparent)]
+    Transport(Error),
+    #[error(
+        "the event stream at {url} sent a line longer than {} bytes",
+        ndjson::MAX_LINE
+    )]
+    LineTooLong { url: String },
+}
+
+/// An open subscription to the event stream.
+pub struct EventStream {
+    response: reqwest::Response,
+    decoder: ndjson::LineDecoder,
+    lines: std::collections::VecDeque<Vec<u8>>,
+    heartbeats: u64,
+    url: String,
+}
+
+impl EventStream {
+    /// The next message; fails when nothing at all arrives for `idle` (the read deadline).
+    pub async fn next(&mut self, idle: Duration) -> Result<events::Message, StreamEnd> {
+        loop {
+            if let Some(line) = self.lines.pop_front() {
+                let message = events::parse_line(&line);
+                if message == events::Message::Heartbeat {
+                    self.heartbeats += 1;
+                }
+                return Ok(message);
+            }
+            let chunk = tokio::time::timeout(idle, self.response.chunk())
+                .await
+                .map_err(|_| StreamEnd::Silent {
+                    url: self.url.clone(),
+                    seconds: idle.as_secs(),
+                })?
+                .map_err(|e| StreamEnd::Transport(transport_error(&self.url, &e, idle)))?;
+            match chunk {
+                Some(bytes) => {
+                    let lines = self
+                        .decoder
+                        .push(&bytes)
+                        .map_err(|_| StreamEnd::LineTooLong {
+                            url: self.url.clone(),
+                        })?;
+                    self.lines.extend(lines);
+                }
+                None => {
+                    let tail = String::from_utf8_lossy(self.decoder.remainder());
+                    return Err(StreamEnd::Closed {
+                        url: self.url.clone(),
+                        before_first_heartbeat: self.heartbeats == 0,
+                        tail: tail.chars().take(200).collect(),
+                    });
+                }
+            }
+        }
     }
 }
 

@@ -43,6 +43,10 @@ pub struct Allocation {
     pub deployment_id: String,
     #[serde(deserialize_with = "nullable")]
     pub modify_index: u64,
+    /// Moves only on server-side changes (placement, stop, in-place job update): when it is
+    /// unchanged, the allocation still runs the same job version.
+    #[serde(deserialize_with = "nullable")]
+    pub alloc_modify_index: u64,
     pub job: Option<Job>,
     pub allocated_resources: Option<AllocatedResources>,
     /// Only the task names are used: they name every task once the client has reported.
