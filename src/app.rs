@@ -4,11 +4,18 @@
 //! exit code.
 
 use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::StreamExt;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use tokio::sync::{Notify, oneshot};
 use tracing::{info, warn};
 
 use crate::cli::PrintFormat;
-use crate::config::{CommandSettings, ConfigError, DumpSettings, PrintSettings, Settings};
+use crate::config::{
+    CommandSettings, ConfigError, PrintSettings, PublishSettings, RunSettings, Settings,
+};
 use crate::nomad::{self, Blocking, FailureClass, NomadClient};
 use crate::publish::{Outcome, PublishError, Publisher};
 use crate::reload::ReloadOutcome;
@@ -58,6 +65,8 @@ pub enum AppError {
     Stdout(std::io::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
 }
 
 impl AppError {
@@ -77,7 +86,7 @@ impl AppError {
                 exit_code::INVALID_TABLE
             }
             AppError::Publish(_) => exit_code::FILE,
-            AppError::Stdout(_) | AppError::Runtime(_) => exit_code::OTHER,
+            AppError::Stdout(_) | AppError::Runtime(_) | AppError::Signals(_) => exit_code::OTHER,
         }
     }
 }
@@ -142,7 +151,7 @@ pub async fn fetch_table(
 async fn dump(
     client: &NomadClient,
     node: &NodeInfo,
-    settings: DumpSettings,
+    settings: PublishSettings,
 ) -> Result<(), AppError> {
     let projection = fetch_table(client, node, &settings.columns).await?;
     let rows = projection.table.rows.len();
@@ -188,15 +197,102 @@ fn print_table(projection: &Projection, settings: &PrintSettings) -> Result<(), 
     }
 }
 
-/// Runs the configured command once.
+/// Runs the configured command.
 pub async fn run(settings: Settings) -> Result<(), AppError> {
     let client = NomadClient::new(settings.connection)?;
-    let node = resolve_node(&client, settings.node_id.as_deref()).await?;
     match settings.command {
-        CommandSettings::Dump(dump_settings) => dump(&client, &node, dump_settings).await,
+        CommandSettings::Dump(dump_settings) => {
+            let node = resolve_node(&client, settings.node_id.as_deref()).await?;
+            dump(&client, &node, dump_settings).await
+        }
         CommandSettings::PrintTable(print) => {
+            let node = resolve_node(&client, settings.node_id.as_deref()).await?;
             let projection = fetch_table(&client, &node, &print.columns).await?;
             print_table(&projection, &print)
+        }
+        CommandSettings::Run(run_settings) => daemon(client, settings.node_id, run_settings).await,
+    }
+}
+
+/// `run`: signals first (a SIGHUP before its handler exists would kill the process), then a
+/// header-only table if there is none (Vector cannot start without the file), then the node,
+/// retried while Nomad cannot answer, then the loop until SIGTERM or SIGINT.
+async fn daemon(
+    client: NomadClient,
+    node_id: Option<String>,
+    settings: RunSettings,
+) -> Result<(), AppError> {
+    let mut signals =
+        signal_hook_tokio::Signals::new([SIGHUP, SIGTERM, SIGINT]).map_err(AppError::Signals)?;
+    let signals_handle = signals.handle();
+    let resync = Arc::new(Notify::new());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let signal_task = tokio::spawn({
+        let resync = resync.clone();
+        async move {
+            let mut stop = Some(stop);
+            while let Some(signal) = signals.next().await {
+                if signal == SIGHUP {
+                    info!("SIGHUP: resyncing");
+                    resync.notify_one();
+                } else if let Some(stop) = stop.take() {
+                    info!(signal, "stopping");
+                    let _ = stop.send(());
+                }
+            }
+        }
+    });
+    let publish = settings.publish;
+    let mut publisher = Publisher::new(publish.output.clone(), publish.format, publish.file_mode);
+    if !publish.output.exists() {
+        let empty = table::project(std::iter::empty(), &NodeInfo::default(), &publish.columns);
+        publisher.publish(&render::render(&empty.table, publish.format))?;
+        info!(path = %publish.output.display(), "no table yet: published a header-only one so that Vector can start");
+    }
+    let client = Arc::new(client);
+    let mut stopped = std::pin::pin!(async move {
+        let _ = stopped.await;
+    });
+    let node = tokio::select! {
+        node = resolve_node_patiently(&client, node_id.as_deref()) => node?,
+        () = &mut stopped => return Ok(()),
+    };
+    crate::daemon::run(
+        client,
+        node,
+        publish,
+        publisher,
+        settings.timing,
+        resync,
+        stopped,
+    )
+    .await;
+    signals_handle.close();
+    signal_task.abort();
+    Ok(())
+}
+
+/// [`resolve_node`], retried while the failure may pass (Nomad unreachable or failing, the
+/// token refused); a node that does not exist or an agent without a client end it.
+async fn resolve_node_patiently(
+    client: &NomadClient,
+    node_id: Option<&str>,
+) -> Result<NodeInfo, AppError> {
+    let mut delay = Duration::from_millis(500);
+    let mut last_error = String::new();
+    loop {
+        match resolve_node(client, node_id).await {
+            Ok(node) => return Ok(node),
+            Err(AppError::Nomad(e)) if e.class() != FailureClass::Settings => {
+                let message = e.to_string();
+                if message != last_error {
+                    warn!(error = %message, retry_in = ?delay, "cannot resolve the node yet; retrying");
+                    last_error = message;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+            Err(other) => return Err(other),
         }
     }
 }

@@ -117,10 +117,14 @@ pub enum LogFormat {
 pub enum Command {
     /// List the node's allocations once, publish the table atomically if it changed, reload
     /// Vector if it changed, and exit. For cron, a prestart task or ExecStartPre.
-    Dump(DumpArgs),
+    Dump(PublishArgs),
     /// Print the table to stdout: aligned columns for a person (the default on a terminal), or
     /// exactly the bytes dump would write (csv, json).
     PrintTable(PrintTableArgs),
+    /// Keep the table up to date: follow Nomad's event stream, resync periodically and on
+    /// SIGHUP, keep departed allocations for a grace period, publish debounced and only on
+    /// change, and reload Vector after each change. SIGTERM or SIGINT stops it.
+    Run(RunArgs),
 }
 
 /// Which columns the table has.
@@ -141,9 +145,9 @@ pub struct TableArgs {
     pub meta: Vec<String>,
 }
 
-/// `dump`'s options.
+/// Where and how the table is published, and how Vector is told: `dump`'s and `run`'s options.
 #[derive(Debug, Args)]
-pub struct DumpArgs {
+pub struct PublishArgs {
     /// The table file to publish (keep it outside Vector's config directories).
     #[arg(long, short = 'o', env = "NOMAD_ALLOC_TABLE_OUTPUT")]
     pub output: PathBuf,
@@ -194,6 +198,73 @@ pub struct ReloadArgs {
     pub vector_process_name: Option<String>,
 }
 
+/// `run`'s options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub publish: PublishArgs,
+
+    #[command(flatten)]
+    pub timing: TimingArgs,
+}
+
+/// When `run` publishes, resyncs and forgets.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Timing")]
+pub struct TimingArgs {
+    /// Full resync interval (a listing that replaces the model), with ±10% jitter. Resync
+    /// heals missed events, garbage collection (which sends no event) and new namespaces.
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_RESYNC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub resync_interval: std::time::Duration,
+
+    /// How long the rows of an allocation stay after Nomad stops listing it, so that Vector
+    /// can finish reading its files.
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_GRACE", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub grace: std::time::Duration,
+
+    /// Debounce as consul-template's wait: publish after MIN without changes, but no later than
+    /// MAX after the first one (MAX defaults to 4×MIN).
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_WAIT", default_value = "100ms:1s", value_parser = parse_wait)]
+    pub wait: Wait,
+
+    /// Least time between two reloads of Vector; changes in between are coalesced into one
+    /// trailing reload.
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_MIN_RELOAD_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub min_reload_interval: std::time::Duration,
+
+    /// Read deadline on the event stream: no byte for this long (Nomad sends a heartbeat every
+    /// 30 s) means the connection is dead and is replaced.
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_STREAM_TIMEOUT", default_value = "75s", value_parser = humantime::parse_duration)]
+    pub stream_timeout: std::time::Duration,
+}
+
+/// `--wait MIN[:MAX]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wait {
+    pub min: std::time::Duration,
+    pub max: std::time::Duration,
+}
+
+fn parse_wait(raw: &str) -> Result<Wait, String> {
+    let duration = |part: &str| {
+        humantime::parse_duration(part.trim())
+            .map_err(|e| format!("{part:?} is not a duration such as 100ms or 2s: {e}"))
+    };
+    let (min, max) = match raw.split_once(':') {
+        Some((min, max)) => (duration(min)?, duration(max)?),
+        None => {
+            let min = duration(raw)?;
+            (min, min * 4)
+        }
+    };
+    if max < min {
+        return Err(format!(
+            "the MAX of --wait ({max:?}) must not be below its MIN ({min:?})"
+        ));
+    }
+    Ok(Wait { min, max })
+}
+
 /// `--reload`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ReloadMode {
@@ -240,6 +311,27 @@ mod tests {
     #[test]
     fn the_cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn waits_parse_like_consul_templates() {
+        use std::time::Duration;
+        assert_eq!(
+            parse_wait("100ms:1s"),
+            Ok(Wait {
+                min: Duration::from_millis(100),
+                max: Duration::from_secs(1)
+            })
+        );
+        assert_eq!(
+            parse_wait("2s"),
+            Ok(Wait {
+                min: Duration::from_secs(2),
+                max: Duration::from_secs(8)
+            })
+        );
+        assert!(parse_wait("1s:100ms").is_err());
+        assert!(parse_wait("soon").is_err());
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use rustix::process::Signal;
 
 use crate::cli::{
-    Cli, Command, DumpArgs, NomadArgs, PrintFormat, PrintTableArgs, ReloadArgs, ReloadMode,
-    TableArgs,
+    Cli, Command, NomadArgs, PrintFormat, PrintTableArgs, PublishArgs, ReloadArgs, ReloadMode,
+    TableArgs, TimingArgs, Wait,
 };
 use crate::nomad::{
     Address, AddressError, ConnectionSettings, Secret, TlsSettings, TokenFile, TokenSource,
@@ -39,6 +39,8 @@ pub enum ConfigError {
     EmptyNodeId,
     #[error("NOMAD_HTTP_AUTH must be user or user:password, with a non-empty user")]
     BadHttpAuth,
+    #[error("{option} must be longer than zero")]
+    ZeroDuration { option: &'static str },
 }
 
 /// Everything the program runs with.
@@ -53,13 +55,31 @@ pub struct Settings {
 /// The settings of one command.
 #[derive(Debug)]
 pub enum CommandSettings {
-    Dump(DumpSettings),
+    Dump(PublishSettings),
     PrintTable(PrintSettings),
+    Run(RunSettings),
 }
 
-/// `dump`.
+/// `run`.
 #[derive(Debug)]
-pub struct DumpSettings {
+pub struct RunSettings {
+    pub publish: PublishSettings,
+    pub timing: Timing,
+}
+
+/// `run`'s timing, validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub resync_interval: std::time::Duration,
+    pub grace: std::time::Duration,
+    pub wait: Wait,
+    pub min_reload_interval: std::time::Duration,
+    pub stream_timeout: std::time::Duration,
+}
+
+/// Where and how to publish, and how to reload: `dump` and `run`.
+#[derive(Debug)]
+pub struct PublishSettings {
     pub output: PathBuf,
     pub format: FileFormat,
     pub file_mode: u32,
@@ -83,7 +103,11 @@ impl Settings {
         };
         let connection = connection(cli.nomad)?;
         let command = match cli.command {
-            Command::Dump(args) => CommandSettings::Dump(dump(args)?),
+            Command::Dump(args) => CommandSettings::Dump(publish(args)?),
+            Command::Run(args) => CommandSettings::Run(RunSettings {
+                publish: publish(args.publish)?,
+                timing: timing(&args.timing)?,
+            }),
             Command::PrintTable(args) => {
                 CommandSettings::PrintTable(print_table(args, stdout_is_terminal)?)
             }
@@ -192,8 +216,25 @@ fn reloader(args: ReloadArgs) -> Result<Reloader, ConfigError> {
     }
 }
 
-fn dump(args: DumpArgs) -> Result<DumpSettings, ConfigError> {
-    Ok(DumpSettings {
+fn timing(args: &TimingArgs) -> Result<Timing, ConfigError> {
+    let positive = [
+        (args.resync_interval, "--resync-interval"),
+        (args.stream_timeout, "--stream-timeout"),
+    ];
+    if let Some((_, option)) = positive.iter().find(|(d, _)| d.is_zero()) {
+        return Err(ConfigError::ZeroDuration { option });
+    }
+    Ok(Timing {
+        resync_interval: args.resync_interval,
+        grace: args.grace,
+        wait: args.wait,
+        min_reload_interval: args.min_reload_interval,
+        stream_timeout: args.stream_timeout,
+    })
+}
+
+fn publish(args: PublishArgs) -> Result<PublishSettings, ConfigError> {
+    Ok(PublishSettings {
         columns: columns(&args.table)?,
         output: args.output,
         format: args.format,
@@ -229,12 +270,12 @@ mod tests {
         Settings::from_cli(cli, false)
     }
 
-    fn dump_settings(args: &[&str]) -> Result<DumpSettings, ConfigError> {
+    fn dump_settings(args: &[&str]) -> Result<PublishSettings, ConfigError> {
         let mut all = vec!["dump", "--output", "/tmp/t.csv"];
         all.extend_from_slice(args);
         match settings(&all)?.command {
             CommandSettings::Dump(d) => Ok(d),
-            CommandSettings::PrintTable(_) => unreachable!("dump parsed"),
+            CommandSettings::PrintTable(_) | CommandSettings::Run(_) => unreachable!("dump parsed"),
         }
     }
 
@@ -278,12 +319,16 @@ mod tests {
     fn print_table_defaults_to_csv_off_a_terminal() {
         match settings(&["print-table"]).expect("valid").command {
             CommandSettings::PrintTable(p) => assert_eq!(p.format, PrintFormat::Csv),
-            CommandSettings::Dump(_) => unreachable!("print-table parsed"),
+            CommandSettings::Dump(_) | CommandSettings::Run(_) => {
+                unreachable!("print-table parsed")
+            }
         }
         let cli = Cli::try_parse_from(["x", "print-table"]).expect("parses");
         match Settings::from_cli(cli, true).expect("valid").command {
             CommandSettings::PrintTable(p) => assert_eq!(p.format, PrintFormat::Table),
-            CommandSettings::Dump(_) => unreachable!("print-table parsed"),
+            CommandSettings::Dump(_) | CommandSettings::Run(_) => {
+                unreachable!("print-table parsed")
+            }
         }
     }
 
@@ -310,6 +355,32 @@ mod tests {
             Address::Unix(PathBuf::from("/run/api.sock"))
         );
         assert_eq!(s.node_id.as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn run_has_the_documented_defaults() {
+        use std::time::Duration;
+        let s = settings(&["run", "-o", "/tmp/t.csv"]).expect("valid");
+        let CommandSettings::Run(run) = s.command else {
+            unreachable!("run parsed")
+        };
+        assert_eq!(
+            run.timing,
+            Timing {
+                resync_interval: Duration::from_secs(300),
+                grace: Duration::from_secs(300),
+                wait: Wait {
+                    min: Duration::from_millis(100),
+                    max: Duration::from_secs(1)
+                },
+                min_reload_interval: Duration::from_secs(1),
+                stream_timeout: Duration::from_secs(75),
+            }
+        );
+        assert!(matches!(
+            settings(&["run", "-o", "/t", "--resync-interval", "0s"]),
+            Err(ConfigError::ZeroDuration { .. })
+        ));
     }
 
     #[test]

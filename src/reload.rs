@@ -5,7 +5,11 @@
 //! handler kills it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
@@ -238,6 +242,55 @@ impl Reloader {
         match self {
             Reloader::None => Ok(ReloadOutcome::NotConfigured),
             Reloader::Signal(signal) => signal.send().await,
+        }
+    }
+}
+
+/// Reloads requested by the daemon: one in flight at a time, requests made meanwhile coalesced
+/// into one trailing reload (never lost), and never two closer than `min_interval`.
+pub struct ReloadQueue {
+    wanted: Arc<Notify>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl ReloadQueue {
+    /// Starts the queue's task; with [`Reloader::None`] there is nothing to run.
+    pub fn spawn(reloader: Reloader, min_interval: Duration) -> ReloadQueue {
+        let wanted = Arc::new(Notify::new());
+        let task = (reloader != Reloader::None).then(|| {
+            let wanted = wanted.clone();
+            tokio::spawn(async move {
+                let mut last: Option<tokio::time::Instant> = None;
+                loop {
+                    wanted.notified().await;
+                    if let Some(last) = last {
+                        tokio::time::sleep_until(last + min_interval).await;
+                    }
+                    match reloader.reload().await {
+                        Ok(ReloadOutcome::Signalled { pid, signal }) => {
+                            tracing::info!(pid, signal, "Vector told to reload");
+                        }
+                        Ok(ReloadOutcome::NotConfigured) => {}
+                        Err(e) => tracing::warn!(error = %e, "Vector was not told to reload"),
+                    }
+                    last = Some(tokio::time::Instant::now());
+                }
+            })
+        });
+        ReloadQueue { wanted, task }
+    }
+
+    /// Asks for a reload after a publish that changed the file.
+    pub fn request(&self) {
+        // A stored permit stands for every request made while a reload is running.
+        self.wanted.notify_one();
+    }
+}
+
+impl Drop for ReloadQueue {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
         }
     }
 }

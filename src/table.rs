@@ -468,7 +468,11 @@ fn cell(column: &Column, source: RowSource<'_>) -> String {
 
 /// Projects the node's allocations to rows: one per task of each allocation's group, in every
 /// client status, sorted by `(alloc_id, task)`.
-pub fn project(allocations: &[Allocation], node: &NodeInfo, columns: &Columns) -> Projection {
+pub fn project<'a>(
+    allocations: impl IntoIterator<Item = &'a Allocation>,
+    node: &NodeInfo,
+    columns: &Columns,
+) -> Projection {
     let mut rows = Vec::new();
     let mut allocations_without_tasks = Vec::new();
     for alloc in allocations {

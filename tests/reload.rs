@@ -14,13 +14,13 @@ use crate::util::{bin_at, web_cluster};
 
 /// A process named `name` that logs `ready`, and then each HUP, USR1 and USR2 it receives,
 /// with the time, to a file.
-struct SignalRecorder {
+pub struct SignalRecorder {
     child: Child,
     log: PathBuf,
 }
 
 impl SignalRecorder {
-    fn spawn(dir: &Path, name: &str) -> SignalRecorder {
+    pub fn spawn(dir: &Path, name: &str) -> SignalRecorder {
         let exe = dir.join(name);
         std::fs::copy("/bin/bash", &exe).expect("copy bash");
         let log = dir.join(format!("{name}.log"));
@@ -40,7 +40,7 @@ impl SignalRecorder {
         recorder
     }
 
-    fn pid(&self) -> i32 {
+    pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
@@ -59,6 +59,24 @@ impl SignalRecorder {
         self.entries().into_iter().map(|(n, _)| n).collect()
     }
 
+    /// How many times `signal` (e.g. `HUP`) was received.
+    pub fn count(&self, signal: &str) -> usize {
+        self.names().iter().filter(|n| *n == signal).count()
+    }
+
+    /// Waits (bounded) until `signal` was received `count` times.
+    pub fn wait_for_count(&self, signal: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.count(signal) < count {
+            assert!(
+                Instant::now() < deadline,
+                "only {:?} in the log",
+                self.names()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits (bounded) until the log has `count` entries.
     fn wait_for(&self, count: usize) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -74,7 +92,7 @@ impl SignalRecorder {
 
     /// Sends USR2 as a marker and waits for it: every signal sent before it has been handled
     /// by then (HUP and USR1 have lower numbers and are delivered first).
-    fn sync(&self) {
+    pub fn sync(&self) {
         let expected = self.entries().len() + 1;
         kill_process(Pid::from_raw(self.pid()).expect("pid"), Signal::USR2).expect("send marker");
         self.wait_for(expected);

@@ -5,6 +5,7 @@ mod util;
 
 mod cli;
 mod client;
+mod daemon;
 mod dump;
 mod failures;
 mod print_table;

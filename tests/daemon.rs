@@ -1,0 +1,432 @@
+//! `run` end to end: the real binary against the fake Nomad. Synchronisation is explicit: tests
+//! wait (with a bound) for a condition on the published file, on the requests the fake received,
+//! or on the daemon's own debug log lines, never for a fixed time to pass; the few fixed pauses
+//! only give a wrong daemon the chance to do a wrong thing.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fake_nomad::{ClientStatus, FakeNomad, Node, Policy, StreamFault};
+use nomad_alloc_table::render::validate_csv;
+use rustix::process::{Pid, Signal, kill_process};
+
+use crate::reload::SignalRecorder;
+use crate::util::{parse_csv, web_cluster};
+
+const BOUND: Duration = Duration::from_secs(20);
+
+/// A running `nomad-alloc-table run`.
+pub struct Daemon {
+    child: Child,
+    pub table: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts `run` against `fake`, publishing into a fresh directory, with quick timings and
+    /// debug logs; `extra` adds or overrides flags.
+    pub fn start(fake: &FakeNomad, extra: &[&str]) -> Daemon {
+        Daemon::start_with_env(fake, extra, &[])
+    }
+
+    pub fn start_with_env(fake: &FakeNomad, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let table = dir.path().join("allocs.csv");
+        let log = dir.path().join("daemon.log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_nomad-alloc-table"));
+        for var in [
+            "NOMAD_TOKEN",
+            "NOMAD_REGION",
+            "NOMAD_NODE_ID",
+            "NOMAD_HTTP_AUTH",
+            "NOMAD_CACERT",
+        ] {
+            command.env_remove(var);
+        }
+        command
+            .env("NOMAD_ADDR", fake.address())
+            .env("RUST_LOG", "nomad_alloc_table=debug")
+            // Quick timings as defaults that a test's flags override.
+            .env("NOMAD_ALLOC_TABLE_WAIT", "20ms:200ms")
+            .env("NOMAD_ALLOC_TABLE_MIN_RELOAD_INTERVAL", "50ms")
+            .envs(env.iter().copied())
+            .args(["run", "-o"])
+            .arg(&table)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        let child = command.spawn().expect("spawn run");
+        Daemon {
+            child,
+            table,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Waits until `condition` holds, failing the test after [`BOUND`].
+    pub fn wait_until(&self, what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = Instant::now() + BOUND;
+        while !condition() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The allocation IDs in the published table.
+    pub fn alloc_ids(&self) -> BTreeSet<String> {
+        read_table(&self.table)
+            .map(|rows| rows.into_iter().map(|r| r["alloc_id"].clone()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn wait_for_alloc(&self, id: &str) {
+        self.wait_until(&format!("allocation {id} in the table"), || {
+            self.alloc_ids().contains(id)
+        });
+    }
+
+    pub fn wait_for_log(&self, needle: &str, count: usize) {
+        self.wait_until(&format!("{count} log lines with {needle:?}"), || {
+            self.count(needle) >= count
+        });
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill_process(Pid::from_raw(self.child.id() as i32).expect("pid"), signal).expect("signal");
+    }
+
+    /// Stops with SIGTERM; returns the exit code and the table as it was left.
+    pub fn stop(mut self) -> (Option<i32>, Vec<u8>) {
+        self.signal(Signal::TERM);
+        let deadline = Instant::now() + BOUND;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return (status.code(), std::fs::read(&self.table).expect("table"));
+            }
+            assert!(Instant::now() < deadline, "run did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_table(path: &Path) -> Option<Vec<std::collections::BTreeMap<String, String>>> {
+    let bytes = std::fs::read(path).ok()?;
+    Some(parse_csv(&bytes))
+}
+
+/// How many listing requests the fake has answered for `node`.
+fn listings(fake: &FakeNomad, node: &str) -> usize {
+    let path = format!("/v1/node/{node}/allocations");
+    fake.requests().iter().filter(|r| r.path == path).count()
+}
+
+fn subscriptions(fake: &FakeNomad) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.path == "/v1/event/stream")
+        .count()
+}
+
+/// The fake with one node and one placed allocation; the daemon's first publish is awaited.
+fn started(extra: &[&str]) -> (FakeNomad, String, String, Daemon) {
+    let (cluster, node) = web_cluster();
+    let first = cluster.allocations.keys().next().expect("one").clone();
+    let fake = FakeNomad::start(cluster);
+    let daemon = Daemon::start(&fake, extra);
+    daemon.wait_for_alloc(&first);
+    (fake, node, first, daemon)
+}
+
+fn place(fake: &FakeNomad, node: &str) -> String {
+    fake.update(|c| c.place("default", "web", "api", node))
+}
+
+#[test]
+fn a_missing_table_gets_a_header_at_once_and_rows_after_the_first_listing() {
+    let (fake, _node, first, daemon) = started(&[]);
+    assert!(daemon.log().contains("published a header-only one"));
+    assert!(daemon.alloc_ids().contains(&first));
+    drop(fake);
+}
+
+#[test]
+fn one_new_allocation_is_one_write_and_one_reload() {
+    let (cluster, node) = web_cluster();
+    let first = cluster.allocations.keys().next().expect("one").clone();
+    let fake = FakeNomad::start(cluster);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vector = SignalRecorder::spawn(dir.path(), "vector");
+    let daemon = Daemon::start(&fake, &["--vector-pid", &vector.pid().to_string()]);
+    daemon.wait_for_alloc(&first);
+    vector.wait_for_count("HUP", 1);
+    let writes = daemon.count("table published");
+    let new = place(&fake, &node);
+    daemon.wait_for_alloc(&new);
+    vector.wait_for_count("HUP", 2);
+    // Give a wrong daemon the time to write or reload again, then check it did not.
+    std::thread::sleep(Duration::from_millis(400));
+    vector.sync();
+    assert_eq!(vector.count("HUP"), 2);
+    assert_eq!(daemon.count("table published"), writes + 1);
+}
+
+#[test]
+fn an_update_that_changes_no_column_writes_nothing() {
+    let (fake, _node, first, daemon) = started(&[]);
+    let writes = daemon.count("table published");
+    let unchanged = daemon.count("table unchanged");
+    fake.update(|c| c.set_client_status(&first, ClientStatus::Running));
+    // The daemon says when it rendered the same bytes: that is the processed update.
+    daemon.wait_for_log("table unchanged", unchanged + 1);
+    assert_eq!(daemon.count("table published"), writes);
+    let table = std::fs::read(&daemon.table).expect("table");
+    validate_csv(&table).expect("valid");
+}
+
+#[test]
+fn events_for_other_nodes_are_ignored() {
+    let (fake, node, _first, daemon) = started(&[]);
+    let other_node = fake.update(|c| c.add_node(Node::new("elsewhere")));
+    let elsewhere = fake.update(|c| c.place("default", "web", "api", &other_node));
+    let marker = place(&fake, &node);
+    daemon.wait_for_alloc(&marker);
+    assert!(!daemon.alloc_ids().contains(&elsewhere));
+    let fetched_elsewhere = fake
+        .requests()
+        .iter()
+        .any(|r| r.path == format!("/v1/allocation/{elsewhere}"));
+    assert!(
+        !fetched_elsewhere,
+        "no request for another node's allocation"
+    );
+}
+
+#[test]
+fn a_burst_of_200_placements_is_at_most_two_writes() {
+    let (mut cluster, node) = web_cluster();
+    cluster.events.capacity = 1_000;
+    let first = cluster.allocations.keys().next().expect("one").clone();
+    let fake = FakeNomad::start(cluster);
+    let daemon = Daemon::start(&fake, &["--wait", "100ms:1s"]);
+    daemon.wait_for_alloc(&first);
+    let writes = daemon.count("table published");
+    let placed: Vec<String> = fake.update(|c| {
+        (0..200)
+            .map(|_| c.place("default", "web", "api", &node))
+            .collect()
+    });
+    daemon.wait_until("all 200 allocations", || {
+        let ids = daemon.alloc_ids();
+        placed.iter().all(|id| ids.contains(id))
+    });
+    std::thread::sleep(Duration::from_millis(1_500));
+    let burst_writes = daemon.count("table published") - writes;
+    assert!(
+        (1..=2).contains(&burst_writes),
+        "{burst_writes} writes for one burst"
+    );
+    let fetches = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/allocation/"))
+        .count();
+    assert!(
+        fetches <= 8,
+        "{fetches} separate fetches: a burst must be one listing"
+    );
+}
+
+#[test]
+fn replayed_frames_after_a_reconnect_are_dropped_without_a_write() {
+    let (fake, _node, _first, daemon) = started(&[]);
+    let writes = daemon.count("table published");
+    // The first subscription already gets the newest frame re-sent, and drops it.
+    daemon.wait_for_log("dropping a replayed frame", 1);
+    let subscribed = subscriptions(&fake);
+    let dropped = daemon.count("dropping a replayed frame");
+    // A garbage line makes the daemon reconnect; Nomad then re-sends its newest frame.
+    fake.set_stream(|s| s.fault = Some(StreamFault::GarbageLine));
+    daemon.wait_for_log("dropping a replayed frame", dropped + 1);
+    assert!(subscriptions(&fake) > subscribed);
+    assert_eq!(daemon.count("table published"), writes);
+}
+
+#[test]
+fn a_dropped_stream_reconnects_without_missing_an_allocation() {
+    let (fake, node, _first, daemon) = started(&[]);
+    fake.set_stream(|s| s.fault = Some(StreamFault::CloseMidFrame));
+    // The frame with this placement is cut in half: only the resync on reconnect can bring it.
+    let cut = place(&fake, &node);
+    daemon.wait_for_alloc(&cut);
+    assert!(daemon.log().contains("event stream ended; reconnecting"));
+}
+
+#[test]
+fn silence_past_the_read_deadline_reconnects() {
+    let (fake, node, _first, daemon) = started(&["--stream-timeout", "500ms"]);
+    let subscribed = subscriptions(&fake);
+    fake.set_stream(|s| s.fault = Some(StreamFault::Stall));
+    let missed = place(&fake, &node);
+    daemon.wait_until("a new subscription", || subscriptions(&fake) > subscribed);
+    daemon.wait_for_alloc(&missed);
+    assert!(daemon.log().contains("was silent"));
+}
+
+#[test]
+fn a_server_restart_with_an_index_gap_is_healed_by_the_resync() {
+    let (fake, node, _first, daemon) = started(&[]);
+    let lost = fake.update(|c| {
+        let mut lost = String::new();
+        c.restart_server(|c| lost = c.place("default", "web", "api", &node));
+        lost
+    });
+    daemon.wait_for_alloc(&lost);
+}
+
+#[test]
+fn a_garbage_line_resyncs_and_the_daemon_lives_on() {
+    let (fake, node, _first, daemon) = started(&[]);
+    let listed = listings(&fake, &node);
+    fake.set_stream(|s| s.fault = Some(StreamFault::GarbageLine));
+    daemon.wait_until("a resync", || listings(&fake, &node) > listed);
+    assert!(daemon.log().contains("not an event; resyncing"));
+    let later = place(&fake, &node);
+    daemon.wait_for_alloc(&later);
+}
+
+#[test]
+fn sighup_resyncs_and_a_collected_allocation_goes_after_its_grace_not_before() {
+    let (fake, node, first, daemon) = started(&["--grace", "2s"]);
+    fake.update(|c| c.gc(&first));
+    let listed = listings(&fake, &node);
+    daemon.signal(Signal::HUP);
+    daemon.wait_until("the SIGHUP resync", || listings(&fake, &node) > listed);
+    let resynced_at = Instant::now();
+    daemon.wait_for_log("requested resync", 1);
+    assert!(
+        daemon.alloc_ids().contains(&first),
+        "gone before its grace period"
+    );
+    daemon.wait_until("the row to go", || !daemon.alloc_ids().contains(&first));
+    assert!(
+        resynced_at.elapsed() >= Duration::from_millis(1_500),
+        "gone too early"
+    );
+}
+
+#[test]
+fn a_refused_token_recovers_once_fixed() {
+    let (mut cluster, node) = web_cluster();
+    cluster.enable_acl();
+    cluster.add_token("first", Policy::alloc_table_reader());
+    let fake = FakeNomad::start(cluster);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "first").expect("write");
+    let token_arg = token_file.to_str().expect("utf8").to_owned();
+    let daemon = Daemon::start(&fake, &["--token-file", &token_arg, "--node-id", &node]);
+    let first = fake.read(|c| c.allocations.keys().next().expect("one").clone());
+    daemon.wait_for_alloc(&first);
+    // The token is revoked: the stream ends, and every retry is refused.
+    fake.update(|c| {
+        c.revoke_token("first");
+        c.add_token("second", Policy::alloc_table_reader());
+    });
+    let during = place(&fake, &node);
+    daemon.wait_for_log("403", 1);
+    assert!(
+        daemon.alloc_ids().contains(&first),
+        "an error never shrinks the table"
+    );
+    std::fs::write(&token_file, "second").expect("write");
+    daemon.signal(Signal::HUP);
+    daemon.wait_for_alloc(&during);
+    assert!(daemon.log().contains("Nomad answers again"));
+    assert_eq!(daemon.count("403"), 1, "a 403 is logged once per change");
+}
+
+#[test]
+fn sigterm_stops_with_exit_0_and_a_valid_file() {
+    let (fake, node, _first, daemon) = started(&[]);
+    for _ in 0..5 {
+        place(&fake, &node);
+    }
+    let (code, table) = daemon.stop();
+    assert_eq!(code, Some(0));
+    validate_csv(&table).expect("valid");
+}
+
+#[test]
+fn an_observer_never_sees_an_invalid_table_or_a_lost_live_allocation() {
+    let (mut cluster, node) = web_cluster();
+    cluster.events.capacity = 1_000;
+    let fake = FakeNomad::start(cluster);
+    let daemon = Daemon::start(&fake, &["--wait", "5ms:20ms", "--grace", "100ms"]);
+    daemon.wait_until("a first table", || !daemon.alloc_ids().is_empty());
+    let mut rng = fastrand::Rng::with_seed(3);
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut reads = 0;
+    for step in 0..400 {
+        fake.update(|c| {
+            let ids: Vec<String> = c.allocations.keys().cloned().collect();
+            match rng.u8(..10) {
+                0..=3 => {
+                    c.place("default", "web", "api", &node);
+                }
+                4..=5 if !ids.is_empty() => {
+                    c.set_client_status(&ids[rng.usize(..ids.len())], ClientStatus::Running)
+                }
+                6 if !ids.is_empty() => c.stop(&ids[rng.usize(..ids.len())]),
+                7 if !ids.is_empty() => c.gc(&ids[rng.usize(..ids.len())]),
+                _ => {}
+            }
+        });
+        if step % 3 == 0 {
+            std::thread::sleep(Duration::from_millis(rng.u64(0..5)));
+        }
+        let Ok(bytes) = std::fs::read(&daemon.table) else {
+            panic!("the table vanished");
+        };
+        validate_csv(&bytes).unwrap_or_else(|e| panic!("invalid table at step {step}: {e}"));
+        reads += 1;
+        let in_table: BTreeSet<String> = parse_csv(&bytes)
+            .into_iter()
+            .map(|r| r["alloc_id"].clone())
+            .collect();
+        // Checked after reading the file: an allocation Nomad still has was live when it was read.
+        let still_in_nomad: BTreeSet<String> =
+            fake.read(|c| c.allocations.keys().cloned().collect());
+        for id in seen.intersection(&still_in_nomad) {
+            assert!(
+                in_table.contains(id),
+                "live allocation {id} lost from the table at step {step}"
+            );
+        }
+        seen.extend(in_table);
+    }
+    assert_eq!(reads, 400);
+}
