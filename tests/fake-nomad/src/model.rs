@@ -486,6 +486,16 @@ impl EventBuffer {
             .unwrap_or(self.frames.len().saturating_sub(1))
     }
 
+    /// The cursor of a subscription asking for `index` now: the index just before the first
+    /// frame [`EventBuffer::start_position`] picks, or `current` when nothing is buffered
+    /// (everything after it is new).
+    pub fn cursor_before(&self, index: u64, current: u64) -> u64 {
+        match self.frames.get(self.start_position(index)) {
+            Some(first) => first.index - 1,
+            None => current,
+        }
+    }
+
     /// Empties the buffer as a server restart does, closing every subscription.
     pub fn restart(&mut self) {
         self.frames.clear();

@@ -220,7 +220,15 @@ pub async fn event_stream(
         let policy = policy(&cluster, &headers)?;
         let namespaces = authorize(&cluster, &policy, &request)?;
         let token = token_of(&headers);
-        Ok((request, namespaces, token, cluster.events.generation))
+        // The start is fixed now, at subscribe time, as Nomad's broker fixes it.
+        let cursor = cluster.events.cursor_before(request.index, cluster.index);
+        Ok((
+            request,
+            namespaces,
+            token,
+            cluster.events.generation,
+            cursor,
+        ))
     });
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
@@ -235,7 +243,7 @@ pub async fn event_stream(
             drop(tx);
             hijacked_response(body)
         }
-        (transport, Ok((request, namespaces, token, generation))) => {
+        (transport, Ok((request, namespaces, token, generation, cursor))) => {
             let subscription = Subscription {
                 shared: shared.clone(),
                 tx,
@@ -245,7 +253,7 @@ pub async fn event_stream(
                 token,
                 generation,
             };
-            tokio::spawn(subscription.run(request.index));
+            tokio::spawn(subscription.run(cursor));
             match transport {
                 Transport::Chunked => (
                     StatusCode::OK,
@@ -309,8 +317,9 @@ impl Subscription {
             .map_err(|_| End::ClientGone)
     }
 
-    /// Frames after `cursor`, or why the subscription must end first.
-    fn pending(&self, cursor: &mut Option<u64>, start_index: u64) -> Result<Vec<Vec<u8>>, End> {
+    /// Frames after `cursor` (the index of the last frame sent, or the one before the start),
+    /// or why the subscription must end first.
+    fn pending(&self, cursor: &mut u64) -> Result<Vec<Vec<u8>>, End> {
         let cluster = self.shared.cluster();
         if cluster.events.generation != self.generation {
             return Err(End::Server(CLOSED_BY_SERVER));
@@ -330,34 +339,23 @@ impl Subscription {
             }
         }
         let buffer = &cluster.events;
-        let start = match *cursor {
-            None => buffer.start_position(start_index),
-            Some(last) if buffer.evicted_through > last => {
-                // A frame this reader had not read yet has fallen out of the buffer.
-                return Err(End::Server("event dropped from buffer"));
-            }
-            Some(last) => buffer
-                .frames
-                .iter()
-                .position(|f| f.index > last)
-                .unwrap_or(buffer.frames.len()),
-        };
+        if buffer.evicted_through > *cursor {
+            // A frame this reader had not read yet has fallen out of the buffer.
+            return Err(End::Server("event dropped from buffer"));
+        }
         let mut lines = Vec::new();
-        for frame in buffer.frames.iter().skip(start) {
-            *cursor = Some(frame.index);
+        let after = *cursor;
+        for frame in buffer.frames.iter().filter(|f| f.index > after) {
+            *cursor = frame.index;
             if let Some(line) = frame_line(frame, &self.namespaces, self.keys.as_ref()) {
                 lines.push(line);
             }
         }
-        if cursor.is_none() {
-            // Nothing buffered yet: everything after the current index is new.
-            *cursor = Some(cluster.index);
-        }
         Ok(lines)
     }
 
-    async fn run(self, start_index: u64) {
-        let end = self.stream(start_index).await;
+    async fn run(self, cursor: u64) {
+        let end = self.stream(cursor).await;
         match (end, self.transport) {
             (End::Server(reason), Transport::Chunked) => {
                 let _ = self.tx.send(Bytes::from_static(reason.as_bytes())).await;
@@ -366,7 +364,7 @@ impl Subscription {
         }
     }
 
-    async fn stream(&self, start_index: u64) -> End {
+    async fn stream(&self, mut cursor: u64) -> End {
         let mut settings = self.shared.stream.subscribe();
         let mut changes = self.shared.index.subscribe();
         if let Err(end) = self.send(&b"{}\n"[..]).await {
@@ -377,7 +375,6 @@ impl Subscription {
             tokio::time::Instant::now() + heartbeat_every,
             heartbeat_every,
         );
-        let mut cursor = None;
         loop {
             let fault = settings.borrow_and_update().fault.clone();
             match fault {
@@ -400,7 +397,7 @@ impl Subscription {
                 }
                 _ => {}
             }
-            let lines = match self.pending(&mut cursor, start_index) {
+            let lines = match self.pending(&mut cursor) {
                 Ok(lines) => lines,
                 Err(end) => return end,
             };
