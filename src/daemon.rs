@@ -254,3 +254,33 @@ pub async fn run(
     watcher.abort();
     info!("stopped");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait(min_ms: u64, max_ms: u64) -> Wait {
+        Wait {
+            min: Duration::from_millis(min_ms),
+            max: Duration::from_millis(max_ms),
+        }
+    }
+
+    #[test]
+    fn publishing_waits_for_quiet_but_never_past_max() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut pending = Pending {
+            first: t0,
+            last: t0,
+            reasons: BTreeSet::new(),
+        };
+        assert_eq!(pending.publish_at(wait(100, 1_000)), at(100));
+        // Each change pushes the quiet deadline...
+        pending.last = at(90);
+        assert_eq!(pending.publish_at(wait(100, 1_000)), at(190));
+        // ...but never beyond MAX after the first change.
+        pending.last = at(950);
+        assert_eq!(pending.publish_at(wait(100, 1_000)), at(1_000));
+    }
+}

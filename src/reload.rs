@@ -4,6 +4,7 @@
 //! must be at least a second old, because a SIGHUP that arrives before Vector installs its
 //! handler kills it.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -256,28 +257,51 @@ pub struct ReloadQueue {
 impl ReloadQueue {
     /// Starts the queue's task; with [`Reloader::None`] there is nothing to run.
     pub fn spawn(reloader: Reloader, min_interval: Duration) -> ReloadQueue {
+        if reloader == Reloader::None {
+            return ReloadQueue {
+                wanted: Arc::new(Notify::new()),
+                task: None,
+            };
+        }
+        ReloadQueue::spawn_with(min_interval, move || {
+            let reloader = reloader.clone();
+            async move {
+                match reloader.reload().await {
+                    Ok(ReloadOutcome::Signalled { pid, signal }) => {
+                        tracing::info!(pid, signal, "Vector told to reload");
+                    }
+                    Ok(ReloadOutcome::NotConfigured) => {}
+                    Err(e) => tracing::warn!(error = %e, "Vector was not told to reload"),
+                }
+            }
+        })
+    }
+
+    /// The queue around any reload action.
+    fn spawn_with<F, R>(min_interval: Duration, mut reload: F) -> ReloadQueue
+    where
+        F: FnMut() -> R + Send + 'static,
+        R: Future<Output = ()> + Send,
+    {
         let wanted = Arc::new(Notify::new());
-        let task = (reloader != Reloader::None).then(|| {
+        let task = tokio::spawn({
             let wanted = wanted.clone();
-            tokio::spawn(async move {
+            async move {
                 let mut last: Option<tokio::time::Instant> = None;
                 loop {
                     wanted.notified().await;
                     if let Some(last) = last {
                         tokio::time::sleep_until(last + min_interval).await;
                     }
-                    match reloader.reload().await {
-                        Ok(ReloadOutcome::Signalled { pid, signal }) => {
-                            tracing::info!(pid, signal, "Vector told to reload");
-                        }
-                        Ok(ReloadOutcome::NotConfigured) => {}
-                        Err(e) => tracing::warn!(error = %e, "Vector was not told to reload"),
-                    }
+                    reload().await;
                     last = Some(tokio::time::Instant::now());
                 }
-            })
+            }
         });
-        ReloadQueue { wanted, task }
+        ReloadQueue {
+            wanted,
+            task: Some(task),
+        }
     }
 
     /// Asks for a reload after a publish that changed the file.
@@ -344,6 +368,53 @@ mod tests {
         });
         let err = reload.reload().await.expect_err("we are not vector");
         assert!(matches!(err, ReloadError::WrongProcess { .. }), "{err}");
+    }
+
+    /// A queue whose reloads take 100 ms and record when they start.
+    fn recording_queue(
+        min_interval: Duration,
+    ) -> (ReloadQueue, Arc<std::sync::Mutex<Vec<Duration>>>) {
+        let started = tokio::time::Instant::now();
+        let starts = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let queue = ReloadQueue::spawn_with(min_interval, {
+            let starts = starts.clone();
+            move || {
+                starts.lock().expect("lock").push(started.elapsed());
+                tokio::time::sleep(Duration::from_millis(100))
+            }
+        });
+        (queue, starts)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_are_coalesced_and_the_trailing_one_is_kept() {
+        let (queue, starts) = recording_queue(Duration::from_secs(1));
+        for _ in 0..5 {
+            queue.request();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // During the first reload, more requests: they make exactly one more, a second later.
+        queue.request();
+        queue.request();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(
+            *starts.lock().expect("lock"),
+            [Duration::ZERO, Duration::from_millis(1_100)],
+            "one immediate reload, one trailing reload min_interval after the first ended"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_after_a_quiet_period_reloads_at_once() {
+        let (queue, starts) = recording_queue(Duration::from_secs(1));
+        queue.request();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        queue.request();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            *starts.lock().expect("lock"),
+            [Duration::ZERO, Duration::from_secs(5)]
+        );
     }
 
     #[tokio::test]
