@@ -257,19 +257,40 @@ async fn daemon(
         node = resolve_node_patiently(&client, node_id.as_deref()) => node?,
         () = &mut stopped => return Ok(()),
     };
-    crate::daemon::run(
-        client,
+    let alloc_dir = match settings.alloc_dir {
+        Some(dir) => dir,
+        None => default_alloc_dir(&client).await,
+    };
+    let setup = crate::daemon::Setup {
         node,
         publish,
         publisher,
-        settings.timing,
-        resync,
-        stopped,
-    )
-    .await;
+        timing: settings.timing,
+        alloc_dir,
+    };
+    crate::daemon::run(client, setup, resync, stopped).await;
     signals_handle.close();
     signal_task.abort();
     Ok(())
+}
+
+/// Where the agent keeps allocation directories: its `client.alloc_dir` if set explicitly,
+/// else `<data_dir>/alloc`, else Nomad's default (also when the token lacks `agent:read`).
+async fn default_alloc_dir(client: &NomadClient) -> std::path::PathBuf {
+    const NOMAD_DEFAULT: &str = "/opt/nomad/data/alloc";
+    match client.agent_self().await {
+        Ok(agent) if !agent.config.client.alloc_dir.is_empty() => {
+            agent.config.client.alloc_dir.into()
+        }
+        Ok(agent) if !agent.config.data_dir.is_empty() => {
+            std::path::Path::new(&agent.config.data_dir).join("alloc")
+        }
+        Ok(_) => NOMAD_DEFAULT.into(),
+        Err(e) => {
+            warn!(error = %e, default = NOMAD_DEFAULT, "cannot ask the agent for its alloc dir; set --alloc-dir if it differs");
+            NOMAD_DEFAULT.into()
+        }
+    }
 }
 
 /// [`resolve_node`], retried while the failure may pass (Nomad unreachable or failing, the

@@ -204,6 +204,11 @@ pub struct RunArgs {
     #[command(flatten)]
     pub publish: PublishArgs,
 
+    /// Nomad's alloc directory, watched for new and removed allocation directories (default:
+    /// the agent's client.alloc_dir, else its data_dir/alloc, else /opt/nomad/data/alloc).
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_ALLOC_DIR")]
+    pub alloc_dir: Option<PathBuf>,
+
     #[command(flatten)]
     pub timing: TimingArgs,
 }

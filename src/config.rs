@@ -65,6 +65,8 @@ pub enum CommandSettings {
 pub struct RunSettings {
     pub publish: PublishSettings,
     pub timing: Timing,
+    /// `None`: ask the agent.
+    pub alloc_dir: Option<std::path::PathBuf>,
 }
 
 /// `run`'s timing, validated.
@@ -107,6 +109,7 @@ impl Settings {
             Command::Run(args) => CommandSettings::Run(RunSettings {
                 publish: publish(args.publish)?,
                 timing: timing(&args.timing)?,
+                alloc_dir: args.alloc_dir,
             }),
             Command::PrintTable(args) => {
                 CommandSettings::PrintTable(print_table(args, stdout_is_terminal)?)

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +23,8 @@ use crate::reload::ReloadQueue;
 use crate::render;
 use crate::store::Store;
 use crate::table::{self, Columns, NodeInfo};
-use crate::watch::Update;
 use crate::watch::stream::StreamWatcher;
+use crate::watch::{Update, alloc_dir};
 
 /// More unknown allocations than this in flight at once (a deployment, a burst of batch jobs)
 /// are fetched with one listing instead of one request each.
@@ -88,14 +89,27 @@ impl Daemon {
                 self.changed(reason.as_str());
             }
             Update::Event(alloc) => self.apply_event(alloc),
-            Update::Fetched(alloc) => {
+            Update::Fetched { alloc, reason } => {
                 self.fetching.remove(&alloc.id);
                 if alloc.node_id == self.node.id && self.store.upsert(alloc) {
-                    self.changed("event");
+                    self.changed(reason);
                 }
             }
             Update::FetchFailed { alloc_id } => {
                 self.fetching.remove(&alloc_id);
+            }
+            Update::DirCreated { alloc_id } => {
+                if !self.store.contains(&alloc_id) {
+                    self.fetch(alloc_id, "new alloc dir");
+                }
+            }
+            Update::DirRemoved { alloc_id } => {
+                if self
+                    .store
+                    .depart(&alloc_id, Instant::now(), self.timing.grace)
+                {
+                    debug!(alloc_id = %alloc_id, "alloc dir removed: grace period started");
+                }
             }
         }
     }
@@ -113,7 +127,13 @@ impl Daemon {
             }
             return;
         }
-        if self.fetching.contains(&alloc.id) {
+        self.fetch(alloc.id, "event");
+    }
+
+    /// Fetches an allocation with its job (or, in a burst, lists them all). `reason` is what
+    /// the publish will name.
+    fn fetch(&mut self, alloc_id: String, reason: &'static str) {
+        if self.fetching.contains(&alloc_id) {
             return;
         }
         if self.fetching.len() >= MAX_SEPARATE_FETCHES {
@@ -121,17 +141,21 @@ impl Daemon {
             self.resync.notify_one();
             return;
         }
-        self.fetching.insert(alloc.id.clone());
+        debug!(alloc_id = %alloc_id, reason, "fetching an allocation");
+        self.fetching.insert(alloc_id.clone());
         let client = self.client.clone();
         let updates = self.updates.clone();
         tokio::spawn(async move {
-            let update = match client.allocation(&alloc.id, Blocking::default()).await {
-                Ok(fetched) => Update::Fetched(fetched.value),
+            let update = match client.allocation(&alloc_id, Blocking::default()).await {
+                Ok(fetched) => Update::Fetched {
+                    alloc: fetched.value,
+                    reason,
+                },
                 Err(e) => {
                     if !matches!(e, Error::Status { status: 404, .. }) {
-                        warn!(alloc_id = %alloc.id, error = %e, "cannot fetch a new allocation; the next resync will bring it");
+                        warn!(alloc_id = %alloc_id, error = %e, "cannot fetch a new allocation; the next resync will bring it");
                     }
-                    Update::FetchFailed { alloc_id: alloc.id }
+                    Update::FetchFailed { alloc_id }
                 }
             };
             let _ = updates.send(update).await;
@@ -194,16 +218,30 @@ impl Daemon {
     }
 }
 
+/// What the loop starts with.
+pub struct Setup {
+    pub node: NodeInfo,
+    pub publish: PublishSettings,
+    /// Already used for the header-only table, so it knows the file.
+    pub publisher: Publisher,
+    pub timing: Timing,
+    pub alloc_dir: PathBuf,
+}
+
 /// Runs until `shutdown` resolves. `resync` forces a resync when notified (SIGHUP).
 pub async fn run(
     client: Arc<NomadClient>,
-    node: NodeInfo,
-    settings: PublishSettings,
-    publisher: Publisher,
-    timing: Timing,
+    setup: Setup,
     resync: Arc<Notify>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let Setup {
+        node,
+        publish: settings,
+        publisher,
+        timing,
+        alloc_dir,
+    } = setup;
     let (updates, mut incoming) = mpsc::channel(1024);
     let watcher = tokio::spawn(
         StreamWatcher {
@@ -231,7 +269,14 @@ pub async fn run(
         published_keys: None,
         node,
     };
-    info!(node = %daemon.node.id, path = %daemon.publisher.path().display(), "following Nomad");
+    let _alloc_dir_watch = match alloc_dir::watch(alloc_dir.clone(), daemon.updates.clone()) {
+        Ok(watch) => Some(watch),
+        Err(e) => {
+            warn!(alloc_dir = %alloc_dir.display(), error = %e, "cannot watch the alloc dir; new allocations wait for the event stream (set --alloc-dir)");
+            None
+        }
+    };
+    info!(node = %daemon.node.id, path = %daemon.publisher.path().display(), alloc_dir = %alloc_dir.display(), "following Nomad");
     tokio::pin!(shutdown);
     let far_future = || Instant::now() + Duration::from_secs(365 * 24 * 3600);
     loop {

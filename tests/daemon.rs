@@ -21,6 +21,8 @@ const BOUND: Duration = Duration::from_secs(20);
 pub struct Daemon {
     child: Child,
     pub table: PathBuf,
+    /// The alloc dir the daemon watches (empty at start).
+    pub alloc_dir: PathBuf,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -36,6 +38,8 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let table = dir.path().join("allocs.csv");
         let log = dir.path().join("daemon.log");
+        let alloc_dir = dir.path().join("alloc");
+        std::fs::create_dir(&alloc_dir).expect("alloc dir");
         let mut command = Command::new(env!("CARGO_BIN_EXE_nomad-alloc-table"));
         for var in [
             "NOMAD_TOKEN",
@@ -52,6 +56,7 @@ impl Daemon {
             // Quick timings as defaults that a test's flags override.
             .env("NOMAD_ALLOC_TABLE_WAIT", "20ms:200ms")
             .env("NOMAD_ALLOC_TABLE_MIN_RELOAD_INTERVAL", "50ms")
+            .env("NOMAD_ALLOC_TABLE_ALLOC_DIR", &alloc_dir)
             .envs(env.iter().copied())
             .args(["run", "-o"])
             .arg(&table)
@@ -62,6 +67,7 @@ impl Daemon {
         Daemon {
             child,
             table,
+            alloc_dir,
             log,
             _dir: dir,
         }
@@ -429,4 +435,50 @@ fn an_observer_never_sees_an_invalid_table_or_a_lost_live_allocation() {
         seen.extend(in_table);
     }
     assert_eq!(reads, 400);
+}
+
+#[test]
+fn a_new_alloc_dir_publishes_its_row_before_any_event() {
+    let (fake, node, _first, daemon) = started(&[]);
+    daemon.wait_for_log("following Nomad", 1);
+    // Events are lost (as while the stream is down); only the directory tells.
+    let silent = fake.update(|c| {
+        c.events.recording = false;
+        c.place("default", "web", "api", &node)
+    });
+    let listed = listings(&fake, &node);
+    std::fs::create_dir_all(daemon.alloc_dir.join(&silent).join("alloc/logs")).expect("mkdir");
+    daemon.wait_for_alloc(&silent);
+    assert_eq!(
+        listings(&fake, &node),
+        listed,
+        "published without waiting for a resync"
+    );
+    assert!(daemon.log().contains("new alloc dir"));
+}
+
+#[test]
+fn a_removed_alloc_dir_starts_the_grace_period() {
+    let (fake, _node, first, daemon) = started(&["--grace", "1s"]);
+    daemon.wait_for_log("following Nomad", 1);
+    let dir = daemon.alloc_dir.join(&first);
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::remove_dir(&dir).expect("rmdir");
+    daemon.wait_for_log("alloc dir removed", 1);
+    let removed_at = Instant::now();
+    assert!(
+        daemon.alloc_ids().contains(&first),
+        "not before its grace period"
+    );
+    daemon.wait_until("the row to go", || !daemon.alloc_ids().contains(&first));
+    assert!(removed_at.elapsed() >= Duration::from_millis(700));
+    drop(fake);
+}
+
+#[test]
+fn an_alloc_dir_that_cannot_be_watched_is_a_warning() {
+    let (fake, node, _first, daemon) = started(&["--alloc-dir", "/nonexistent/nomad/alloc"]);
+    daemon.wait_for_log("cannot watch the alloc dir", 1);
+    let later = place(&fake, &node);
+    daemon.wait_for_alloc(&later);
 }

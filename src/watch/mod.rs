@@ -1,6 +1,7 @@
 //! The daemon's sources of change. Each runs as its own task and sends [`Update`]s to the loop
 //! in `daemon.rs`, which alone owns the model.
 
+pub mod alloc_dir;
 pub mod stream;
 
 use crate::nomad::types::Allocation;
@@ -37,8 +38,15 @@ pub enum Update {
     },
     /// An allocation of this node from the event stream, without its job.
     Event(Allocation),
-    /// An allocation fetched by ID, with its job.
-    Fetched(Allocation),
+    /// An allocation fetched by ID, with its job; `reason` is why it was fetched.
+    Fetched {
+        alloc: Allocation,
+        reason: &'static str,
+    },
     /// Fetching an allocation failed (it may already be gone).
     FetchFailed { alloc_id: String },
+    /// An allocation directory appeared.
+    DirCreated { alloc_id: String },
+    /// An allocation directory disappeared (the client collected it).
+    DirRemoved { alloc_id: String },
 }
