@@ -9,5 +9,6 @@ mod daemon;
 mod dump;
 mod failures;
 mod print_table;
+mod race;
 mod reload;
 mod transport;

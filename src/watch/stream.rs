@@ -119,6 +119,9 @@ impl StreamWatcher {
             .node_allocations(&self.node_id, Blocking::default())
             .await?;
         let index = listed.index.unwrap_or(0);
+        if last_error.take().is_some() {
+            info!("Nomad answers again");
+        }
         if self
             .updates
             .send(Update::Listed {
@@ -132,9 +135,6 @@ impl StreamWatcher {
             return Ok(Ended::LoopGone);
         }
         let mut stream = self.client.event_stream(index + 1).await?;
-        if last_error.take().is_some() {
-            info!("Nomad answers again");
-        }
         debug!(index, "event stream subscribed");
         let mut cursor = index;
         let resync_at = Instant::now() + jittered(self.resync_interval);

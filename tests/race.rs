@@ -1,0 +1,222 @@
+//! The race test, the reason this project exists: does Vector have an allocation's row when the
+//! allocation's first log file appears?
+//!
+//! The fake places allocations; after a simulated client delay the test creates the allocation's
+//! directory and its first log file. A simulated Vector in this process loads the table only when
+//! the daemon signals it, and only if the file's mtime is newer than the last load (Vector's
+//! rule). A miss is counted when, at the moment the log file appears, the loaded table lacks the
+//! row; a second count models Vector's discovery instead (its `file` source scans globs every
+//! second, so it reads a new file up to a second after it appears). Stream healthy and stream
+//! down (alloc-dir watch only) run in parallel, telling their own simulated Vector with
+//! different signals.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use fake_nomad::{FakeNomad, StreamFault};
+
+use crate::daemon::Daemon;
+use crate::util::{parse_csv, web_cluster};
+
+/// Client delays, as the issue asks.
+const DELAYS_MS: [u64; 4] = [0, 50, 200, 1_000];
+/// Allocations per delay.
+const PLACEMENTS: usize = 5;
+/// Time between placements: twice the default `--min-reload-interval`, so that each placement
+/// measures the path from event to loaded row, not the reload rate limit (which, by design,
+/// holds a reload back by up to a second after the previous one).
+const SPACING: Duration = Duration::from_secs(2);
+
+/// The mtime of the last load and the `(alloc_id, task)` keys it held.
+type Loaded = (Option<SystemTime>, BTreeSet<(String, String)>);
+
+/// What a Vector would have loaded from the table.
+struct SimulatedVector {
+    table: PathBuf,
+    loaded: Mutex<Loaded>,
+    reloads: Mutex<usize>,
+}
+
+impl SimulatedVector {
+    fn new(table: PathBuf) -> Arc<SimulatedVector> {
+        Arc::new(SimulatedVector {
+            table,
+            loaded: Mutex::new((None, BTreeSet::new())),
+            reloads: Mutex::new(0),
+        })
+    }
+
+    /// A reload: the file is read only if its mtime is strictly newer than the last load's.
+    fn reload(&self) {
+        *self.reloads.lock().expect("lock") += 1;
+        let Ok(modified) = std::fs::metadata(&self.table).and_then(|m| m.modified()) else {
+            return;
+        };
+        let mut loaded = self.loaded.lock().expect("lock");
+        if loaded.0.is_some_and(|last| modified <= last) {
+            return;
+        }
+        let Ok(bytes) = std::fs::read(&self.table) else {
+            return;
+        };
+        loaded.1 = parse_csv(&bytes)
+            .into_iter()
+            .map(|row| (row["alloc_id"].clone(), row["task"].clone()))
+            .collect();
+        loaded.0 = Some(modified);
+    }
+
+    fn has(&self, alloc_id: &str, task: &str) -> bool {
+        self.loaded
+            .lock()
+            .expect("lock")
+            .1
+            .contains(&(alloc_id.to_owned(), task.to_owned()))
+    }
+
+    fn reloads(&self) -> usize {
+        *self.reloads.lock().expect("lock")
+    }
+}
+
+/// One placement's outcome.
+#[derive(Debug)]
+struct Outcome {
+    delay_ms: u64,
+    /// When Vector's glob scan found the file, after it appeared.
+    discovery_ms: u64,
+    hit_at_appearance: bool,
+    hit_at_discovery: bool,
+}
+
+/// How long a row may need from placement to Vector's loaded table (debounce MIN of 100 ms,
+/// fetch, publish, signal, load), with room for a loaded CI machine.
+const ENOUGH_MS: u64 = 300;
+
+/// Runs every delay with the stream healthy or down; returns the misses.
+fn measure(stream_healthy: bool, signal: i32, signal_name: &str) -> Vec<Outcome> {
+    let (mut cluster, node) = web_cluster();
+    cluster.events.capacity = 1_000;
+    let fake = FakeNomad::start(cluster);
+    let own_name = std::env::current_exe()
+        .expect("exe")
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let daemon = Daemon::start_with_env(
+        &fake,
+        &[
+            "--vector-pid",
+            &std::process::id().to_string(),
+            "--vector-process-name",
+            &own_name,
+            "--reload-signal",
+            signal_name,
+        ],
+        // The defaults an operator gets, not the harness's quick ones.
+        &[
+            ("NOMAD_ALLOC_TABLE_WAIT", "100ms:1s"),
+            ("NOMAD_ALLOC_TABLE_MIN_RELOAD_INTERVAL", "1s"),
+        ],
+    );
+    let vector = SimulatedVector::new(daemon.table.clone());
+    let mut signals = signal_hook::iterator::Signals::new([signal]).expect("signal handler");
+    let handle = signals.handle();
+    let listener = std::thread::spawn({
+        let vector = vector.clone();
+        move || {
+            for _ in signals.forever() {
+                vector.reload();
+            }
+        }
+    });
+    // Vector loads the table at start; then the daemon's first publish is signalled.
+    daemon.wait_until("the first table", || daemon.table.exists());
+    vector.reload();
+    daemon.wait_until("the first reload signal", || vector.reloads() >= 2);
+    // Start clear of the reload rate limit (--min-reload-interval 1s).
+    std::thread::sleep(SPACING / 2);
+    if !stream_healthy {
+        fake.set_stream(|s| s.fault = Some(StreamFault::Stall));
+        fake.update(|c| c.events.recording = false);
+    }
+    let mut rng = fastrand::Rng::with_seed(17);
+    let mut results = Vec::new();
+    for delay_ms in DELAYS_MS {
+        for _ in 0..PLACEMENTS {
+            let placed = Instant::now();
+            let id = fake.update(|c| c.place("default", "web", "api", &node));
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            let logs = daemon.alloc_dir.join(&id).join("alloc/logs");
+            std::fs::create_dir_all(&logs).expect("alloc dir");
+            std::fs::write(logs.join("server.stdout.0"), b"").expect("log file");
+            let hit_at_appearance = vector.has(&id, "server");
+            // Vector's next glob scan comes at a random point of its one-second cycle.
+            let discovery_ms = rng.u64(0..1_000);
+            std::thread::sleep(Duration::from_millis(discovery_ms));
+            results.push(Outcome {
+                delay_ms,
+                discovery_ms,
+                hit_at_appearance,
+                hit_at_discovery: vector.has(&id, "server"),
+            });
+            std::thread::sleep(SPACING.saturating_sub(placed.elapsed()));
+        }
+    }
+    handle.close();
+    listener.join().expect("listener");
+    drop(daemon);
+    results
+}
+
+fn report(label: &str, results: &[Outcome]) {
+    eprintln!(
+        "race ({label}): {PLACEMENTS} allocations per client delay, placed {} s apart",
+        SPACING.as_secs()
+    );
+    for delay_ms in DELAYS_MS {
+        let of_delay: Vec<&Outcome> = results.iter().filter(|o| o.delay_ms == delay_ms).collect();
+        let at_appearance = of_delay.iter().filter(|o| !o.hit_at_appearance).count();
+        let at_discovery = of_delay.iter().filter(|o| !o.hit_at_discovery).count();
+        eprintln!(
+            "  client delay {delay_ms:>4} ms: {at_appearance}/{} missed when the file appears, {at_discovery}/{} when Vector discovers it",
+            of_delay.len(),
+            of_delay.len()
+        );
+    }
+}
+
+#[test]
+fn with_the_stream_healthy_no_row_is_missed_from_200_ms_on() {
+    let results = measure(true, signal_hook::consts::SIGUSR1, "SIGUSR1");
+    report("stream healthy", &results);
+    for o in &results {
+        // The placement event starts the clock: the row had delay (+ discovery) to arrive.
+        if o.delay_ms >= 200 {
+            assert!(o.hit_at_appearance, "{o:?}");
+        }
+        if o.delay_ms + o.discovery_ms >= ENOUGH_MS {
+            assert!(o.hit_at_discovery, "{o:?}");
+        }
+    }
+}
+
+#[test]
+fn with_the_stream_down_the_alloc_dir_watch_labels_by_discovery() {
+    let results = measure(false, signal_hook::consts::SIGUSR2, "SIGUSR2");
+    report("stream down, alloc-dir watch only", &results);
+    for o in &results {
+        // Only the directory tells the daemon, at the moment the log file appears: the row
+        // had only the discovery time to arrive.
+        assert!(
+            !o.hit_at_appearance,
+            "{o:?}: the daemon cannot know before the directory"
+        );
+        if o.discovery_ms >= ENOUGH_MS {
+            assert!(o.hit_at_discovery, "{o:?}");
+        }
+    }
+}
