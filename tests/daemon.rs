@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fake_nomad::lifecycle::Lifecycle;
 use fake_nomad::{ClientStatus, FakeNomad, Node, Policy, StreamFault};
 use nomad_alloc_table::render::validate_csv;
 use rustix::process::{Pid, Signal, kill_process};
@@ -388,8 +389,9 @@ fn sigterm_stops_with_exit_0_and_a_valid_file() {
 
 #[test]
 fn an_observer_never_sees_an_invalid_table_or_a_lost_live_allocation() {
-    let (mut cluster, node) = web_cluster();
+    let (mut cluster, _node) = web_cluster();
     cluster.events.capacity = 1_000;
+    let mut script = Lifecycle::new(&mut cluster, 3);
     let fake = FakeNomad::start(cluster);
     let daemon = Daemon::start(&fake, &["--wait", "5ms:20ms", "--grace", "100ms"]);
     daemon.wait_until("a first table", || !daemon.alloc_ids().is_empty());
@@ -397,20 +399,7 @@ fn an_observer_never_sees_an_invalid_table_or_a_lost_live_allocation() {
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut reads = 0;
     for step in 0..400 {
-        fake.update(|c| {
-            let ids: Vec<String> = c.allocations.keys().cloned().collect();
-            match rng.u8(..10) {
-                0..=3 => {
-                    c.place("default", "web", "api", &node);
-                }
-                4..=5 if !ids.is_empty() => {
-                    c.set_client_status(&ids[rng.usize(..ids.len())], ClientStatus::Running)
-                }
-                6 if !ids.is_empty() => c.stop(&ids[rng.usize(..ids.len())]),
-                7 if !ids.is_empty() => c.gc(&ids[rng.usize(..ids.len())]),
-                _ => {}
-            }
-        });
+        fake.update(|c| script.step(c));
         if step % 3 == 0 {
             std::thread::sleep(Duration::from_millis(rng.u64(0..5)));
         }

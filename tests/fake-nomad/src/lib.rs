@@ -8,6 +8,7 @@
 
 pub mod generate;
 pub mod json;
+pub mod lifecycle;
 pub mod model;
 pub mod server;
 pub mod stream;

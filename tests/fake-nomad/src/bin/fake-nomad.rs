@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use fake_nomad::generate::{Shape, cluster};
+use fake_nomad::lifecycle::{DiskMirror, Lifecycle, Step};
 use fake_nomad::{FakeNomad, Listen};
 
 /// A fake Nomad API serving a generated cluster (agent is a client of the first node).
@@ -27,6 +28,20 @@ struct Args {
     /// Listen on this unix socket instead of TCP.
     #[arg(long)]
     unix: Option<PathBuf>,
+    /// Lifecycle steps per second (place, start, stop, replace, drain, disconnect, collect) on
+    /// the agent's node; 0 keeps the cluster still.
+    #[arg(long, default_value_t = 0.0)]
+    churn: f64,
+    /// Mirror the agent node's allocations here as a Nomad client would (alloc dirs and log
+    /// files), so that nomad-alloc-table and Vector can be watched end to end.
+    #[arg(long)]
+    alloc_dir: Option<PathBuf>,
+    /// How long after a placement the mirrored directory appears (the client's delay), in ms.
+    #[arg(long, default_value_t = 200)]
+    client_delay_ms: u64,
+    /// Seconds between event-stream heartbeats (Nomad's is 30).
+    #[arg(long, default_value_t = 30)]
+    heartbeat_secs: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,13 +51,15 @@ fn main() -> anyhow::Result<()> {
         nodes: args.nodes,
         seed: args.seed,
     };
-    let generated = cluster(&shape);
+    let mut generated = cluster(&shape);
+    let mut script = (args.churn > 0.0).then(|| Lifecycle::new(&mut generated, args.seed));
     let agent_node = generated.agent.client_node_id.clone().unwrap_or_default();
     let listen = match args.unix {
         Some(path) => Listen::Unix(path),
         None => Listen::Tcp(args.listen),
     };
     let fake = FakeNomad::start_on(generated, listen)?;
+    fake.set_stream(|s| s.heartbeat = std::time::Duration::from_secs(args.heartbeat_secs.max(1)));
     println!(
         "fake Nomad at {} with {} allocations on {} nodes; the agent is a client of node {agent_node}",
         fake.address(),
@@ -53,7 +70,39 @@ fn main() -> anyhow::Result<()> {
         "try: NOMAD_ADDR={} nomad-alloc-table print-table",
         fake.address()
     );
+    let mirror = args.alloc_dir.map(|root| DiskMirror { root });
+    if let Some(mirror) = &mirror {
+        std::fs::create_dir_all(&mirror.root)?;
+        fake.read(|c| {
+            c.allocations
+                .values()
+                .filter(|a| a.node_id == agent_node)
+                .try_for_each(|a| {
+                    mirror.apply(
+                        &Step::Placed {
+                            alloc_id: a.id.clone(),
+                            node_id: agent_node.clone(),
+                        },
+                        c,
+                    )
+                })
+        })?;
+    }
+    let Some(script) = script.as_mut() else {
+        loop {
+            std::thread::park();
+        }
+    };
+    let period = std::time::Duration::from_secs_f64(1.0 / args.churn);
+    let client_delay = std::time::Duration::from_millis(args.client_delay_ms);
     loop {
-        std::thread::park();
+        std::thread::sleep(period);
+        let step = fake.update(|c| script.step(c));
+        if let Some(mirror) = &mirror {
+            if matches!(step, Step::Placed { .. } | Step::Replaced { .. }) {
+                std::thread::sleep(client_delay);
+            }
+            fake.read(|c| mirror.apply(&step, c))?;
+        }
     }
 }
