@@ -155,6 +155,13 @@ impl FakeNomad {
         self.shared.stream.send_modify(change);
     }
 
+    /// Response body bytes sent so far (listings, fetches and the event stream).
+    pub fn bytes_sent(&self) -> u64 {
+        self.shared
+            .bytes_sent
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Every request received so far, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared

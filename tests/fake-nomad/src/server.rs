@@ -47,6 +47,8 @@ pub struct Shared {
     pub fault: Mutex<Option<Fault>>,
     pub requests: Mutex<Vec<RecordedRequest>>,
     pub stream: watch::Sender<crate::stream::StreamSettings>,
+    /// Response body bytes sent, event stream included.
+    pub bytes_sent: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -58,7 +60,13 @@ impl Shared {
             fault: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
             stream: watch::Sender::new(crate::stream::StreamSettings::default()),
+            bytes_sent: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    pub fn count_bytes(&self, bytes: u64) {
+        self.bytes_sent
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn cluster(&self) -> MutexGuard<'_, Cluster> {
@@ -150,7 +158,14 @@ async fn record_and_fault(
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     match fault {
-        None => next.run(request).await,
+        None => {
+            let response = next.run(request).await;
+            // Streamed bodies (the event stream) count their own chunks.
+            if let Some(size) = axum::body::HttpBody::size_hint(response.body()).exact() {
+                shared.count_bytes(size);
+            }
+            response
+        }
         Some(Fault::Status(code, body)) => text(
             StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             body,

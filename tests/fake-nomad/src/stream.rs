@@ -311,10 +311,9 @@ enum End {
 
 impl Subscription {
     async fn send(&self, bytes: impl Into<Bytes>) -> Result<(), End> {
-        self.tx
-            .send(bytes.into())
-            .await
-            .map_err(|_| End::ClientGone)
+        let bytes = bytes.into();
+        self.shared.count_bytes(bytes.len() as u64);
+        self.tx.send(bytes).await.map_err(|_| End::ClientGone)
     }
 
     /// Frames after `cursor` (the index of the last frame sent, or the one before the start),

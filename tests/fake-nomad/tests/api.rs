@@ -178,3 +178,16 @@ fn with_query(path: &str, params: &[(&str, &str)]) -> String {
     let url = reqwest::Url::parse_with_params(&format!("http://fake{path}"), params).expect("url");
     format!("{}?{}", url.path(), url.query().unwrap_or_default())
 }
+
+#[tokio::test]
+async fn response_bytes_are_counted() {
+    let (c, node, _) = cluster();
+    let fake = FakeNomad::start(c);
+    let before = fake.bytes_sent();
+    let body = get(&fake, &format!("/v1/node/{node}/allocations"), None)
+        .await
+        .bytes()
+        .await
+        .expect("body");
+    assert_eq!(fake.bytes_sent() - before, body.len() as u64);
+}

@@ -1,0 +1,226 @@
+//! Benchmarks of `run` against the fake Nomad, with the release binary:
+//! - `latency`: time from a placement (the fake's PlanResult) to Vector's reload signal, p50 and
+//!   p99, with 100 and 1,000 allocations on the node and the operator defaults;
+//! - `churn`: CPU time and peak RSS of `run` over minutes of lifecycle churn, and the requests
+//!   and response bytes it costs Nomad, next to a 30 s poll of the node listing (the
+//!   Vector-only recipe).
+//!
+//! `cargo bench --bench daemon` runs both (`-- latency` or `-- churn` runs one);
+//! `NAT_CHURN_MINUTES` sets the churn duration (default 10). Results go in BENCHMARKS.md.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fake_nomad::generate::{Shape, cluster};
+use fake_nomad::lifecycle::Lifecycle;
+use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
+use nomad_alloc_table::nomad::{
+    Address, Blocking, ConnectionSettings, NomadClient, TlsSettings, TokenSource,
+};
+
+fn start_run(fake: &FakeNomad, dir: &std::path::Path, extra: &[&str]) -> Child {
+    std::fs::create_dir_all(dir.join("alloc")).expect("alloc dir");
+    Command::new(env!("CARGO_BIN_EXE_nomad-alloc-table"))
+        .env("NOMAD_ADDR", fake.address())
+        .env("RUST_LOG", "warn")
+        .args(["run", "-o"])
+        .arg(dir.join("allocs.csv"))
+        .arg("--alloc-dir")
+        .arg(dir.join("alloc"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn run")
+}
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank]
+}
+
+/// Placement → reload signal, `samples` times, with `allocations` already on the node.
+fn latency(allocations: usize, samples: usize) {
+    let mut generated = cluster(&Shape {
+        allocations,
+        nodes: 1,
+        seed: 5,
+    });
+    generated.register_job(
+        Job::service("probe").group(TaskGroup::new("g").task(Task::new("t", "exec"))),
+    );
+    let node = generated.agent.client_node_id.clone().expect("agent node");
+    let fake = FakeNomad::start(generated);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The daemon signals this process, standing in for Vector.
+    let signalled: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1]).expect("handler");
+    let handle = signals.handle();
+    let listener = std::thread::spawn({
+        let signalled = signalled.clone();
+        move || {
+            for _ in signals.forever() {
+                signalled.lock().expect("lock").push(Instant::now());
+            }
+        }
+    });
+    let own_name = std::env::current_exe()
+        .expect("exe")
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let pid = std::process::id().to_string();
+    let mut run = start_run(
+        &fake,
+        dir.path(),
+        &[
+            "--vector-pid",
+            &pid,
+            "--vector-process-name",
+            &own_name,
+            "--reload-signal",
+            "SIGUSR1",
+        ],
+    );
+    wait_until("the first reload", || {
+        !signalled.lock().expect("lock").is_empty()
+    });
+    let mut latencies = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        // Clear of the one-second reload rate limit.
+        std::thread::sleep(Duration::from_millis(1_100));
+        let before = signalled.lock().expect("lock").len();
+        let placed = Instant::now();
+        fake.update(|c| c.place("default", "probe", "g", &node));
+        wait_until("the reload", || {
+            signalled.lock().expect("lock").len() > before
+        });
+        latencies.push(signalled.lock().expect("lock")[before] - placed);
+    }
+    let _ = run.kill();
+    let _ = run.wait();
+    handle.close();
+    listener.join().expect("listener");
+    latencies.sort();
+    println!(
+        "latency/{allocations} allocations: placement to reload signal p50 {:.1} ms, p99 {:.1} ms, min {:.1} ms, max {:.1} ms ({samples} samples, --wait 100ms:1s)",
+        percentile(&latencies, 50.0).as_secs_f64() * 1e3,
+        percentile(&latencies, 99.0).as_secs_f64() * 1e3,
+        latencies[0].as_secs_f64() * 1e3,
+        latencies[latencies.len() - 1].as_secs_f64() * 1e3,
+    );
+}
+
+/// CPU seconds (user + system) and peak RSS in KiB of a process, from /proc.
+fn usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after_comm = &stat[stat.rfind(')').expect("comm") + 1..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM");
+    (
+        ticks as f64 / rustix::param::clock_ticks_per_second() as f64,
+        hwm,
+    )
+}
+
+/// `minutes` of churn at two lifecycle steps per second on a node with 100 allocations.
+fn churn(minutes: u64) {
+    let mut generated = cluster(&Shape {
+        allocations: 100,
+        nodes: 1,
+        seed: 9,
+    });
+    let mut script = Lifecycle::new(&mut generated, 9);
+    let fake = FakeNomad::start(generated);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut run = start_run(&fake, dir.path(), &["--reload", "none"]);
+    wait_until("the first table", || {
+        std::fs::read_to_string(dir.path().join("allocs.csv")).is_ok_and(|t| t.lines().count() > 1)
+    });
+    let requests_before = fake.requests().len();
+    let bytes_before = fake.bytes_sent();
+    let started = Instant::now();
+    let mut steps = 0;
+    while started.elapsed() < Duration::from_secs(minutes * 60) {
+        std::thread::sleep(Duration::from_millis(500));
+        fake.update(|c| script.step(c));
+        steps += 1;
+    }
+    let elapsed = started.elapsed();
+    let (cpu_seconds, peak_rss_kib) = usage(run.id());
+    let requests = fake.requests().len() - requests_before;
+    let bytes = fake.bytes_sent() - bytes_before;
+    // What one 30 s poll of the node listing costs now.
+    let listing_before = fake.bytes_sent();
+    let node = fake.read(|c| c.agent.client_node_id.clone().expect("node"));
+    let client = NomadClient::new(ConnectionSettings {
+        address: Address::parse(fake.address()).expect("address"),
+        token: TokenSource::None,
+        region: None,
+        tls: TlsSettings::default(),
+        basic_auth: None,
+    })
+    .expect("client");
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(client.node_allocations(&node, Blocking::default()))
+        .expect("listing");
+    let listing_bytes = fake.bytes_sent() - listing_before;
+    let live = fake.read(|c| c.allocations.values().filter(|a| a.node_id == node).count());
+    let _ = run.kill();
+    let _ = run.wait();
+    let per_hour = 3600.0 / elapsed.as_secs_f64();
+    println!(
+        "churn: {steps} lifecycle steps in {:.0} s on a node with {live} allocations at the end",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "churn: run used {cpu_seconds:.2} s of CPU ({:.3} % of one core), peak RSS {:.1} MiB",
+        cpu_seconds / elapsed.as_secs_f64() * 100.0,
+        peak_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "churn: run cost Nomad {:.0} requests and {:.2} MB per hour; a 30 s poll costs 120 requests and {:.2} MB per hour ({listing_bytes} bytes a listing)",
+        requests as f64 * per_hour,
+        bytes as f64 * per_hour / 1e6,
+        120.0 * listing_bytes as f64 / 1e6,
+    );
+}
+
+fn main() {
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let runs = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
+    if runs("latency") {
+        latency(100, 50);
+        latency(1_000, 50);
+    }
+    if runs("churn") {
+        let minutes = std::env::var("NAT_CHURN_MINUTES")
+            .ok()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(10);
+        churn(minutes);
+    }
+}
