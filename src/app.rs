@@ -18,7 +18,7 @@ use crate::config::{
 };
 use crate::nomad::{self, Blocking, FailureClass, NomadClient};
 use crate::publish::{Outcome, PublishError, Publisher};
-use crate::reload::ReloadOutcome;
+use crate::reload::Reloader;
 use crate::render::{self, FileFormat, ValidationError};
 use crate::table::{self, Columns, NodeInfo, Projection};
 
@@ -149,7 +149,7 @@ pub async fn fetch_table(
 }
 
 async fn dump(
-    client: &NomadClient,
+    client: &Arc<NomadClient>,
     node: &NodeInfo,
     settings: PublishSettings,
 ) -> Result<(), AppError> {
@@ -163,14 +163,8 @@ async fn dump(
         }
         Outcome::Written(_) => {
             info!(path = %publisher.path().display(), rows, node = %node.id, "table published");
-            match settings.reloader.reload().await {
-                Ok(ReloadOutcome::NotConfigured) => {}
-                Ok(ReloadOutcome::Signalled { pid, signal }) => {
-                    info!(pid, signal, "Vector told to reload")
-                }
-                // The table is published; Vector picks it up at its next reload or start.
-                Err(e) => warn!(error = %e, "Vector was not told to reload"),
-            }
+            let reloader = Reloader::new(settings.reloader, client.clone());
+            crate::reload::log_outcome(reloader.reload().await);
         }
     }
     Ok(())
@@ -199,7 +193,7 @@ fn print_table(projection: &Projection, settings: &PrintSettings) -> Result<(), 
 
 /// Runs the configured command.
 pub async fn run(settings: Settings) -> Result<(), AppError> {
-    let client = NomadClient::new(settings.connection)?;
+    let client = Arc::new(NomadClient::new(settings.connection)?);
     match settings.command {
         CommandSettings::Dump(dump_settings) => {
             let node = resolve_node(&client, settings.node_id.as_deref()).await?;
@@ -218,7 +212,7 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
 /// header-only table if there is none (Vector cannot start without the file), then the node,
 /// retried while Nomad cannot answer, then the loop until SIGTERM or SIGINT.
 async fn daemon(
-    client: NomadClient,
+    client: Arc<NomadClient>,
     node_id: Option<String>,
     settings: RunSettings,
 ) -> Result<(), AppError> {
@@ -249,7 +243,6 @@ async fn daemon(
         publisher.publish(&render::render(&empty.table, publish.format))?;
         info!(path = %publish.output.display(), "no table yet: published a header-only one so that Vector can start");
     }
-    let client = Arc::new(client);
     let mut stopped = std::pin::pin!(async move {
         let _ = stopped.await;
     });

@@ -172,7 +172,10 @@ pub struct PublishArgs {
 #[command(next_help_heading = "Reload")]
 pub struct ReloadArgs {
     /// How to make Vector reload after a change: none (Vector ≥ 0.49 with --watch-config
-    /// notices by itself) or signal (default when --vector-pid or --vector-pidfile is given).
+    /// notices by itself), signal (a local process: --vector-pid, --vector-pidfile, or the one
+    /// process named --vector-process-name), nomad-task (Nomad's signal API, for a Vector task
+    /// in a container) or command (the command after --). Default: what the other reload
+    /// options imply, else none.
     #[arg(long, env = "NOMAD_ALLOC_TABLE_RELOAD", value_enum)]
     pub reload: Option<ReloadMode>,
 
@@ -192,10 +195,28 @@ pub struct ReloadArgs {
     #[arg(long, env = "NOMAD_ALLOC_TABLE_RELOAD_SIGNAL", value_parser = crate::reload::parse_signal)]
     pub reload_signal: Option<Signal>,
 
-    /// The signalled process must have this name, so that a recycled PID is never hit
-    /// [default: vector].
+    /// The signalled process must have this name, so that a recycled PID is never hit;
+    /// without a PID, the one process of this name is signalled [default: vector].
     #[arg(long, env = "NOMAD_ALLOC_TABLE_VECTOR_PROCESS_NAME")]
     pub vector_process_name: Option<String>,
+
+    /// The Vector task to signal through Nomad (--reload nomad-task); needs alloc-lifecycle.
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_RELOAD_TASK")]
+    pub reload_task: Option<String>,
+
+    /// The allocation of that task (--reload nomad-task); inside a Nomad task NOMAD_ALLOC_ID
+    /// is the task's own allocation.
+    #[arg(long, env = "NOMAD_ALLOC_ID")]
+    pub reload_alloc_id: Option<String>,
+
+    /// How long the reload command (--reload command) may run before it is killed.
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_RELOAD_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub reload_timeout: std::time::Duration,
+
+    /// The reload command and its arguments, after --, run without a shell (--reload command),
+    /// e.g. -- systemctl reload vector.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub reload_command: Vec<String>,
 }
 
 /// `run`'s options.
@@ -275,6 +296,8 @@ fn parse_wait(raw: &str) -> Result<Wait, String> {
 pub enum ReloadMode {
     None,
     Signal,
+    NomadTask,
+    Command,
 }
 
 /// `print-table`'s options.

@@ -14,7 +14,7 @@ use crate::cli::{
 use crate::nomad::{
     Address, AddressError, ConnectionSettings, Secret, TlsSettings, TokenFile, TokenSource,
 };
-use crate::reload::{ProcessTarget, Reloader, SignalReload};
+use crate::reload::{ProcessTarget, ReloadSettings, SignalReload};
 use crate::render::FileFormat;
 use crate::table::{Columns, ColumnsError};
 
@@ -25,12 +25,16 @@ pub enum ConfigError {
     Address(#[from] AddressError),
     #[error(transparent)]
     Columns(#[from] ColumnsError),
-    #[error(
-        "--reload signal needs --vector-pid or --vector-pidfile to know which process to signal"
-    )]
-    SignalWithoutTarget,
-    #[error("{option} only applies with --reload signal; drop it or set --reload signal")]
-    UnusedReloadOption { option: &'static str },
+    #[error("{option} only applies with --reload {wanted}; drop it or set --reload {wanted}")]
+    WrongReloadMode {
+        option: &'static str,
+        wanted: &'static str,
+    },
+    #[error("--reload {mode} needs {option}")]
+    MissingReloadOption {
+        mode: &'static str,
+        option: &'static str,
+    },
     #[error("--vector-pid must be a positive PID, not {0}")]
     BadPid(i32),
     #[error("--vector-process-name must not be empty")]
@@ -79,6 +83,18 @@ pub struct Timing {
     pub stream_timeout: std::time::Duration,
 }
 
+impl ReloadMode {
+    /// The value as given on the command line.
+    fn as_flag_value(self) -> &'static str {
+        match self {
+            ReloadMode::None => "none",
+            ReloadMode::Signal => "signal",
+            ReloadMode::NomadTask => "nomad-task",
+            ReloadMode::Command => "command",
+        }
+    }
+}
+
 /// Where and how to publish, and how to reload: `dump` and `run`.
 #[derive(Debug)]
 pub struct PublishSettings {
@@ -86,7 +102,7 @@ pub struct PublishSettings {
     pub format: FileFormat,
     pub file_mode: u32,
     pub columns: Columns,
-    pub reloader: Reloader,
+    pub reloader: ReloadSettings,
 }
 
 /// `print-table`.
@@ -178,7 +194,7 @@ fn columns(args: &TableArgs) -> Result<Columns, ConfigError> {
     Ok(Columns::choose(args.columns.as_deref(), &meta)?)
 }
 
-fn reloader(args: ReloadArgs) -> Result<Reloader, ConfigError> {
+fn reloader(args: ReloadArgs) -> Result<ReloadSettings, ConfigError> {
     let target = match (args.vector_pid, args.vector_pidfile) {
         (Some(pid), _) if pid <= 0 => return Err(ConfigError::BadPid(pid)),
         (Some(pid), _) => Some(ProcessTarget::Pid(pid)),
@@ -187,34 +203,104 @@ fn reloader(args: ReloadArgs) -> Result<Reloader, ConfigError> {
     };
     let mode = args.reload.unwrap_or(if target.is_some() {
         ReloadMode::Signal
+    } else if args.reload_task.is_some() {
+        ReloadMode::NomadTask
+    } else if !args.reload_command.is_empty() {
+        ReloadMode::Command
     } else {
         ReloadMode::None
     });
+    // Options that only one mode uses must not come with another. (NOMAD_ALLOC_ID is set in
+    // every Nomad task, so --reload-alloc-id is not checked.)
+    let given = [
+        (
+            target.is_some(),
+            "--vector-pid/--vector-pidfile",
+            ReloadMode::Signal,
+        ),
+        (
+            args.vector_process_name.is_some(),
+            "--vector-process-name",
+            ReloadMode::Signal,
+        ),
+        (
+            args.reload_task.is_some(),
+            "--reload-task",
+            ReloadMode::NomadTask,
+        ),
+        (
+            !args.reload_command.is_empty(),
+            "a reload command after --",
+            ReloadMode::Command,
+        ),
+    ];
+    if let Some((_, option, wanted)) = given
+        .into_iter()
+        .find(|(set, _, wanted)| *set && *wanted != mode)
+    {
+        return Err(ConfigError::WrongReloadMode {
+            option,
+            wanted: wanted.as_flag_value(),
+        });
+    }
+    if args.reload_signal.is_some() && matches!(mode, ReloadMode::None | ReloadMode::Command) {
+        return Err(ConfigError::WrongReloadMode {
+            option: "--reload-signal",
+            wanted: "signal or nomad-task",
+        });
+    }
+    let signal = args.reload_signal.unwrap_or(Signal::HUP);
     match mode {
-        ReloadMode::None => {
-            let unused = [
-                (target.is_some(), "--vector-pid/--vector-pidfile"),
-                (args.reload_signal.is_some(), "--reload-signal"),
-                (args.vector_process_name.is_some(), "--vector-process-name"),
-            ];
-            if let Some((_, option)) = unused.into_iter().find(|(set, _)| *set) {
-                return Err(ConfigError::UnusedReloadOption { option });
-            }
-            Ok(Reloader::None)
-        }
+        ReloadMode::None => Ok(ReloadSettings::None),
         ReloadMode::Signal => {
-            let target = target.ok_or(ConfigError::SignalWithoutTarget)?;
             let process_name = args
                 .vector_process_name
                 .unwrap_or_else(|| "vector".to_owned());
             if process_name.trim().is_empty() {
                 return Err(ConfigError::EmptyProcessName);
             }
-            Ok(Reloader::Signal(SignalReload {
-                target,
-                signal: args.reload_signal.unwrap_or(Signal::HUP),
+            Ok(ReloadSettings::Signal(SignalReload {
+                target: target.unwrap_or(ProcessTarget::Named),
+                signal,
                 process_name,
             }))
+        }
+        ReloadMode::NomadTask => {
+            let task = args.reload_task.filter(|t| !t.trim().is_empty()).ok_or(
+                ConfigError::MissingReloadOption {
+                    mode: "nomad-task",
+                    option: "--reload-task (the Vector task's name)",
+                },
+            )?;
+            let alloc_id = args
+                .reload_alloc_id
+                .filter(|a| !a.trim().is_empty())
+                .ok_or(ConfigError::MissingReloadOption {
+                    mode: "nomad-task",
+                    option: "--reload-alloc-id (or NOMAD_ALLOC_ID, set inside a Nomad task)",
+                })?;
+            Ok(ReloadSettings::NomadTask {
+                alloc_id,
+                task,
+                signal,
+            })
+        }
+        ReloadMode::Command => {
+            if args.reload_command.is_empty() {
+                return Err(ConfigError::MissingReloadOption {
+                    mode: "command",
+                    option: "the command after --, e.g. -- systemctl reload vector",
+                });
+            }
+            if args.reload_timeout.is_zero() {
+                return Err(ConfigError::ZeroDuration {
+                    option: "--reload-timeout",
+                });
+            }
+            Ok(ReloadSettings::Command {
+                argv: args.reload_command,
+                timeout: args.reload_timeout,
+            })
         }
     }
 }
@@ -283,34 +369,75 @@ mod tests {
     }
 
     #[test]
-    fn a_pid_implies_a_signal_reload() {
-        let d = dump_settings(&["--vector-pid", "42"]).expect("valid");
-        assert_eq!(
-            d.reloader,
-            Reloader::Signal(SignalReload {
-                target: ProcessTarget::Pid(42),
+    fn the_reload_mode_follows_from_the_options_given() {
+        let signal = |target| {
+            ReloadSettings::Signal(SignalReload {
+                target,
                 signal: Signal::HUP,
-                process_name: "vector".to_owned()
+                process_name: "vector".to_owned(),
             })
+        };
+        assert_eq!(
+            dump_settings(&["--vector-pid", "42"])
+                .expect("valid")
+                .reloader,
+            signal(ProcessTarget::Pid(42))
         );
-        assert_eq!(dump_settings(&[]).expect("valid").reloader, Reloader::None);
+        assert_eq!(
+            dump_settings(&[]).expect("valid").reloader,
+            ReloadSettings::None
+        );
+        assert_eq!(
+            dump_settings(&["--reload", "signal"])
+                .expect("valid")
+                .reloader,
+            signal(ProcessTarget::Named)
+        );
+        assert_eq!(
+            dump_settings(&["--reload-task", "vector", "--reload-alloc-id", "a1"])
+                .expect("valid")
+                .reloader,
+            ReloadSettings::NomadTask {
+                alloc_id: "a1".to_owned(),
+                task: "vector".to_owned(),
+                signal: Signal::HUP
+            }
+        );
+        assert_eq!(
+            dump_settings(&["--", "systemctl", "reload", "vector"])
+                .expect("valid")
+                .reloader,
+            ReloadSettings::Command {
+                argv: vec!["systemctl".into(), "reload".into(), "vector".into()],
+                timeout: std::time::Duration::from_secs(30)
+            }
+        );
     }
 
     #[test]
     fn reload_options_without_effect_are_refused() {
         assert!(matches!(
-            dump_settings(&["--reload", "signal"]),
-            Err(ConfigError::SignalWithoutTarget)
-        ));
-        assert!(matches!(
             dump_settings(&["--reload", "none", "--vector-pid", "7"]),
-            Err(ConfigError::UnusedReloadOption { .. })
+            Err(ConfigError::WrongReloadMode { .. })
         ));
         assert!(matches!(
             dump_settings(&["--reload-signal", "SIGUSR1"]),
-            Err(ConfigError::UnusedReloadOption {
-                option: "--reload-signal"
+            Err(ConfigError::WrongReloadMode {
+                option: "--reload-signal",
+                ..
             })
+        ));
+        assert!(matches!(
+            dump_settings(&["--reload-task", "vector", "--", "true"]),
+            Err(ConfigError::WrongReloadMode { .. })
+        ));
+        assert!(matches!(
+            dump_settings(&["--reload", "nomad-task", "--reload-task", "vector"]),
+            Err(ConfigError::MissingReloadOption { .. })
+        ));
+        assert!(matches!(
+            dump_settings(&["--reload", "command"]),
+            Err(ConfigError::MissingReloadOption { .. })
         ));
         assert!(matches!(
             dump_settings(&["--vector-pid=-3"]),

@@ -19,7 +19,7 @@ use crate::config::{PublishSettings, Timing};
 use crate::nomad::types::Allocation;
 use crate::nomad::{Blocking, Error, NomadClient};
 use crate::publish::{Outcome, PublishError, Publisher};
-use crate::reload::ReloadQueue;
+use crate::reload::{ReloadQueue, Reloader};
 use crate::render;
 use crate::store::Store;
 use crate::table::{self, Columns, NodeInfo};
@@ -254,6 +254,7 @@ pub async fn run(
         }
         .run(),
     );
+    let reloader = Reloader::new(settings.reloader, client.clone());
     let mut daemon = Daemon {
         client,
         columns: settings.columns,
@@ -261,7 +262,7 @@ pub async fn run(
         timing,
         store: Store::new(),
         publisher,
-        reloads: ReloadQueue::spawn(settings.reloader, timing.min_reload_interval),
+        reloads: ReloadQueue::spawn(reloader, timing.min_reload_interval),
         updates,
         resync,
         pending: None,

@@ -1,8 +1,9 @@
 //! Telling Vector to reload its enrichment table, after a publish that changed the file and
-//! never otherwise. A signal goes only to the intended process: it is pinned with a pidfd (so a
-//! recycled PID cannot be hit between the checks and the signal), its name must match, and it
-//! must be at least a second old, because a SIGHUP that arrives before Vector installs its
-//! handler kills it.
+//! never otherwise: by a signal to a local process, through Nomad's signal API (Vector as a
+//! task in a container or another PID namespace), or by running a command. A signal goes only
+//! to the intended process: it is pinned with a pidfd (so a recycled PID cannot be hit between
+//! the checks and the signal), its name must match, and it must be at least a second old,
+//! because a SIGHUP that arrives before Vector installs its handler kills it.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::nomad::NomadClient;
+
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 /// A process younger than this is not signalled yet.
@@ -20,13 +23,62 @@ pub const MIN_PROCESS_AGE: Duration = Duration::from_secs(1);
 /// rounding can never make a younger process look old enough.
 const AGE_ROUNDING_MARGIN: Duration = Duration::from_millis(20);
 
-/// How Vector is told to reload.
+/// How Vector is told to reload, as configured.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reloader {
+pub enum ReloadSettings {
     /// Nothing is sent: Vector ≥ 0.49 with `--watch-config` reloads the table by itself.
     None,
     /// A signal to a local process.
     Signal(SignalReload),
+    /// A signal to a task through Nomad (`POST /v1/client/allocation/:id/signal`).
+    NomadTask {
+        alloc_id: String,
+        task: String,
+        signal: Signal,
+    },
+    /// A command, run without a shell, killed after `timeout`.
+    Command {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
+}
+
+/// How Vector is told to reload, ready to act.
+#[derive(Clone, Debug)]
+pub enum Reloader {
+    None,
+    Signal(SignalReload),
+    NomadTask {
+        client: Arc<NomadClient>,
+        alloc_id: String,
+        task: String,
+        signal: Signal,
+    },
+    Command {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
+}
+
+impl Reloader {
+    /// The reloader for `settings`; the Nomad client serves `nomad-task`.
+    pub fn new(settings: ReloadSettings, client: Arc<NomadClient>) -> Reloader {
+        match settings {
+            ReloadSettings::None => Reloader::None,
+            ReloadSettings::Signal(signal) => Reloader::Signal(signal),
+            ReloadSettings::NomadTask {
+                alloc_id,
+                task,
+                signal,
+            } => Reloader::NomadTask {
+                client,
+                alloc_id,
+                task,
+                signal,
+            },
+            ReloadSettings::Command { argv, timeout } => Reloader::Command { argv, timeout },
+        }
+    }
 }
 
 /// Where the process to signal is found.
@@ -35,6 +87,9 @@ pub enum ProcessTarget {
     Pid(i32),
     /// A file holding the PID, read at every reload (Vector may have restarted).
     PidFile(PathBuf),
+    /// The one process whose name is the reload's `process_name`, found in `/proc` at every
+    /// reload.
+    Named,
 }
 
 /// A signal reload.
@@ -53,6 +108,14 @@ pub enum ReloadOutcome {
     NotConfigured,
     /// The signal was delivered.
     Signalled { pid: i32, signal: &'static str },
+    /// Nomad accepted the signal for the task.
+    NomadSignalled {
+        alloc_id: String,
+        task: String,
+        signal: &'static str,
+    },
+    /// The command exited successfully.
+    CommandSucceeded { program: String },
 }
 
 /// Why Vector was not told. The table is published all the same; this is a warning.
@@ -83,6 +146,35 @@ pub enum ReloadError {
         signal: &'static str,
         source: std::io::Error,
     },
+    #[error(
+        "no process is named {name:?}: is Vector running? (or give --vector-pid/--vector-pidfile)"
+    )]
+    NoProcessNamed { name: String },
+    #[error("{} processes are named {name:?} (PIDs {pids:?}): not guessing; give --vector-pid or --vector-pidfile", pids.len())]
+    SeveralProcessesNamed { name: String, pids: Vec<i32> },
+    #[error("cannot list processes in /proc: {0}")]
+    ListProcesses(std::io::Error),
+    #[error("Nomad did not signal task {task:?} of allocation {alloc_id}: {source}")]
+    Nomad {
+        alloc_id: String,
+        task: String,
+        source: crate::nomad::Error,
+    },
+    #[error("cannot start the reload command {program:?}: {source}")]
+    CommandStart {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("the reload command {program:?} failed ({status}){}", if .stderr.is_empty() { String::new() } else { format!(": {}", .stderr) })]
+    CommandFailed {
+        program: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error(
+        "the reload command {program:?} did not finish within {seconds} s and was killed (see --reload-timeout)"
+    )]
+    CommandTimeout { program: String, seconds: u64 },
 }
 
 /// The signals a reload may use, by name.
@@ -169,10 +261,54 @@ fn process_age(pid: i32, stat: &ProcStat) -> Result<Duration, ReloadError> {
     Ok(Duration::from_secs_f64((uptime_secs - started).max(0.0)))
 }
 
+/// The PIDs of the processes named `name` (by `comm` or `argv[0]`), this one excluded.
+fn processes_named(name: &str) -> Result<Vec<i32>, ReloadError> {
+    let own = std::process::id() as i32;
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").map_err(ReloadError::ListProcesses)? {
+        let Ok(entry) = entry else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == own {
+            continue;
+        }
+        // Processes come and go while we look: unreadable ones are simply not candidates.
+        let Some(stat) = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|text| parse_stat(&text))
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let argv0 = String::from_utf8_lossy(cmdline.split(|b| *b == 0).next().unwrap_or_default())
+            .into_owned();
+        if name_matches(&stat.comm, &argv0, name) {
+            pids.push(pid);
+        }
+    }
+    pids.sort_unstable();
+    Ok(pids)
+}
+
 impl SignalReload {
     fn pid(&self) -> Result<i32, ReloadError> {
         match &self.target {
             ProcessTarget::Pid(pid) => Ok(*pid),
+            ProcessTarget::Named => match processes_named(&self.process_name)?.as_slice() {
+                [] => Err(ReloadError::NoProcessNamed {
+                    name: self.process_name.clone(),
+                }),
+                [pid] => Ok(*pid),
+                several => Err(ReloadError::SeveralProcessesNamed {
+                    name: self.process_name.clone(),
+                    pids: several.to_vec(),
+                }),
+            },
             ProcessTarget::PidFile(path) => {
                 let content =
                     std::fs::read_to_string(path).map_err(|source| ReloadError::PidFile {
@@ -237,13 +373,103 @@ impl SignalReload {
     }
 }
 
+/// Runs the reload command without a shell; it must exit 0 within `timeout`.
+async fn run_command(argv: &[String], timeout: Duration) -> Result<ReloadOutcome, ReloadError> {
+    let program = argv.first().cloned().unwrap_or_default();
+    let child = tokio::process::Command::new(&program)
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| ReloadError::CommandStart {
+            program: program.clone(),
+            source,
+        })?;
+    let output = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| ReloadError::CommandTimeout {
+            program: program.clone(),
+            seconds: timeout.as_secs(),
+        })?
+        .map_err(|source| ReloadError::CommandStart {
+            program: program.clone(),
+            source,
+        })?;
+    if output.status.success() {
+        return Ok(ReloadOutcome::CommandSucceeded { program });
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(ReloadError::CommandFailed {
+        program,
+        status: output.status,
+        stderr: stderr
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(300)
+            .collect(),
+    })
+}
+
 impl Reloader {
     /// Tells Vector to reload. Call only after a publish that changed the file.
     pub async fn reload(&self) -> Result<ReloadOutcome, ReloadError> {
         match self {
             Reloader::None => Ok(ReloadOutcome::NotConfigured),
             Reloader::Signal(signal) => signal.send().await,
+            Reloader::NomadTask {
+                client,
+                alloc_id,
+                task,
+                signal,
+            } => {
+                let signal = signal_name(*signal);
+                client
+                    .signal_allocation(alloc_id, task, signal)
+                    .await
+                    .map_err(|source| ReloadError::Nomad {
+                        alloc_id: alloc_id.clone(),
+                        task: task.clone(),
+                        source,
+                    })?;
+                Ok(ReloadOutcome::NomadSignalled {
+                    alloc_id: alloc_id.clone(),
+                    task: task.clone(),
+                    signal,
+                })
+            }
+            Reloader::Command { argv, timeout } => run_command(argv, *timeout).await,
         }
+    }
+}
+
+/// Logs what a reload did: info on success, a warning otherwise (the table is published all
+/// the same; Vector picks it up at its next reload or start).
+pub fn log_outcome(outcome: Result<ReloadOutcome, ReloadError>) {
+    match outcome {
+        Ok(ReloadOutcome::NotConfigured) => {}
+        Ok(ReloadOutcome::Signalled { pid, signal }) => {
+            tracing::info!(pid, signal, "Vector told to reload")
+        }
+        Ok(ReloadOutcome::NomadSignalled {
+            alloc_id,
+            task,
+            signal,
+        }) => {
+            tracing::info!(
+                alloc_id,
+                task,
+                signal,
+                "Vector told to reload through Nomad"
+            );
+        }
+        Ok(ReloadOutcome::CommandSucceeded { program }) => {
+            tracing::info!(program, "Vector told to reload by command");
+        }
+        Err(e) => tracing::warn!(error = %e, "Vector was not told to reload"),
     }
 }
 
@@ -257,7 +483,7 @@ pub struct ReloadQueue {
 impl ReloadQueue {
     /// Starts the queue's task; with [`Reloader::None`] there is nothing to run.
     pub fn spawn(reloader: Reloader, min_interval: Duration) -> ReloadQueue {
-        if reloader == Reloader::None {
+        if matches!(reloader, Reloader::None) {
             return ReloadQueue {
                 wanted: Arc::new(Notify::new()),
                 task: None,
@@ -266,13 +492,7 @@ impl ReloadQueue {
         ReloadQueue::spawn_with(min_interval, move || {
             let reloader = reloader.clone();
             async move {
-                match reloader.reload().await {
-                    Ok(ReloadOutcome::Signalled { pid, signal }) => {
-                        tracing::info!(pid, signal, "Vector told to reload");
-                    }
-                    Ok(ReloadOutcome::NotConfigured) => {}
-                    Err(e) => tracing::warn!(error = %e, "Vector was not told to reload"),
-                }
+                log_outcome(reloader.reload().await);
             }
         })
     }

@@ -202,16 +202,34 @@ fn one_new_allocation_is_one_write_and_one_reload() {
 }
 
 #[test]
-fn an_update_that_changes_no_column_writes_nothing() {
-    let (fake, _node, first, daemon) = started(&[]);
+fn an_update_that_changes_no_column_writes_and_reloads_nothing() {
+    let (cluster, _node) = web_cluster();
+    let first = cluster.allocations.keys().next().expect("one").clone();
+    let fake = FakeNomad::start(cluster);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vector = SignalRecorder::spawn(dir.path(), "vector");
+    let daemon = Daemon::start(&fake, &["--vector-pid", &vector.pid().to_string()]);
+    daemon.wait_for_alloc(&first);
+    vector.wait_for_count("HUP", 1);
     let writes = daemon.count("table published");
     let unchanged = daemon.count("table unchanged");
+    let mtime = std::fs::metadata(&daemon.table)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    // Status and health change; no default column does.
+    fake.update(|c| c.set_client_status(&first, ClientStatus::Running));
     fake.update(|c| c.set_client_status(&first, ClientStatus::Running));
     // The daemon says when it rendered the same bytes: that is the processed update.
     daemon.wait_for_log("table unchanged", unchanged + 1);
-    assert_eq!(daemon.count("table published"), writes);
-    let table = std::fs::read(&daemon.table).expect("table");
-    validate_csv(&table).expect("valid");
+    // Give a wrong daemon the time to reload anyway, then check it did not.
+    std::thread::sleep(Duration::from_millis(300));
+    vector.sync();
+    assert_eq!(vector.count("HUP"), 1, "no reload");
+    assert_eq!(daemon.count("table published"), writes, "no write");
+    let after = std::fs::metadata(&daemon.table)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    assert_eq!(after, mtime, "no new mtime");
 }
 
 #[test]

@@ -246,11 +246,11 @@ fn bad_settings_exit_2_with_a_hint() {
         .code(2)
         .stderr(contains("unknown column \"job\"").and(contains("job_id")));
     bin()
-        .args(["dump", "--reload", "signal", "-o"])
+        .args(["dump", "--reload", "command", "-o"])
         .arg(table.path())
         .assert()
         .code(2)
-        .stderr(contains("--vector-pid"));
+        .stderr(contains("needs the command after --"));
     bin()
         .args(["dump", "--file-mode", "rw", "-o"])
         .arg(table.path())

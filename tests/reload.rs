@@ -208,3 +208,189 @@ fn a_vanished_process_is_a_warning_not_a_lost_table() {
         .stderr(contains("Vector was not told to reload"));
     assert!(table.exists());
 }
+
+mod nomad_task {
+    use fake_nomad::{FakeNomad, Job, Policy, SignalRecord, Task, TaskGroup};
+    use predicates::prelude::*;
+    use predicates::str::contains;
+
+    use crate::util::{bin_at, web_cluster};
+
+    /// The fake with a Vector system job allocation beside the web allocation.
+    fn with_vector_task() -> (fake_nomad::Cluster, String) {
+        let (mut cluster, node) = web_cluster();
+        cluster.register_job(
+            Job::new("vector", fake_nomad::JobType::System)
+                .group(TaskGroup::new("logs").task(Task::new("vector", "docker"))),
+        );
+        let vector_alloc = cluster.place("default", "vector", "logs", &node);
+        (cluster, vector_alloc)
+    }
+
+    #[test]
+    fn a_changed_table_signals_the_vector_task_through_nomad() {
+        let (cluster, vector_alloc) = with_vector_task();
+        let fake = FakeNomad::start(cluster);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dump = || {
+            let mut cmd = bin_at(fake.address());
+            cmd.env("NOMAD_ALLOC_ID", &vector_alloc)
+                .args(["dump", "--reload-task", "vector", "-o"])
+                .arg(dir.path().join("allocs.csv"));
+            cmd
+        };
+        dump()
+            .assert()
+            .success()
+            .stderr(contains("Vector told to reload through Nomad"));
+        assert_eq!(
+            fake.signals(),
+            [SignalRecord {
+                alloc_id: vector_alloc.clone(),
+                task: "vector".to_owned(),
+                signal: "SIGHUP".to_owned()
+            }]
+        );
+        dump().assert().success().stderr(contains("unchanged"));
+        assert_eq!(fake.signals().len(), 1, "no signal for an unchanged table");
+    }
+
+    #[test]
+    fn without_alloc_lifecycle_the_reload_is_a_warning_naming_it() {
+        let (mut cluster, vector_alloc) = with_vector_task();
+        cluster.enable_acl();
+        cluster.add_token("reader", Policy::alloc_table_reader());
+        let fake = FakeNomad::start(cluster);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let table = dir.path().join("allocs.csv");
+        bin_at(fake.address())
+            .env("NOMAD_TOKEN", "reader")
+            .args([
+                "dump",
+                "--reload-task",
+                "vector",
+                "--reload-alloc-id",
+                &vector_alloc,
+                "-o",
+            ])
+            .arg(&table)
+            .assert()
+            .success()
+            .stderr(contains("alloc-lifecycle").and(contains("reader").not()));
+        assert!(table.exists());
+        assert!(fake.signals().is_empty());
+    }
+}
+
+mod command {
+    use predicates::str::contains;
+
+    use crate::util::{bin_at, web_cluster};
+
+    #[test]
+    fn the_command_runs_after_a_changed_publish_with_its_arguments_as_given() {
+        let (cluster, _node) = web_cluster();
+        let fake = fake_nomad::FakeNomad::start(cluster);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let table = dir.path().join("allocs.csv");
+        // No shell: "$HOME" and the space reach cp verbatim, as part of the file name.
+        let copy = dir.path().join("copy of $HOME.csv");
+        bin_at(fake.address())
+            .args(["dump", "-o"])
+            .arg(&table)
+            .args(["--", "cp"])
+            .arg(&table)
+            .arg(&copy)
+            .assert()
+            .success()
+            .stderr(contains("Vector told to reload by command"));
+        assert_eq!(
+            std::fs::read(&copy).expect("copied"),
+            std::fs::read(&table).expect("table")
+        );
+    }
+
+    #[test]
+    fn a_failing_or_hanging_command_is_a_warning() {
+        let (cluster, _node) = web_cluster();
+        let fake = fake_nomad::FakeNomad::start(cluster);
+        let dir = tempfile::tempdir().expect("tempdir");
+        bin_at(fake.address())
+            .args(["dump", "-o"])
+            .arg(dir.path().join("a.csv"))
+            .args(["--", "false"])
+            .assert()
+            .success()
+            .stderr(contains("the reload command \"false\" failed"));
+        bin_at(fake.address())
+            .args(["dump", "--reload-timeout", "200ms", "-o"])
+            .arg(dir.path().join("b.csv"))
+            .args(["--", "sleep", "30"])
+            .assert()
+            .success()
+            .stderr(contains("did not finish within"));
+        assert!(dir.path().join("b.csv").exists());
+    }
+}
+
+mod discovery {
+    use predicates::str::contains;
+
+    use super::SignalRecorder;
+    use crate::util::{bin_at, web_cluster};
+
+    /// A process name no other test uses (at most 15 bytes, the kernel's comm limit).
+    fn unique_name(tag: &str) -> String {
+        format!("v{tag}{}", std::process::id() % 1_000_000)
+    }
+
+    #[test]
+    fn without_a_pid_the_one_process_of_that_name_is_signalled() {
+        let (cluster, _node) = web_cluster();
+        let fake = fake_nomad::FakeNomad::start(cluster);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let name = unique_name("one");
+        let vector = SignalRecorder::spawn(dir.path(), &name);
+        bin_at(fake.address())
+            .args([
+                "dump",
+                "--reload",
+                "signal",
+                "--vector-process-name",
+                &name,
+                "-o",
+            ])
+            .arg(dir.path().join("allocs.csv"))
+            .assert()
+            .success();
+        vector.sync();
+        assert_eq!(vector.count("HUP"), 1);
+    }
+
+    #[test]
+    fn several_processes_of_that_name_are_refused() {
+        let (cluster, _node) = web_cluster();
+        let fake = fake_nomad::FakeNomad::start(cluster);
+        let first_dir = tempfile::tempdir().expect("tempdir");
+        let second_dir = tempfile::tempdir().expect("tempdir");
+        let name = unique_name("two");
+        let first = SignalRecorder::spawn(first_dir.path(), &name);
+        let second = SignalRecorder::spawn(second_dir.path(), &name);
+        bin_at(fake.address())
+            .args([
+                "dump",
+                "--reload",
+                "signal",
+                "--vector-process-name",
+                &name,
+                "-o",
+            ])
+            .arg(first_dir.path().join("allocs.csv"))
+            .assert()
+            .success()
+            .stderr(contains("2 processes are named"));
+        first.sync();
+        second.sync();
+        assert_eq!(first.count("HUP") + second.count("HUP"), 0);
+    }
+}

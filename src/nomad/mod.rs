@@ -175,6 +175,8 @@ const NEEDS_NODE_READ: &str =
 const NEEDS_AGENT_READ: &str =
     "agent:read to ask the agent for its node ID; or pass --node-id (NOMAD_NODE_ID) instead";
 const NEEDS_READ_JOB: &str = "namespace:read-job on the allocation's namespace";
+const NEEDS_ALLOC_LIFECYCLE: &str =
+    "namespace:alloc-lifecycle on the namespace of Vector's allocation (to signal its task)";
 const NEEDS_READ_JOB_EVERYWHERE: &str = "namespace \"*\" { capabilities = [\"read-job\"] }: the stream of namespace=* needs read-job on every namespace";
 
 /// A client for one Nomad agent.
@@ -261,9 +263,9 @@ impl NomadClient {
         url
     }
 
-    /// A GET of `url` carrying the token and basic auth.
-    fn request(&self, url: Url) -> Result<reqwest::RequestBuilder, Error> {
-        let mut request = self.http.get(url);
+    /// A request to `url` carrying the token and basic auth.
+    fn request(&self, method: reqwest::Method, url: Url) -> Result<reqwest::RequestBuilder, Error> {
+        let mut request = self.http.request(method, url);
         if let Some(token) = self.token.current()? {
             let mut headers = HeaderMap::new();
             let mut value = HeaderValue::from_str(token.expose())
@@ -291,7 +293,7 @@ impl NomadClient {
             None => REQUEST_TIMEOUT,
         };
         let response = self
-            .request(url)?
+            .request(reqwest::Method::GET, url)?
             .timeout(timeout)
             .send()
             .await
@@ -327,7 +329,7 @@ impl NomadClient {
             .append_pair("index", &index.to_string());
         let shown = self.display_url(&url);
         let response = self
-            .request(url)?
+            .request(reqwest::Method::GET, url)?
             .send()
             .await
             .map_err(|e| transport_error(&shown, &e, CONNECT_TIMEOUT))?;
@@ -348,6 +350,36 @@ impl NomadClient {
             heartbeats: 0,
             url: shown,
         })
+    }
+
+    /// `POST /v1/client/allocation/:id/signal`: sends `signal` (e.g. `SIGHUP`) to `task` of the
+    /// allocation, through the client that runs it (ACL `alloc-lifecycle`). Works for a Vector
+    /// task in a Docker container or another PID namespace.
+    pub async fn signal_allocation(
+        &self,
+        alloc_id: &str,
+        task: &str,
+        signal: &str,
+    ) -> Result<(), Error> {
+        let url = self.url(
+            &format!("/v1/client/allocation/{}/signal", path_segment(alloc_id)),
+            Blocking::default(),
+        );
+        let shown = self.display_url(&url);
+        let body = serde_json::json!({"Signal": signal, "Task": task});
+        let response = self
+            .request(reqwest::Method::POST, url)?
+            .timeout(REQUEST_TIMEOUT)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&shown, &e, REQUEST_TIMEOUT))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.bytes().await.unwrap_or_default();
+        Err(status_error(status, &body, shown, NEEDS_ALLOC_LIFECYCLE))
     }
 
     /// `GET /v1/agent/self` (ACL `agent:read`).

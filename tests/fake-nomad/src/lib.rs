@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 pub use model::{
     Agent, Allocation, ClientStatus, Cluster, Hook, Job, JobType, Node, Policy, Task, TaskGroup,
 };
-pub use server::{Fault, RecordedRequest};
+pub use server::{Fault, RecordedRequest, SignalRecord};
 pub use stream::{StreamFault, StreamSettings, Transport};
 
 /// Where the fake listens.
@@ -160,6 +160,15 @@ impl FakeNomad {
         self.shared
             .bytes_sent
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Signals delivered through `/v1/client/allocation/:id/signal`, oldest first.
+    pub fn signals(&self) -> Vec<SignalRecord> {
+        self.shared
+            .signals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Every request received so far, oldest first.

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::watch;
@@ -40,6 +40,14 @@ pub struct RecordedRequest {
     pub authorization: Option<String>,
 }
 
+/// A signal the fake's client endpoint delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignalRecord {
+    pub alloc_id: String,
+    pub task: String,
+    pub signal: String,
+}
+
 /// State shared by the handlers and the test's handle.
 pub struct Shared {
     pub cluster: Mutex<Cluster>,
@@ -47,6 +55,8 @@ pub struct Shared {
     pub fault: Mutex<Option<Fault>>,
     pub requests: Mutex<Vec<RecordedRequest>>,
     pub stream: watch::Sender<crate::stream::StreamSettings>,
+    /// Signals accepted by `/v1/client/allocation/:id/signal`, oldest first.
+    pub signals: Mutex<Vec<SignalRecord>>,
     /// Response body bytes sent, event stream included.
     pub bytes_sent: std::sync::atomic::AtomicU64,
 }
@@ -61,6 +71,7 @@ impl Shared {
             requests: Mutex::new(Vec::new()),
             stream: watch::Sender::new(crate::stream::StreamSettings::default()),
             bytes_sent: std::sync::atomic::AtomicU64::new(0),
+            signals: Mutex::new(Vec::new()),
         }
     }
 
@@ -85,6 +96,12 @@ pub fn router(shared: AppState) -> Router {
         .route("/v1/allocation/{alloc_id}", get(allocation))
         .route("/v1/allocations", get(allocations))
         .route("/v1/event/stream", get(crate::stream::event_stream))
+        .route(
+            "/v1/client/allocation/{alloc_id}/signal",
+            post(signal_allocation)
+                .put(signal_allocation)
+                .fallback(|| async { text(StatusCode::METHOD_NOT_ALLOWED, "Invalid method") }),
+        )
         .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found") })
         .layer(middleware::from_fn_with_state(
             shared.clone(),
@@ -398,6 +415,77 @@ async fn allocation(
         Ok((alloc.modify_index, json::allocation(alloc, true)))
     })
     .await
+}
+
+/// `AllocSignalRequest`'s body.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SignalBody {
+    #[serde(default)]
+    task: String,
+    #[serde(default)]
+    signal: String,
+}
+
+/// `POST /v1/client/allocation/:id/signal`: needs `alloc-lifecycle` in the allocation's
+/// namespace; an empty `Task` signals every task, as Nomad does.
+async fn signal_allocation(
+    State(shared): State<AppState>,
+    Path(alloc_id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let request: SignalBody = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to decode body: {e}"),
+            );
+        }
+    };
+    let cluster = shared.cluster();
+    let policy = match policy(&cluster, &headers) {
+        Ok(policy) => policy,
+        Err(error) => return error.into_response(),
+    };
+    let Some(alloc) = cluster.allocations.get(&alloc_id) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("Unknown allocation \"{alloc_id}\""),
+        );
+    };
+    if !policy.allows_namespace(&alloc.namespace, "alloc-lifecycle") {
+        return ApiError::forbidden().into_response();
+    }
+    let tasks: Vec<String> = alloc
+        .job
+        .task_group(&alloc.task_group)
+        .map(|g| g.tasks.iter().map(|t| t.name.clone()).collect())
+        .unwrap_or_default();
+    if !request.task.is_empty() && !tasks.contains(&request.task) {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "Failed to signal task: {}, err: task not found",
+                request.task
+            ),
+        );
+    }
+    let signalled = if request.task.is_empty() {
+        tasks
+    } else {
+        vec![request.task]
+    };
+    let mut signals = shared.signals.lock().unwrap_or_else(|e| e.into_inner());
+    for task in signalled {
+        signals.push(SignalRecord {
+            alloc_id: alloc_id.clone(),
+            task,
+            signal: request.signal.clone(),
+        });
+    }
+    StatusCode::OK.into_response()
 }
 
 #[derive(Deserialize)]

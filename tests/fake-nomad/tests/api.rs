@@ -191,3 +191,63 @@ async fn response_bytes_are_counted() {
         .expect("body");
     assert_eq!(fake.bytes_sent() - before, body.len() as u64);
 }
+
+#[tokio::test]
+async fn the_signal_endpoint_checks_method_body_allocation_and_acl() {
+    let (mut c, _node, alloc) = cluster();
+    c.enable_acl();
+    c.add_token("reader", Policy::alloc_table_reader());
+    c.add_token(
+        "lifecycle",
+        Policy::default().namespace("*", &["alloc-lifecycle"]),
+    );
+    let fake = FakeNomad::start(c);
+    let url = |id: &str| format!("{}/v1/client/allocation/{id}/signal", fake.address());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let send = |id: String, token: &'static str, body: &'static str| {
+        http.post(url(&id))
+            .header("X-Nomad-Token", token)
+            .body(body)
+            .send()
+    };
+    let get = http.get(url(&alloc)).send().await.expect("answered");
+    assert_eq!(get.status(), 405);
+    let bad = send(alloc.clone(), "lifecycle", "{not json")
+        .await
+        .expect("answered");
+    assert_eq!(bad.status(), 400);
+    let unknown = send(
+        "nope".into(),
+        "lifecycle",
+        r#"{"Task":"server","Signal":"SIGHUP"}"#,
+    )
+    .await
+    .expect("answered");
+    assert_eq!(unknown.status(), 404);
+    let denied = send(
+        alloc.clone(),
+        "reader",
+        r#"{"Task":"server","Signal":"SIGHUP"}"#,
+    )
+    .await
+    .expect("answered");
+    assert_eq!(denied.status(), 403);
+    assert!(fake.signals().is_empty());
+    let ok = send(
+        alloc.clone(),
+        "lifecycle",
+        r#"{"Task":"server","Signal":"SIGHUP"}"#,
+    )
+    .await
+    .expect("answered");
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        fake.signals(),
+        [fake_nomad::SignalRecord {
+            alloc_id: alloc,
+            task: "server".to_owned(),
+            signal: "SIGHUP".to_owned()
+        }]
+    );
+}
