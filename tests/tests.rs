@@ -6,6 +6,7 @@ mod util;
 mod cli;
 mod client;
 mod daemon;
+mod deploy;
 mod dump;
 mod failures;
 mod print_table;

@@ -1,0 +1,25 @@
+# The least nomad-alloc-table needs.
+#   nomad acl policy apply nomad-alloc-table deploy/nomad/acl-policy.hcl             (for a token)
+#   nomad acl policy apply -namespace default -job vector nomad-alloc-table \
+#     deploy/nomad/acl-policy.hcl                                                   (for the job's workload identity)
+
+# /v1/node/:id and its allocations.
+node {
+  policy = "read"
+}
+
+# The allocations of every namespace, and the event stream with namespace=*, which Nomad
+# refuses unless the token can read-job in every namespace.
+namespace "*" {
+  capabilities = ["read-job"]
+}
+
+# Only for --reload nomad-task: signal the Vector task of the job in this namespace.
+namespace "default" {
+  capabilities = ["read-job", "alloc-lifecycle"]
+}
+
+# Only without --node-id (or NOMAD_NODE_ID) and --alloc-dir: ask the local agent for them.
+# agent {
+#   policy = "read"
+# }

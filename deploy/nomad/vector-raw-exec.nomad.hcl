@@ -1,0 +1,126 @@
+# The same deployment with Vector under raw_exec and the token from Nomad Variables instead of
+# workload identity (for tokens with capabilities a workload identity cannot have, or Nomad
+# before 1.7). Store the token once:
+#   nomad var put nomad/jobs/vector-raw-exec token=<secret ID of a token with acl-policy.hcl>
+# then, from the repository root:
+#   nomad job run deploy/nomad/vector-raw-exec.nomad.hcl
+# Vector must be installed at /usr/bin/vector; it runs as a local process, so the reload is a
+# signal to the one process named "vector" (pidfd, name check, never younger than a second).
+job "vector-raw-exec" {
+  type      = "system"
+  node_pool = "all"
+
+  group "logs" {
+    restart {
+      attempts = 10
+      interval = "5m"
+      delay    = "10s"
+      mode     = "delay"
+    }
+
+    task "table-init" {
+      driver = "raw_exec"
+
+      lifecycle {
+        hook    = "prestart"
+        sidecar = false
+      }
+
+      template {
+        data        = "{{ with nomadVar \"nomad/jobs/vector-raw-exec\" }}{{ .token }}{{ end }}"
+        destination = "secrets/nomad-token"
+        perms       = "0400"
+      }
+
+      env {
+        NOMAD_NODE_ID = "${node.unique.id}"
+      }
+
+      config {
+        command = "/usr/local/bin/nomad-alloc-table"
+        args = [
+          "dump",
+          "--token-file", "${NOMAD_SECRETS_DIR}/nomad-token",
+          "--output", "/var/lib/nomad-alloc-table/allocs.csv",
+        ]
+      }
+
+      resources {
+        cpu    = 50
+        memory = 32
+      }
+    }
+
+    task "table" {
+      driver = "raw_exec"
+
+      lifecycle {
+        hook    = "prestart"
+        sidecar = true
+      }
+
+      # Re-rendered when the variable changes; the daemon re-reads the file by itself.
+      template {
+        data        = "{{ with nomadVar \"nomad/jobs/vector-raw-exec\" }}{{ .token }}{{ end }}"
+        destination = "secrets/nomad-token"
+        perms       = "0400"
+        change_mode = "noop"
+      }
+
+      env {
+        NOMAD_NODE_ID = "${node.unique.id}"
+      }
+
+      config {
+        command = "/usr/local/bin/nomad-alloc-table"
+        args = [
+          "run",
+          "--token-file", "${NOMAD_SECRETS_DIR}/nomad-token",
+          "--output", "/var/lib/nomad-alloc-table/allocs.csv",
+          "--alloc-dir", "/opt/nomad/data/alloc",
+          "--reload", "signal",
+          "--vector-process-name", "vector",
+        ]
+      }
+
+      resources {
+        cpu    = 100
+        memory = 64
+      }
+    }
+
+    task "vector" {
+      driver = "raw_exec"
+
+      config {
+        command = "/usr/bin/vector"
+        args    = ["--config", "${NOMAD_TASK_DIR}/vector.yaml", "--config", "${NOMAD_TASK_DIR}/enrichment-table.yaml"]
+      }
+
+      template {
+        data            = file("vector/vector.yaml")
+        destination     = "local/vector.yaml"
+        left_delimiter  = "[["
+        right_delimiter = "]]"
+        change_mode     = "signal"
+        change_signal   = "SIGHUP"
+      }
+
+      template {
+        data            = file("vector/enrichment-table.yaml")
+        destination     = "local/enrichment-table.yaml"
+        left_delimiter  = "[["
+        right_delimiter = "]]"
+        change_mode     = "signal"
+        change_signal   = "SIGHUP"
+      }
+
+      kill_timeout = "30s"
+
+      resources {
+        cpu    = 500
+        memory = 512
+      }
+    }
+  }
+}

@@ -1,0 +1,131 @@
+# Vector and nomad-alloc-table on every client node, Vector in Docker.
+#
+# Prerequisites on each client:
+#   - /usr/local/bin/nomad-alloc-table installed (cargo build --release);
+#   - raw_exec enabled, and the Docker plugin allowing bind mounts (volumes { enabled = true });
+#   - directories /var/lib/nomad-alloc-table (the table) and /var/lib/vector (checkpoints);
+#   - the alloc dir at /opt/nomad/data/alloc (change the three paths below if not).
+#
+# The token comes from workload identity (Nomad 1.7+): attach the policy to this job first,
+#   nomad acl policy apply -namespace default -job vector nomad-alloc-table deploy/nomad/acl-policy.hcl
+# then, from the repository root (file() paths are relative to it):
+#   nomad job run deploy/nomad/vector.nomad.hcl
+job "vector" {
+  type      = "system"
+  node_pool = "all"
+
+  group "logs" {
+    restart {
+      attempts = 10
+      interval = "5m"
+      delay    = "10s"
+      mode     = "delay"
+    }
+
+    # Publishes the table once before Vector starts: Vector exits if the file is missing.
+    task "table-init" {
+      driver = "raw_exec"
+
+      lifecycle {
+        hook    = "prestart"
+        sidecar = false
+      }
+
+      identity {
+        env = true
+      }
+
+      env {
+        NOMAD_ADDR    = "${NOMAD_UNIX_ADDR}"
+        NOMAD_NODE_ID = "${node.unique.id}"
+      }
+
+      config {
+        command = "/usr/local/bin/nomad-alloc-table"
+        args    = ["dump", "--output", "/var/lib/nomad-alloc-table/allocs.csv"]
+      }
+
+      resources {
+        cpu    = 50
+        memory = 32
+      }
+    }
+
+    # Keeps the table current and signals the Vector task through Nomad after each change.
+    task "table" {
+      driver = "raw_exec"
+
+      lifecycle {
+        hook    = "prestart"
+        sidecar = true
+      }
+
+      identity {
+        env = true
+      }
+
+      env {
+        NOMAD_ADDR    = "${NOMAD_UNIX_ADDR}"
+        NOMAD_NODE_ID = "${node.unique.id}"
+      }
+
+      config {
+        command = "/usr/local/bin/nomad-alloc-table"
+        args = [
+          "run",
+          "--output", "/var/lib/nomad-alloc-table/allocs.csv",
+          "--alloc-dir", "/opt/nomad/data/alloc",
+          "--reload", "nomad-task",
+          "--reload-task", "vector",
+          "--log-format", "json",
+        ]
+      }
+
+      resources {
+        cpu    = 100
+        memory = 64
+      }
+    }
+
+    task "vector" {
+      driver = "docker"
+
+      config {
+        image = "timberio/vector:0.51.1-debian"
+        args  = ["--config", "/local/vector.yaml", "--config", "/local/enrichment-table.yaml"]
+        # The same paths inside as outside, so that the shipped configuration needs no edit.
+        # Directories, not files: an atomically replaced table is seen through a directory mount.
+        volumes = [
+          "/opt/nomad/data/alloc:/opt/nomad/data/alloc:ro",
+          "/var/lib/nomad-alloc-table:/var/lib/nomad-alloc-table:ro",
+          "/var/lib/vector:/var/lib/vector",
+        ]
+      }
+
+      template {
+        data            = file("vector/vector.yaml")
+        destination     = "local/vector.yaml"
+        left_delimiter  = "[["
+        right_delimiter = "]]"
+        change_mode     = "signal"
+        change_signal   = "SIGHUP"
+      }
+
+      template {
+        data            = file("vector/enrichment-table.yaml")
+        destination     = "local/enrichment-table.yaml"
+        left_delimiter  = "[["
+        right_delimiter = "]]"
+        change_mode     = "signal"
+        change_signal   = "SIGHUP"
+      }
+
+      kill_timeout = "30s"
+
+      resources {
+        cpu    = 500
+        memory = 512
+      }
+    }
+  }
+}
