@@ -43,41 +43,17 @@ pub enum ReloadSettings {
     },
 }
 
-/// How Vector is told to reload, ready to act.
+/// How Vector is told to reload, ready to act: the settings and, for `nomad-task`, the client
+/// that talks to Nomad.
 #[derive(Clone, Debug)]
-pub enum Reloader {
-    None,
-    Signal(SignalReload),
-    NomadTask {
-        client: Arc<NomadClient>,
-        alloc_id: String,
-        task: String,
-        signal: Signal,
-    },
-    Command {
-        argv: Vec<String>,
-        timeout: Duration,
-    },
+pub struct Reloader {
+    settings: ReloadSettings,
+    client: Arc<NomadClient>,
 }
 
 impl Reloader {
-    /// The reloader for `settings`; the Nomad client serves `nomad-task`.
     pub fn new(settings: ReloadSettings, client: Arc<NomadClient>) -> Reloader {
-        match settings {
-            ReloadSettings::None => Reloader::None,
-            ReloadSettings::Signal(signal) => Reloader::Signal(signal),
-            ReloadSettings::NomadTask {
-                alloc_id,
-                task,
-                signal,
-            } => Reloader::NomadTask {
-                client,
-                alloc_id,
-                task,
-                signal,
-            },
-            ReloadSettings::Command { argv, timeout } => Reloader::Command { argv, timeout },
-        }
+        Reloader { settings, client }
     }
 }
 
@@ -417,17 +393,16 @@ async fn run_command(argv: &[String], timeout: Duration) -> Result<ReloadOutcome
 impl Reloader {
     /// Tells Vector to reload. Call only after a publish that changed the file.
     pub async fn reload(&self) -> Result<ReloadOutcome, ReloadError> {
-        match self {
-            Reloader::None => Ok(ReloadOutcome::NotConfigured),
-            Reloader::Signal(signal) => signal.send().await,
-            Reloader::NomadTask {
-                client,
+        match &self.settings {
+            ReloadSettings::None => Ok(ReloadOutcome::NotConfigured),
+            ReloadSettings::Signal(signal) => signal.send().await,
+            ReloadSettings::NomadTask {
                 alloc_id,
                 task,
                 signal,
             } => {
                 let signal = signal_name(*signal);
-                client
+                self.client
                     .signal_allocation(alloc_id, task, signal)
                     .await
                     .map_err(|source| ReloadError::Nomad {
@@ -441,7 +416,7 @@ impl Reloader {
                     signal,
                 })
             }
-            Reloader::Command { argv, timeout } => run_command(argv, *timeout).await,
+            ReloadSettings::Command { argv, timeout } => run_command(argv, *timeout).await,
         }
     }
 }
@@ -481,9 +456,9 @@ pub struct ReloadQueue {
 }
 
 impl ReloadQueue {
-    /// Starts the queue's task; with [`Reloader::None`] there is nothing to run.
+    /// Starts the queue's task; with [`ReloadSettings::None`] there is nothing to run.
     pub fn spawn(reloader: Reloader, min_interval: Duration) -> ReloadQueue {
-        if matches!(reloader, Reloader::None) {
+        if reloader.settings == ReloadSettings::None {
             return ReloadQueue {
                 wanted: Arc::new(Notify::new()),
                 task: None,
@@ -581,12 +556,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_process_with_another_name_is_not_signalled() {
-        let reload = Reloader::Signal(SignalReload {
+        let reload = SignalReload {
             target: ProcessTarget::Pid(std::process::id() as i32),
             signal: Signal::HUP,
             process_name: "vector".to_owned(),
-        });
-        let err = reload.reload().await.expect_err("we are not vector");
+        };
+        let err = reload.send().await.expect_err("we are not vector");
         assert!(matches!(err, ReloadError::WrongProcess { .. }), "{err}");
     }
 
@@ -642,12 +617,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("vector.pid");
         std::fs::write(&path, "not-a-pid\n").expect("write");
-        let reload = Reloader::Signal(SignalReload {
+        let reload = SignalReload {
             target: ProcessTarget::PidFile(path),
             signal: Signal::HUP,
             process_name: "vector".to_owned(),
-        });
-        let err = reload.reload().await.expect_err("bad pidfile");
+        };
+        let err = reload.send().await.expect_err("bad pidfile");
         assert!(matches!(err, ReloadError::BadPidFile { .. }), "{err}");
     }
 }
