@@ -1,5 +1,5 @@
 //! Reloading Vector after a changed publish, and only then, and only the intended process. The
-//! stand-in for Vector is bash copied to a file named `vector` (so the kernel calls it `vector`),
+//! stand-in for Vector is bash run through a symlink named `vector` (so the kernel calls it `vector`),
 //! recording every signal it receives in a log file.
 
 use std::path::{Path, PathBuf};
@@ -22,12 +22,17 @@ pub struct SignalRecorder {
 impl SignalRecorder {
     pub fn spawn(dir: &Path, name: &str) -> SignalRecorder {
         let exe = dir.join(name);
-        std::fs::copy("/bin/bash", &exe).expect("copy bash");
+        // A symlink, not a copy: the kernel names the process after the path it executes, and
+        // no freshly written executable can be busy (ETXTBSY) when other tests fork.
+        std::os::unix::fs::symlink("/bin/bash", &exe).expect("link bash");
         let log = dir.join(format!("{name}.log"));
+        // After "ready" the script never forks (a forked child would carry the same name for a
+        // moment, and discovery by name would see two): it waits with the read builtin.
         let script = r#"
+            mkfifo "$LOG.fifo" && exec 3<> "$LOG.fifo"
             for sig in HUP USR1 USR2; do trap "echo $sig \$EPOCHREALTIME >> \"\$LOG\"" $sig; done
             echo ready $EPOCHREALTIME >> "$LOG"
-            while :; do sleep 0.02; done
+            while :; do read -r -t 0.02 -u 3; done
         "#;
         let child = Command::new(&exe)
             .arg("-c")
