@@ -347,6 +347,19 @@ fn a_garbage_line_resyncs_and_the_daemon_lives_on() {
 }
 
 #[test]
+fn a_stream_that_keeps_sending_garbage_is_retried_with_backoff() {
+    let (fake, _node, _first, daemon) = started(&[]);
+    let subscribed = subscriptions(&fake);
+    fake.set_stream(|s| s.fault = Some(StreamFault::GarbageLines));
+    daemon.wait_until("a reconnect", || subscriptions(&fake) > subscribed);
+    std::thread::sleep(Duration::from_secs(2));
+    fake.set_stream(|s| s.fault = None);
+    // Backoff from 250 ms doubling allows a handful in 2 s; without it, hundreds.
+    let reconnects = subscriptions(&fake) - subscribed;
+    assert!(reconnects <= 8, "{reconnects} subscriptions in about 2 s");
+}
+
+#[test]
 fn sighup_resyncs_and_a_collected_allocation_goes_after_its_grace_not_before() {
     let (fake, node, first, daemon) = started(&["--grace", "2s"]);
     fake.update(|c| c.gc(&first));

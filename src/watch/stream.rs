@@ -76,7 +76,9 @@ impl StreamWatcher {
                 }
                 Ok(Ended::Unparseable(line)) => {
                     warn!(line = %line, "the event stream sent a line that is not an event; resyncing");
-                    Duration::ZERO
+                    // Backed off like any failure: a proxy that keeps answering garbage must
+                    // not turn this into a tight loop of listings.
+                    delays.next().unwrap_or(MAX_BACKOFF)
                 }
                 Ok(Ended::Stream(StreamEnd::Closed {
                     before_first_heartbeat: true,

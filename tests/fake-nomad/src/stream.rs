@@ -40,6 +40,9 @@ pub enum StreamFault {
     Stall,
     /// A line that is not JSON (a proxy's error page, say) is written, then streaming goes on.
     GarbageLine,
+    /// Every subscription gets a line that is not JSON, until the fault is cleared (a proxy
+    /// that keeps answering with an error page).
+    GarbageLines,
     /// New subscriptions fail with this status (an EOF on the hijacked transport).
     Status(u16),
 }
@@ -385,14 +388,16 @@ impl Subscription {
                     }
                     continue;
                 }
-                Some(StreamFault::GarbageLine) => {
+                Some(fault @ (StreamFault::GarbageLine | StreamFault::GarbageLines)) => {
                     if let Err(end) = self
                         .send(&b"<html><body>502 Bad Gateway</body></html>\n"[..])
                         .await
                     {
                         return end;
                     }
-                    self.shared.stream.send_modify(|s| s.fault = None);
+                    if fault == StreamFault::GarbageLine {
+                        self.shared.stream.send_modify(|s| s.fault = None);
+                    }
                 }
                 _ => {}
             }
