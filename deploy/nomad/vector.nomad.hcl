@@ -91,7 +91,7 @@ job "vector" {
       driver = "docker"
 
       config {
-        image = "timberio/vector:0.51.1-debian"
+        image = "timberio/vector:0.57.0-debian"
         args  = ["--config", "/local/vector.yaml", "--config", "/local/enrichment-table.yaml"]
         # The same paths inside as outside, so that the shipped configuration needs no edit.
         # Directories, not files: an atomically replaced table is seen through a directory mount.
