@@ -5,7 +5,6 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -292,19 +291,19 @@ async fn resolve_node_patiently(
     client: &NomadClient,
     node_id: Option<&str>,
 ) -> Result<NodeInfo, AppError> {
-    let mut delay = Duration::from_millis(500);
-    let mut last_error = String::new();
+    let mut delays = crate::retry::backoff();
+    let mut errors = crate::retry::ErrorLog::default();
     loop {
         match resolve_node(client, node_id).await {
             Ok(node) => return Ok(node),
             Err(AppError::Nomad(e)) if e.class() != FailureClass::Settings => {
-                let message = e.to_string();
-                if message != last_error {
-                    warn!(error = %message, retry_in = ?delay, "cannot resolve the node yet; retrying");
-                    last_error = message;
-                }
+                let delay = delays.next().unwrap_or(crate::retry::MAX_BACKOFF);
+                errors.report(
+                    "cannot resolve the node yet; retrying",
+                    &e.to_string(),
+                    delay,
+                );
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
             }
             Err(other) => return Err(other),
         }

@@ -13,6 +13,7 @@ pub mod nomad;
 pub mod publish;
 pub mod reload;
 pub mod render;
+pub mod retry;
 pub mod store;
 pub mod table;
 pub mod watch;

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -16,9 +15,10 @@ use tracing::{debug, info, warn};
 use super::{ResyncReason, Update};
 use crate::nomad::events::Message;
 use crate::nomad::{Blocking, Error, NomadClient, StreamEnd};
+use crate::retry::{ErrorLog, MAX_BACKOFF, backoff};
 
-/// The longest wait between reconnects; also the retry delay after a 403.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How a failure is logged.
+const CONNECTION_FAILED: &str = "Nomad connection failed; keeping the last table";
 /// A connection that stayed up this long resets the backoff.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
@@ -42,15 +42,6 @@ enum Ended {
     LoopGone,
 }
 
-fn backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(250))
-        .with_max_delay(MAX_BACKOFF)
-        .with_jitter()
-        .without_max_times()
-        .build()
-}
-
 /// `interval` ± 10 %, so that many nodes do not resync in step.
 fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(0.9 + fastrand::f64() * 0.2)
@@ -60,11 +51,11 @@ impl StreamWatcher {
     /// Runs until the loop that receives the updates goes away.
     pub async fn run(self) {
         let mut delays = backoff();
-        let mut last_error: Option<String> = None;
+        let mut errors = ErrorLog::default();
         let mut reason = ResyncReason::Connect;
         loop {
             let connected_at = Instant::now();
-            let outcome = self.connect_and_follow(reason, &mut last_error).await;
+            let outcome = self.connect_and_follow(reason, &mut errors).await;
             if connected_at.elapsed() >= HEALTHY_AFTER {
                 delays = backoff();
             }
@@ -85,7 +76,7 @@ impl StreamWatcher {
                     url,
                     tail,
                 })) => {
-                    self.explain_refused_subscription(&url, &tail, &mut last_error)
+                    self.explain_refused_subscription(&url, &tail, &mut errors)
                         .await;
                     MAX_BACKOFF
                 }
@@ -98,7 +89,7 @@ impl StreamWatcher {
                         Error::PermissionDenied { .. } => MAX_BACKOFF,
                         _ => delays.next().unwrap_or(MAX_BACKOFF),
                     };
-                    report_once(&mut last_error, &error.to_string(), delay);
+                    errors.report(CONNECTION_FAILED, &error.to_string(), delay);
                     delay
                 }
             };
@@ -114,14 +105,14 @@ impl StreamWatcher {
     async fn connect_and_follow(
         &self,
         reason: ResyncReason,
-        last_error: &mut Option<String>,
+        errors: &mut ErrorLog,
     ) -> Result<Ended, Error> {
         let listed = self
             .client
             .node_allocations(&self.node_id, Blocking::default())
             .await?;
         let index = listed.index.unwrap_or(0);
-        if last_error.take().is_some() {
+        if errors.recovered() {
             info!("Nomad answers again");
         }
         if self
@@ -173,12 +164,7 @@ impl StreamWatcher {
 
     /// A 200 that closed before its first heartbeat: newer Nomad refuses a subscription that
     /// way, so ask a plain endpoint what is wrong.
-    async fn explain_refused_subscription(
-        &self,
-        url: &str,
-        tail: &str,
-        last_error: &mut Option<String>,
-    ) {
+    async fn explain_refused_subscription(&self, url: &str, tail: &str, errors: &mut ErrorLog) {
         let message = match self
             .client
             .node_allocations(&self.node_id, Blocking::default())
@@ -194,16 +180,6 @@ impl StreamWatcher {
                 }
             ),
         };
-        report_once(last_error, &message, MAX_BACKOFF);
-    }
-}
-
-/// Logs an error at warn level when it differs from the previous one, else at debug level.
-fn report_once(last_error: &mut Option<String>, message: &str, retry_in: Duration) {
-    if last_error.as_deref() == Some(message) {
-        debug!(error = %message, "still failing");
-    } else {
-        warn!(error = %message, retry_in = ?retry_in, "Nomad connection failed; keeping the last table");
-        *last_error = Some(message.to_owned());
+        errors.report(CONNECTION_FAILED, &message, MAX_BACKOFF);
     }
 }
