@@ -101,6 +101,21 @@ pub struct NomadArgs {
     pub node_id: Option<String>,
 }
 
+/// `--columns`' long help, from the catalog itself so that it cannot drift from it.
+fn columns_help() -> String {
+    let mut help = String::from(
+        "Columns after alloc_id and task, in this order (default: the default columns). The catalog:\n",
+    );
+    for entry in crate::table::CATALOG {
+        let default = if entry.default { " [default]" } else { "" };
+        help.push_str(&format!(
+            "  {}{default}: {}\n",
+            entry.name, entry.description
+        ));
+    }
+    help
+}
+
 fn parse_secret(raw: &str) -> Result<Secret, String> {
     Ok(Secret::new(raw.to_owned()))
 }
@@ -131,12 +146,8 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Table")]
 pub struct TableArgs {
-    /// Columns after alloc_id and task, in this order (default: the default columns). Catalog:
-    /// alloc_name, namespace, job_id, job_name, parent_job_id, job_type, job_version, group,
-    /// task_driver, task_lifecycle, node_id, node_name, datacenter, region (the defaults), and
-    /// client_status, desired_status, alloc_index, node_pool, deployment_id, task_kind (opt-in;
-    /// volatile ones reload Vector on every change).
-    #[arg(long, env = "NOMAD_ALLOC_TABLE_COLUMNS", value_delimiter = ',')]
+    /// Columns after alloc_id and task, in this order (default: the default columns).
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_COLUMNS", value_delimiter = ',', long_help = columns_help())]
     pub columns: Option<Vec<String>>,
 
     /// Meta keys to append as meta_<key> columns (task meta over group meta over job meta;

@@ -137,14 +137,6 @@ impl Store {
     pub fn allocations(&self) -> impl Iterator<Item = &Allocation> {
         self.entries.values().map(|e| &e.alloc)
     }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -38,6 +38,24 @@ fn every_command_has_complete_help() {
             .and(contains("--vector-process-name"))
             .and(contains("NOMAD_ALLOC_TABLE_OUTPUT")),
     );
+    let dump_help = bin()
+        .args(["dump", "--help"])
+        .output()
+        .expect("runs")
+        .stdout;
+    let dump_help = String::from_utf8(dump_help).expect("utf8");
+    for entry in nomad_alloc_table::table::CATALOG {
+        assert!(
+            dump_help.contains(entry.name),
+            "--columns help lacks {}",
+            entry.name
+        );
+        assert!(
+            dump_help.contains(entry.description),
+            "--columns help lacks {}'s description",
+            entry.name
+        );
+    }
     bin()
         .args(["print-table", "--help"])
         .assert()
