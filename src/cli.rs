@@ -104,12 +104,12 @@ pub struct NomadArgs {
 /// `--columns`' long help, from the catalog itself so that it cannot drift from it.
 fn columns_help() -> String {
     let mut help = String::from(
-        "Columns after alloc_id and task, in this order (default: the default columns). The catalog:\n",
+        "Columns after alloc_id and task, in this order (default: the default columns). The catalog:",
     );
     for entry in crate::table::CATALOG {
         let default = if entry.default { " [default]" } else { "" };
         help.push_str(&format!(
-            "  {}{default}: {}\n",
+            "\n  {}{default}: {}",
             entry.name, entry.description
         ));
     }
