@@ -349,51 +349,42 @@ mod discovery {
         format!("v{tag}{}", std::process::id() % 1_000_000)
     }
 
-    #[test]
-    fn without_a_pid_the_one_process_of_that_name_is_signalled() {
+    /// `dump` into `dir` with a reload by process name and no PID.
+    fn dump_reloading_by_name(name: &str, dir: &std::path::Path) -> assert_cmd::assert::Assert {
         let (cluster, _node) = web_cluster();
         let fake = fake_nomad::FakeNomad::start(cluster);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let name = unique_name("one");
-        let vector = SignalRecorder::spawn(dir.path(), &name);
         bin_at(fake.address())
             .args([
                 "dump",
                 "--reload",
                 "signal",
                 "--vector-process-name",
-                &name,
+                name,
                 "-o",
             ])
-            .arg(dir.path().join("allocs.csv"))
+            .arg(dir.join("allocs.csv"))
             .assert()
-            .success();
+            .success()
+    }
+
+    #[test]
+    fn without_a_pid_the_one_process_of_that_name_is_signalled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let name = unique_name("one");
+        let vector = SignalRecorder::spawn(dir.path(), &name);
+        dump_reloading_by_name(&name, dir.path());
         vector.sync();
         assert_eq!(vector.count("HUP"), 1);
     }
 
     #[test]
     fn several_processes_of_that_name_are_refused() {
-        let (cluster, _node) = web_cluster();
-        let fake = fake_nomad::FakeNomad::start(cluster);
         let first_dir = tempfile::tempdir().expect("tempdir");
         let second_dir = tempfile::tempdir().expect("tempdir");
         let name = unique_name("two");
         let first = SignalRecorder::spawn(first_dir.path(), &name);
         let second = SignalRecorder::spawn(second_dir.path(), &name);
-        bin_at(fake.address())
-            .args([
-                "dump",
-                "--reload",
-                "signal",
-                "--vector-process-name",
-                &name,
-                "-o",
-            ])
-            .arg(first_dir.path().join("allocs.csv"))
-            .assert()
-            .success()
-            .stderr(contains("2 processes are named"));
+        dump_reloading_by_name(&name, first_dir.path()).stderr(contains("2 processes are named"));
         first.sync();
         second.sync();
         assert_eq!(first.count("HUP") + second.count("HUP"), 0);
