@@ -15,6 +15,7 @@ use nomad_alloc_table::nomad::types::Allocation;
 use nomad_alloc_table::publish::Publisher;
 use nomad_alloc_table::render::{self, FileFormat};
 use nomad_alloc_table::table::{self, Columns, NodeInfo};
+use nomad_alloc_table::validate;
 
 /// Allocations of one node that make exactly `rows` rows (one per task).
 fn allocations_for_rows(rows: usize) -> (Vec<Allocation>, NodeInfo) {
@@ -71,7 +72,7 @@ fn pipeline(c: &mut Criterion) {
                 b.iter(|| {
                     let projection = table::project(black_box(allocations), &node, &columns);
                     let bytes = render::render_csv(&projection.table);
-                    render::validate_csv(&bytes).expect("valid");
+                    validate::validate_csv(&bytes).expect("valid");
                     bytes.len()
                 });
             },
@@ -95,7 +96,7 @@ fn stages(c: &mut Criterion) {
         b.iter(|| render::render_csv(black_box(&projected)))
     });
     group.bench_function("validate_csv", |b| {
-        b.iter(|| render::validate_csv(black_box(&bytes)).expect("valid"))
+        b.iter(|| validate::validate_csv(black_box(&bytes)).expect("valid"))
     });
     group.finish();
 }

@@ -10,6 +10,7 @@ use rustix::process::Signal;
 
 use crate::nomad::Secret;
 use crate::render::FileFormat;
+use crate::timing::{Wait, parse_wait};
 
 /// Keeps a table of the Nomad allocations on one node for Vector's `file` enrichment table, so
 /// that every line of `<data_dir>/alloc/<alloc_id>/alloc/logs/<task>.stdout.<n>` can be labelled
@@ -273,33 +274,12 @@ pub struct TimingArgs {
     /// 30 s) means the connection is dead and is replaced.
     #[arg(long, env = "NOMAD_ALLOC_TABLE_STREAM_TIMEOUT", default_value = "75s", value_parser = humantime::parse_duration)]
     pub stream_timeout: std::time::Duration,
-}
 
-/// `--wait MIN[:MAX]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Wait {
-    pub min: std::time::Duration,
-    pub max: std::time::Duration,
-}
-
-fn parse_wait(raw: &str) -> Result<Wait, String> {
-    let duration = |part: &str| {
-        humantime::parse_duration(part.trim())
-            .map_err(|e| format!("{part:?} is not a duration such as 100ms or 2s: {e}"))
-    };
-    let (min, max) = match raw.split_once(':') {
-        Some((min, max)) => (duration(min)?, duration(max)?),
-        None => {
-            let min = duration(raw)?;
-            (min, min * 4)
-        }
-    };
-    if max < min {
-        return Err(format!(
-            "the MAX of --wait ({max:?}) must not be below its MIN ({min:?})"
-        ));
-    }
-    Ok(Wait { min, max })
+    /// On SIGTERM or SIGINT: how long to publish a pending change and deliver a reload that is
+    /// owed (waiting out --min-reload-interval) before exiting anyway. A second signal exits at
+    /// once.
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: std::time::Duration,
 }
 
 /// `--reload`.
@@ -350,27 +330,6 @@ mod tests {
     #[test]
     fn the_cli_definition_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn waits_parse_like_consul_templates() {
-        use std::time::Duration;
-        assert_eq!(
-            parse_wait("100ms:1s"),
-            Ok(Wait {
-                min: Duration::from_millis(100),
-                max: Duration::from_secs(1)
-            })
-        );
-        assert_eq!(
-            parse_wait("2s"),
-            Ok(Wait {
-                min: Duration::from_secs(2),
-                max: Duration::from_secs(8)
-            })
-        );
-        assert!(parse_wait("1s:100ms").is_err());
-        assert!(parse_wait("soon").is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use rustix::process::Signal;
 
 use crate::cli::{
     Cli, Command, NomadArgs, PrintFormat, PrintTableArgs, PublishArgs, ReloadArgs, ReloadMode,
-    TableArgs, TimingArgs, Wait,
+    TableArgs, TimingArgs,
 };
 use crate::nomad::{
     Address, AddressError, ConnectionSettings, Secret, TlsSettings, TokenFile, TokenSource,
@@ -17,6 +17,7 @@ use crate::nomad::{
 use crate::reload::{ProcessTarget, ReloadSettings, SignalReload};
 use crate::render::FileFormat;
 use crate::table::{Columns, ColumnsError};
+use crate::timing::Timing;
 
 /// A setting that cannot work.
 #[derive(Debug, thiserror::Error)]
@@ -71,16 +72,6 @@ pub struct RunSettings {
     pub timing: Timing,
     /// `None`: ask the agent.
     pub alloc_dir: Option<std::path::PathBuf>,
-}
-
-/// `run`'s timing, validated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timing {
-    pub resync_interval: std::time::Duration,
-    pub grace: std::time::Duration,
-    pub wait: Wait,
-    pub min_reload_interval: std::time::Duration,
-    pub stream_timeout: std::time::Duration,
 }
 
 impl ReloadMode {
@@ -319,6 +310,7 @@ fn timing(args: &TimingArgs) -> Result<Timing, ConfigError> {
         wait: args.wait,
         min_reload_interval: args.min_reload_interval,
         stream_timeout: args.stream_timeout,
+        shutdown_timeout: args.shutdown_timeout,
     })
 }
 
@@ -489,6 +481,7 @@ mod tests {
 
     #[test]
     fn run_has_the_documented_defaults() {
+        use crate::timing::Wait;
         use std::time::Duration;
         let s = settings(&["run", "-o", "/tmp/t.csv"]).expect("valid");
         let CommandSettings::Run(run) = s.command else {
@@ -505,6 +498,7 @@ mod tests {
                 },
                 min_reload_interval: Duration::from_secs(1),
                 stream_timeout: Duration::from_secs(75),
+                shutdown_timeout: Duration::from_secs(10),
             }
         );
         assert!(matches!(

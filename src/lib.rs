@@ -3,17 +3,21 @@
 //! read from disk can be labelled with namespace, job, group, task and node.
 //!
 //! The pipeline is list → project → render → validate → publish → reload; `dump` and
-//! `print-table` run it once, `run` keeps it going from Nomad's event stream.
+//! `print-table` ([`oneshot`]) run it once, [`run`] keeps it going from Nomad's event stream.
 
-pub mod app;
 pub mod cli;
 pub mod config;
-pub mod daemon;
+pub mod error;
+pub mod node;
 pub mod nomad;
+pub mod oneshot;
 pub mod publish;
 pub mod reload;
 pub mod render;
 pub mod retry;
-pub mod store;
+pub mod run;
 pub mod table;
+pub mod text;
+pub mod timing;
+pub mod validate;
 pub mod watch;

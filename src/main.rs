@@ -3,11 +3,14 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
-use nomad_alloc_table::app;
 use nomad_alloc_table::cli::{Cli, LogFormat};
-use nomad_alloc_table::config::Settings;
+use nomad_alloc_table::config::{CommandSettings, Settings};
+use nomad_alloc_table::error::AppError;
+use nomad_alloc_table::nomad::NomadClient;
+use nomad_alloc_table::{oneshot, run};
 use tracing_subscriber::EnvFilter;
 
 fn init_tracing(format: LogFormat) {
@@ -22,17 +25,30 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// Runs the configured command.
+async fn execute(settings: Settings) -> Result<(), AppError> {
+    let client = Arc::new(NomadClient::new(settings.connection)?);
+    let node_id = settings.node_id;
+    match settings.command {
+        CommandSettings::Dump(dump) => oneshot::dump(client, node_id.as_deref(), dump).await,
+        CommandSettings::PrintTable(print) => {
+            oneshot::print_table(&client, node_id.as_deref(), print).await
+        }
+        CommandSettings::Run(settings) => run::run(client, node_id, settings).await,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     let result = Settings::from_process(cli)
-        .map_err(app::AppError::from)
+        .map_err(AppError::from)
         .and_then(|settings| {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(app::AppError::Runtime)?;
-            runtime.block_on(app::run(settings))
+                .map_err(AppError::Runtime)?;
+            runtime.block_on(execute(settings))
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::render::{self, FileFormat, Validated, ValidationError};
+use crate::render::FileFormat;
+use crate::validate::{self, Validated, ValidationError};
 
 /// Why a table was not published. The target file is untouched in every case.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,14 @@ struct Stamp {
     inode: u64,
     len: u64,
     modified: SystemTime,
+}
+
+/// What Vector would see of a table file: its bytes (by hash) and its mtime (Vector reloads a
+/// file table only when the mtime moved). Two equal stamps are the same table to Vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableStamp {
+    pub hash: blake3::Hash,
+    pub modified: SystemTime,
 }
 
 /// Publishes tables to one path.
@@ -96,6 +105,17 @@ impl Publisher {
         }
         let bytes = fs::read(&self.path).map_err(|source| self.io("read", source))?;
         Ok(Some((blake3::hash(&bytes), meta)))
+    }
+
+    /// The stamp of the table file as it is now, or `None` if there is none.
+    pub fn on_disk(&self) -> Result<Option<TableStamp>, PublishError> {
+        let Some((hash, meta)) = self.current_hash()? else {
+            return Ok(None);
+        };
+        let modified = meta
+            .modified()
+            .map_err(|source| self.io("read the mtime of", source))?;
+        Ok(Some(TableStamp { hash, modified }))
     }
 
     fn io(&self, action: &'static str, source: std::io::Error) -> PublishError {
@@ -153,7 +173,7 @@ impl Publisher {
         let written = fs::read(temp.path())
             .map_err(|source| self.io("re-read the temporary file for", source))?;
         let validated =
-            render::validate(&written, self.format).map_err(|source| PublishError::Invalid {
+            validate::validate(&written, self.format).map_err(|source| PublishError::Invalid {
                 path: self.path.clone(),
                 source,
             })?;
@@ -307,6 +327,21 @@ mod tests {
         let mut p = Publisher::new(dir.path().join("nope/t.csv"), FileFormat::Csv, 0o644);
         let err = p.publish(TABLE).expect_err("no dir");
         assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn the_stamp_follows_content_and_mtime() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut p = publisher(dir.path());
+        assert_eq!(p.on_disk().expect("ok"), None);
+        p.publish(TABLE).expect("ok");
+        let first = p.on_disk().expect("ok").expect("a file");
+        assert_eq!(first.hash, blake3::hash(TABLE));
+        assert_eq!(Some(first), publisher(dir.path()).on_disk().expect("ok"));
+        p.publish(OTHER).expect("ok");
+        let second = p.on_disk().expect("ok").expect("a file");
+        assert!(second.modified > first.modified);
+        assert_ne!(second.hash, first.hash);
     }
 
     #[test]

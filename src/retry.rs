@@ -5,21 +5,53 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tracing::{debug, warn};
 
 /// The longest wait between attempts; also the retry delay after a 403.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Delays between attempts: from 250 ms, doubling up to [`MAX_BACKOFF`], each plus a random
-/// jitter of up to as much again (so a delay `d` lies in `[d, 2d)`).
-pub fn backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(250))
-        .with_max_delay(MAX_BACKOFF)
-        .with_jitter()
-        .without_max_times()
-        .build()
+/// jitter of up to as much again (so a delay `d` lies in `[d, 2d)`), seeded per process so that
+/// many nodes do not retry in step after an outage.
+#[derive(Debug)]
+pub struct Backoff {
+    delays: ExponentialBackoff,
+    /// Failures since the last reset.
+    failures: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff::with_seed(fastrand::u64(..))
+    }
+}
+
+impl Backoff {
+    /// A backoff whose jitter comes from `seed` (tests; every process gets a random one).
+    pub fn with_seed(seed: u64) -> Backoff {
+        Backoff {
+            delays: ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(250))
+                .with_max_delay(MAX_BACKOFF)
+                .with_jitter()
+                .with_jitter_seed(seed)
+                .without_max_times()
+                .build(),
+            failures: 0,
+        }
+    }
+
+    /// The delay before the next attempt, after a failure.
+    pub fn next_delay(&mut self) -> Duration {
+        self.failures += 1;
+        self.delays.next().unwrap_or(MAX_BACKOFF)
+    }
+
+    /// Failures since the last reset.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
 }
 
 /// The last error reported, so that a repeated one is not logged again.
@@ -68,7 +100,9 @@ mod tests {
 
     #[test]
     fn backoff_grows_to_its_cap() {
-        let delays: Vec<Duration> = backoff().take(12).collect();
+        let mut backoff = Backoff::default();
+        let delays: Vec<Duration> = (0..12).map(|_| backoff.next_delay()).collect();
+        assert_eq!(backoff.failures(), 12);
         assert!(delays[0] >= Duration::from_millis(250) && delays[0] < Duration::from_millis(500));
         assert!(delays.iter().all(|d| *d < MAX_BACKOFF * 2), "{delays:?}");
         assert!(delays[11] >= MAX_BACKOFF, "{delays:?}");

@@ -1,9 +1,14 @@
 //! The event stream's messages: heartbeats, frames of Allocation events, and anything else,
 //! which is not a reason to stop but to resync (a proxy's error page, a truncated frame, a
-//! newer Nomad's surprise).
+//! newer Nomad's surprise), and the open subscription that yields them.
+
+use std::collections::VecDeque;
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::error::{Error, transport_error};
+use super::ndjson;
 use super::types::Allocation;
 
 /// One line of the stream, classified.
@@ -58,6 +63,93 @@ pub fn parse_line(line: &[u8]) -> Message {
         _ => Message::Unparseable(
             String::from_utf8_lossy(&trimmed[..trimmed.len().min(120)]).into_owned(),
         ),
+    }
+}
+
+/// How an event stream ended.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamEnd {
+    /// The server closed the body. Before the first heartbeat this means the subscription was
+    /// refused (newer Nomad answers 200 and then closes on any error, 403 included).
+    #[error("the event stream at {url} closed{}{}", if *.before_first_heartbeat { " before its first heartbeat" } else { "" }, if .tail.is_empty() { String::new() } else { format!(": {:?}", .tail) })]
+    Closed {
+        url: String,
+        before_first_heartbeat: bool,
+        /// Unterminated text at the end: the old transport's error, or half a frame.
+        tail: String,
+    },
+    /// Nothing arrived for longer than the heartbeat interval allows.
+    #[error(
+        "the event stream at {url} was silent for {seconds} s (Nomad sends a heartbeat every 30 s)"
+    )]
+    Silent { url: String, seconds: u64 },
+    #[error(transparent)]
+    Transport(Error),
+    #[error(
+        "the event stream at {url} sent a line longer than {} bytes",
+        ndjson::MAX_LINE
+    )]
+    LineTooLong { url: String },
+}
+
+/// An open subscription to the event stream.
+pub struct EventStream {
+    response: reqwest::Response,
+    decoder: ndjson::LineDecoder,
+    lines: VecDeque<Vec<u8>>,
+    heartbeats: u64,
+    url: String,
+}
+
+impl EventStream {
+    /// Follows the body of an accepted subscription; `url` is how it is named in messages.
+    pub(super) fn new(response: reqwest::Response, url: String) -> EventStream {
+        EventStream {
+            response,
+            decoder: ndjson::LineDecoder::new(),
+            lines: VecDeque::new(),
+            heartbeats: 0,
+            url,
+        }
+    }
+
+    /// The next message; fails when nothing at all arrives for `idle` (the read deadline).
+    pub async fn next(&mut self, idle: Duration) -> Result<Message, StreamEnd> {
+        loop {
+            if let Some(line) = self.lines.pop_front() {
+                let message = parse_line(&line);
+                if message == Message::Heartbeat {
+                    self.heartbeats += 1;
+                }
+                return Ok(message);
+            }
+            let chunk = tokio::time::timeout(idle, self.response.chunk())
+                .await
+                .map_err(|_| StreamEnd::Silent {
+                    url: self.url.clone(),
+                    seconds: idle.as_secs(),
+                })?
+                .map_err(|e| StreamEnd::Transport(transport_error(&self.url, &e, idle)))?;
+            match chunk {
+                Some(bytes) => {
+                    let lines = self
+                        .decoder
+                        .push(&bytes)
+                        .map_err(|_| StreamEnd::LineTooLong {
+                            url: self.url.clone(),
+                        })?;
+                    self.lines.extend(lines);
+                }
+                None => {
+                    let tail = String::from_utf8_lossy(self.decoder.remainder());
+                    return Err(StreamEnd::Closed {
+                        url: self.url.clone(),
+                        before_first_heartbeat: self.heartbeats == 0,
+                        tail: tail.chars().take(200).collect(),
+                    });
+                }
+            }
+        }
     }
 }
 

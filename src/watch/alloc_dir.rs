@@ -8,19 +8,14 @@ use std::path::{Path, PathBuf};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::Update;
 
 /// Keeps the watch alive; dropping it stops watching.
 pub struct AllocDirWatch {
     _watcher: RecommendedWatcher,
-    forwarder: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for AllocDirWatch {
-    fn drop(&mut self) {
-        self.forwarder.abort();
-    }
 }
 
 /// Whether a directory name is an allocation ID (a UUID).
@@ -50,8 +45,14 @@ pub fn classify(alloc_dir: &Path, path: &Path) -> Option<Update> {
     })
 }
 
-/// Starts watching `alloc_dir`; updates go to `updates`.
-pub fn watch(alloc_dir: PathBuf, updates: mpsc::Sender<Update>) -> notify::Result<AllocDirWatch> {
+/// Starts watching `alloc_dir`; updates go to `updates` from a task on `tasks` that ends when
+/// `stop` is cancelled.
+pub fn watch(
+    alloc_dir: PathBuf,
+    updates: mpsc::Sender<Update>,
+    tasks: &TaskTracker,
+    stop: CancellationToken,
+) -> notify::Result<AllocDirWatch> {
     let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
@@ -61,8 +62,8 @@ pub fn watch(alloc_dir: PathBuf, updates: mpsc::Sender<Update>) -> notify::Resul
         }
     })?;
     watcher.watch(&alloc_dir, RecursiveMode::NonRecursive)?;
-    let forwarder = tokio::spawn(async move {
-        while let Some(path) = raw_rx.recv().await {
+    tasks.spawn(async move {
+        while let Some(Some(path)) = stop.run_until_cancelled(raw_rx.recv()).await {
             if let Some(update) = classify(&alloc_dir, &path)
                 && updates.send(update).await.is_err()
             {
@@ -70,10 +71,7 @@ pub fn watch(alloc_dir: PathBuf, updates: mpsc::Sender<Update>) -> notify::Resul
             }
         }
     });
-    Ok(AllocDirWatch {
-        _watcher: watcher,
-        forwarder,
-    })
+    Ok(AllocDirWatch { _watcher: watcher })
 }
 
 #[cfg(test)]
@@ -109,7 +107,9 @@ mod tests {
     async fn new_and_removed_directories_are_reported() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (tx, mut rx) = mpsc::channel(16);
-        let _watch = watch(dir.path().to_owned(), tx).expect("watch");
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let _watch = watch(dir.path().to_owned(), tx, &tasks, stop.clone()).expect("watch");
         let id = "0b6f4a1c-2d3e-4f50-8a9b-0c1d2e3f4a5b";
         std::fs::create_dir(dir.path().join(id)).expect("mkdir");
         let created = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
@@ -126,5 +126,11 @@ mod tests {
             }
         };
         assert!(matches!(removed, Some(Update::DirRemoved { alloc_id }) if alloc_id == id));
+        // The stop is answered: the forwarder ends, and the tracker sees it end.
+        stop.cancel();
+        tasks.close();
+        tokio::time::timeout(std::time::Duration::from_secs(10), tasks.wait())
+            .await
+            .expect("the forwarder ends on stop");
     }
 }

@@ -1,29 +1,34 @@
-//! The daemon's sources of change. Each runs as its own task and sends [`Update`]s to the loop
-//! in `daemon.rs`, which alone owns the model.
+//! `run`'s sources of change. Each runs as its own task, sends [`Update`]s to the loop in
+//! `run/driver.rs` (which alone owns the model), and returns when the stop is broadcast.
 
 pub mod alloc_dir;
 pub mod stream;
 
+use std::fmt;
+
 use crate::nomad::types::Allocation;
 
-/// Why a full listing was taken, for the publish log line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// Why a full listing was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ResyncReason {
     /// The event stream (re)connected: every subscription starts with a listing.
     Connect,
     /// `--resync-interval` elapsed.
     Interval,
-    /// Asked for: SIGHUP, or a burst of unknown allocations.
-    Requested,
+    /// SIGHUP.
+    Signal,
+    /// A burst of unknown allocations: one listing instead of many fetches.
+    Burst,
 }
 
-impl ResyncReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
+impl fmt::Display for ResyncReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
             ResyncReason::Connect => "resync on connect",
             ResyncReason::Interval => "periodic resync",
-            ResyncReason::Requested => "requested resync",
-        }
+            ResyncReason::Signal => "resync on SIGHUP",
+            ResyncReason::Burst => "resync for a burst",
+        })
     }
 }
 
@@ -37,12 +42,9 @@ pub enum Update {
         reason: ResyncReason,
     },
     /// An allocation of this node from the event stream, without its job.
-    Event(Allocation),
-    /// An allocation fetched by ID, with its job; `reason` is why it was fetched.
-    Fetched {
-        alloc: Allocation,
-        reason: &'static str,
-    },
+    Event(Box<Allocation>),
+    /// An allocation fetched by ID, with its job.
+    Fetched(Box<Allocation>),
     /// Fetching an allocation failed (it may already be gone).
     FetchFailed { alloc_id: String },
     /// An allocation directory appeared.

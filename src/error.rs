@@ -1,0 +1,76 @@
+//! Why a command failed, and the exit code of each class of failure.
+
+use crate::config::ConfigError;
+use crate::node::NodeError;
+use crate::nomad::{self, FailureClass};
+use crate::publish::PublishError;
+use crate::validate::ValidationError;
+
+/// Process exit codes, one per failure class.
+pub mod exit_code {
+    /// An unexpected failure, such as stdout closing mid-write.
+    pub const OTHER: u8 = 1;
+    /// Bad flags, environment or local settings (clap also uses 2).
+    pub const USAGE: u8 = 2;
+    /// Nomad could not be reached.
+    pub const CONNECTION: u8 = 3;
+    /// Nomad refused the token (403).
+    pub const AUTH: u8 = 4;
+    /// Nomad answered with an error (404, 5xx, ...).
+    pub const NOMAD: u8 = 5;
+    /// Nomad's answer could not be understood.
+    pub const BAD_RESPONSE: u8 = 6;
+    /// The table file could not be written.
+    pub const FILE: u8 = 7;
+    /// The table failed validation; nothing was published.
+    pub const INVALID_TABLE: u8 = 8;
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Nomad(#[from] nomad::Error),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("the table is not valid, so it is not printed: {0}")]
+    Invalid(#[from] ValidationError),
+    #[error("cannot write to standard output: {0}")]
+    Stdout(std::io::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+fn nomad_exit_code(error: &nomad::Error) -> u8 {
+    match error.class() {
+        FailureClass::Connection => exit_code::CONNECTION,
+        FailureClass::Auth => exit_code::AUTH,
+        FailureClass::Nomad => exit_code::NOMAD,
+        FailureClass::BadResponse => exit_code::BAD_RESPONSE,
+        FailureClass::Settings => exit_code::USAGE,
+    }
+}
+
+impl AppError {
+    /// The exit code for this failure's class.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Config(_) => exit_code::USAGE,
+            AppError::Nomad(e) | AppError::Node(NodeError::Nomad(e)) => nomad_exit_code(e),
+            AppError::Node(NodeError::NoClientNode { .. } | NodeError::UnknownNode { .. }) => {
+                exit_code::NOMAD
+            }
+            AppError::Publish(PublishError::Invalid { .. }) | AppError::Invalid(_) => {
+                exit_code::INVALID_TABLE
+            }
+            AppError::Publish(_) => exit_code::FILE,
+            AppError::Stdout(_) | AppError::Runtime(_) | AppError::Signals(_) => exit_code::OTHER,
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! The typed client for the Nomad HTTP API endpoints the table needs. It speaks to an agent over
+//! `http://`, `https://` (with Nomad's TLS settings) or `unix://` (a task's API socket), sends
+//! the token as `X-Nomad-Token`, supports blocking queries, and turns every failure into an
+//! [`Error`] that names the URL and what to do, never the token.
+
+use std::time::Duration;
+
+use reqwest::Url;
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde::de::DeserializeOwned;
+
+use super::address::Address;
+use super::error::{Error, root_cause, status_error, transport_error};
+use super::events::EventStream;
+use super::tls::{self, TlsSettings};
+use super::token::{Secret, TokenError, TokenSource};
+use super::types::{AgentSelf, Allocation, Node};
+
+/// How long to wait for a TCP (or unix socket) connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a non-blocking request may take in all.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Extra time over a blocking query's `wait` (Nomad adds up to wait/16 of jitter).
+const BLOCKING_MARGIN: Duration = Duration::from_secs(15);
+
+/// Where and how to reach Nomad.
+#[derive(Debug)]
+pub struct ConnectionSettings {
+    pub address: Address,
+    pub token: TokenSource,
+    pub region: Option<String>,
+    pub tls: TlsSettings,
+    /// `NOMAD_HTTP_AUTH`: user and optional password for HTTP basic auth.
+    pub basic_auth: Option<(String, Option<Secret>)>,
+}
+
+/// A blocking query's parameters: return once the index passes `index`, or after `wait`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Blocking {
+    pub index: u64,
+    pub wait: Option<Duration>,
+}
+
+/// A decoded answer and its `X-Nomad-Index` (absent on endpoints that are not indexed).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Indexed<T> {
+    pub value: T,
+    pub index: Option<u64>,
+}
+
+/// The ACL each endpoint needs, for 403 messages.
+const NEEDS_NODE_READ: &str =
+    "node:read (and namespace \"*\" { capabilities = [\"read-job\"] } to see allocations)";
+const NEEDS_AGENT_READ: &str =
+    "agent:read to ask the agent for its node ID; or pass --node-id (NOMAD_NODE_ID) instead";
+const NEEDS_READ_JOB: &str = "namespace:read-job on the allocation's namespace";
+const NEEDS_ALLOC_LIFECYCLE: &str =
+    "namespace:alloc-lifecycle on the namespace of Vector's allocation (to signal its task)";
+const NEEDS_READ_JOB_EVERYWHERE: &str = "namespace \"*\" { capabilities = [\"read-job\"] }: the stream of namespace=* needs read-job on every namespace";
+
+/// A client for one Nomad agent.
+pub struct NomadClient {
+    http: reqwest::Client,
+    /// The URL requests are built on (`http://127.0.0.1` for a unix socket).
+    base: Url,
+    address: Address,
+    token: TokenSource,
+    region: Option<String>,
+    basic_auth: Option<(String, Option<Secret>)>,
+}
+
+impl std::fmt::Debug for NomadClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NomadClient")
+            .field("address", &self.address.to_string())
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NomadClient {
+    /// Builds a client; fails only on bad local settings (TLS files, address).
+    pub fn new(settings: ConnectionSettings) -> Result<NomadClient, Error> {
+        let tls = tls::client_config(&settings.tls, settings.address.is_https())?;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .no_proxy()
+            .user_agent(concat!("nomad-alloc-table/", env!("CARGO_PKG_VERSION")))
+            .tls_backend_preconfigured(tls);
+        let base = match &settings.address {
+            Address::Url(url) => url.clone(),
+            Address::Unix(path) => {
+                builder = builder.unix_socket(path.as_path());
+                // Nomad's Go client uses this host for unix sockets too.
+                Url::parse("http://127.0.0.1").expect("a valid constant URL")
+            }
+        };
+        let http = builder.build().map_err(|e| Error::Client(root_cause(&e)))?;
+        Ok(NomadClient {
+            http,
+            base,
+            address: settings.address,
+            token: settings.token,
+            region: settings.region,
+            basic_auth: settings.basic_auth,
+        })
+    }
+
+    /// The address this client talks to, for messages.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// What to call a URL in messages: the user's address plus the path and query.
+    fn display_url(&self, url: &Url) -> String {
+        let path_and_query = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        format!("{}{path_and_query}", self.address)
+    }
+
+    fn url(&self, path: &str, blocking: Blocking) -> Url {
+        let mut url = self.base.clone();
+        let prefix = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{prefix}{path}"));
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(region) = &self.region {
+                query.append_pair("region", region);
+            }
+            if blocking.index > 0 {
+                query.append_pair("index", &blocking.index.to_string());
+            }
+            if let Some(wait) = blocking.wait {
+                query.append_pair("wait", &format!("{}ms", wait.as_millis()));
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        url
+    }
+
+    /// A request to `url` carrying the token and basic auth.
+    fn request(&self, method: reqwest::Method, url: Url) -> Result<reqwest::RequestBuilder, Error> {
+        let mut request = self.http.request(method, url);
+        if let Some(token) = self.token.current()? {
+            let mut headers = HeaderMap::new();
+            let mut value = HeaderValue::from_str(token.expose())
+                .map_err(|_| Error::Token(TokenError::NotAHeaderValue))?;
+            value.set_sensitive(true);
+            headers.insert("X-Nomad-Token", value);
+            request = request.headers(headers);
+        }
+        if let Some((user, password)) = &self.basic_auth {
+            request = request.basic_auth(user, password.as_ref().map(Secret::expose));
+        }
+        Ok(request)
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        blocking: Blocking,
+        needs: &'static str,
+    ) -> Result<Indexed<T>, Error> {
+        let url = self.url(path, blocking);
+        let shown = self.display_url(&url);
+        let timeout = match blocking.wait {
+            Some(wait) => wait + wait / 16 + BLOCKING_MARGIN,
+            None => REQUEST_TIMEOUT,
+        };
+        let response = self
+            .request(reqwest::Method::GET, url)?
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| transport_error(&shown, &e, timeout))?;
+        let status = response.status();
+        let index = response
+            .headers()
+            .get("X-Nomad-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(&shown, &e, timeout))?;
+        if !status.is_success() {
+            return Err(status_error(status, &body, shown, needs));
+        }
+        let value = serde_json::from_slice(&body).map_err(|e| Error::Decode {
+            url: shown,
+            cause: e.to_string(),
+        })?;
+        Ok(Indexed { value, index })
+    }
+
+    /// Subscribes to every Allocation event of every namespace from `index` (inclusive, as
+    /// Nomad replays it). A status other than 200 is an error; on the hijacking transport of
+    /// newer Nomad an ACL failure is a 200 that ends before its first heartbeat instead.
+    pub async fn event_stream(&self, index: u64) -> Result<EventStream, Error> {
+        let mut url = self.url("/v1/event/stream", Blocking::default());
+        url.query_pairs_mut()
+            .append_pair("topic", "Allocation:*")
+            .append_pair("namespace", "*")
+            .append_pair("index", &index.to_string());
+        let shown = self.display_url(&url);
+        let response = self
+            .request(reqwest::Method::GET, url)?
+            .send()
+            .await
+            .map_err(|e| transport_error(&shown, &e, CONNECT_TIMEOUT))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(status_error(
+                status,
+                &body,
+                shown,
+                NEEDS_READ_JOB_EVERYWHERE,
+            ));
+        }
+        Ok(EventStream::new(response, shown))
+    }
+
+    /// `POST /v1/client/allocation/:id/signal`: sends `signal` (e.g. `SIGHUP`) to `task` of the
+    /// allocation, through the client that runs it (ACL `alloc-lifecycle`). Works for a Vector
+    /// task in a Docker container or another PID namespace.
+    pub async fn signal_allocation(
+        &self,
+        alloc_id: &str,
+        task: &str,
+        signal: &str,
+    ) -> Result<(), Error> {
+        let url = self.url(
+            &format!("/v1/client/allocation/{}/signal", path_segment(alloc_id)),
+            Blocking::default(),
+        );
+        let shown = self.display_url(&url);
+        let body = serde_json::json!({"Signal": signal, "Task": task});
+        let response = self
+            .request(reqwest::Method::POST, url)?
+            .timeout(REQUEST_TIMEOUT)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&shown, &e, REQUEST_TIMEOUT))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.bytes().await.unwrap_or_default();
+        Err(status_error(status, &body, shown, NEEDS_ALLOC_LIFECYCLE))
+    }
+
+    /// `GET /v1/agent/self` (ACL `agent:read`).
+    pub async fn agent_self(&self) -> Result<AgentSelf, Error> {
+        Ok(self
+            .get("/v1/agent/self", Blocking::default(), NEEDS_AGENT_READ)
+            .await?
+            .value)
+    }
+
+    /// `GET /v1/node/:id` (ACL `node:read`).
+    pub async fn node(&self, node_id: &str) -> Result<Indexed<Node>, Error> {
+        self.get(
+            &format!("/v1/node/{}", path_segment(node_id)),
+            Blocking::default(),
+            NEEDS_NODE_READ,
+        )
+        .await
+    }
+
+    /// `GET /v1/node/:id/allocations`: every allocation on the node with its `Job` (ACL
+    /// `node:read`; allocations in namespaces without `read-job` are silently left out by Nomad).
+    pub async fn node_allocations(
+        &self,
+        node_id: &str,
+        blocking: Blocking,
+    ) -> Result<Indexed<Vec<Allocation>>, Error> {
+        self.get(
+            &format!("/v1/node/{}/allocations", path_segment(node_id)),
+            blocking,
+            NEEDS_NODE_READ,
+        )
+        .await
+    }
+
+    /// `GET /v1/allocation/:id`, with its `Job` (ACL `read-job`).
+    pub async fn allocation(
+        &self,
+        alloc_id: &str,
+        blocking: Blocking,
+    ) -> Result<Indexed<Allocation>, Error> {
+        self.get(
+            &format!("/v1/allocation/{}", path_segment(alloc_id)),
+            blocking,
+            NEEDS_READ_JOB,
+        )
+        .await
+    }
+}
+
+/// Percent-encodes one path segment (IDs are UUIDs, but never trust input to be one).
+fn path_segment(raw: &str) -> String {
+    let mut url = Url::parse("http://x/").expect("a valid constant URL");
+    url.path_segments_mut()
+        .expect("http URLs have path segments")
+        .push(raw);
+    url.path().trim_start_matches('/').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(path_segment("abc-123"), "abc-123");
+        assert_eq!(path_segment("../x y"), "..%2Fx%20y");
+    }
+
+    fn client(address: &str, region: Option<&str>) -> NomadClient {
+        NomadClient::new(ConnectionSettings {
+            address: Address::parse(address).expect("valid"),
+            token: TokenSource::None,
+            region: region.map(str::to_owned),
+            tls: TlsSettings::default(),
+            basic_auth: None,
+        })
+        .expect("client")
+    }
+
+    #[test]
+    fn urls_carry_region_and_blocking_parameters() {
+        let c = client("http://127.0.0.1:4646", Some("eu"));
+        let url = c.url(
+            "/v1/node/n1/allocations",
+            Blocking {
+                index: 42,
+                wait: Some(Duration::from_secs(5)),
+            },
+        );
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:4646/v1/node/n1/allocations?region=eu&index=42&wait=5000ms"
+        );
+        let plain =
+            client("http://127.0.0.1:4646", None).url("/v1/agent/self", Blocking::default());
+        assert_eq!(plain.as_str(), "http://127.0.0.1:4646/v1/agent/self");
+    }
+
+    #[test]
+    fn unix_socket_urls_are_shown_with_the_socket_path() {
+        let c = client("unix:///tmp/api.sock", None);
+        let url = c.url("/v1/agent/self", Blocking::default());
+        assert_eq!(c.display_url(&url), "unix:///tmp/api.sock/v1/agent/self");
+    }
+}

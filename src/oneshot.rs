@@ -1,0 +1,103 @@
+//! The one-shot commands: `dump` lists the node's allocations once, publishes the table if it
+//! changed and reloads Vector if it changed (or if Vector was never told about the table on
+//! disk); `print-table` writes the same table to stdout.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::cli::PrintFormat;
+use crate::config::{PrintSettings, PublishSettings};
+use crate::error::AppError;
+use crate::node;
+use crate::nomad::{Blocking, NomadClient};
+use crate::publish::{Outcome, Publisher};
+use crate::reload::{self, Reloader};
+use crate::render::{self, FileFormat};
+use crate::table::{self, Columns, NodeInfo, Projection};
+use crate::validate;
+
+/// Lists the node's allocations and projects them to a table.
+async fn list_table(
+    client: &NomadClient,
+    node: &NodeInfo,
+    columns: &Columns,
+) -> Result<Projection, AppError> {
+    let allocations = client
+        .node_allocations(&node.id, Blocking::default())
+        .await?
+        .value;
+    let projection = table::project(&allocations, node, columns);
+    if !projection.allocations_without_tasks.is_empty() {
+        warn!(
+            allocations = ?projection.allocations_without_tasks,
+            "Nomad's answer names no task for some allocations; they have no rows"
+        );
+    }
+    Ok(projection)
+}
+
+/// `dump`.
+pub async fn dump(
+    client: Arc<NomadClient>,
+    node_id: Option<&str>,
+    settings: PublishSettings,
+) -> Result<(), AppError> {
+    let node = node::resolve(&client, node_id).await?;
+    let projection = list_table(&client, &node, &settings.columns).await?;
+    let rows = projection.table.rows.len();
+    let bytes = render::render(&projection.table, settings.format);
+    let mut publisher = Publisher::new(settings.output, settings.format, settings.file_mode);
+    let reloader = Reloader::new(settings.reloader, client, publisher.path());
+    let outcome = publisher.publish(&bytes)?;
+    let on_disk = publisher.on_disk()?;
+    let path = publisher.path().display();
+    let reload = match outcome {
+        Outcome::Written(_) => {
+            info!(path = %path, rows, node = %node.id, "table published");
+            true
+        }
+        Outcome::Unchanged => {
+            let unannounced = on_disk.is_some_and(|stamp| reloader.owes_announcement(&stamp));
+            if unannounced {
+                info!(path = %path, rows, "table unchanged, but Vector was never told about it: reloading");
+            } else {
+                info!(path = %path, rows, "table unchanged; nothing written, no reload");
+            }
+            unannounced
+        }
+    };
+    if reload {
+        reload::log_outcome(reloader.announce(on_disk).await);
+    }
+    Ok(())
+}
+
+/// `print-table`.
+pub async fn print_table(
+    client: &NomadClient,
+    node_id: Option<&str>,
+    settings: PrintSettings,
+) -> Result<(), AppError> {
+    let node = node::resolve(client, node_id).await?;
+    let projection = list_table(client, &node, &settings.columns).await?;
+    let bytes = match settings.format {
+        PrintFormat::Table => render::render_text(&projection.table).into_bytes(),
+        PrintFormat::Csv | PrintFormat::Json => {
+            let format = if settings.format == PrintFormat::Csv {
+                FileFormat::Csv
+            } else {
+                FileFormat::Json
+            };
+            let bytes = render::render(&projection.table, format);
+            validate::validate(&bytes, format)?;
+            bytes
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(&bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(AppError::Stdout),
+    }
+}

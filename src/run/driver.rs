@@ -1,0 +1,298 @@
+//! The loop of `run`: it owns the [`Machine`], turns what happens (updates from the watchers,
+//! timers, the stop, the end of a reload) into inputs, and performs the effects the machine
+//! returns: fetches and reloads as tasks, publishes in place. On a stop it broadcasts the stop
+//! to the watchers and fetches (which return at once: they hold nothing that could be lost),
+//! keeps going until the machine says everything owed is done or the shutdown timeout has
+//! passed, and then waits for its tasks to finish.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+use super::step::{ChangeReason, Effect, Input, Machine, Published};
+use crate::config::PublishSettings;
+use crate::nomad::{Blocking, Error, NomadClient};
+use crate::publish::{Outcome, PublishError, Publisher};
+use crate::reload::{self, Reloader};
+use crate::render::{self, FileFormat};
+use crate::table::{self, Columns, NodeInfo};
+use crate::timing::Timing;
+use crate::watch::stream::StreamWatcher;
+use crate::watch::{ResyncReason, Update, alloc_dir};
+
+/// At least this long is given to the tasks to answer the stop once the loop has exited.
+const TASKS_SETTLE: Duration = Duration::from_millis(100);
+
+/// What the loop starts with.
+pub struct Setup {
+    pub node: NodeInfo,
+    pub publish: PublishSettings,
+    /// Already used for the header-only table, so it knows the file.
+    pub publisher: Publisher,
+    pub reloader: Reloader,
+    pub timing: Timing,
+    pub alloc_dir: PathBuf,
+    /// Resync requests: SIGHUP's sender is outside, the loop adds its own.
+    pub resync: (mpsc::Sender<ResyncReason>, mpsc::Receiver<ResyncReason>),
+}
+
+/// The loop's I/O side.
+struct Driver {
+    client: Arc<NomadClient>,
+    node: NodeInfo,
+    columns: Columns,
+    format: FileFormat,
+    publisher: Publisher,
+    reloader: Reloader,
+    machine: Machine,
+    /// Where fetch tasks send their results.
+    updates: mpsc::Sender<Update>,
+    /// Where the end of a reload is reported.
+    reloaded: mpsc::Sender<()>,
+    resync: mpsc::Sender<ResyncReason>,
+    /// Every task the loop started, so that it can wait for them.
+    tasks: TaskTracker,
+    /// Broadcast to the watchers and fetches when the loop stops.
+    stop_tasks: CancellationToken,
+    /// The keys of the last published table, to log what a publish added and removed.
+    published_keys: Option<BTreeSet<(String, String)>>,
+}
+
+/// Runs until `shutdown` resolves and what is owed is done (or the shutdown timeout passed).
+pub async fn run(client: Arc<NomadClient>, setup: Setup, shutdown: impl Future<Output = ()>) {
+    let Setup {
+        node,
+        publish,
+        publisher,
+        reloader,
+        timing,
+        alloc_dir,
+        resync: (resync, resync_requests),
+    } = setup;
+    let unannounced = match publisher.on_disk() {
+        Ok(Some(stamp)) => reloader.owes_announcement(&stamp),
+        Ok(None) => false,
+        Err(e) => {
+            warn!(error = %e, "cannot read the table on disk; it is replaced at the first publish");
+            false
+        }
+    };
+    if unannounced {
+        info!(
+            "Vector was never told about the table on disk: it is announced after the first listing"
+        );
+    }
+    let (updates, mut incoming) = mpsc::channel(1024);
+    let (reloaded, mut reloads_ended) = mpsc::channel(1);
+    let tasks = TaskTracker::new();
+    let stop_tasks = CancellationToken::new();
+    tasks.spawn(
+        stop_tasks.clone().run_until_cancelled_owned(
+            StreamWatcher {
+                client: client.clone(),
+                node_id: node.id.clone(),
+                updates: updates.clone(),
+                resync: resync_requests,
+                resync_interval: timing.resync_interval,
+                stream_timeout: timing.stream_timeout,
+            }
+            .run(),
+        ),
+    );
+    let _alloc_dir_watch = match alloc_dir::watch(
+        alloc_dir.clone(),
+        updates.clone(),
+        &tasks,
+        stop_tasks.clone(),
+    ) {
+        Ok(watch) => Some(watch),
+        Err(e) => {
+            warn!(alloc_dir = %alloc_dir.display(), error = %e, "cannot watch the alloc dir; new allocations wait for the event stream (set --alloc-dir)");
+            None
+        }
+    };
+    info!(node = %node.id, path = %publisher.path().display(), alloc_dir = %alloc_dir.display(), "following Nomad");
+    let mut driver = Driver {
+        client,
+        machine: Machine::new(node.id.clone(), timing, unannounced),
+        node,
+        columns: publish.columns,
+        format: publish.format,
+        publisher,
+        reloader,
+        updates,
+        reloaded,
+        resync,
+        tasks,
+        stop_tasks,
+        published_keys: None,
+    };
+    tokio::pin!(shutdown);
+    loop {
+        let wakeup = driver.machine.next_wakeup(Instant::now());
+        let input = tokio::select! {
+            biased;
+            () = &mut shutdown, if !driver.machine.stopping() => {
+                info!("stopping: publishing what is pending and telling Vector what it is owed");
+                driver.stop_tasks.cancel();
+                Input::Stop
+            }
+            Some(()) = reloads_ended.recv() => Input::Reloaded,
+            Some(update) = incoming.recv() => Input::Update(update),
+            () = sleep_until(wakeup) => Input::Tick,
+        };
+        if driver.perform(input) {
+            break;
+        }
+    }
+    driver.finish().await;
+}
+
+/// Sleeps until `at`, or for ever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    /// Steps the machine with `input` and performs the effects, feeding the results of
+    /// publishes back at once. Returns whether the loop must exit.
+    fn perform(&mut self, input: Input) -> bool {
+        let mut inputs = VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            for effect in self.machine.step(input, Instant::now()) {
+                match effect {
+                    Effect::Fetch(alloc_id) => self.fetch(alloc_id),
+                    Effect::Resync => {
+                        debug!(
+                            "many unknown allocations at once: one listing instead of separate fetches"
+                        );
+                        // A full queue means a resync is requested already.
+                        let _ = self.resync.try_send(ResyncReason::Burst);
+                    }
+                    Effect::Publish(reasons) => {
+                        inputs.push_back(Input::Published(self.publish(&reasons)));
+                    }
+                    Effect::Reload => self.reload(),
+                    Effect::Exit => return true,
+                }
+            }
+        }
+        false
+    }
+
+    /// Fetches an allocation with its job, in a task that a stop ends.
+    fn fetch(&self, alloc_id: String) {
+        debug!(alloc_id = %alloc_id, "fetching an allocation");
+        let client = self.client.clone();
+        let updates = self.updates.clone();
+        self.tasks
+            .spawn(self.stop_tasks.clone().run_until_cancelled_owned(async move {
+                let update = match client.allocation(&alloc_id, Blocking::default()).await {
+                    Ok(fetched) => Update::Fetched(Box::new(fetched.value)),
+                    Err(e) => {
+                        if !matches!(e, Error::Status { status: 404, .. }) {
+                            warn!(alloc_id = %alloc_id, error = %e, "cannot fetch a new allocation; the next resync will bring it");
+                        }
+                        Update::FetchFailed { alloc_id }
+                    }
+                };
+                let _ = updates.send(update).await;
+            }));
+    }
+
+    /// Tells Vector about the table on disk, in a task that a stop does not end: it is what a
+    /// stop waits for.
+    fn reload(&self) {
+        let stamp = self.publisher.on_disk().unwrap_or_else(|e| {
+            warn!(error = %e, "cannot read the table to remember what Vector is told about");
+            None
+        });
+        let reloader = self.reloader.clone();
+        let reloaded = self.reloaded.clone();
+        self.tasks.spawn(async move {
+            reload::log_outcome(reloader.announce(stamp).await);
+            let _ = reloaded.send(()).await;
+        });
+    }
+
+    /// Publishes the model if it renders differently from the file.
+    fn publish(&mut self, reasons: &BTreeSet<ChangeReason>) -> Published {
+        let projection = table::project(
+            self.machine.store().allocations(),
+            &self.node,
+            &self.columns,
+        );
+        let keys: BTreeSet<(String, String)> = projection
+            .table
+            .rows
+            .iter()
+            .map(|r| (r[0].clone(), r[1].clone()))
+            .collect();
+        let bytes = render::render(&projection.table, self.format);
+        let reason = reasons
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        match self.publisher.publish(&bytes) {
+            Ok(Outcome::Unchanged) => {
+                debug!(reason = %reason, "table unchanged; nothing written");
+                Published::Unchanged
+            }
+            Ok(Outcome::Written(_)) => {
+                let (added, removed) = match &self.published_keys {
+                    Some(before) => (
+                        keys.difference(before).count(),
+                        before.difference(&keys).count(),
+                    ),
+                    None => (keys.len(), 0),
+                };
+                info!(rows = keys.len(), added, removed, reason = %reason, "table published");
+                self.published_keys = Some(keys);
+                Published::Written
+            }
+            Err(e) => {
+                error!(error = %e, "table not published; the file keeps its last content");
+                if matches!(e, PublishError::Invalid { .. }) {
+                    Published::Invalid
+                } else {
+                    Published::Failed
+                }
+            }
+        }
+    }
+
+    /// Broadcasts the stop (if the loop ended otherwise) and waits for the tasks: the watchers
+    /// and fetches end at once; a reload still running is waited for until the shutdown
+    /// deadline, and then left (the table stays unannounced, so the next start announces it).
+    async fn finish(self) {
+        self.stop_tasks.cancel();
+        self.tasks.close();
+        let now = Instant::now();
+        let deadline = self
+            .machine
+            .stop_by()
+            .unwrap_or(now)
+            .max(now + TASKS_SETTLE);
+        if tokio::time::timeout_at(deadline, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                "a reload was still running at the shutdown timeout; the next start announces the table"
+            );
+        }
+        info!("stopped");
+    }
+}

@@ -1,0 +1,147 @@
+//! `run`: the long-running companion of Vector. Start-up lives here: signal handlers first (a
+//! SIGHUP before its handler exists would kill the process), then a header-only table if there
+//! is none (Vector cannot start without the file), then the node, retried while Nomad cannot
+//! answer, then the loop ([`driver`]) with its decisions in [`step`] and its model in
+//! [`store`], until SIGTERM or SIGINT; a second one exits at once.
+
+pub mod driver;
+pub mod step;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::RunSettings;
+use crate::error::AppError;
+use crate::node::{self, NodeError};
+use crate::nomad::{FailureClass, NomadClient};
+use crate::publish::Publisher;
+use crate::reload::Reloader;
+use crate::render;
+use crate::retry::{Backoff, ErrorLog};
+use crate::table::{self, NodeInfo};
+use crate::watch::ResyncReason;
+
+/// Runs `run` until a stop has been carried out.
+pub async fn run(
+    client: Arc<NomadClient>,
+    node_id: Option<String>,
+    settings: RunSettings,
+) -> Result<(), AppError> {
+    let (resync, resync_requests) = mpsc::channel(4);
+    let stop = CancellationToken::new();
+    handle_signals(resync.clone(), stop.clone())?;
+    let publish = settings.publish;
+    let mut publisher = Publisher::new(publish.output.clone(), publish.format, publish.file_mode);
+    if !publish.output.exists() {
+        let empty = table::project(std::iter::empty(), &NodeInfo::default(), &publish.columns);
+        publisher.publish(&render::render(&empty.table, publish.format))?;
+        info!(path = %publish.output.display(), "no table yet: published a header-only one so that Vector can start");
+    }
+    let Some(node) = stop
+        .run_until_cancelled(resolve_node_patiently(&client, node_id.as_deref()))
+        .await
+        .transpose()?
+    else {
+        return Ok(());
+    };
+    let alloc_dir = match settings.alloc_dir {
+        Some(dir) => dir,
+        None => default_alloc_dir(&client).await,
+    };
+    let reloader = Reloader::new(publish.reloader.clone(), client.clone(), publisher.path());
+    let setup = driver::Setup {
+        node,
+        publish,
+        publisher,
+        reloader,
+        timing: settings.timing,
+        alloc_dir,
+        resync: (resync, resync_requests),
+    };
+    driver::run(client, setup, stop.cancelled_owned()).await;
+    Ok(())
+}
+
+/// Installs the handlers at once and answers signals from a task: SIGHUP asks for a resync; the
+/// first SIGTERM or SIGINT asks the loop to stop; a second one exits at once (128 + signal, as a
+/// shell reports a process killed by it).
+fn handle_signals(
+    resync: mpsc::Sender<ResyncReason>,
+    stop: CancellationToken,
+) -> Result<(), AppError> {
+    let mut hangup = signal(SignalKind::hangup()).map_err(AppError::Signals)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
+    tokio::spawn(async move {
+        loop {
+            let number = tokio::select! {
+                Some(()) = hangup.recv() => {
+                    info!("SIGHUP: resyncing");
+                    // A full queue means a resync is requested already.
+                    let _ = resync.try_send(ResyncReason::Signal);
+                    continue;
+                }
+                Some(()) = terminate.recv() => SignalKind::terminate().as_raw_value(),
+                Some(()) = interrupt.recv() => SignalKind::interrupt().as_raw_value(),
+                else => return,
+            };
+            if stop.is_cancelled() {
+                warn!(signal = number, "second signal: exiting at once");
+                std::process::exit(128 + number);
+            }
+            info!(signal = number, "stopping");
+            stop.cancel();
+        }
+    });
+    Ok(())
+}
+
+/// Where the agent keeps allocation directories: its `client.alloc_dir` if set explicitly,
+/// else `<data_dir>/alloc`, else Nomad's default (also when the token lacks `agent:read`).
+async fn default_alloc_dir(client: &NomadClient) -> PathBuf {
+    const NOMAD_DEFAULT: &str = "/opt/nomad/data/alloc";
+    match client.agent_self().await {
+        Ok(agent) if !agent.config.client.alloc_dir.is_empty() => {
+            agent.config.client.alloc_dir.into()
+        }
+        Ok(agent) if !agent.config.data_dir.is_empty() => {
+            std::path::Path::new(&agent.config.data_dir).join("alloc")
+        }
+        Ok(_) => NOMAD_DEFAULT.into(),
+        Err(e) => {
+            warn!(error = %e, default = NOMAD_DEFAULT, "cannot ask the agent for its alloc dir; set --alloc-dir if it differs");
+            NOMAD_DEFAULT.into()
+        }
+    }
+}
+
+/// [`node::resolve`], retried while the failure may pass (Nomad unreachable or failing, the
+/// token refused); a node that does not exist or an agent without a client end it.
+async fn resolve_node_patiently(
+    client: &NomadClient,
+    node_id: Option<&str>,
+) -> Result<NodeInfo, AppError> {
+    let mut backoff = Backoff::default();
+    let mut errors = ErrorLog::default();
+    loop {
+        match node::resolve(client, node_id).await {
+            Ok(node) => return Ok(node),
+            Err(NodeError::Nomad(e)) if e.class() != FailureClass::Settings => {
+                let delay = backoff.next_delay();
+                errors.report(
+                    "cannot resolve the node yet; retrying",
+                    &e.to_string(),
+                    delay,
+                );
+                tokio::time::sleep(delay).await;
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+}

@@ -1,0 +1,693 @@
+//! The decisions of `run`, as a pure step function: [`Machine::step`] takes the loop's state, one
+//! input and the time, and returns the effects to perform (fetch an allocation, resync, publish,
+//! reload, exit). It neither reads the clock nor does I/O; the driver (`driver.rs`) performs the
+//! effects and feeds their results back as inputs. This is kube-runtime's watcher `step` applied
+//! to the whole loop, so that every transition is data a test can assert.
+//!
+//! What it decides: updates patch or replace the model ([`Store`]); unknown allocations are
+//! fetched, a burst of them becomes one listing; departed allocations expire after their grace;
+//! publishes are debounced (consul-template's wait: MIN of quiet, at most MAX after the first
+//! change) and never happen before the first listing (a partial model would shrink the table);
+//! a publish owes Vector a reload, coalesced and rate-limited by [`ReloadSchedule`]; a stop
+//! publishes what is pending at once, delivers an owed reload, and exits by its deadline.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::store::Store;
+use crate::reload::schedule::ReloadSchedule;
+use crate::timing::{Timing, Wait};
+use crate::watch::{ResyncReason, Update};
+
+/// More unknown allocations than this in flight at once (a deployment, a burst of batch jobs)
+/// are fetched with one listing instead of one request each.
+pub const MAX_SEPARATE_FETCHES: usize = 8;
+/// After a failed publish, wait at least this long before trying again.
+pub const PUBLISH_RETRY: Duration = Duration::from_secs(1);
+
+/// Why the table may have changed: what a publish names in its log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChangeReason {
+    /// A full listing replaced the model.
+    Listing(ResyncReason),
+    /// An event patched an allocation the model knew the job of.
+    Event,
+    /// An allocation first seen in an event was fetched.
+    NewAllocation,
+    /// An allocation directory appeared before Nomad told about it.
+    NewAllocDir,
+    /// Rows of departed allocations expired.
+    GraceOver,
+}
+
+impl fmt::Display for ChangeReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChangeReason::Listing(reason) => write!(f, "{reason}"),
+            ChangeReason::Event => f.write_str("event"),
+            ChangeReason::NewAllocation => f.write_str("new allocation"),
+            ChangeReason::NewAllocDir => f.write_str("new alloc dir"),
+            ChangeReason::GraceOver => f.write_str("grace period over"),
+        }
+    }
+}
+
+/// Changes waiting to be published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// The first change: the debounce's MAX counts from here.
+    pub first: Instant,
+    /// The latest change: the debounce's MIN counts from here.
+    pub last: Instant,
+    pub reasons: BTreeSet<ChangeReason>,
+}
+
+impl Pending {
+    fn new(at: Instant, reasons: BTreeSet<ChangeReason>) -> Pending {
+        Pending {
+            first: at,
+            last: at,
+            reasons,
+        }
+    }
+
+    /// When these changes are published under the debounce `wait`.
+    pub fn publish_at(&self, wait: Wait) -> Instant {
+        (self.last + wait.min).min(self.first + wait.max)
+    }
+}
+
+/// What a publish did, as the machine needs to know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Published {
+    /// The file was replaced: Vector is owed a reload.
+    Written,
+    /// The file already held these bytes.
+    Unchanged,
+    /// The table failed validation: retrying the same content cannot help; the next change will.
+    Invalid,
+    /// Writing failed (disk full, directory gone): retried after [`PUBLISH_RETRY`].
+    Failed,
+}
+
+/// One input of the loop.
+#[derive(Debug)]
+pub enum Input {
+    /// A change from a watcher or a fetch.
+    Update(Update),
+    /// The time given by [`Machine::next_wakeup`] has come.
+    Tick,
+    /// The publish asked for by [`Effect::Publish`] is done.
+    Published(Published),
+    /// The reload asked for by [`Effect::Reload`] ended, delivered or not.
+    Reloaded,
+    /// SIGTERM or SIGINT: publish and reload what is owed, then exit.
+    Stop,
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Fetch this allocation with its job; answer with `Update::Fetched` or `FetchFailed`.
+    Fetch(String),
+    /// Take a full listing now (a burst of unknown allocations).
+    Resync,
+    /// Render the model and publish it; answer with [`Input::Published`].
+    Publish(BTreeSet<ChangeReason>),
+    /// Tell Vector to reload; answer with [`Input::Reloaded`].
+    Reload,
+    /// Stop the loop.
+    Exit,
+}
+
+/// The loop's state.
+#[derive(Debug)]
+pub struct Machine {
+    /// This node: fetched allocations of other nodes are not applied.
+    node_id: String,
+    /// Grace, debounce, reload interval and shutdown timeout.
+    timing: Timing,
+    /// The model: the node's allocations, and departed ones until their grace ends.
+    store: Store,
+    /// A full listing has been applied: until then nothing is published, because a model built
+    /// from events or fetches alone would shrink the table.
+    listed: bool,
+    /// Changes not published yet.
+    pending: Option<Pending>,
+    /// The changes of the publish in progress, kept to be retried if it fails.
+    publishing: Option<Pending>,
+    /// Allocations being fetched (so that each is fetched once), with what made them known.
+    fetching: HashMap<String, ChangeReason>,
+    /// When Vector is owed a reload and when it may get one.
+    reloads: ReloadSchedule,
+    /// The table on disk at start was never announced to Vector: the first publish owes a
+    /// reload even when it writes nothing.
+    unannounced_at_start: bool,
+    /// Set by a stop: the time by which the loop exits whatever is still owed.
+    stop_by: Option<Instant>,
+}
+
+impl Machine {
+    /// A machine for `node_id`; `unannounced_at_start` says whether the table on disk was never
+    /// announced to Vector (a publish or crash before its reload).
+    pub fn new(node_id: String, timing: Timing, unannounced_at_start: bool) -> Machine {
+        Machine {
+            node_id,
+            timing,
+            store: Store::new(),
+            listed: false,
+            pending: None,
+            publishing: None,
+            fetching: HashMap::new(),
+            reloads: ReloadSchedule::new(timing.min_reload_interval),
+            unannounced_at_start,
+            stop_by: None,
+        }
+    }
+
+    /// The model, for rendering.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Whether a stop is under way.
+    pub fn stopping(&self) -> bool {
+        self.stop_by.is_some()
+    }
+
+    /// The time by which a stop ends, once one is under way.
+    pub fn stop_by(&self) -> Option<Instant> {
+        self.stop_by
+    }
+
+    /// When the loop must call [`Machine::step`] with [`Input::Tick`] at the latest, if no
+    /// other input comes first.
+    pub fn next_wakeup(&self, now: Instant) -> Option<Instant> {
+        let publish = self.publish_due();
+        let expiry = self.store.next_expiry();
+        let reload = self.reloads.due_at(now);
+        [publish, expiry, reload, self.stop_by]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Applies one input at `now`; returns the effects to perform, in order.
+    pub fn step(&mut self, input: Input, now: Instant) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        match input {
+            Input::Update(update) => self.apply(update, now, &mut effects),
+            Input::Tick => {}
+            Input::Published(outcome) => self.published(outcome, now),
+            Input::Reloaded => self.reloads.finished(now),
+            Input::Stop => {
+                if self.stop_by.is_none() {
+                    self.stop_by = Some(now + self.timing.shutdown_timeout);
+                }
+            }
+        }
+        self.due(now, &mut effects);
+        effects
+    }
+
+    /// What time alone makes due: expiries, a publish, a reload, the end of a stop.
+    fn due(&mut self, now: Instant, effects: &mut Vec<Effect>) {
+        if self.stop_by.is_some_and(|by| by <= now) {
+            effects.push(Effect::Exit);
+            return;
+        }
+        if !self.store.expire(now).is_empty() {
+            self.changed(ChangeReason::GraceOver, now);
+        }
+        if self.publishing.is_none()
+            && self.publish_due().is_some_and(|at| at <= now)
+            && let Some(pending) = self.pending.take()
+        {
+            effects.push(Effect::Publish(pending.reasons.clone()));
+            self.publishing = Some(pending);
+            return;
+        }
+        if self.publishing.is_none() && self.reloads.start(now) {
+            effects.push(Effect::Reload);
+        }
+        if self.done_stopping(now) {
+            effects.push(Effect::Exit);
+        }
+    }
+
+    /// When the pending changes are published: after the debounce, at once when stopping,
+    /// never before the first listing.
+    fn publish_due(&self) -> Option<Instant> {
+        let pending = self.pending.as_ref().filter(|_| self.listed)?;
+        Some(match self.stop_by {
+            // Skip the rest of the debounce, but not a failed publish's retry delay (its
+            // `last` lies ahead).
+            Some(_) => pending.last,
+            None => pending.publish_at(self.timing.wait),
+        })
+    }
+
+    /// A stop is done when nothing is left to publish and no reload is running or owed in time.
+    fn done_stopping(&self, now: Instant) -> bool {
+        let Some(stop_by) = self.stop_by else {
+            return false;
+        };
+        let publish_left = self.publish_due().is_some() || self.publishing.is_some();
+        let reload_left =
+            self.reloads.in_flight() || self.reloads.due_at(now).is_some_and(|due| due < stop_by);
+        !publish_left && !reload_left
+    }
+
+    fn changed(&mut self, reason: ChangeReason, now: Instant) {
+        let pending = self
+            .pending
+            .get_or_insert_with(|| Pending::new(now, BTreeSet::new()));
+        pending.last = pending.last.max(now);
+        pending.reasons.insert(reason);
+    }
+
+    fn apply(&mut self, update: Update, now: Instant, effects: &mut Vec<Effect>) {
+        let grace = self.timing.grace;
+        match update {
+            Update::Listed {
+                allocations,
+                index,
+                reason,
+            } => {
+                self.store.replace(allocations, index, now, grace);
+                self.listed = true;
+                self.changed(ChangeReason::Listing(reason), now);
+            }
+            Update::Event(mut alloc) => {
+                if self.store.has_seen(&alloc.id, alloc.modify_index) {
+                    return;
+                }
+                // Events carry no job: reuse the one the model holds while the allocation
+                // still runs it, else fetch it.
+                match self.store.known_job(&alloc).cloned() {
+                    Some(job) => {
+                        alloc.job = Some(job);
+                        if self.store.upsert(*alloc) {
+                            self.changed(ChangeReason::Event, now);
+                        }
+                    }
+                    None => self.fetch(alloc.id, ChangeReason::NewAllocation, effects),
+                }
+            }
+            Update::Fetched(alloc) => {
+                let reason = self
+                    .fetching
+                    .remove(&alloc.id)
+                    .unwrap_or(ChangeReason::NewAllocation);
+                if alloc.node_id == self.node_id && self.store.upsert(*alloc) {
+                    self.changed(reason, now);
+                }
+            }
+            Update::FetchFailed { alloc_id } => {
+                self.fetching.remove(&alloc_id);
+            }
+            Update::DirCreated { alloc_id } => {
+                if !self.store.contains(&alloc_id) {
+                    self.fetch(alloc_id, ChangeReason::NewAllocDir, effects);
+                }
+            }
+            Update::DirRemoved { alloc_id } => {
+                self.store.depart(&alloc_id, now, grace);
+            }
+        }
+    }
+
+    /// Fetches an allocation once; in a burst, asks for one listing instead.
+    fn fetch(&mut self, alloc_id: String, reason: ChangeReason, effects: &mut Vec<Effect>) {
+        if self.stopping() || self.fetching.contains_key(&alloc_id) {
+            return;
+        }
+        if self.fetching.len() >= MAX_SEPARATE_FETCHES {
+            if !effects.contains(&Effect::Resync) {
+                effects.push(Effect::Resync);
+            }
+            return;
+        }
+        self.fetching.insert(alloc_id.clone(), reason);
+        effects.push(Effect::Fetch(alloc_id));
+    }
+
+    fn published(&mut self, outcome: Published, now: Instant) {
+        let Some(publishing) = self.publishing.take() else {
+            return;
+        };
+        match outcome {
+            Published::Written => self.reloads.owe(),
+            Published::Unchanged if self.unannounced_at_start => self.reloads.owe(),
+            Published::Unchanged | Published::Invalid => {}
+            Published::Failed => {
+                // Retry after a pause, together with whatever changed meanwhile.
+                let retry_at = now + PUBLISH_RETRY;
+                let mut retry = Pending::new(retry_at, publishing.reasons);
+                if let Some(newer) = self.pending.take() {
+                    retry.reasons.extend(newer.reasons);
+                }
+                self.pending = Some(retry);
+                return;
+            }
+        }
+        self.unannounced_at_start = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nomad::types::{Allocation, Job};
+
+    const NODE: &str = "node-1";
+
+    fn timing() -> Timing {
+        Timing {
+            resync_interval: Duration::from_secs(300),
+            grace: Duration::from_secs(2),
+            wait: Wait {
+                min: Duration::from_millis(100),
+                max: Duration::from_secs(1),
+            },
+            min_reload_interval: Duration::from_secs(20),
+            stream_timeout: Duration::from_secs(75),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn alloc(id: &str, modify_index: u64) -> Allocation {
+        Allocation {
+            id: id.to_owned(),
+            node_id: NODE.to_owned(),
+            modify_index,
+            alloc_modify_index: modify_index,
+            job: Some(Job {
+                id: "web".to_owned(),
+                ..Job::default()
+            }),
+            ..Allocation::default()
+        }
+    }
+
+    fn listed(allocations: Vec<Allocation>, index: u64) -> Input {
+        Input::Update(Update::Listed {
+            allocations,
+            index,
+            reason: ResyncReason::Connect,
+        })
+    }
+
+    fn fetched(id: &str, modify_index: u64) -> Input {
+        Input::Update(Update::Fetched(Box::new(alloc(id, modify_index))))
+    }
+
+    fn event(id: &str, modify_index: u64) -> Input {
+        let mut alloc = alloc(id, modify_index);
+        alloc.job = None;
+        Input::Update(Update::Event(Box::new(alloc)))
+    }
+
+    /// A machine with the clock's origin, driven like the loop drives it: inputs at given
+    /// offsets, ticks at every wakeup up to a time, publishes and reloads answered at once.
+    struct Run {
+        machine: Machine,
+        t0: Instant,
+        now: Instant,
+        log: Vec<(Duration, Effect)>,
+        publish_outcome: Published,
+    }
+
+    impl Run {
+        fn new(unannounced_at_start: bool) -> Run {
+            let t0 = Instant::now();
+            Run {
+                machine: Machine::new(NODE.to_owned(), timing(), unannounced_at_start),
+                t0,
+                now: t0,
+                log: Vec::new(),
+                publish_outcome: Published::Written,
+            }
+        }
+
+        fn at(&self, ms: u64) -> Instant {
+            self.t0 + Duration::from_millis(ms)
+        }
+
+        /// Feeds `input` at `ms`, after running every wakeup before it.
+        fn input(&mut self, ms: u64, input: Input) {
+            self.run_until(ms);
+            self.feed(input);
+        }
+
+        fn feed(&mut self, input: Input) {
+            let mut queue = vec![input];
+            while let Some(input) = queue.pop() {
+                for effect in self.machine.step(input, self.now) {
+                    self.log.push((self.now - self.t0, effect.clone()));
+                    match effect {
+                        Effect::Publish(_) => queue.push(Input::Published(self.publish_outcome)),
+                        Effect::Reload => queue.push(Input::Reloaded),
+                        Effect::Fetch(_) | Effect::Resync | Effect::Exit => {}
+                    }
+                }
+            }
+        }
+
+        /// Runs every wakeup up to `ms`.
+        fn run_until(&mut self, ms: u64) {
+            let end = self.at(ms);
+            while let Some(wake) = self.machine.next_wakeup(self.now).filter(|w| *w <= end) {
+                if self.log.iter().any(|(_, e)| *e == Effect::Exit) {
+                    break;
+                }
+                self.now = wake.max(self.now);
+                self.feed(Input::Tick);
+            }
+            self.now = end.max(self.now);
+        }
+
+        fn times_of(&self, wanted: fn(&Effect) -> bool) -> Vec<u64> {
+            self.log
+                .iter()
+                .filter(|(_, e)| wanted(e))
+                .map(|(t, _)| t.as_millis() as u64)
+                .collect()
+        }
+
+        fn publishes(&self) -> Vec<u64> {
+            self.times_of(|e| matches!(e, Effect::Publish(_)))
+        }
+
+        fn reloads(&self) -> Vec<u64> {
+            self.times_of(|e| *e == Effect::Reload)
+        }
+
+        fn exits(&self) -> Vec<u64> {
+            self.times_of(|e| *e == Effect::Exit)
+        }
+    }
+
+    #[test]
+    fn nothing_is_published_before_the_first_listing() {
+        let mut run = Run::new(false);
+        run.input(0, fetched("a", 5));
+        run.run_until(5_000);
+        assert!(run.publishes().is_empty(), "{:?}", run.log);
+        run.input(5_000, listed(vec![alloc("a", 5), alloc("b", 6)], 6));
+        run.run_until(10_000);
+        // At once: the debounce's MAX, counted from the fetch, has passed.
+        assert_eq!(run.publishes(), [5_000]);
+    }
+
+    #[test]
+    fn debounce_waits_for_quiet_but_never_past_max() {
+        let mut run = Run::new(false);
+        run.input(0, listed(vec![], 1));
+        run.run_until(1_000);
+        assert_eq!(run.publishes(), [100]);
+        // An event every 50 ms for two seconds: quiet never comes, MAX (1 s) does.
+        for i in 0..40 {
+            run.input(2_000 + i * 50, fetched(&format!("n{i}"), 10 + i));
+        }
+        run.run_until(5_000);
+        assert_eq!(run.publishes(), [100, 3_000, 4_000]);
+    }
+
+    #[test]
+    fn a_burst_of_unknown_allocations_is_a_few_fetches_and_one_listing() {
+        let mut run = Run::new(false);
+        run.input(0, listed(vec![], 1));
+        for i in 0..200 {
+            run.input(1_000, event(&format!("a{i}"), 10 + i));
+        }
+        let fetches = run.times_of(|e| matches!(e, Effect::Fetch(_))).len();
+        let resyncs = run.times_of(|e| *e == Effect::Resync).len();
+        assert_eq!(fetches, MAX_SEPARATE_FETCHES);
+        assert!(resyncs >= 1, "the burst asks for a listing");
+    }
+
+    #[test]
+    fn an_allocation_is_fetched_once_while_its_fetch_runs() {
+        let mut run = Run::new(false);
+        run.input(0, listed(vec![], 1));
+        run.input(10, event("a", 5));
+        run.input(20, event("a", 6));
+        run.input(
+            30,
+            Input::Update(Update::DirCreated {
+                alloc_id: "a".into(),
+            }),
+        );
+        assert_eq!(run.times_of(|e| matches!(e, Effect::Fetch(_))), [10]);
+        run.input(
+            40,
+            Input::Update(Update::FetchFailed {
+                alloc_id: "a".into(),
+            }),
+        );
+        run.input(50, event("a", 7));
+        assert_eq!(run.times_of(|e| matches!(e, Effect::Fetch(_))), [10, 50]);
+    }
+
+    #[test]
+    fn an_event_with_a_known_job_patches_without_a_fetch() {
+        let mut run = Run::new(false);
+        run.input(0, listed(vec![alloc("a", 5)], 5));
+        let mut update = alloc("a", 8);
+        update.job = None;
+        update.alloc_modify_index = 5;
+        run.input(500, Input::Update(Update::Event(Box::new(update))));
+        run.run_until(2_000);
+        assert!(run.times_of(|e| matches!(e, Effect::Fetch(_))).is_empty());
+        assert_eq!(run.publishes(), [100, 600]);
+    }
+
+    #[test]
+    fn an_invalid_table_is_not_retried_but_a_failed_write_is() {
+        let mut run = Run::new(false);
+        run.publish_outcome = Published::Invalid;
+        run.input(0, listed(vec![], 1));
+        run.run_until(10_000);
+        assert_eq!(
+            run.publishes(),
+            [100],
+            "the same content cannot become valid"
+        );
+        let mut run = Run::new(false);
+        run.publish_outcome = Published::Failed;
+        run.input(0, listed(vec![], 1));
+        run.run_until(3_500);
+        // Each retry waits PUBLISH_RETRY, then the debounce's MIN.
+        assert_eq!(run.publishes(), [100, 1_200, 2_300, 3_400]);
+        assert!(run.reloads().is_empty(), "nothing was written");
+    }
+
+    #[test]
+    fn departed_allocations_expire_after_their_grace() {
+        let mut run = Run::new(false);
+        run.input(0, listed(vec![alloc("a", 5), alloc("b", 6)], 6));
+        run.input(1_000, listed(vec![alloc("b", 6)], 7));
+        run.run_until(2_900);
+        assert!(
+            run.machine.store().contains("a"),
+            "a stays during its grace"
+        );
+        run.run_until(3_200);
+        assert!(!run.machine.store().contains("a"));
+        assert_eq!(run.publishes(), [100, 1_100, 3_100]);
+    }
+
+    #[test]
+    fn publishes_are_one_reload_each_at_most_one_per_interval() {
+        let mut run = Run::new(false);
+        run.input(0, listed(vec![], 1));
+        for (i, ms) in [1_000u64, 1_500, 2_000].into_iter().enumerate() {
+            run.input(ms, fetched(&format!("n{i}"), 10 + i as u64));
+        }
+        run.run_until(60_000);
+        assert_eq!(run.publishes(), [100, 1_100, 1_600, 2_100]);
+        assert_eq!(
+            run.reloads(),
+            [100, 20_100],
+            "one trailing reload, not one per publish"
+        );
+    }
+
+    #[test]
+    fn a_stop_publishes_at_once_and_delivers_the_owed_reload_before_exiting() {
+        let mut run = Run::new(false);
+        run.input(0, listed(vec![], 1));
+        run.input(1_000, fetched("n", 10));
+        run.run_until(6_000);
+        assert_eq!(
+            run.reloads(),
+            [100],
+            "the second publish waits out the interval"
+        );
+        // A change in its debounce, then SIGTERM: published at once, reload at 20.1 s, exit.
+        run.input(6_000, fetched("m", 11));
+        run.input(6_010, Input::Stop);
+        run.run_until(60_000);
+        assert_eq!(run.publishes(), [100, 1_100, 6_010]);
+        assert_eq!(run.reloads(), [100, 20_100]);
+        assert_eq!(run.exits(), [20_100]);
+    }
+
+    #[test]
+    fn a_stop_with_nothing_owed_exits_at_once() {
+        let mut run = Run::new(false);
+        run.input(0, listed(vec![], 1));
+        run.run_until(30_000);
+        run.input(30_000, Input::Stop);
+        assert_eq!(run.exits(), [30_000]);
+    }
+
+    #[test]
+    fn a_reload_owed_past_the_shutdown_timeout_is_left_to_the_restart() {
+        let mut run = Run::new(false);
+        run.machine.timing.shutdown_timeout = Duration::from_secs(10);
+        run.input(0, listed(vec![], 1));
+        run.input(1_000, fetched("n", 10));
+        run.input(2_000, Input::Stop);
+        run.run_until(60_000);
+        assert_eq!(run.reloads(), [100], "20.1 s is past the deadline");
+        assert_eq!(run.exits(), [2_000]);
+    }
+
+    #[test]
+    fn a_stop_before_the_first_listing_publishes_nothing() {
+        let mut run = Run::new(true);
+        run.input(0, fetched("a", 5));
+        run.input(10, Input::Stop);
+        assert!(run.publishes().is_empty());
+        assert!(run.reloads().is_empty());
+        assert_eq!(run.exits(), [10]);
+    }
+
+    #[test]
+    fn an_unannounced_table_is_announced_after_the_first_listing_even_if_unchanged() {
+        let mut run = Run::new(true);
+        run.publish_outcome = Published::Unchanged;
+        run.input(0, listed(vec![], 1));
+        run.input(1_000, listed(vec![], 1));
+        run.run_until(60_000);
+        assert_eq!(run.publishes(), [100, 1_100]);
+        assert_eq!(
+            run.reloads(),
+            [100],
+            "once, not for every unchanged publish"
+        );
+        let mut run = Run::new(false);
+        run.publish_outcome = Published::Unchanged;
+        run.input(0, listed(vec![], 1));
+        run.run_until(60_000);
+        assert!(
+            run.reloads().is_empty(),
+            "an announced table is not announced again"
+        );
+    }
+}
