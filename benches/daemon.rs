@@ -8,7 +8,7 @@
 //! `cargo bench --bench daemon` runs both (`-- latency` or `-- churn` runs one);
 //! `NAT_CHURN_MINUTES` sets the churn duration (default 10). Results go in BENCHMARKS.md.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,9 +19,12 @@ use nomad_alloc_table::nomad::{
     Address, Blocking, ConnectionSettings, NomadClient, TlsSettings, TokenSource,
 };
 
+#[path = "../tests/util/launch.rs"]
+mod launch;
+
 fn start_run(fake: &FakeNomad, dir: &std::path::Path, extra: &[&str]) -> Child {
     std::fs::create_dir_all(dir.join("alloc")).expect("alloc dir");
-    Command::new(env!("CARGO_BIN_EXE_nomad-alloc-table"))
+    launch::command()
         .env("NOMAD_ADDR", fake.address())
         .env("RUST_LOG", "warn")
         .args(["run", "-o"])

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use fake_nomad::{FakeNomad, StreamFault};
 
-use crate::daemon::Daemon;
+use crate::util::daemon::Daemon;
 use crate::util::{parse_csv, web_cluster};
 
 /// Client delays, as the issue asks.

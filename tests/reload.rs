@@ -2,114 +2,13 @@
 //! stand-in for Vector is bash run through a symlink named `vector` (so the kernel calls it `vector`),
 //! recording every signal it receives in a log file.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use fake_nomad::FakeNomad;
 use predicates::str::contains;
-use rustix::process::{Pid, Signal, kill_process};
 
+use crate::util::vector::SignalRecorder;
 use crate::util::{bin_at, web_cluster};
-
-/// A process named `name` that logs `ready`, and then each HUP, USR1 and USR2 it receives,
-/// with the time, to a file.
-pub struct SignalRecorder {
-    child: Child,
-    log: PathBuf,
-}
-
-impl SignalRecorder {
-    pub fn spawn(dir: &Path, name: &str) -> SignalRecorder {
-        let exe = dir.join(name);
-        // A symlink, not a copy: the kernel names the process after the path it executes, and
-        // no freshly written executable can be busy (ETXTBSY) when other tests fork.
-        std::os::unix::fs::symlink("/bin/bash", &exe).expect("link bash");
-        let log = dir.join(format!("{name}.log"));
-        // After "ready" the script never forks (a forked child would carry the same name for a
-        // moment, and discovery by name would see two): it waits with the read builtin.
-        let script = r#"
-            mkfifo "$LOG.fifo" && exec 3<> "$LOG.fifo"
-            for sig in HUP USR1 USR2; do trap "echo $sig \$EPOCHREALTIME >> \"\$LOG\"" $sig; done
-            echo ready $EPOCHREALTIME >> "$LOG"
-            while :; do read -r -t 0.02 -u 3; done
-        "#;
-        let child = Command::new(&exe)
-            .arg("-c")
-            .arg(script)
-            .env("LOG", &log)
-            .spawn()
-            .expect("spawn");
-        let recorder = SignalRecorder { child, log };
-        recorder.wait_for(1);
-        recorder
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn entries(&self) -> Vec<(String, f64)> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|line| {
-                let (name, time) = line.split_once(' ').expect("name and time");
-                (name.to_owned(), time.parse().expect("time"))
-            })
-            .collect()
-    }
-
-    fn names(&self) -> Vec<String> {
-        self.entries().into_iter().map(|(n, _)| n).collect()
-    }
-
-    /// How many times `signal` (e.g. `HUP`) was received.
-    pub fn count(&self, signal: &str) -> usize {
-        self.names().iter().filter(|n| *n == signal).count()
-    }
-
-    /// Waits (bounded) until `signal` was received `count` times.
-    pub fn wait_for_count(&self, signal: &str, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.count(signal) < count {
-            assert!(
-                Instant::now() < deadline,
-                "only {:?} in the log",
-                self.names()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Waits (bounded) until the log has `count` entries.
-    fn wait_for(&self, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.entries().len() < count {
-            assert!(
-                Instant::now() < deadline,
-                "only {:?} in the log",
-                self.names()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Sends USR2 as a marker and waits for it: every signal sent before it has been handled
-    /// by then (HUP and USR1 have lower numbers and are delivered first).
-    pub fn sync(&self) {
-        let expected = self.entries().len() + 1;
-        kill_process(Pid::from_raw(self.pid()).expect("pid"), Signal::USR2).expect("send marker");
-        self.wait_for(expected);
-    }
-}
-
-impl Drop for SignalRecorder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn fake_with_one_alloc() -> (FakeNomad, String) {
     let (cluster, node) = web_cluster();

@@ -12,4 +12,5 @@ mod failures;
 mod print_table;
 mod race;
 mod reload;
+mod shutdown;
 mod transport;

@@ -1,32 +1,38 @@
-//! Shared helpers: a command for the binary with a clean environment, scenario builders, and a
-//! CSV reader that parses with the same rules Vector uses.
+//! The one test harness: the launcher of the binary, a bounded [`eventually`], scenario
+//! builders, a CSV reader with the rules Vector uses, a running `run` ([`daemon`]) and a
+//! stand-in for Vector ([`vector`]). Test modules import only this, never each other.
+
+pub mod daemon;
+pub mod launch;
+pub mod vector;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use fake_nomad::{Cluster, Job, Node, Task, TaskGroup};
 
-/// The binary, with none of the caller's Nomad settings leaking in.
+/// The binary as an `assert_cmd` command, with a clean environment ([`launch::command`]).
 pub fn bin() -> Command {
-    let mut cmd = Command::cargo_bin("nomad-alloc-table").expect("binary built");
-    for var in [
-        "NOMAD_ADDR",
-        "NOMAD_TOKEN",
-        "NOMAD_REGION",
-        "NOMAD_CACERT",
-        "NOMAD_CAPATH",
-        "NOMAD_CLIENT_CERT",
-        "NOMAD_CLIENT_KEY",
-        "NOMAD_TLS_SERVER_NAME",
-        "NOMAD_SKIP_VERIFY",
-        "NOMAD_HTTP_AUTH",
-        "NOMAD_NODE_ID",
-    ] {
-        cmd.env_remove(var);
+    Command::from_std(launch::command())
+}
+
+/// Waits until `condition` holds, polling every 10 ms, for at most `limit`; the error says
+/// what was awaited (callers add context, such as the program's log).
+pub fn eventually(
+    what: &str,
+    limit: Duration,
+    mut condition: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        if Instant::now() >= deadline {
+            return Err(format!("timed out after {limit:?} waiting for {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    cmd.env("RUST_LOG", "info");
-    cmd
+    Ok(())
 }
 
 /// The binary pointed at `address`.

@@ -1,0 +1,218 @@
+//! A running `nomad-alloc-table run` against the fake Nomad, observed through what it does: the
+//! table file (its rows, and each rename over it, counted with inotify), the requests the fake
+//! received and the signals the stand-in Vector got. Its log is kept for failure messages and
+//! for the few tests of the log lines themselves.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use fake_nomad::FakeNomad;
+use notify::event::{ModifyKind, RenameMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use rustix::process::{Pid, Signal, kill_process};
+
+use super::{eventually, launch, parse_csv};
+
+/// How long a test waits for anything.
+pub const BOUND: Duration = Duration::from_secs(20);
+
+/// Counts the renames over a file: one per publish (a publish writes a temp file and renames it
+/// over the table; nothing else renames onto it).
+pub struct PublishCounter {
+    count: Arc<AtomicUsize>,
+    _watcher: RecommendedWatcher,
+}
+
+impl PublishCounter {
+    /// Starts counting renames onto `table` (its directory must exist).
+    pub fn new(table: &Path) -> PublishCounter {
+        let count = Arc::new(AtomicUsize::new(0));
+        let target = table.to_owned();
+        let mut watcher = notify::recommended_watcher({
+            let count = count.clone();
+            move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event
+                    && event.kind == EventKind::Modify(ModifyKind::Name(RenameMode::To))
+                    && event.paths.contains(&target)
+                {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+        .expect("inotify watcher");
+        watcher
+            .watch(
+                table.parent().expect("a directory"),
+                RecursiveMode::NonRecursive,
+            )
+            .expect("watch the table's directory");
+        PublishCounter {
+            count,
+            _watcher: watcher,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+/// A running `nomad-alloc-table run`.
+pub struct Daemon {
+    child: Child,
+    pub table: PathBuf,
+    /// The alloc dir the daemon watches (empty at start).
+    pub alloc_dir: PathBuf,
+    log: PathBuf,
+    publishes: PublishCounter,
+    /// Holds the table, the log and the alloc dir; handed back by [`Daemon::kill`].
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Daemon {
+    /// Starts `run` against `fake`, publishing into a fresh directory, with quick timings and
+    /// debug logs; `extra` adds or overrides flags.
+    pub fn start(fake: &FakeNomad, extra: &[&str]) -> Daemon {
+        Daemon::start_with_env(fake, extra, &[])
+    }
+
+    pub fn start_with_env(fake: &FakeNomad, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Daemon::start_in(dir, fake, extra, env)
+    }
+
+    /// Starts `run` in `dir` (which may hold a table and its announcement record from an
+    /// earlier run).
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        fake: &FakeNomad,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let table = dir.path().join("allocs.csv");
+        let log = dir.path().join(format!(
+            "daemon-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos()
+        ));
+        let alloc_dir = dir.path().join("alloc");
+        std::fs::create_dir_all(&alloc_dir).expect("alloc dir");
+        let publishes = PublishCounter::new(&table);
+        let child = launch::command()
+            .env("NOMAD_ADDR", fake.address())
+            .env("RUST_LOG", "nomad_alloc_table=debug")
+            // Quick timings as defaults that a test's flags override.
+            .env("NOMAD_ALLOC_TABLE_WAIT", "20ms:200ms")
+            .env("NOMAD_ALLOC_TABLE_MIN_RELOAD_INTERVAL", "50ms")
+            .env("NOMAD_ALLOC_TABLE_ALLOC_DIR", &alloc_dir)
+            .envs(env.iter().copied())
+            .args(["run", "-o"])
+            .arg(&table)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn run");
+        Daemon {
+            child,
+            table,
+            alloc_dir,
+            log,
+            publishes,
+            dir: Some(dir),
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// How many times the table was replaced since the daemon started.
+    pub fn publishes(&self) -> usize {
+        self.publishes.count()
+    }
+
+    /// Waits until `condition` holds, failing the test after [`BOUND`] with the daemon's log.
+    pub fn wait_until(&self, what: &str, condition: impl FnMut() -> bool) {
+        eventually(what, BOUND, condition).unwrap_or_else(|e| panic!("{e}; log:\n{}", self.log()));
+    }
+
+    /// The rows of the published table.
+    pub fn rows(&self) -> Vec<BTreeMap<String, String>> {
+        std::fs::read(&self.table)
+            .map(|bytes| parse_csv(&bytes))
+            .unwrap_or_default()
+    }
+
+    /// The allocation IDs in the published table.
+    pub fn alloc_ids(&self) -> BTreeSet<String> {
+        self.rows()
+            .into_iter()
+            .map(|r| r["alloc_id"].clone())
+            .collect()
+    }
+
+    pub fn wait_for_alloc(&self, id: &str) {
+        self.wait_until(&format!("allocation {id} in the table"), || {
+            self.alloc_ids().contains(id)
+        });
+    }
+
+    pub fn wait_for_log(&self, needle: &str, count: usize) {
+        self.wait_until(&format!("{count} log lines with {needle:?}"), || {
+            self.count(needle) >= count
+        });
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill_process(Pid::from_raw(self.pid()).expect("pid"), signal).expect("signal");
+    }
+
+    /// Waits for the process to exit; returns its exit code (`None` if a signal killed it).
+    pub fn wait_for_exit(&mut self) -> Option<i32> {
+        let mut status = None;
+        eventually("run to exit", BOUND, || {
+            status = self.child.try_wait().expect("wait");
+            status.is_some()
+        })
+        .unwrap_or_else(|e| panic!("{e}; log:\n{}", self.log()));
+        status.and_then(|s| s.code())
+    }
+
+    /// Stops with SIGTERM; returns the exit code and the table as it was left.
+    pub fn stop(mut self) -> (Option<i32>, Vec<u8>) {
+        self.signal(Signal::TERM);
+        let code = self.wait_for_exit();
+        (code, std::fs::read(&self.table).expect("table"))
+    }
+
+    /// Kills the process with SIGKILL and hands back its directory (with the table and the
+    /// announcement record), as a crash leaves them.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.dir.take().expect("the directory is handed back once")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
