@@ -114,7 +114,7 @@ fn a_vanished_process_is_a_warning_not_a_lost_table() {
 }
 
 mod nomad_task {
-    use fake_nomad::{FakeNomad, Job, Policy, SignalRecord, Task, TaskGroup};
+    use fake_nomad::{ClientStatus, FakeNomad, Job, Policy, SignalRecord, Task, TaskGroup};
     use predicates::prelude::*;
     use predicates::str::contains;
 
@@ -128,7 +128,43 @@ mod nomad_task {
                 .group(TaskGroup::new("logs").task(Task::new("vector", "docker"))),
         );
         let vector_alloc = cluster.place("default", "vector", "logs", &node);
+        cluster.set_client_status(&vector_alloc, ClientStatus::Running);
         (cluster, vector_alloc)
+    }
+
+    #[test]
+    fn a_task_younger_than_a_second_is_signalled_once_it_is_a_second_old() {
+        let started = std::time::Instant::now();
+        let (cluster, vector_alloc) = with_vector_task();
+        let fake = FakeNomad::start(cluster);
+        let dir = tempfile::tempdir().expect("tempdir");
+        bin_at(fake.address())
+            .env("NOMAD_ALLOC_ID", &vector_alloc)
+            .args(["dump", "--reload-task", "vector", "-o"])
+            .arg(dir.path().join("allocs.csv"))
+            .assert()
+            .success();
+        assert_eq!(fake.signals().len(), 1);
+        assert!(
+            started.elapsed() >= std::time::Duration::from_secs(1),
+            "a SIGHUP before Vector's handler exists kills it"
+        );
+    }
+
+    #[test]
+    fn a_task_that_is_not_running_is_not_signalled() {
+        let (mut cluster, vector_alloc) = with_vector_task();
+        cluster.set_client_status(&vector_alloc, ClientStatus::Pending);
+        let fake = FakeNomad::start(cluster);
+        let dir = tempfile::tempdir().expect("tempdir");
+        bin_at(fake.address())
+            .env("NOMAD_ALLOC_ID", &vector_alloc)
+            .args(["dump", "--reload-task", "vector", "-o"])
+            .arg(dir.path().join("allocs.csv"))
+            .assert()
+            .success()
+            .stderr(contains("is not running"));
+        assert!(fake.signals().is_empty());
     }
 
     #[test]

@@ -49,9 +49,23 @@ pub struct Allocation {
     pub alloc_modify_index: u64,
     pub job: Option<Job>,
     pub allocated_resources: Option<AllocatedResources>,
-    /// Only the task names are used: they name every task once the client has reported.
+    /// They name every task once the client has reported; a reload through Nomad also reads
+    /// Vector's task state from here.
     #[serde(deserialize_with = "nullable")]
-    pub task_states: BTreeMap<String, serde::de::IgnoredAny>,
+    pub task_states: BTreeMap<String, TaskState>,
+}
+
+/// `Allocation.TaskStates[task]`, as far as it is read.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct TaskState {
+    /// `pending`, `running` or `dead`.
+    #[serde(deserialize_with = "nullable")]
+    pub state: String,
+    /// When the task last started running: RFC 3339 in UTC (the client sets
+    /// `time.Now().UTC()`), or Go's zero time before it ever ran.
+    #[serde(deserialize_with = "nullable")]
+    pub started_at: String,
 }
 
 /// `Allocation.AllocatedResources`: its `TaskLifecycles` name every task with its lifecycle even

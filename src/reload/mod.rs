@@ -11,7 +11,7 @@ pub mod signal;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rustix::process::Signal;
 
@@ -109,6 +109,14 @@ pub enum ReloadError {
         task: String,
         source: crate::nomad::Error,
     },
+    #[error(
+        "task {task:?} of allocation {alloc_id} is not running (state {state:?}): not signalling it; Vector loads the table when it starts"
+    )]
+    TaskNotRunning {
+        alloc_id: String,
+        task: String,
+        state: String,
+    },
     #[error("cannot start the reload command {program:?}: {source}")]
     CommandStart {
         program: String,
@@ -195,6 +203,43 @@ impl Reloader {
         Ok(outcome)
     }
 
+    /// Nomad's signal API has no age gate of its own, and a SIGHUP that reaches Vector before
+    /// it installs its handler kills it: read the task's state first. A task that is not
+    /// running is not signalled (it loads the table when it starts); one that started less
+    /// than [`signal::MIN_PROCESS_AGE`] ago is signalled once it is that old. A start time
+    /// that cannot be read counts as "just now".
+    async fn wait_until_task_is_old_enough(
+        &self,
+        alloc_id: &str,
+        task: &str,
+    ) -> Result<(), ReloadError> {
+        let alloc = self
+            .client
+            .allocation(alloc_id, crate::nomad::Blocking::default())
+            .await
+            .map_err(|source| ReloadError::Nomad {
+                alloc_id: alloc_id.to_owned(),
+                task: task.to_owned(),
+                source,
+            })?
+            .value;
+        let state = alloc.task_states.get(task).cloned().unwrap_or_default();
+        if state.state != "running" {
+            return Err(ReloadError::TaskNotRunning {
+                alloc_id: alloc_id.to_owned(),
+                task: task.to_owned(),
+                state: state.state,
+            });
+        }
+        let age = humantime::parse_rfc3339_weak(&state.started_at)
+            .ok()
+            .and_then(|started| SystemTime::now().duration_since(started).ok())
+            .unwrap_or(Duration::ZERO);
+        let needed = signal::MIN_PROCESS_AGE + signal::AGE_ROUNDING_MARGIN;
+        tokio::time::sleep(needed.saturating_sub(age)).await;
+        Ok(())
+    }
+
     /// Tells Vector to reload.
     async fn reload(&self) -> Result<ReloadOutcome, ReloadError> {
         match &self.settings {
@@ -205,6 +250,7 @@ impl Reloader {
                 task,
                 signal,
             } => {
+                self.wait_until_task_is_old_enough(alloc_id, task).await?;
                 let signal = signal_name(*signal);
                 self.client
                     .signal_allocation(alloc_id, task, signal)

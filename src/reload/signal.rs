@@ -14,7 +14,7 @@ use super::{ReloadError, ReloadOutcome, signal_name};
 pub const MIN_PROCESS_AGE: Duration = Duration::from_secs(1);
 /// Process start time and uptime are read in clock ticks (10 ms): wait this much longer so that
 /// rounding can never make a younger process look old enough.
-const AGE_ROUNDING_MARGIN: Duration = Duration::from_millis(20);
+pub const AGE_ROUNDING_MARGIN: Duration = Duration::from_millis(20);
 
 /// Where the process to signal is found.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -477,6 +477,19 @@ async fn signal_allocation(
     } else {
         vec![request.task]
     };
+    // The client's task runner refuses a task without a driver handle (ErrTaskNotRunning).
+    let not_running = signalled.iter().find(|task| {
+        alloc
+            .task_states
+            .get(*task)
+            .is_none_or(|state| state.state != "running")
+    });
+    if let Some(task) = not_running {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Failed to signal task: {task}, err: Task not running"),
+        );
+    }
     let mut signals = shared.signals.lock().unwrap_or_else(|e| e.into_inner());
     for task in signalled {
         signals.push(SignalRecord {
