@@ -11,10 +11,11 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fake_nomad::generate::{Shape, cluster};
+use nomad_alloc_table::columns::Columns;
 use nomad_alloc_table::nomad::types::Allocation;
 use nomad_alloc_table::publish::Publisher;
 use nomad_alloc_table::render::{self, FileFormat};
-use nomad_alloc_table::table::{self, Columns, NodeInfo};
+use nomad_alloc_table::table::{self, NodeInfo};
 use nomad_alloc_table::validate;
 
 /// Allocations of one node that make exactly `rows` rows (one per task).

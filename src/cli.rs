@@ -107,7 +107,7 @@ fn columns_help() -> String {
     let mut help = String::from(
         "Columns after alloc_id and task, in this order (default: the default columns). The catalog:",
     );
-    for entry in crate::table::CATALOG {
+    for entry in crate::columns::CATALOG {
         let default = if entry.default { " [default]" } else { "" };
         help.push_str(&format!(
             "\n  {}{default}: {}",

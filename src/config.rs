@@ -11,12 +11,12 @@ use crate::cli::{
     Cli, Command, NomadArgs, PrintFormat, PrintTableArgs, PublishArgs, ReloadArgs, ReloadMode,
     TableArgs, TimingArgs,
 };
+use crate::columns::{Columns, ColumnsError};
 use crate::nomad::{
     Address, AddressError, ConnectionSettings, Secret, TlsSettings, TokenFile, TokenSource,
 };
 use crate::reload::{ProcessTarget, ReloadSettings, SignalReload};
 use crate::render::FileFormat;
-use crate::table::{Columns, ColumnsError};
 use crate::timing::Timing;
 
 /// A setting that cannot work.

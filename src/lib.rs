@@ -6,18 +6,19 @@
 //! `print-table` ([`oneshot`]) run it once, [`run`] keeps it going from Nomad's event stream.
 
 pub mod cli;
+pub mod columns;
 pub mod config;
 pub mod error;
-pub mod node;
+pub(crate) mod node;
 pub mod nomad;
 pub mod oneshot;
 pub mod publish;
-pub mod reload;
+pub(crate) mod reload;
 pub mod render;
-pub mod retry;
+pub(crate) mod retry;
 pub mod run;
 pub mod table;
-pub mod text;
-pub mod timing;
+pub(crate) mod text;
+pub(crate) mod timing;
 pub mod validate;
-pub mod watch;
+pub(crate) mod watch;

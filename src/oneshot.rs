@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use crate::cli::PrintFormat;
+use crate::columns::Columns;
 use crate::config::{PrintSettings, PublishSettings};
 use crate::error::AppError;
 use crate::node;
@@ -15,7 +16,7 @@ use crate::nomad::{Blocking, NomadClient};
 use crate::publish::{Outcome, Publisher};
 use crate::reload::{self, Reloader};
 use crate::render::{self, FileFormat};
-use crate::table::{self, Columns, NodeInfo, Projection};
+use crate::table::{self, NodeInfo, Projection};
 use crate::validate;
 
 /// Lists the node's allocations and projects them to a table.

@@ -17,8 +17,6 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Backoff {
     delays: ExponentialBackoff,
-    /// Failures since the last reset.
-    failures: u32,
 }
 
 impl Default for Backoff {
@@ -38,19 +36,12 @@ impl Backoff {
                 .with_jitter_seed(seed)
                 .without_max_times()
                 .build(),
-            failures: 0,
         }
     }
 
     /// The delay before the next attempt, after a failure.
     pub fn next_delay(&mut self) -> Duration {
-        self.failures += 1;
         self.delays.next().unwrap_or(MAX_BACKOFF)
-    }
-
-    /// Failures since the last reset.
-    pub fn failures(&self) -> u32 {
-        self.failures
     }
 }
 
@@ -102,7 +93,6 @@ mod tests {
     fn backoff_grows_to_its_cap() {
         let mut backoff = Backoff::default();
         let delays: Vec<Duration> = (0..12).map(|_| backoff.next_delay()).collect();
-        assert_eq!(backoff.failures(), 12);
         assert!(delays[0] >= Duration::from_millis(250) && delays[0] < Duration::from_millis(500));
         assert!(delays.iter().all(|d| *d < MAX_BACKOFF * 2), "{delays:?}");
         assert!(delays[11] >= MAX_BACKOFF, "{delays:?}");

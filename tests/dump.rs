@@ -1,4 +1,5 @@
-//! What `dump` writes: the rows and columns of DESIGN.md for the shapes of allocation Nomad has.
+//! What `dump` writes: the rows and columns of the README's table for the shapes of allocation
+//! Nomad has.
 
 use fake_nomad::{ClientStatus, FakeNomad, Hook, Job, Task, TaskGroup};
 

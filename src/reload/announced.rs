@@ -60,10 +60,6 @@ impl AnnouncementRecord {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Whether Vector was last told about exactly this table.
     pub fn is_announced(&self, stamp: &TableStamp) -> bool {
         std::fs::read(&self.path)
@@ -117,7 +113,7 @@ mod tests {
     fn a_recorded_table_is_announced_and_any_other_is_not() {
         let dir = tempfile::tempdir().expect("tempdir");
         let record = AnnouncementRecord::beside(&dir.path().join("allocs.csv"));
-        assert_eq!(record.path(), dir.path().join(".allocs.csv.announced"));
+        assert_eq!(record.path, dir.path().join(".allocs.csv.announced"));
         let table = stamp(b"a", 100);
         assert!(!record.is_announced(&table), "no record: not announced");
         record.record(&table).expect("written");
@@ -135,7 +131,7 @@ mod tests {
     fn an_unreadable_record_means_not_announced() {
         let dir = tempfile::tempdir().expect("tempdir");
         let record = AnnouncementRecord::beside(&dir.path().join("allocs.csv"));
-        std::fs::write(record.path(), b"{not json").expect("write");
+        std::fs::write(&record.path, b"{not json").expect("write");
         assert!(!record.is_announced(&stamp(b"a", 100)));
     }
 }

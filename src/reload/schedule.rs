@@ -35,10 +35,6 @@ impl ReloadSchedule {
         self.owed = true;
     }
 
-    pub fn is_owed(&self) -> bool {
-        self.owed
-    }
-
     pub fn in_flight(&self) -> bool {
         self.in_flight
     }
@@ -92,7 +88,8 @@ mod tests {
             "the first reload is due at once"
         );
         assert!(schedule.start(t0));
-        assert!(!schedule.is_owed());
+        schedule.finished(t0);
+        assert_eq!(schedule.due_at(t0), None, "nothing owed after it");
     }
 
     #[test]

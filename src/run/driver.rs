@@ -18,12 +18,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use super::step::{ChangeReason, Effect, Input, Machine, Published};
+use crate::columns::Columns;
 use crate::config::PublishSettings;
 use crate::nomad::{Blocking, Error, NomadClient};
 use crate::publish::{Outcome, PublishError, Publisher};
 use crate::reload::{self, Reloader};
 use crate::render::{self, FileFormat};
-use crate::table::{self, Columns, NodeInfo};
+use crate::table::{self, NodeInfo};
 use crate::timing::Timing;
 use crate::watch::stream::StreamWatcher;
 use crate::watch::{ResyncReason, Update, alloc_dir};

@@ -4,9 +4,9 @@
 //! answer, then the loop ([`driver`]) with its decisions in [`step`] and its model in
 //! [`store`], until SIGTERM or SIGINT; a second one exits at once.
 
-pub mod driver;
-pub mod step;
-pub mod store;
+pub(crate) mod driver;
+pub(crate) mod step;
+pub(crate) mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! no longer lists (or whose directory is gone) until their grace period ends, so that Vector can
 //! finish reading their files. Pure: time is passed in.
 //!
-//! A full listing replaces the model (DESIGN.md invariant 6); events patch it between listings,
+//! A full listing replaces the model (the resync rule); events patch it between listings,
 //! never with anything older than what it holds.
 
 use std::collections::BTreeMap;

@@ -226,3 +226,49 @@ impl StreamWatcher {
         errors.report(CONNECTION_FAILED, &message, MAX_BACKOFF);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nomad::events::{Event, Payload};
+
+    fn frame(index: u64, nodes: &[&str]) -> Frame {
+        Frame {
+            index,
+            events: nodes
+                .iter()
+                .enumerate()
+                .map(|(i, node)| Event {
+                    topic: "Allocation".to_owned(),
+                    event_type: "AllocationUpdated".to_owned(),
+                    index,
+                    payload: Payload {
+                        allocation: Some(Allocation {
+                            id: format!("a{i}"),
+                            node_id: (*node).to_owned(),
+                            ..Allocation::default()
+                        }),
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn frames_at_or_below_the_cursor_are_replays_and_other_nodes_are_dropped() {
+        let mut state = WatchState::default();
+        state.listed(10);
+        assert_eq!(
+            state.frame(frame(10, &["n1"]), "n1"),
+            None,
+            "the replayed tail"
+        );
+        assert_eq!(state.cursor, 10);
+        let mine = state
+            .frame(frame(11, &["n1", "n2", "n1"]), "n1")
+            .expect("new");
+        assert_eq!(mine.len(), 2, "only this node's allocations");
+        assert_eq!(state.cursor, 11);
+        assert_eq!(state.frame(frame(11, &["n1"]), "n1"), None);
+    }
+}

@@ -1,6 +1,6 @@
-//! A stateful fake of the Nomad HTTP API, faithful to the facts in
-//! `shared/reference/nomad-api.md`, so that nomad-alloc-table is tested against what Nomad really
-//! answers. Tests build a [`Cluster`], start it with [`FakeNomad::start`] and mutate it while the
+//! A stateful fake of the Nomad HTTP API, faithful to what Nomad's own source does (the HTTP
+//! handlers under `command/agent/`, the state store and event broker under `nomad/`), so that
+//! nomad-alloc-table is tested against what Nomad really answers. Tests build a [`Cluster`], start it with [`FakeNomad::start`] and mutate it while the
 //! program under test talks to it. The `fake-nomad` binary serves a generated cluster for demos
 //! and benchmarks.
 

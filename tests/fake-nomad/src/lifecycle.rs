@@ -1,4 +1,4 @@
-//! A lifecycle script over the fake cluster, covering `reference/nomad-api.md` §7: placement
+//! A lifecycle script over the fake cluster, covering what a watcher meets in a real cluster: placement
 //! (pending, no task states) → running (prestart done, sidecar and main running) → healthy →
 //! stop → complete → garbage collection (no event); destructive updates on the same node;
 //! periodic children; drains to another node; disconnects (`unknown`) and back. Tests and the

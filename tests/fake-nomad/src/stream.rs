@@ -1,4 +1,4 @@
-//! `GET /v1/event/stream`, as `reference/nomad-api.md` §1 describes it: NDJSON frames of the
+//! `GET /v1/event/stream`, as Nomad's `command/agent/event_endpoint.go` serves it: NDJSON frames of the
 //! Allocation topic, `{}` heartbeats (first, then on an interval not reset by traffic), replay
 //! from the bounded buffer with Nomad's index rules, `namespace=*` snapshotted at subscribe time,
 //! read-job checked per namespace, and both transports: the old one (real 4xx before streaming,
@@ -22,7 +22,8 @@ use crate::server::{ApiError, Shared, policy};
 /// The error tail the old transport appends when the server ends a subscription.
 const CLOSED_BY_SERVER: &str = "subscription closed by server, client should resubscribe";
 
-/// Which HTTP transport the endpoint uses (§1.2).
+/// Which HTTP transport the endpoint uses (the old streaming one, or the hijacked connection of
+/// newer Nomad).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     /// Nomad ≤ 1.11.1: errors before streaming are real statuses, later ones a bare-text tail.

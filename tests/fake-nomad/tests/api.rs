@@ -1,5 +1,5 @@
-//! The fake's HTTP behaviour against the facts in `shared/reference/nomad-api.md` §2, §4, §8, §9:
-//! status codes, bodies and content types, headers, ACL, blocking-query parameters and the
+//! The fake's HTTP behaviour against Nomad's HTTP agent (`command/agent/http.go` and the
+//! endpoint handlers): status codes, bodies and content types, headers, ACL, blocking-query parameters and the
 //! `/v1/allocations` stub listing.
 
 use fake_nomad::{ClientStatus, Cluster, FakeNomad, Job, Node, Policy, Task, TaskGroup};

@@ -1,4 +1,5 @@
-//! The fake's event stream against `reference/nomad-api.md` §1 and §9 items 1 to 4.
+//! The fake's event stream against Nomad's: framing, heartbeats, replay from the buffer by index,
+//! and ACL refusals on both transports.
 
 use std::time::Duration;
 

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fake_nomad::{Cluster, Hook, Job, Node, Task, TaskGroup};
+use nomad_alloc_table::columns::Columns;
 use nomad_alloc_table::nomad::types::Allocation;
 use nomad_alloc_table::render::render_csv;
-use nomad_alloc_table::table::{Columns, NodeInfo, project};
+use nomad_alloc_table::table::{NodeInfo, project};
 use vrl::value::Value;
 use vrl_check::{
     Outcome, Remap, Table, Tables, check_condition, remap_source, table_path, unit_tests,
