@@ -13,7 +13,7 @@ use crate::config::{PrintSettings, PublishSettings};
 use crate::error::AppError;
 use crate::node;
 use crate::nomad::{Blocking, NomadClient};
-use crate::publish::{Outcome, Publisher};
+use crate::publish::{self, Outcome, Publisher};
 use crate::reload::{self, Reloader};
 use crate::render::{self, FileFormat};
 use crate::table::{self, NodeInfo, Projection};
@@ -50,6 +50,7 @@ pub async fn dump(
     let rows = projection.table.rows.len();
     let bytes = render::render(&projection.table, settings.format);
     let mut publisher = Publisher::new(settings.output, settings.format, settings.file_mode);
+    publish::clean_up_after_killed_publishes(&publisher);
     let reloader = Reloader::new(settings.reloader, client, publisher.path());
     let outcome = publisher.publish(&bytes)?;
     let on_disk = publisher.on_disk()?;

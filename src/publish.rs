@@ -10,6 +10,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use rustix::fs::{FlockOperation, flock};
+
 use crate::render::FileFormat;
 use crate::validate::{self, Validated, ValidationError};
 
@@ -126,6 +128,41 @@ impl Publisher {
         }
     }
 
+    /// Removes the temporary files that killed publishes of this table left behind: only files
+    /// named as this program names them (`.<table name>.*.tmp`, the announcement record's
+    /// included), not locked by a publish in progress, and untouched for a while. Returns how
+    /// many were removed; a file that cannot be removed is left (and logged by the caller).
+    pub fn remove_stale_temp_files(&self) -> Result<Vec<PathBuf>, PublishError> {
+        let dir = match self.path.parent() {
+            Some(p) if p.as_os_str().is_empty() => Path::new("."),
+            Some(p) => p,
+            None => return Ok(Vec::new()),
+        };
+        let file_name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let prefix = temp_prefix(&file_name);
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(self.io("list the directory of", source)),
+        };
+        let mut removed = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with(&prefix) && name.ends_with(TEMP_SUFFIX)) {
+                continue;
+            }
+            let path = entry.path();
+            if is_stale(&path) && fs::remove_file(&path).is_ok() {
+                removed.push(path);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Publishes `bytes` unless the file already holds exactly them.
     pub fn publish(&mut self, bytes: &[u8]) -> Result<Outcome, PublishError> {
         let hash = blake3::hash(bytes);
@@ -152,10 +189,14 @@ impl Publisher {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let mut temp = tempfile::Builder::new()
-            .prefix(&format!(".{file_name}."))
-            .suffix(".tmp")
+            .prefix(&temp_prefix(&file_name))
+            .suffix(TEMP_SUFFIX)
             .tempfile_in(dir)
             .map_err(|source| self.io("create a temporary file beside", source))?;
+        // Held until the file is renamed: the sign that it is in use, for a later start's
+        // clean-up (in this process or another one).
+        flock(temp.as_file(), FlockOperation::NonBlockingLockExclusive)
+            .map_err(|source| self.io("lock the temporary file for", source.into()))?;
         // Set explicitly: the mode given at creation would be reduced by the umask.
         fs::set_permissions(temp.path(), Permissions::from_mode(self.mode))
             .map_err(|source| self.io("set the mode of the temporary file for", source))?;
@@ -197,6 +238,47 @@ impl Publisher {
         });
         Ok(Outcome::Written(validated))
     }
+}
+
+/// Temporary files are `.<table name>.<random>.tmp`, beside the table.
+const TEMP_SUFFIX: &str = ".tmp";
+/// A temporary file not touched for this long, and not locked, was left by a publish that
+/// was killed (a publish takes milliseconds).
+const STALE_AFTER: Duration = Duration::from_secs(10);
+
+fn temp_prefix(file_name: &str) -> String {
+    format!(".{file_name}.")
+}
+
+/// [`Publisher::remove_stale_temp_files`] at the start of `dump` and `run`, logged.
+pub fn clean_up_after_killed_publishes(publisher: &Publisher) {
+    match publisher.remove_stale_temp_files() {
+        Ok(removed) if removed.is_empty() => {}
+        Ok(removed) => {
+            tracing::info!(files = ?removed, "removed temporary files that killed publishes left behind");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot look for temporary files that killed publishes left behind")
+        }
+    }
+}
+
+/// Whether a temporary file is abandoned: a plain file, untouched for [`STALE_AFTER`], and not
+/// locked by a publish in progress.
+fn is_stale(path: &Path) -> bool {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return false;
+    };
+    let old = meta
+        .modified()
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .is_some_and(|age| age >= STALE_AFTER);
+    if !meta.is_file() || !old {
+        return false;
+    }
+    File::open(path)
+        .is_ok_and(|file| flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok())
 }
 
 /// Sets the file's mtime to now, or later than `previous` when now is not (same timestamp tick,
@@ -342,6 +424,39 @@ mod tests {
         let second = p.on_disk().expect("ok").expect("a file");
         assert!(second.modified > first.modified);
         assert_ne!(second.hash, first.hash);
+    }
+
+    #[test]
+    fn stale_temp_files_of_this_table_go_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = publisher(dir.path());
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        let make = |name: &str, mtime: SystemTime| {
+            let path = dir.path().join(name);
+            fs::write(&path, b"x").expect("write");
+            File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(mtime))
+                .expect("mtime");
+            path
+        };
+        let stale = make(".allocs.csv.a1B2c3.tmp", old);
+        let record_temp = make(".allocs.csv.announced.x9Y8z7.tmp", old);
+        let fresh = make(".allocs.csv.q1W2e3.tmp", SystemTime::now());
+        let in_use = make(".allocs.csv.r4T5y6.tmp", old);
+        let other_table = make(".other.csv.a1B2c3.tmp", old);
+        let not_ours = make("allocs.csv.bak", old);
+        let lock = File::open(&in_use).expect("open");
+        flock(&lock, FlockOperation::NonBlockingLockExclusive).expect("lock");
+        let mut removed = p.remove_stale_temp_files().expect("ok");
+        removed.sort();
+        let mut expected = vec![stale, record_temp];
+        expected.sort();
+        assert_eq!(removed, expected);
+        for kept in [fresh, in_use, other_table, not_ours] {
+            assert!(kept.exists(), "{} must stay", kept.display());
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod daemon;
 mod deploy;
 mod dump;
 mod failures;
+mod faults;
 mod print_table;
 mod race;
 mod reload;

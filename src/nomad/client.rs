@@ -18,8 +18,14 @@ use super::types::{AgentSelf, Allocation, Node};
 
 /// How long to wait for a TCP (or unix socket) connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a non-blocking request may take in all.
+/// How long a non-blocking request may take in all (a listing of a busy node is megabytes).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a non-blocking request or a subscription may wait for the response headers. Nomad
+/// answers these from its state store in milliseconds; a request without headers after this
+/// long sits on a half-open connection or a stuck proxy or server, and is better retried.
+const HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a wait to retry looks at the token file.
+const TOKEN_POLL: Duration = Duration::from_secs(1);
 /// Extra time over a blocking query's `wait` (Nomad adds up to wait/16 of jitter).
 const BLOCKING_MARGIN: Duration = Duration::from_secs(15);
 
@@ -106,6 +112,20 @@ impl NomadClient {
         })
     }
 
+    /// Resolves when the token file changes (a rotated token): a wait to retry after a
+    /// refusal ends at once instead of after its full delay. Never resolves without a file.
+    pub async fn token_rotated(&self) {
+        if matches!(self.token, TokenSource::None | TokenSource::Static(_)) {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(TOKEN_POLL).await;
+            if self.token.changed() {
+                return;
+            }
+        }
+    }
+
     /// The address this client talks to, for messages.
     pub fn address(&self) -> &Address {
         &self.address
@@ -167,16 +187,16 @@ impl NomadClient {
     ) -> Result<Indexed<T>, Error> {
         let url = self.url(path, blocking);
         let shown = self.display_url(&url);
-        let timeout = match blocking.wait {
-            Some(wait) => wait + wait / 16 + BLOCKING_MARGIN,
-            None => REQUEST_TIMEOUT,
+        // A blocking query answers (headers included) only when it returns.
+        let (timeout, headers_timeout) = match blocking.wait {
+            Some(wait) => {
+                let timeout = wait + wait / 16 + BLOCKING_MARGIN;
+                (timeout, timeout)
+            }
+            None => (REQUEST_TIMEOUT, HEADERS_TIMEOUT),
         };
-        let response = self
-            .request(reqwest::Method::GET, url)?
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| transport_error(&shown, &e, timeout))?;
+        let request = self.request(reqwest::Method::GET, url)?.timeout(timeout);
+        let response = send(request, &shown, headers_timeout, timeout).await?;
         let status = response.status();
         let index = response
             .headers()
@@ -207,11 +227,8 @@ impl NomadClient {
             .append_pair("namespace", "*")
             .append_pair("index", &index.to_string());
         let shown = self.display_url(&url);
-        let response = self
-            .request(reqwest::Method::GET, url)?
-            .send()
-            .await
-            .map_err(|e| transport_error(&shown, &e, CONNECT_TIMEOUT))?;
+        let request = self.request(reqwest::Method::GET, url)?;
+        let response = send(request, &shown, HEADERS_TIMEOUT, CONNECT_TIMEOUT).await?;
         let status = response.status();
         if !status.is_success() {
             let body = response.bytes().await.unwrap_or_default();
@@ -240,13 +257,11 @@ impl NomadClient {
         );
         let shown = self.display_url(&url);
         let body = serde_json::json!({"Signal": signal, "Task": task});
-        let response = self
+        let request = self
             .request(reqwest::Method::POST, url)?
             .timeout(REQUEST_TIMEOUT)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&shown, &e, REQUEST_TIMEOUT))?;
+            .json(&body);
+        let response = send(request, &shown, REQUEST_TIMEOUT, REQUEST_TIMEOUT).await?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -301,6 +316,24 @@ impl NomadClient {
         )
         .await
     }
+}
+
+/// Sends `request`, failing when its response headers take longer than `headers_timeout`
+/// (the whole request is bounded by `timeout`, set on the request by the caller or, for the
+/// event stream, by its read deadline).
+async fn send(
+    request: reqwest::RequestBuilder,
+    shown: &str,
+    headers_timeout: Duration,
+    timeout: Duration,
+) -> Result<reqwest::Response, Error> {
+    tokio::time::timeout(headers_timeout, request.send())
+        .await
+        .map_err(|_| Error::NoHeaders {
+            url: shown.to_owned(),
+            seconds: headers_timeout.as_secs(),
+        })?
+        .map_err(|e| transport_error(shown, &e, timeout))
 }
 
 /// Percent-encodes one path segment (IDs are UUIDs, but never trust input to be one).

@@ -34,6 +34,10 @@ pub enum Error {
     Connect { url: String, cause: String },
     #[error("Nomad at {url} did not answer within {seconds} s")]
     Timeout { url: String, seconds: u64 },
+    #[error(
+        "Nomad at {url} sent no response headers within {seconds} s (a stuck server or proxy, or a half-open connection)"
+    )]
+    NoHeaders { url: String, seconds: u64 },
     #[error("Nomad refused {url} with 403 {body:?}: the token needs {needs}")]
     PermissionDenied {
         url: String,
@@ -62,7 +66,9 @@ impl Error {
     /// The class of failure, for the exit code.
     pub fn class(&self) -> FailureClass {
         match self {
-            Error::Connect { .. } | Error::Timeout { .. } => FailureClass::Connection,
+            Error::Connect { .. } | Error::Timeout { .. } | Error::NoHeaders { .. } => {
+                FailureClass::Connection
+            }
             Error::PermissionDenied { .. } => FailureClass::Auth,
             Error::Status { .. } => FailureClass::Nomad,
             Error::Decode { .. } => FailureClass::BadResponse,

@@ -87,6 +87,12 @@ impl TokenFile {
         })
     }
 
+    fn changed(&self) -> bool {
+        let now = Self::stamp(&self.path).ok();
+        let cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        cached.as_ref().map(|(stamp, _)| *stamp) != now
+    }
+
     /// The current token: the cached one while the file is unchanged, else the file re-read.
     fn current(&self) -> Result<Secret, TokenError> {
         let read_error = |source| TokenError::Read {
@@ -114,6 +120,15 @@ impl TokenFile {
 }
 
 impl TokenSource {
+    /// Whether the token file differs from the version last read (a rotated token), so that a
+    /// caller waiting to retry after a refusal can retry at once. Always false without a file.
+    pub fn changed(&self) -> bool {
+        match self {
+            TokenSource::None | TokenSource::Static(_) => false,
+            TokenSource::File(file) => file.changed(),
+        }
+    }
+
     /// The token to send with the next request, if any.
     pub fn current(&self) -> Result<Option<Secret>, TokenError> {
         match self {
@@ -140,18 +155,25 @@ mod tests {
         let path = dir.path().join("token");
         std::fs::write(&path, "first\n").expect("write");
         let source = TokenSource::File(TokenFile::new(path.clone()));
+        assert!(source.changed(), "never read yet");
         assert_eq!(
             source.current().expect("ok").expect("some").expose(),
             "first"
         );
+        assert!(!source.changed());
         // Replace the file the way a secrets agent does: a new inode, renamed into place.
         let next = dir.path().join("token.new");
         std::fs::write(&next, "second-longer").expect("write");
         std::fs::rename(&next, &path).expect("rename");
+        assert!(
+            source.changed(),
+            "a rotated token is noticed before it is read"
+        );
         assert_eq!(
             source.current().expect("ok").expect("some").expose(),
             "second-longer"
         );
+        assert!(!source.changed());
     }
 
     #[test]

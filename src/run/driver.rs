@@ -101,11 +101,10 @@ pub async fn run(client: Arc<NomadClient>, setup: Setup, shutdown: impl Future<O
                 client: client.clone(),
                 node_id: node.id.clone(),
                 updates: updates.clone(),
-                resync: resync_requests,
                 resync_interval: timing.resync_interval,
                 stream_timeout: timing.stream_timeout,
             }
-            .run(),
+            .run(resync_requests),
         ),
     );
     let _alloc_dir_watch = match alloc_dir::watch(

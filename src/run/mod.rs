@@ -38,6 +38,7 @@ pub async fn run(
     handle_signals(resync.clone(), stop.clone())?;
     let publish = settings.publish;
     let mut publisher = Publisher::new(publish.output.clone(), publish.format, publish.file_mode);
+    crate::publish::clean_up_after_killed_publishes(&publisher);
     if !publish.output.exists() {
         let empty = table::project(std::iter::empty(), &NodeInfo::default(), &publish.columns);
         publisher.publish(&render::render(&empty.table, publish.format))?;

@@ -274,10 +274,10 @@ impl Machine {
         match update {
             Update::Listed {
                 allocations,
-                index,
+                requested_at,
                 reason,
             } => {
-                self.store.replace(allocations, index, now, grace);
+                self.store.replace(allocations, requested_at, now, grace);
                 self.listed = true;
                 self.changed(ChangeReason::Listing(reason), now);
             }
@@ -290,7 +290,7 @@ impl Machine {
                 match self.store.known_job(&alloc).cloned() {
                     Some(job) => {
                         alloc.job = Some(job);
-                        if self.store.upsert(*alloc) {
+                        if self.store.upsert(*alloc, now) {
                             self.changed(ChangeReason::Event, now);
                         }
                     }
@@ -302,7 +302,7 @@ impl Machine {
                     .fetching
                     .remove(&alloc.id)
                     .unwrap_or(ChangeReason::NewAllocation);
-                if alloc.node_id == self.node_id && self.store.upsert(*alloc) {
+                if alloc.node_id == self.node_id && self.store.upsert(*alloc, now) {
                     self.changed(reason, now);
                 }
             }
@@ -393,10 +393,10 @@ mod tests {
         }
     }
 
-    fn listed(allocations: Vec<Allocation>, index: u64) -> Input {
+    fn listed(allocations: Vec<Allocation>, requested_at: Instant) -> Input {
         Input::Update(Update::Listed {
             allocations,
-            index,
+            requested_at,
             reason: ResyncReason::Connect,
         })
     }
@@ -497,7 +497,10 @@ mod tests {
         run.input(0, fetched("a", 5));
         run.run_until(5_000);
         assert!(run.publishes().is_empty(), "{:?}", run.log);
-        run.input(5_000, listed(vec![alloc("a", 5), alloc("b", 6)], 6));
+        run.input(
+            5_000,
+            listed(vec![alloc("a", 5), alloc("b", 6)], run.at(5_000)),
+        );
         run.run_until(10_000);
         // At once: the debounce's MAX, counted from the fetch, has passed.
         assert_eq!(run.publishes(), [5_000]);
@@ -506,7 +509,7 @@ mod tests {
     #[test]
     fn debounce_waits_for_quiet_but_never_past_max() {
         let mut run = Run::new(false);
-        run.input(0, listed(vec![], 1));
+        run.input(0, listed(vec![], run.at(0)));
         run.run_until(1_000);
         assert_eq!(run.publishes(), [100]);
         // An event every 50 ms for two seconds: quiet never comes, MAX (1 s) does.
@@ -520,7 +523,7 @@ mod tests {
     #[test]
     fn a_burst_of_unknown_allocations_is_a_few_fetches_and_one_listing() {
         let mut run = Run::new(false);
-        run.input(0, listed(vec![], 1));
+        run.input(0, listed(vec![], run.at(0)));
         for i in 0..200 {
             run.input(1_000, event(&format!("a{i}"), 10 + i));
         }
@@ -533,7 +536,7 @@ mod tests {
     #[test]
     fn an_allocation_is_fetched_once_while_its_fetch_runs() {
         let mut run = Run::new(false);
-        run.input(0, listed(vec![], 1));
+        run.input(0, listed(vec![], run.at(0)));
         run.input(10, event("a", 5));
         run.input(20, event("a", 6));
         run.input(
@@ -556,7 +559,7 @@ mod tests {
     #[test]
     fn an_event_with_a_known_job_patches_without_a_fetch() {
         let mut run = Run::new(false);
-        run.input(0, listed(vec![alloc("a", 5)], 5));
+        run.input(0, listed(vec![alloc("a", 5)], run.at(0)));
         let mut update = alloc("a", 8);
         update.job = None;
         update.alloc_modify_index = 5;
@@ -570,7 +573,7 @@ mod tests {
     fn an_invalid_table_is_not_retried_but_a_failed_write_is() {
         let mut run = Run::new(false);
         run.publish_outcome = Published::Invalid;
-        run.input(0, listed(vec![], 1));
+        run.input(0, listed(vec![], run.at(0)));
         run.run_until(10_000);
         assert_eq!(
             run.publishes(),
@@ -579,7 +582,7 @@ mod tests {
         );
         let mut run = Run::new(false);
         run.publish_outcome = Published::Failed;
-        run.input(0, listed(vec![], 1));
+        run.input(0, listed(vec![], run.at(0)));
         run.run_until(3_500);
         // Each retry waits PUBLISH_RETRY, then the debounce's MIN.
         assert_eq!(run.publishes(), [100, 1_200, 2_300, 3_400]);
@@ -589,8 +592,8 @@ mod tests {
     #[test]
     fn departed_allocations_expire_after_their_grace() {
         let mut run = Run::new(false);
-        run.input(0, listed(vec![alloc("a", 5), alloc("b", 6)], 6));
-        run.input(1_000, listed(vec![alloc("b", 6)], 7));
+        run.input(0, listed(vec![alloc("a", 5), alloc("b", 6)], run.at(0)));
+        run.input(1_000, listed(vec![alloc("b", 6)], run.at(1_000)));
         run.run_until(2_900);
         assert!(
             run.machine.store().contains("a"),
@@ -604,7 +607,7 @@ mod tests {
     #[test]
     fn publishes_are_one_reload_each_at_most_one_per_interval() {
         let mut run = Run::new(false);
-        run.input(0, listed(vec![], 1));
+        run.input(0, listed(vec![], run.at(0)));
         for (i, ms) in [1_000u64, 1_500, 2_000].into_iter().enumerate() {
             run.input(ms, fetched(&format!("n{i}"), 10 + i as u64));
         }
@@ -620,7 +623,7 @@ mod tests {
     #[test]
     fn a_stop_publishes_at_once_and_delivers_the_owed_reload_before_exiting() {
         let mut run = Run::new(false);
-        run.input(0, listed(vec![], 1));
+        run.input(0, listed(vec![], run.at(0)));
         run.input(1_000, fetched("n", 10));
         run.run_until(6_000);
         assert_eq!(
@@ -640,7 +643,7 @@ mod tests {
     #[test]
     fn a_stop_with_nothing_owed_exits_at_once() {
         let mut run = Run::new(false);
-        run.input(0, listed(vec![], 1));
+        run.input(0, listed(vec![], run.at(0)));
         run.run_until(30_000);
         run.input(30_000, Input::Stop);
         assert_eq!(run.exits(), [30_000]);
@@ -650,7 +653,7 @@ mod tests {
     fn a_reload_owed_past_the_shutdown_timeout_is_left_to_the_restart() {
         let mut run = Run::new(false);
         run.machine.timing.shutdown_timeout = Duration::from_secs(10);
-        run.input(0, listed(vec![], 1));
+        run.input(0, listed(vec![], run.at(0)));
         run.input(1_000, fetched("n", 10));
         run.input(2_000, Input::Stop);
         run.run_until(60_000);
@@ -672,8 +675,8 @@ mod tests {
     fn an_unannounced_table_is_announced_after_the_first_listing_even_if_unchanged() {
         let mut run = Run::new(true);
         run.publish_outcome = Published::Unchanged;
-        run.input(0, listed(vec![], 1));
-        run.input(1_000, listed(vec![], 1));
+        run.input(0, listed(vec![], run.at(0)));
+        run.input(1_000, listed(vec![], run.at(1_000)));
         run.run_until(60_000);
         assert_eq!(run.publishes(), [100, 1_100]);
         assert_eq!(
@@ -683,7 +686,7 @@ mod tests {
         );
         let mut run = Run::new(false);
         run.publish_outcome = Published::Unchanged;
-        run.input(0, listed(vec![], 1));
+        run.input(0, listed(vec![], run.at(0)));
         run.run_until(60_000);
         assert!(
             run.reloads().is_empty(),

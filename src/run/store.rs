@@ -3,7 +3,11 @@
 //! finish reading their files. Pure: time is passed in.
 //!
 //! A full listing replaces the model (the resync rule); events patch it between listings,
-//! never with anything older than what it holds.
+//! never with anything older than what it holds. A listing is a complete snapshot of the node:
+//! what it omits is gone (grace applies), unless the model learnt of it after the listing was
+//! requested. Time, not Nomad's index, decides that: a listing's index is the highest
+//! `ModifyIndex` among the node's allocations, so it goes down when the newest one is
+//! collected, and all indexes go backwards after a snapshot restore or in a rebuilt cluster.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,7 +20,19 @@ use crate::nomad::types::{Allocation, Job};
 #[derive(Clone, Debug)]
 struct Entry {
     alloc: Allocation,
+    /// When the model learnt this state of the allocation.
+    seen_at: Instant,
     remove_at: Option<Instant>,
+}
+
+impl Entry {
+    fn live(alloc: Allocation, seen_at: Instant) -> Entry {
+        Entry {
+            alloc,
+            seen_at,
+            remove_at: None,
+        }
+    }
 }
 
 /// The node's allocations.
@@ -30,33 +46,33 @@ impl Store {
         Store::default()
     }
 
-    /// Replaces the model with a full listing taken at `list_index`. What the listing omits
-    /// starts its grace period, except allocations known from events newer than the listing
-    /// (created after it was taken). A listed allocation that the model holds in a newer state
-    /// keeps that state.
+    /// Replaces the model with a full listing requested at `requested_at`. What the listing
+    /// omits starts its grace period, except what the model learnt after the request (it may be
+    /// newer than the snapshot). A listed allocation keeps the model's state only when that
+    /// state was learnt after the request and is newer; otherwise the listing wins, even with
+    /// a lower index (an index reset).
     pub fn replace(
         &mut self,
         listed: Vec<Allocation>,
-        list_index: u64,
+        requested_at: Instant,
         now: Instant,
         grace: Duration,
     ) {
         let mut fresh: BTreeMap<String, Entry> = BTreeMap::new();
         for alloc in listed {
-            let alloc = match self.entries.remove(&alloc.id) {
-                Some(known) if known.alloc.modify_index > alloc.modify_index => known.alloc,
-                _ => alloc,
+            let entry = match self.entries.remove(&alloc.id) {
+                Some(known)
+                    if known.seen_at > requested_at
+                        && known.alloc.modify_index > alloc.modify_index =>
+                {
+                    Entry::live(known.alloc, known.seen_at)
+                }
+                _ => Entry::live(alloc, now),
             };
-            fresh.insert(
-                alloc.id.clone(),
-                Entry {
-                    alloc,
-                    remove_at: None,
-                },
-            );
+            fresh.insert(entry.alloc.id.clone(), entry);
         }
         for (id, mut entry) in std::mem::take(&mut self.entries) {
-            if entry.alloc.modify_index <= list_index || entry.remove_at.is_some() {
+            if entry.seen_at <= requested_at || entry.remove_at.is_some() {
                 entry.remove_at.get_or_insert(now + grace);
             }
             fresh.insert(id, entry);
@@ -64,21 +80,17 @@ impl Store {
         self.entries = fresh;
     }
 
-    /// Applies an allocation that carries its `Job`, unless the model already holds it at the
-    /// same or a newer `ModifyIndex` (replayed or duplicate frames). Returns whether it applied.
-    pub fn upsert(&mut self, alloc: Allocation) -> bool {
+    /// Applies an allocation that carries its `Job`, learnt at `now`, unless the model already
+    /// holds it at the same or a newer `ModifyIndex` (replayed or duplicate frames). Returns
+    /// whether it applied.
+    pub fn upsert(&mut self, alloc: Allocation, now: Instant) -> bool {
         if let Some(known) = self.entries.get(&alloc.id)
             && known.alloc.modify_index >= alloc.modify_index
         {
             return false;
         }
-        self.entries.insert(
-            alloc.id.clone(),
-            Entry {
-                alloc,
-                remove_at: None,
-            },
-        );
+        self.entries
+            .insert(alloc.id.clone(), Entry::live(alloc, now));
         true
     }
 
@@ -159,6 +171,7 @@ mod tests {
     }
 
     const GRACE: Duration = Duration::from_secs(300);
+    const SECOND: Duration = Duration::from_secs(1);
 
     fn ids(store: &Store) -> Vec<&str> {
         store.allocations().map(|a| a.id.as_str()).collect()
@@ -166,58 +179,89 @@ mod tests {
 
     #[test]
     fn a_listing_replaces_and_what_it_omits_waits_out_its_grace() {
-        let now = Instant::now();
+        let t0 = Instant::now();
         let mut store = Store::new();
-        store.replace(vec![alloc("a", 5), alloc("b", 6)], 6, now, GRACE);
-        store.replace(vec![alloc("b", 7)], 7, now, GRACE);
+        store.replace(vec![alloc("a", 5), alloc("b", 6)], t0, t0, GRACE);
+        let t1 = t0 + SECOND;
+        store.replace(vec![alloc("b", 7)], t1, t1, GRACE);
         assert_eq!(ids(&store), ["a", "b"], "a stays during its grace");
-        assert_eq!(store.next_expiry(), Some(now + GRACE));
-        assert!(
-            store
-                .expire(now + GRACE - Duration::from_secs(1))
-                .is_empty()
-        );
-        assert_eq!(store.expire(now + GRACE), ["a"]);
+        assert_eq!(store.next_expiry(), Some(t1 + GRACE));
+        assert!(store.expire(t1 + GRACE - SECOND).is_empty());
+        assert_eq!(store.expire(t1 + GRACE), ["a"]);
         assert_eq!(ids(&store), ["b"]);
     }
 
     #[test]
     fn a_relisted_allocation_leaves_its_grace_period() {
-        let now = Instant::now();
+        let t0 = Instant::now();
         let mut store = Store::new();
-        store.replace(vec![alloc("a", 5)], 5, now, GRACE);
-        store.replace(vec![], 6, now, GRACE);
+        store.replace(vec![alloc("a", 5)], t0, t0, GRACE);
+        store.replace(vec![], t0 + SECOND, t0 + SECOND, GRACE);
         assert!(store.next_expiry().is_some());
-        store.replace(vec![alloc("a", 5)], 7, now, GRACE);
+        store.replace(vec![alloc("a", 5)], t0 + 2 * SECOND, t0 + 2 * SECOND, GRACE);
         assert_eq!(store.next_expiry(), None);
     }
 
     #[test]
-    fn events_newer_than_a_slow_listing_survive_it() {
-        let now = Instant::now();
+    fn what_was_learnt_while_a_slow_listing_ran_survives_it() {
+        let t0 = Instant::now();
         let mut store = Store::new();
-        store.replace(vec![alloc("a", 5)], 5, now, GRACE);
-        // While a listing taken at index 10 is in flight, events at 11 and 12 arrive.
-        assert!(store.upsert(alloc("a", 11)));
-        assert!(store.upsert(alloc("new", 12)));
-        store.replace(vec![alloc("a", 9)], 10, now, GRACE);
+        store.replace(vec![alloc("a", 5)], t0, t0, GRACE);
+        // A listing is requested at t1; while it runs, events at 11 and 12 arrive.
+        let t1 = t0 + SECOND;
+        assert!(store.upsert(alloc("a", 11), t1 + SECOND));
+        assert!(store.upsert(alloc("new", 12), t1 + SECOND));
+        store.replace(vec![alloc("a", 9)], t1, t1 + 2 * SECOND, GRACE);
         let a = store.allocations().find(|x| x.id == "a").expect("a");
         assert_eq!(a.modify_index, 11, "the newer event state is kept");
         assert_eq!(
             store.next_expiry(),
             None,
-            "an allocation newer than the listing is not leaving"
+            "an allocation learnt after the request is not leaving"
         );
         assert_eq!(ids(&store), ["a", "new"]);
     }
 
     #[test]
-    fn replayed_and_duplicate_events_do_not_apply() {
+    fn the_newest_allocation_collected_leaves_though_the_listing_index_went_down() {
+        // Nomad's listing index is the highest ModifyIndex of the node's allocations: when the
+        // newest is collected, the next listing's index is below that allocation's.
+        let t0 = Instant::now();
         let mut store = Store::new();
-        assert!(store.upsert(alloc("a", 5)));
-        assert!(!store.upsert(alloc("a", 5)));
-        assert!(!store.upsert(alloc("a", 4)));
-        assert!(store.upsert(alloc("a", 6)));
+        store.replace(vec![alloc("old", 5), alloc("newest", 9)], t0, t0, GRACE);
+        let t1 = t0 + SECOND;
+        store.replace(vec![alloc("old", 5)], t1, t1, GRACE);
+        assert_eq!(store.next_expiry(), Some(t1 + GRACE));
+        assert_eq!(store.expire(t1 + GRACE), ["newest"]);
+    }
+
+    #[test]
+    fn after_an_index_reset_the_listing_wins_and_later_events_apply() {
+        let t0 = Instant::now();
+        let mut store = Store::new();
+        store.replace(vec![alloc("a", 900)], t0, t0, GRACE);
+        // A snapshot restore: the same allocation now lists at index 20, with a new job version.
+        let t1 = t0 + SECOND;
+        let mut restored = alloc("a", 20);
+        restored.job.as_mut().expect("job").version = 2;
+        store.replace(vec![restored], t1, t1, GRACE);
+        let a = store.allocations().next().expect("a");
+        assert_eq!(
+            (a.modify_index, a.job.as_ref().map(|j| j.version)),
+            (20, Some(2))
+        );
+        assert!(!store.has_seen("a", 21), "an event at 21 is new again");
+        assert!(store.upsert(alloc("a", 21), t1 + SECOND));
+    }
+
+    #[test]
+    fn replayed_and_duplicate_events_do_not_apply() {
+        let now = Instant::now();
+        let mut store = Store::new();
+        assert!(store.upsert(alloc("a", 5), now));
+        assert!(!store.upsert(alloc("a", 5), now));
+        assert!(!store.upsert(alloc("a", 4), now));
+        assert!(store.upsert(alloc("a", 6), now));
         assert!(store.has_seen("a", 6));
         assert!(!store.has_seen("a", 7));
     }
@@ -225,7 +269,7 @@ mod tests {
     #[test]
     fn the_job_is_reused_only_while_the_server_side_index_is_unchanged() {
         let mut store = Store::new();
-        store.upsert(alloc("a", 5));
+        store.upsert(alloc("a", 5), Instant::now());
         let mut event = alloc("a", 8);
         event.job = None;
         event.alloc_modify_index = 5;
@@ -243,7 +287,7 @@ mod tests {
     fn a_removed_directory_starts_the_grace_period_once() {
         let now = Instant::now();
         let mut store = Store::new();
-        store.upsert(alloc("a", 5));
+        store.upsert(alloc("a", 5), now);
         assert!(store.depart("a", now, GRACE));
         assert!(!store.depart("a", now + Duration::from_secs(10), GRACE));
         assert!(!store.depart("unknown", now, GRACE));

@@ -6,6 +6,8 @@ pub mod stream;
 
 use std::fmt;
 
+use tokio::time::Instant;
+
 use crate::nomad::types::Allocation;
 
 /// Why a full listing was taken.
@@ -35,10 +37,10 @@ impl fmt::Display for ResyncReason {
 /// A change for the loop to apply.
 #[derive(Debug)]
 pub enum Update {
-    /// A full listing of the node's allocations (with their jobs), taken at `index`.
+    /// A full listing of the node's allocations (with their jobs), requested at `requested_at`.
     Listed {
         allocations: Vec<Allocation>,
-        index: u64,
+        requested_at: Instant,
         reason: ResyncReason,
     },
     /// An allocation of this node from the event stream, without its job.

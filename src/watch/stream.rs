@@ -4,7 +4,8 @@
 //! passed on. Any end of the stream (EOF, silence past the read deadline, a line that is not
 //! JSON) leads to a reconnect with exponential backoff and jitter; a resync request or the
 //! resync interval also reconnects, which re-snapshots `namespace=*` as a side effect. The
-//! loop's state ([`WatchState`]) is data, so that its transitions can be tested.
+//! resync timer and requests cut a connection in any phase, a hung listing or subscription
+//! included. The loop's state ([`WatchState`]) is data, so that its transitions can be tested.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,16 +22,12 @@ use crate::retry::{Backoff, ErrorLog, MAX_BACKOFF};
 
 /// How a failure is logged.
 const CONNECTION_FAILED: &str = "Nomad connection failed; keeping the last table";
-/// A connection that stayed up this long resets the backoff.
-const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
 /// What the watcher needs.
 pub struct StreamWatcher {
     pub client: Arc<NomadClient>,
     pub node_id: String,
     pub updates: mpsc::Sender<Update>,
-    /// Requests for a resync (SIGHUP, a burst of unknown allocations).
-    pub resync: mpsc::Receiver<ResyncReason>,
     pub resync_interval: Duration,
     pub stream_timeout: Duration,
 }
@@ -42,6 +39,9 @@ pub struct WatchState {
     pub cursor: u64,
     /// Delays before the next reconnects.
     pub backoff: Backoff,
+    /// The current connection has exchanged a heartbeat or an event with Nomad: when it ends,
+    /// the backoff starts over.
+    pub exchanged: bool,
     /// The last error reported, so that a repeated one is logged once.
     pub errors: ErrorLog,
     /// Why the next listing is taken.
@@ -53,21 +53,54 @@ impl Default for WatchState {
         WatchState {
             cursor: 0,
             backoff: Backoff::default(),
+            exchanged: false,
             errors: ErrorLog::default(),
             next_listing: ResyncReason::Connect,
         }
     }
 }
 
+/// Why one connection ended.
+#[derive(Debug)]
+pub enum Ended {
+    Stream(StreamEnd),
+    Unparseable(String),
+    /// A resync was asked for, or is due.
+    Resync(ResyncReason),
+    /// The loop is gone: stop.
+    LoopGone,
+}
+
+/// What to do after a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Reconnect at once (a resync).
+    Now,
+    /// Wait this long, then reconnect.
+    After(Duration),
+    /// Stop watching.
+    Stop,
+}
+
 impl WatchState {
-    /// A listing taken at `index` was applied: the stream continues from there.
+    /// A listing taken at `index` was applied: the stream continues from there. The index may
+    /// be lower than the cursor (the node's newest allocation was collected, or Nomad's indexes
+    /// were reset by a snapshot restore): the listing is the truth, and the cursor starts over.
     pub fn listed(&mut self, index: u64) {
+        if index < self.cursor {
+            debug!(
+                index,
+                cursor = self.cursor,
+                "the listing's index is below the cursor; following from it"
+            );
+        }
         self.cursor = index;
     }
 
     /// The allocations of `node_id` that a frame brings, or `None` for a replayed frame (at or
     /// below the cursor: Nomad re-sends the newest frame to every new subscriber).
     pub fn frame(&mut self, frame: Frame, node_id: &str) -> Option<Vec<Allocation>> {
+        self.exchanged = true;
         if frame.index <= self.cursor {
             debug!(
                 index = frame.index,
@@ -86,16 +119,47 @@ impl WatchState {
                 .collect(),
         )
     }
-}
 
-/// Why one connection ended.
-enum Ended {
-    Stream(StreamEnd),
-    Unparseable(String),
-    /// A resync was asked for, or is due.
-    Resync(ResyncReason),
-    /// The loop is gone: stop.
-    LoopGone,
+    /// How a connection that ended with `ended` is followed. A connection that exchanged a
+    /// heartbeat or an event with Nomad proved it healthy: the backoff starts over, so that a
+    /// cut after a burst of failures is not paid with the grown delay. (A listing alone does
+    /// not count: a proxy that answers listings but breaks every subscription would otherwise
+    /// cost a full listing every 250 ms.) A line that is not an event never resets it.
+    pub fn ended(&mut self, ended: &Ended) -> Next {
+        let exchanged = std::mem::take(&mut self.exchanged);
+        if exchanged && !matches!(ended, Ended::Unparseable(_)) {
+            self.backoff = Backoff::default();
+        }
+        match ended {
+            Ended::LoopGone => Next::Stop,
+            Ended::Resync(why) => {
+                self.next_listing = *why;
+                Next::Now
+            }
+            Ended::Stream(StreamEnd::Closed {
+                before_first_heartbeat: true,
+                ..
+            }) => {
+                self.next_listing = ResyncReason::Connect;
+                Next::After(MAX_BACKOFF)
+            }
+            Ended::Unparseable(_) | Ended::Stream(_) => {
+                self.next_listing = ResyncReason::Connect;
+                Next::After(self.backoff.next_delay())
+            }
+        }
+    }
+
+    /// How a failed request is followed: a 403 waits the longest (a token does not fix itself
+    /// quickly; a rotated token file cuts the wait short), anything else backs off.
+    pub fn failed(&mut self, error: &Error) -> Duration {
+        self.exchanged = false;
+        self.next_listing = ResyncReason::Connect;
+        match error {
+            Error::PermissionDenied { .. } => MAX_BACKOFF,
+            _ => self.backoff.next_delay(),
+        }
+    }
 }
 
 /// `interval` ± 10 %, so that many nodes do not resync in step.
@@ -105,61 +169,65 @@ fn jittered(interval: Duration) -> Duration {
 
 impl StreamWatcher {
     /// Runs until the loop that receives the updates goes away; the caller stops it at any
-    /// await point (it holds nothing that a stop could lose).
-    pub async fn run(mut self) {
+    /// await point (it holds nothing that a stop could lose). `resync` carries requests for a
+    /// resync (SIGHUP, a burst of unknown allocations).
+    pub async fn run(self, mut resync: mpsc::Receiver<ResyncReason>) {
         let mut state = WatchState::default();
         loop {
-            let connected_at = Instant::now();
-            let outcome = self.connect_and_follow(&mut state).await;
-            if connected_at.elapsed() >= HEALTHY_AFTER {
-                state.backoff = Backoff::default();
-            }
+            // The timer and the requests cut the connection in any phase: a listing or a
+            // subscription that never answers must not hold up the resync.
+            let resync_at = Instant::now() + jittered(self.resync_interval);
+            let outcome = tokio::select! {
+                outcome = self.connect_and_follow(&mut state) => outcome,
+                Some(why) = resync.recv() => Ok(Ended::Resync(why)),
+                () = tokio::time::sleep_until(resync_at) => Ok(Ended::Resync(ResyncReason::Interval)),
+            };
             let delay = match outcome {
-                Ok(Ended::LoopGone) => return,
-                Ok(Ended::Resync(why)) => {
-                    state.next_listing = why;
-                    continue;
-                }
-                Ok(Ended::Unparseable(line)) => {
-                    warn!(line = %line, "the event stream sent a line that is not an event; resyncing");
-                    // Backed off like any failure: a proxy that keeps answering garbage must
-                    // not turn this into a tight loop of listings.
-                    state.backoff.next_delay()
-                }
-                Ok(Ended::Stream(StreamEnd::Closed {
-                    before_first_heartbeat: true,
-                    url,
-                    tail,
-                })) => {
-                    self.explain_refused_subscription(&url, &tail, &mut state.errors)
-                        .await;
-                    MAX_BACKOFF
-                }
-                Ok(Ended::Stream(end)) => {
-                    info!(reason = %end, "event stream ended; reconnecting");
-                    state.backoff.next_delay()
+                Ok(ended) => {
+                    match &ended {
+                        Ended::Unparseable(line) => {
+                            warn!(line = %line, "the event stream sent a line that is not an event; resyncing")
+                        }
+                        Ended::Stream(StreamEnd::Closed {
+                            before_first_heartbeat: true,
+                            url,
+                            tail,
+                        }) => {
+                            self.explain_refused_subscription(url, tail, &mut state.errors)
+                                .await;
+                        }
+                        Ended::Stream(end) => {
+                            info!(reason = %end, "event stream ended; reconnecting")
+                        }
+                        Ended::Resync(_) | Ended::LoopGone => {}
+                    }
+                    match state.ended(&ended) {
+                        Next::Stop => return,
+                        Next::Now => continue,
+                        Next::After(delay) => delay,
+                    }
                 }
                 Err(error) => {
-                    let delay = match error {
-                        Error::PermissionDenied { .. } => MAX_BACKOFF,
-                        _ => state.backoff.next_delay(),
-                    };
+                    let delay = state.failed(&error);
                     state
                         .errors
                         .report(CONNECTION_FAILED, &error.to_string(), delay);
                     delay
                 }
             };
-            state.next_listing = ResyncReason::Connect;
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                Some(why) = self.resync.recv() => state.next_listing = why,
+                Some(why) = resync.recv() => state.next_listing = why,
+                () = self.client.token_rotated() => {
+                    info!("the token file changed: reconnecting at once");
+                }
             }
         }
     }
 
     /// Lists, subscribes and follows the stream until it ends.
-    async fn connect_and_follow(&mut self, state: &mut WatchState) -> Result<Ended, Error> {
+    async fn connect_and_follow(&self, state: &mut WatchState) -> Result<Ended, Error> {
+        let requested_at = Instant::now();
         let listed = self
             .client
             .node_allocations(&self.node_id, Blocking::default())
@@ -171,7 +239,7 @@ impl StreamWatcher {
         state.listed(index);
         let listing = Update::Listed {
             allocations: listed.value,
-            index,
+            requested_at,
             reason: state.next_listing,
         };
         if self.updates.send(listing).await.is_err() {
@@ -179,15 +247,12 @@ impl StreamWatcher {
         }
         let mut stream = self.client.event_stream(index + 1).await?;
         debug!(index, "event stream subscribed");
-        let resync_at = Instant::now() + jittered(self.resync_interval);
         loop {
-            let message = tokio::select! {
-                message = stream.next(self.stream_timeout) => message,
-                Some(why) = self.resync.recv() => return Ok(Ended::Resync(why)),
-                () = tokio::time::sleep_until(resync_at) => return Ok(Ended::Resync(ResyncReason::Interval)),
-            };
-            let frame = match message {
-                Ok(Message::Heartbeat) => continue,
+            let frame = match stream.next(self.stream_timeout).await {
+                Ok(Message::Heartbeat) => {
+                    state.exchanged = true;
+                    continue;
+                }
                 Ok(Message::Frame(frame)) => frame,
                 Ok(Message::Unparseable(line)) => return Ok(Ended::Unparseable(line)),
                 Err(end) => return Ok(Ended::Stream(end)),
@@ -270,5 +335,66 @@ mod tests {
         assert_eq!(mine.len(), 2, "only this node's allocations");
         assert_eq!(state.cursor, 11);
         assert_eq!(state.frame(frame(11, &["n1"]), "n1"), None);
+    }
+
+    #[test]
+    fn a_listing_below_the_cursor_restarts_the_cursor_from_it() {
+        let mut state = WatchState::default();
+        state.listed(900);
+        state.listed(20);
+        assert_eq!(state.cursor, 20);
+        assert!(
+            state.frame(frame(21, &["n1"]), "n1").is_some(),
+            "after an index reset"
+        );
+    }
+
+    #[test]
+    fn a_healthy_connection_resets_the_backoff_and_garbage_does_not() {
+        let mut state = WatchState::default();
+        let cut = || {
+            Ended::Stream(StreamEnd::Silent {
+                url: String::new(),
+                seconds: 1,
+            })
+        };
+        // A burst of failures grows the delay...
+        for _ in 0..6 {
+            state.failed(&Error::Status {
+                url: String::new(),
+                status: 500,
+                body: String::new(),
+            });
+        }
+        // ...and a connection that exchanged a heartbeat before its cut starts it over.
+        state.exchanged = true;
+        let Next::After(delay) = state.ended(&cut()) else {
+            panic!("a cut is followed by a wait");
+        };
+        assert!(delay < Duration::from_millis(500), "{delay:?}");
+        // A connection that only ever sent garbage does not reset it.
+        for _ in 0..6 {
+            state.exchanged = true;
+            state.ended(&Ended::Unparseable("<html>".to_owned()));
+        }
+        let Next::After(delay) = state.ended(&cut()) else {
+            panic!("a cut is followed by a wait");
+        };
+        assert!(delay >= Duration::from_secs(8), "{delay:?}");
+    }
+
+    #[test]
+    fn a_resync_reconnects_at_once_with_its_reason_and_a_refusal_waits_longest() {
+        let mut state = WatchState::default();
+        assert_eq!(state.ended(&Ended::Resync(ResyncReason::Signal)), Next::Now);
+        assert_eq!(state.next_listing, ResyncReason::Signal);
+        let refused = Ended::Stream(StreamEnd::Closed {
+            url: String::new(),
+            before_first_heartbeat: true,
+            tail: String::new(),
+        });
+        assert_eq!(state.ended(&refused), Next::After(MAX_BACKOFF));
+        assert_eq!(state.next_listing, ResyncReason::Connect);
+        assert_eq!(state.ended(&Ended::LoopGone), Next::Stop);
     }
 }

@@ -643,6 +643,51 @@ impl Cluster {
         self.events.restart();
     }
 
+    /// A snapshot restore (or a cluster rebuilt from scratch): the raft index goes back to
+    /// `index`, every object's indexes are at most that, and the event broker starts empty,
+    /// closing every subscription.
+    pub fn restore_snapshot(&mut self, index: u64) {
+        self.index = index;
+        self.allocs_table_index = self.allocs_table_index.min(index);
+        for alloc in self.allocations.values_mut() {
+            alloc.create_index = alloc.create_index.min(index);
+            alloc.modify_index = alloc.modify_index.min(index);
+            alloc.alloc_modify_index = alloc.alloc_modify_index.min(index);
+        }
+        for node in self.nodes.values_mut() {
+            node.create_index = node.create_index.min(index);
+            node.modify_index = node.modify_index.min(index);
+        }
+        for job in self.jobs.values_mut() {
+            job.create_index = job.create_index.min(index);
+            job.modify_index = job.modify_index.min(index);
+            job.job_modify_index = job.job_modify_index.min(index);
+        }
+        self.events.restart();
+    }
+
+    /// An in-place update: the job gets a new version (`change` edits it, e.g. its meta), and
+    /// the scheduler moves the allocation to it without replacing it (a plan result, so
+    /// `AllocModifyIndex` moves too).
+    pub fn update_in_place(&mut self, id: &str, change: impl FnOnce(&mut Job)) {
+        let alloc = self.allocation(id);
+        let mut job = self
+            .job(&alloc.namespace, &alloc.job.id)
+            .cloned()
+            .unwrap_or_else(|| alloc.job.clone());
+        change(&mut job);
+        let (namespace, job_id) = (job.namespace.clone(), job.id.clone());
+        self.register_job(job);
+        let job = self
+            .job(&namespace, &job_id)
+            .cloned()
+            .expect("just registered");
+        if let Some(alloc) = self.allocations.get_mut(id) {
+            alloc.job = job;
+        }
+        self.commit(MessageType::PlanResult, &[id.to_owned()]);
+    }
+
     pub fn add_namespace(&mut self, name: &str) {
         self.namespaces.insert(name.to_owned());
         self.commit(MessageType::Other, &[]);

@@ -28,6 +28,8 @@ pub enum Fault {
     Status(u16, String),
     /// `200 OK` with `application/json` but a body that is not valid JSON.
     MalformedJson,
+    /// No response headers, ever: the request is held open (a stuck server or proxy).
+    NoHeaders,
 }
 
 /// One request the fake received, for tests that check what a client sent.
@@ -187,6 +189,7 @@ async fn record_and_fault(
             StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             body,
         ),
+        Some(Fault::NoHeaders) => std::future::pending().await,
         Some(Fault::MalformedJson) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],

@@ -46,6 +46,9 @@ pub enum StreamFault {
     GarbageLines,
     /// New subscriptions fail with this status (an EOF on the hijacked transport).
     Status(u16),
+    /// New subscriptions never get response headers: the request is held open, as a
+    /// half-open connection, a proxy holding the request or a stalled forward does.
+    NoHeaders,
 }
 
 /// How the endpoint behaves; tests change it while the fake runs.
@@ -215,6 +218,9 @@ pub async fn event_stream(
     headers: HeaderMap,
 ) -> Response {
     let settings = shared.stream.borrow().clone();
+    if settings.fault == Some(StreamFault::NoHeaders) {
+        return std::future::pending().await;
+    }
     let checked = parse_request(query.as_deref()).and_then(|request| {
         if let Some(StreamFault::Status(code)) = settings.fault {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

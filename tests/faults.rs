@@ -1,0 +1,295 @@
+//! Faults `run` must survive, each injected with the fake's fault controls: a subscription that
+//! never gets response headers (A), the node's newest allocation collected, which lowers the
+//! listing's index (B), indexes that go backwards (E), retry jitter that must differ between
+//! processes (C), no reload without a publish (D), temporary files left by killed publishes
+//! (F), a rotated token file (G), and the backoff after a burst of failures (H).
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use fake_nomad::{FakeNomad, Fault, Policy, StreamFault};
+use rustix::process::Signal;
+
+use crate::util::daemon::Daemon;
+use crate::util::vector::SignalRecorder;
+use crate::util::{bin_at, web_cluster};
+
+fn place(fake: &FakeNomad, node: &str) -> String {
+    fake.update(|c| c.place("default", "web", "api", node))
+}
+
+fn first_alloc(fake: &FakeNomad) -> String {
+    fake.read(|c| c.allocations.keys().next().expect("one").clone())
+}
+
+fn count_requests(fake: &FakeNomad, path: &str) -> usize {
+    fake.requests().iter().filter(|r| r.path == path).count()
+}
+
+#[test]
+fn a_subscription_without_response_headers_does_not_hold_up_the_resync() {
+    let (cluster, node) = web_cluster();
+    let fake = FakeNomad::start(cluster);
+    let daemon = Daemon::start(&fake, &[]);
+    daemon.wait_for_alloc(&first_alloc(&fake));
+    // Every new subscription now hangs before its headers; the current one is cut.
+    fake.set_stream(|s| s.fault = Some(StreamFault::NoHeaders));
+    let listings = format!("/v1/node/{node}/allocations");
+    let subscribed = count_requests(&fake, "/v1/event/stream");
+    fake.update(|c| c.restart_server(|_| {}));
+    daemon.wait_until("a hanging subscription", || {
+        count_requests(&fake, "/v1/event/stream") > subscribed
+    });
+    // A placement now reaches the table only through a listing: SIGHUP must get one at once.
+    let placed = place(&fake, &node);
+    let listed = count_requests(&fake, &listings);
+    let asked = Instant::now();
+    daemon.signal(Signal::HUP);
+    daemon.wait_until("the SIGHUP listing", || {
+        count_requests(&fake, &listings) > listed
+    });
+    daemon.wait_for_alloc(&placed);
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "the resync waited behind the hung subscription"
+    );
+}
+
+#[test]
+fn a_subscription_without_response_headers_is_given_up_and_retried() {
+    let (cluster, node) = web_cluster();
+    let fake = FakeNomad::start(cluster);
+    let daemon = Daemon::start(&fake, &[]);
+    daemon.wait_for_alloc(&first_alloc(&fake));
+    fake.set_stream(|s| s.fault = Some(StreamFault::NoHeaders));
+    let subscribed = count_requests(&fake, "/v1/event/stream");
+    fake.update(|c| c.restart_server(|_| {}));
+    daemon.wait_until("a hanging subscription", || {
+        count_requests(&fake, "/v1/event/stream") > subscribed
+    });
+    let hung = count_requests(&fake, "/v1/event/stream");
+    fake.set_stream(|s| s.fault = None);
+    // The header deadline (10 s) ends the hung subscription; the next one works.
+    let placed = place(&fake, &node);
+    daemon.wait_until("a new subscription", || {
+        count_requests(&fake, "/v1/event/stream") > hung
+    });
+    daemon.wait_for_alloc(&placed);
+}
+
+#[test]
+fn the_newest_allocation_collected_leaves_after_its_grace() {
+    let (cluster, node) = web_cluster();
+    let fake = FakeNomad::start(cluster);
+    let daemon = Daemon::start(&fake, &["--grace", "1s"]);
+    let newest = place(&fake, &node);
+    daemon.wait_for_alloc(&newest);
+    // Collected without an event: the listing's index drops below the allocation's.
+    let index_before = fake.read(|c| c.node_allocations_index(&node));
+    fake.update(|c| c.gc(&newest));
+    assert!(fake.read(|c| c.node_allocations_index(&node)) < index_before);
+    daemon.signal(Signal::HUP);
+    daemon.wait_until("the collected allocation's rows to go", || {
+        !daemon.alloc_ids().contains(&newest)
+    });
+    assert!(daemon.alloc_ids().contains(&first_alloc(&fake)));
+}
+
+#[test]
+fn after_an_index_reset_updates_and_collections_reach_the_table() {
+    let (mut cluster, node) = web_cluster();
+    // Indexes well above what the restored snapshot will have.
+    cluster.index = 5_000;
+    let fake = FakeNomad::start(cluster);
+    let daemon = Daemon::start(&fake, &["--grace", "1s", "--columns", "job_version"]);
+    let kept = place(&fake, &node);
+    let collected = place(&fake, &node);
+    daemon.wait_for_alloc(&collected);
+    fake.update(|c| c.restore_snapshot(100));
+    // An in-place update to a new job version, then a collection, both below the old indexes.
+    fake.update(|c| {
+        c.update_in_place(&kept, |job| {
+            job.meta.insert("rev".into(), "2".into());
+        })
+    });
+    let version = fake.read(|c| c.allocation(&kept).job.version.to_string());
+    daemon.wait_until("the new job version in the table", || {
+        daemon
+            .rows()
+            .iter()
+            .any(|r| r["alloc_id"] == kept && r["job_version"] == version)
+    });
+    fake.update(|c| c.gc(&collected));
+    daemon.signal(Signal::HUP);
+    daemon.wait_until("the collected allocation's rows to go", || {
+        !daemon.alloc_ids().contains(&collected)
+    });
+}
+
+/// The first `retry_in` a `run` against a closed port logs.
+fn first_retry_delay(address: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = bin_at(address)
+        .env("RUST_LOG", "warn")
+        .args(["run", "--node-id", "n1", "--alloc-dir"])
+        .arg(dir.path())
+        .arg("-o")
+        .arg(dir.path().join("allocs.csv"))
+        .timeout(Duration::from_millis(1_500))
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    stderr
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("retry_in="))
+        .unwrap_or_else(|| panic!("no retry_in in {stderr}"))
+        .to_owned()
+}
+
+#[test]
+fn two_processes_retry_with_different_jitter() {
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", listener.local_addr().expect("addr"))
+    };
+    let first = first_retry_delay(&closed);
+    let second = first_retry_delay(&closed);
+    assert_ne!(first, second, "every node would retry in lockstep");
+}
+
+#[test]
+fn publishes_waiting_out_the_reload_interval_are_one_reload() {
+    let (cluster, node) = web_cluster();
+    let fake = FakeNomad::start(cluster);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vector = SignalRecorder::spawn(dir.path(), "vector");
+    let daemon = Daemon::start(
+        &fake,
+        &[
+            "--vector-pid",
+            &vector.pid().to_string(),
+            "--min-reload-interval",
+            "2s",
+        ],
+    );
+    daemon.wait_for_alloc(&first_alloc(&fake));
+    vector.wait_for_count("HUP", 1);
+    let started = Instant::now();
+    for pause in [0, 500, 500] {
+        std::thread::sleep(Duration::from_millis(pause));
+        let placed = place(&fake, &node);
+        daemon.wait_for_alloc(&placed);
+    }
+    vector.wait_for_count("HUP", 2);
+    // The trailing reload covered every publish: a third would come 2 s after the second.
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(started.elapsed()));
+    std::thread::sleep(Duration::from_millis(500));
+    vector.sync();
+    assert_eq!(vector.count("HUP"), 2);
+}
+
+#[test]
+fn temporary_files_of_killed_publishes_are_removed_at_start() {
+    let (cluster, _node) = web_cluster();
+    let fake = FakeNomad::start(cluster);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = dir.path().join("allocs.csv");
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3_600);
+    let left = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, b"alloc_id,task\n").expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(hour_ago))
+            .expect("mtime");
+        path
+    };
+    let stale: Vec<_> = (0..3)
+        .map(|i| left(&format!(".allocs.csv.k{i}lLeD.tmp")))
+        .collect();
+    let foreign = left(".other.csv.k0lLeD.tmp");
+    bin_at(fake.address())
+        .args(["dump", "-o"])
+        .arg(&table)
+        .assert()
+        .success();
+    for path in &stale {
+        assert!(!path.exists(), "{} left behind", path.display());
+    }
+    assert!(foreign.exists(), "another table's files are not ours");
+    assert!(table.exists());
+}
+
+#[test]
+fn a_rotated_token_file_is_used_at_once() {
+    let (mut cluster, node) = web_cluster();
+    cluster.enable_acl();
+    cluster.add_token("first", Policy::alloc_table_reader());
+    let fake = FakeNomad::start(cluster);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "first").expect("write");
+    let token_arg = token_file.to_str().expect("utf8").to_owned();
+    let daemon = Daemon::start(&fake, &["--token-file", &token_arg, "--node-id", &node]);
+    daemon.wait_for_alloc(&first_alloc(&fake));
+    let refusals = |fake: &FakeNomad| {
+        fake.requests()
+            .iter()
+            .filter(|r| r.token.as_deref() == Some("first"))
+            .count()
+    };
+    let before = refusals(&fake);
+    fake.update(|c| {
+        c.revoke_token("first");
+        c.add_token("second", Policy::alloc_table_reader());
+    });
+    let during = place(&fake, &node);
+    // The stream ends; the reconnect's listing is refused, and the retry waits 30 s.
+    daemon.wait_until("a refused reconnect", || refusals(&fake) > before);
+    std::thread::sleep(Duration::from_millis(300));
+    let rotated = Instant::now();
+    std::fs::write(&token_file, "second").expect("write");
+    daemon.wait_for_alloc(&during);
+    assert!(
+        rotated.elapsed() < Duration::from_secs(10),
+        "waited {:?} for the 403 retry",
+        rotated.elapsed()
+    );
+}
+
+#[test]
+fn a_cut_after_a_burst_of_failures_reconnects_quickly() {
+    let (cluster, node) = web_cluster();
+    let fake = FakeNomad::start(cluster);
+    let daemon = Daemon::start(&fake, &[]);
+    daemon.wait_for_alloc(&first_alloc(&fake));
+    // A burst of 5xx while the stream is down grows the backoff (to 8 s and more)...
+    fake.set_fault(Some(Fault::Status(
+        500,
+        "rpc error: No cluster leader".into(),
+    )));
+    fake.update(|c| c.restart_server(|_| {}));
+    let failing = count_requests(&fake, &format!("/v1/node/{node}/allocations"));
+    daemon.wait_until("five failed listings", || {
+        count_requests(&fake, &format!("/v1/node/{node}/allocations")) >= failing + 5
+    });
+    fake.set_fault(None);
+    // ...then the stream comes back and is healthy for a while...
+    let subscribed = count_requests(&fake, "/v1/event/stream");
+    daemon.wait_until("a working subscription", || {
+        count_requests(&fake, "/v1/event/stream") > subscribed
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    // ...and a cut now is followed by a quick reconnect, not the grown delay.
+    fake.set_stream(|s| s.fault = Some(StreamFault::CloseMidFrame));
+    let cut = Instant::now();
+    // Its frame is cut: only the listing after the reconnect brings it.
+    let placed = place(&fake, &node);
+    daemon.wait_for_alloc(&placed);
+    assert!(
+        cut.elapsed() < Duration::from_secs(4),
+        "reconnected after {:?}",
+        cut.elapsed()
+    );
+}
