@@ -242,6 +242,11 @@ pub struct RunArgs {
     #[arg(long, env = "NOMAD_ALLOC_TABLE_ALLOC_DIR")]
     pub alloc_dir: Option<PathBuf>,
 
+    /// Serve /metrics (Prometheus), /healthz and /readyz on this address, e.g. 127.0.0.1:9466
+    /// (default: no listener).
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+
     #[command(flatten)]
     pub timing: TimingArgs,
 }
@@ -297,6 +302,12 @@ pub struct PrintTableArgs {
     /// Output format [default: table on a terminal, csv otherwise].
     #[arg(long, env = "NOMAD_ALLOC_TABLE_PRINT_FORMAT", value_enum)]
     pub format: Option<PrintFormat>,
+
+    /// Instead of the table, print how it differs from the table file at PATH (default:
+    /// NOMAD_ALLOC_TABLE_OUTPUT): "+ alloc task" added, "- alloc task" removed, "~ alloc task:
+    /// column: old → new" changed, in key order. Exits 0 when identical, 1 when different.
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    pub diff: Option<Option<PathBuf>>,
 
     #[command(flatten)]
     pub table: TableArgs,

@@ -46,6 +46,12 @@ pub enum ConfigError {
     BadHttpAuth,
     #[error("{option} must be longer than zero")]
     ZeroDuration { option: &'static str },
+    #[error(
+        "--diff needs the table file to compare with: --diff PATH, or NOMAD_ALLOC_TABLE_OUTPUT"
+    )]
+    DiffWithoutPath,
+    #[error("--diff prints differences, not a table: drop --format")]
+    DiffWithFormat,
 }
 
 /// Everything the program runs with.
@@ -72,6 +78,8 @@ pub struct RunSettings {
     pub timing: Timing,
     /// `None`: ask the agent.
     pub alloc_dir: Option<std::path::PathBuf>,
+    /// Where to serve the HTTP endpoints, if anywhere.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl ReloadMode {
@@ -101,6 +109,8 @@ pub struct PublishSettings {
 pub struct PrintSettings {
     pub format: PrintFormat,
     pub columns: Columns,
+    /// `--diff`: the table file to compare with, instead of printing the table.
+    pub diff: Option<PathBuf>,
 }
 
 impl Settings {
@@ -117,6 +127,7 @@ impl Settings {
                 publish: publish(args.publish)?,
                 timing: timing(&args.timing)?,
                 alloc_dir: args.alloc_dir,
+                listen: args.listen,
             }),
             Command::PrintTable(args) => {
                 CommandSettings::PrintTable(print_table(args, stdout_is_terminal)?)
@@ -333,9 +344,21 @@ fn print_table(
     } else {
         PrintFormat::Csv
     };
+    let diff = match args.diff {
+        None => None,
+        Some(_) if args.format.is_some() => return Err(ConfigError::DiffWithFormat),
+        Some(Some(path)) => Some(path),
+        Some(None) => Some(
+            std::env::var_os("NOMAD_ALLOC_TABLE_OUTPUT")
+                .filter(|path| !path.is_empty())
+                .map(PathBuf::from)
+                .ok_or(ConfigError::DiffWithoutPath)?,
+        ),
+    };
     Ok(PrintSettings {
         format: args.format.unwrap_or(default),
         columns: columns(&args.table)?,
+        diff,
     })
 }
 

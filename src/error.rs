@@ -1,6 +1,8 @@
 //! Why a command failed, and the exit code of each class of failure.
 
 use crate::config::ConfigError;
+use crate::diff::DiffError;
+use crate::http::ListenError;
 use crate::node::NodeError;
 use crate::nomad::{self, FailureClass};
 use crate::publish::PublishError;
@@ -45,6 +47,15 @@ pub enum AppError {
     Runtime(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    #[error(transparent)]
+    Diff(#[from] DiffError),
+    #[error("cannot read the table file {path} to compare with: {source}")]
+    ReadTable {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn nomad_exit_code(error: &nomad::Error) -> u8 {
@@ -61,15 +72,15 @@ impl AppError {
     /// The exit code for this failure's class.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Config(_) => exit_code::USAGE,
+            AppError::Config(_) | AppError::Listen(_) => exit_code::USAGE,
             AppError::Nomad(e) | AppError::Node(NodeError::Nomad(e)) => nomad_exit_code(e),
             AppError::Node(NodeError::NoClientNode { .. } | NodeError::UnknownNode { .. }) => {
                 exit_code::NOMAD
             }
-            AppError::Publish(PublishError::Invalid { .. }) | AppError::Invalid(_) => {
-                exit_code::INVALID_TABLE
-            }
-            AppError::Publish(_) => exit_code::FILE,
+            AppError::Publish(PublishError::Invalid { .. })
+            | AppError::Invalid(_)
+            | AppError::Diff(_) => exit_code::INVALID_TABLE,
+            AppError::Publish(_) | AppError::ReadTable { .. } => exit_code::FILE,
             AppError::Stdout(_) | AppError::Runtime(_) | AppError::Signals(_) => exit_code::OTHER,
         }
     }

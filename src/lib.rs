@@ -8,7 +8,11 @@
 pub mod cli;
 pub mod columns;
 pub mod config;
+pub(crate) mod diff;
 pub mod error;
+pub(crate) mod health;
+pub(crate) mod http;
+pub(crate) mod metrics;
 pub(crate) mod node;
 pub mod nomad;
 pub mod oneshot;

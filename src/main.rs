@@ -10,7 +10,8 @@ use nomad_alloc_table::cli::{Cli, LogFormat};
 use nomad_alloc_table::config::{CommandSettings, Settings};
 use nomad_alloc_table::error::AppError;
 use nomad_alloc_table::nomad::NomadClient;
-use nomad_alloc_table::{oneshot, run};
+use nomad_alloc_table::oneshot::{self, Finished};
+use nomad_alloc_table::run;
 use tracing_subscriber::EnvFilter;
 
 fn init_tracing(format: LogFormat) {
@@ -26,15 +27,19 @@ fn init_tracing(format: LogFormat) {
 }
 
 /// Runs the configured command.
-async fn execute(settings: Settings) -> Result<(), AppError> {
+async fn execute(settings: Settings) -> Result<Finished, AppError> {
     let client = Arc::new(NomadClient::new(settings.connection)?);
     let node_id = settings.node_id;
     match settings.command {
-        CommandSettings::Dump(dump) => oneshot::dump(client, node_id.as_deref(), dump).await,
+        CommandSettings::Dump(dump) => oneshot::dump(client, node_id.as_deref(), dump)
+            .await
+            .map(|()| Finished::Done),
         CommandSettings::PrintTable(print) => {
             oneshot::print_table(&client, node_id.as_deref(), print).await
         }
-        CommandSettings::Run(settings) => run::run(client, node_id, settings).await,
+        CommandSettings::Run(settings) => run::run(client, node_id, settings)
+            .await
+            .map(|()| Finished::Done),
     }
 }
 
@@ -51,7 +56,8 @@ fn main() -> ExitCode {
             runtime.block_on(execute(settings))
         });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Finished::Done) => ExitCode::SUCCESS,
+        Ok(Finished::Differences) => ExitCode::from(1),
         Err(err) => {
             let line = err.to_string().replace(['\n', '\r'], " ");
             eprintln!("nomad-alloc-table: error: {line}");

@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use crate::cli::PrintFormat;
 use crate::columns::Columns;
 use crate::config::{PrintSettings, PublishSettings};
+use crate::diff;
 use crate::error::AppError;
 use crate::node;
 use crate::nomad::{Blocking, NomadClient};
@@ -76,14 +77,47 @@ pub async fn dump(
     Ok(())
 }
 
+/// How a command that succeeded ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finished {
+    Done,
+    /// `print-table --diff` found differences (exit 1, as `diff` does).
+    Differences,
+}
+
 /// `print-table`.
 pub async fn print_table(
     client: &NomadClient,
     node_id: Option<&str>,
     settings: PrintSettings,
-) -> Result<(), AppError> {
+) -> Result<Finished, AppError> {
     let node = node::resolve(client, node_id).await?;
     let projection = list_table(client, &node, &settings.columns).await?;
+    if let Some(path) = &settings.diff {
+        let new = render::render(&projection.table, FileFormat::Csv);
+        let old = match std::fs::read(path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(AppError::ReadTable {
+                    path: path.clone(),
+                    source,
+                });
+            }
+        };
+        let lines = diff::diff(old.as_deref(), &new)?;
+        let mut text = String::new();
+        for line in &lines {
+            text.push_str(line);
+            text.push('\n');
+        }
+        write_stdout(text.as_bytes())?;
+        return Ok(if lines.is_empty() {
+            Finished::Done
+        } else {
+            Finished::Differences
+        });
+    }
     let bytes = match settings.format {
         PrintFormat::Table => render::render_text(&projection.table).into_bytes(),
         PrintFormat::Csv | PrintFormat::Json => {
@@ -97,8 +131,14 @@ pub async fn print_table(
             bytes
         }
     };
+    write_stdout(&bytes)?;
+    Ok(Finished::Done)
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> Result<(), AppError> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(&bytes).and_then(|()| stdout.flush()) {
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.map_err(AppError::Stdout),
     }

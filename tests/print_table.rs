@@ -81,3 +81,51 @@ fn off_a_terminal_the_default_is_csv() {
         .clone();
     assert_eq!(default, print(&fake, "csv"));
 }
+
+#[test]
+fn diff_shows_added_and_changed_rows_and_exits_1_until_a_dump() {
+    let (fake, ids) = fake();
+    let node = fake.read(|c| c.agent.client_node_id.clone().expect("agent node"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = dir.path().join("allocs.csv");
+    let dump = || {
+        bin_at(fake.address())
+            .args(["dump", "-o"])
+            .arg(&table)
+            .assert()
+            .success();
+    };
+    dump();
+    let diff = || {
+        bin_at(fake.address())
+            .args(["print-table", "--diff"])
+            .env("NOMAD_ALLOC_TABLE_OUTPUT", &table)
+            .assert()
+    };
+    diff().code(0).stdout("");
+    let added = fake.update(|c| c.place("default", "web", "api", &node));
+    fake.update(|c| {
+        c.update_in_place(&ids[0], |job| {
+            job.meta.insert("rev".into(), "2".into());
+        })
+    });
+    let version = fake.read(|c| c.allocation(&ids[0]).job.version);
+    let output = diff().code(1).get_output().stdout.clone();
+    let text = String::from_utf8(output).expect("utf8");
+    assert!(text.contains(&format!("+ {added} server\n")), "{text}");
+    assert!(text.contains(&format!("+ {added} sidecar\n")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "~ {} server: job_version: {} → {version}\n",
+            ids[0],
+            version - 1
+        )),
+        "{text}"
+    );
+    dump();
+    diff().code(0).stdout("");
+    bin_at(fake.address())
+        .args(["print-table", "--diff", "--format", "csv"])
+        .assert()
+        .code(2);
+}

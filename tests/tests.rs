@@ -10,6 +10,7 @@ mod deploy;
 mod dump;
 mod failures;
 mod faults;
+mod observe;
 mod print_table;
 mod race;
 mod reload;

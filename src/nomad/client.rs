@@ -3,7 +3,10 @@
 //! the token as `X-Nomad-Token`, supports blocking queries, and turns every failure into an
 //! [`Error`] that names the URL and what to do, never the token.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -15,6 +18,7 @@ use super::events::EventStream;
 use super::tls::{self, TlsSettings};
 use super::token::{Secret, TokenError, TokenSource};
 use super::types::{AgentSelf, Allocation, Node};
+use crate::metrics::Metrics;
 
 /// How long to wait for a TCP (or unix socket) connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,6 +28,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// answers these from its state store in milliseconds; a request without headers after this
 /// long sits on a half-open connection or a stuck proxy or server, and is better retried.
 const HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
+/// The event stream's route, for metrics.
+pub const STREAM_ROUTE: &str = "/v1/event/stream";
 /// How often a wait to retry looks at the token file.
 const TOKEN_POLL: Duration = Duration::from_secs(1);
 /// Extra time over a blocking query's `wait` (Nomad adds up to wait/16 of jitter).
@@ -73,6 +79,8 @@ pub struct NomadClient {
     token: TokenSource,
     region: Option<String>,
     basic_auth: Option<(String, Option<Secret>)>,
+    /// Where requests are counted, once `run` has metrics.
+    metrics: OnceLock<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for NomadClient {
@@ -109,7 +117,50 @@ impl NomadClient {
             token: settings.token,
             region: settings.region,
             basic_auth: settings.basic_auth,
+            metrics: OnceLock::new(),
         })
+    }
+
+    /// Counts every request from now on in `metrics` (by route, never by URL).
+    pub fn count_requests_in(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// Sends `request`, failing when its response headers take longer than `headers_timeout`
+    /// (the whole request is bounded by `timeout`, set on the request by the caller or, for the
+    /// event stream, by its read deadline), and counts it under `route`.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        route: &'static str,
+        shown: &str,
+        headers_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, Error> {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(headers_timeout, request.send()).await {
+            Err(_) => Err(Error::NoHeaders {
+                url: shown.to_owned(),
+                seconds: headers_timeout.as_secs(),
+            }),
+            Ok(sent) => sent.map_err(|e| transport_error(shown, &e, timeout)),
+        };
+        if let Some(metrics) = self.metrics.get() {
+            let code = match &result {
+                Ok(response) => response.status().as_u16().to_string(),
+                Err(Error::NoHeaders { .. } | Error::Timeout { .. }) => "timeout".to_owned(),
+                Err(_) => "error".to_owned(),
+            };
+            metrics.request(route, &code, started.elapsed());
+        }
+        result
+    }
+
+    /// Counts response body bytes of `route`.
+    fn count_bytes(&self, route: &'static str, bytes: usize) {
+        if let Some(metrics) = self.metrics.get() {
+            metrics.bytes(route, bytes);
+        }
     }
 
     /// Resolves when the token file changes (a rotated token): a wait to retry after a
@@ -182,6 +233,7 @@ impl NomadClient {
     async fn get<T: DeserializeOwned>(
         &self,
         path: &str,
+        route: &'static str,
         blocking: Blocking,
         needs: &'static str,
     ) -> Result<Indexed<T>, Error> {
@@ -196,7 +248,9 @@ impl NomadClient {
             None => (REQUEST_TIMEOUT, HEADERS_TIMEOUT),
         };
         let request = self.request(reqwest::Method::GET, url)?.timeout(timeout);
-        let response = send(request, &shown, headers_timeout, timeout).await?;
+        let response = self
+            .send(request, route, &shown, headers_timeout, timeout)
+            .await?;
         let status = response.status();
         let index = response
             .headers()
@@ -207,6 +261,7 @@ impl NomadClient {
             .bytes()
             .await
             .map_err(|e| transport_error(&shown, &e, timeout))?;
+        self.count_bytes(route, body.len());
         if !status.is_success() {
             return Err(status_error(status, &body, shown, needs));
         }
@@ -228,7 +283,15 @@ impl NomadClient {
             .append_pair("index", &index.to_string());
         let shown = self.display_url(&url);
         let request = self.request(reqwest::Method::GET, url)?;
-        let response = send(request, &shown, HEADERS_TIMEOUT, CONNECT_TIMEOUT).await?;
+        let response = self
+            .send(
+                request,
+                STREAM_ROUTE,
+                &shown,
+                HEADERS_TIMEOUT,
+                CONNECT_TIMEOUT,
+            )
+            .await?;
         let status = response.status();
         if !status.is_success() {
             let body = response.bytes().await.unwrap_or_default();
@@ -239,7 +302,11 @@ impl NomadClient {
                 NEEDS_READ_JOB_EVERYWHERE,
             ));
         }
-        Ok(EventStream::new(response, shown))
+        Ok(EventStream::new(
+            response,
+            shown,
+            self.metrics.get().cloned(),
+        ))
     }
 
     /// `POST /v1/client/allocation/:id/signal`: sends `signal` (e.g. `SIGHUP`) to `task` of the
@@ -261,7 +328,15 @@ impl NomadClient {
             .request(reqwest::Method::POST, url)?
             .timeout(REQUEST_TIMEOUT)
             .json(&body);
-        let response = send(request, &shown, REQUEST_TIMEOUT, REQUEST_TIMEOUT).await?;
+        let response = self
+            .send(
+                request,
+                "/v1/client/allocation/:id/signal",
+                &shown,
+                REQUEST_TIMEOUT,
+                REQUEST_TIMEOUT,
+            )
+            .await?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -273,7 +348,12 @@ impl NomadClient {
     /// `GET /v1/agent/self` (ACL `agent:read`).
     pub async fn agent_self(&self) -> Result<AgentSelf, Error> {
         Ok(self
-            .get("/v1/agent/self", Blocking::default(), NEEDS_AGENT_READ)
+            .get(
+                "/v1/agent/self",
+                "/v1/agent/self",
+                Blocking::default(),
+                NEEDS_AGENT_READ,
+            )
             .await?
             .value)
     }
@@ -282,6 +362,7 @@ impl NomadClient {
     pub async fn node(&self, node_id: &str) -> Result<Indexed<Node>, Error> {
         self.get(
             &format!("/v1/node/{}", path_segment(node_id)),
+            "/v1/node/:id",
             Blocking::default(),
             NEEDS_NODE_READ,
         )
@@ -297,6 +378,7 @@ impl NomadClient {
     ) -> Result<Indexed<Vec<Allocation>>, Error> {
         self.get(
             &format!("/v1/node/{}/allocations", path_segment(node_id)),
+            "/v1/node/:id/allocations",
             blocking,
             NEEDS_NODE_READ,
         )
@@ -311,29 +393,12 @@ impl NomadClient {
     ) -> Result<Indexed<Allocation>, Error> {
         self.get(
             &format!("/v1/allocation/{}", path_segment(alloc_id)),
+            "/v1/allocation/:id",
             blocking,
             NEEDS_READ_JOB,
         )
         .await
     }
-}
-
-/// Sends `request`, failing when its response headers take longer than `headers_timeout`
-/// (the whole request is bounded by `timeout`, set on the request by the caller or, for the
-/// event stream, by its read deadline).
-async fn send(
-    request: reqwest::RequestBuilder,
-    shown: &str,
-    headers_timeout: Duration,
-    timeout: Duration,
-) -> Result<reqwest::Response, Error> {
-    tokio::time::timeout(headers_timeout, request.send())
-        .await
-        .map_err(|_| Error::NoHeaders {
-            url: shown.to_owned(),
-            seconds: headers_timeout.as_secs(),
-        })?
-        .map_err(|e| transport_error(shown, &e, timeout))
 }
 
 /// Percent-encodes one path segment (IDs are UUIDs, but never trust input to be one).

@@ -3,6 +3,7 @@
 //! newer Nomad's surprise), and the open subscription that yields them.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -10,6 +11,7 @@ use serde::Deserialize;
 use super::error::{Error, transport_error};
 use super::ndjson;
 use super::types::Allocation;
+use crate::metrics::Metrics;
 
 /// One line of the stream, classified.
 #[derive(Debug, PartialEq)]
@@ -99,17 +101,24 @@ pub struct EventStream {
     lines: VecDeque<Vec<u8>>,
     heartbeats: u64,
     url: String,
+    /// Where the stream's bytes are counted.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl EventStream {
     /// Follows the body of an accepted subscription; `url` is how it is named in messages.
-    pub(super) fn new(response: reqwest::Response, url: String) -> EventStream {
+    pub(super) fn new(
+        response: reqwest::Response,
+        url: String,
+        metrics: Option<Arc<Metrics>>,
+    ) -> EventStream {
         EventStream {
             response,
             decoder: ndjson::LineDecoder::new(),
             lines: VecDeque::new(),
             heartbeats: 0,
             url,
+            metrics,
         }
     }
 
@@ -132,6 +141,9 @@ impl EventStream {
                 .map_err(|e| StreamEnd::Transport(transport_error(&self.url, &e, idle)))?;
             match chunk {
                 Some(bytes) => {
+                    if let Some(metrics) = &self.metrics {
+                        metrics.bytes(super::client::STREAM_ROUTE, bytes.len());
+                    }
                     let lines = self
                         .decoder
                         .push(&bytes)

@@ -20,9 +20,11 @@ use tracing::{debug, error, info, warn};
 use super::step::{ChangeReason, Effect, Input, Machine, Published};
 use crate::columns::Columns;
 use crate::config::PublishSettings;
+use crate::health::Health;
+use crate::metrics::{Metrics, unix_now};
 use crate::nomad::{Blocking, Error, NomadClient};
 use crate::publish::{Outcome, PublishError, Publisher};
-use crate::reload::{self, Reloader};
+use crate::reload::{self, ReloadOutcome, Reloader};
 use crate::render::{self, FileFormat};
 use crate::table::{self, NodeInfo};
 use crate::timing::Timing;
@@ -43,6 +45,8 @@ pub struct Setup {
     pub alloc_dir: PathBuf,
     /// Resync requests: SIGHUP's sender is outside, the loop adds its own.
     pub resync: (mpsc::Sender<ResyncReason>, mpsc::Receiver<ResyncReason>),
+    pub metrics: Arc<Metrics>,
+    pub health: Health,
 }
 
 /// The loop's I/O side.
@@ -63,8 +67,11 @@ struct Driver {
     tasks: TaskTracker,
     /// Broadcast to the watchers and fetches when the loop stops.
     stop_tasks: CancellationToken,
-    /// The keys of the last published table, to log what a publish added and removed.
+    /// The keys of the table on disk (as last published, or found unchanged), to log what a
+    /// publish added and removed.
     published_keys: Option<BTreeSet<(String, String)>>,
+    metrics: Arc<Metrics>,
+    health: Health,
 }
 
 /// Runs until `shutdown` resolves and what is owed is done (or the shutdown timeout passed).
@@ -77,6 +84,8 @@ pub async fn run(client: Arc<NomadClient>, setup: Setup, shutdown: impl Future<O
         timing,
         alloc_dir,
         resync: (resync, resync_requests),
+        metrics,
+        health,
     } = setup;
     let unannounced = match publisher.on_disk() {
         Ok(Some(stamp)) => reloader.owes_announcement(&stamp),
@@ -103,6 +112,8 @@ pub async fn run(client: Arc<NomadClient>, setup: Setup, shutdown: impl Future<O
                 updates: updates.clone(),
                 resync_interval: timing.resync_interval,
                 stream_timeout: timing.stream_timeout,
+                metrics: metrics.clone(),
+                health: health.clone(),
             }
             .run(resync_requests),
         ),
@@ -134,6 +145,8 @@ pub async fn run(client: Arc<NomadClient>, setup: Setup, shutdown: impl Future<O
         tasks,
         stop_tasks,
         published_keys: None,
+        metrics,
+        health,
     };
     tokio::pin!(shutdown);
     loop {
@@ -180,8 +193,8 @@ impl Driver {
                         // A full queue means a resync is requested already.
                         let _ = self.resync.try_send(ResyncReason::Burst);
                     }
-                    Effect::Publish(reasons) => {
-                        inputs.push_back(Input::Published(self.publish(&reasons)));
+                    Effect::Publish { reasons, since } => {
+                        inputs.push_back(Input::Published(self.publish(&reasons, since)));
                     }
                     Effect::Reload => self.reload(),
                     Effect::Exit => return true,
@@ -220,14 +233,55 @@ impl Driver {
         });
         let reloader = self.reloader.clone();
         let reloaded = self.reloaded.clone();
+        let metrics = self.metrics.clone();
         self.tasks.spawn(async move {
-            reload::log_outcome(reloader.announce(stamp).await);
+            let outcome = reloader.announce(stamp).await;
+            let label = match &outcome {
+                Ok(ReloadOutcome::NotConfigured) => "skipped",
+                Ok(_) => "sent",
+                Err(_) => "failed",
+            };
+            metrics.reloads.with_label_values(&[label]).inc();
+            reload::log_outcome(outcome);
             let _ = reloaded.send(()).await;
         });
     }
 
-    /// Publishes the model if it renders differently from the file.
-    fn publish(&mut self, reasons: &BTreeSet<ChangeReason>) -> Published {
+    /// Publishes the model if it renders differently from the file; `since` is the first
+    /// change the publish carries.
+    fn publish(&mut self, reasons: &BTreeSet<ChangeReason>, since: Instant) -> Published {
+        let published = self.publish_and_log(reasons);
+        let label = match published {
+            Published::Written => "written",
+            Published::Unchanged => "unchanged",
+            Published::Invalid => "invalid",
+            Published::Failed => "failed",
+        };
+        self.metrics.publishes.with_label_values(&[label]).inc();
+        let (live, departing) = self.machine.store().counts();
+        self.metrics
+            .allocations
+            .with_label_values(&["live"])
+            .set(live as i64);
+        self.metrics
+            .allocations
+            .with_label_values(&["departing"])
+            .set(departing as i64);
+        if matches!(published, Published::Written | Published::Unchanged) {
+            let rows = self.published_keys.as_ref().map_or(0, BTreeSet::len);
+            self.metrics.rows.set(rows as i64);
+            self.health.update(|h| h.published = true);
+        }
+        if published == Published::Written {
+            self.metrics.last_publish.set(unix_now());
+            self.metrics
+                .change_to_publish
+                .observe(since.elapsed().as_secs_f64());
+        }
+        published
+    }
+
+    fn publish_and_log(&mut self, reasons: &BTreeSet<ChangeReason>) -> Published {
         let projection = table::project(
             self.machine.store().allocations(),
             &self.node,
@@ -248,6 +302,7 @@ impl Driver {
         match self.publisher.publish(&bytes) {
             Ok(Outcome::Unchanged) => {
                 debug!(reason = %reason, "table unchanged; nothing written");
+                self.published_keys = Some(keys);
                 Published::Unchanged
             }
             Ok(Outcome::Written(_)) => {

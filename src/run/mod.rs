@@ -18,6 +18,9 @@ use tracing::{info, warn};
 
 use crate::config::RunSettings;
 use crate::error::AppError;
+use crate::health::Health;
+use crate::http::Listener;
+use crate::metrics::Metrics;
 use crate::node::{self, NodeError};
 use crate::nomad::{FailureClass, NomadClient};
 use crate::publish::Publisher;
@@ -36,6 +39,24 @@ pub async fn run(
     let (resync, resync_requests) = mpsc::channel(4);
     let stop = CancellationToken::new();
     handle_signals(resync.clone(), stop.clone())?;
+    let metrics = Arc::new(Metrics::new());
+    client.count_requests_in(metrics.clone());
+    let health = Health::default();
+    // Serves from the start (not ready until the first listing), until the loop has ended.
+    let stop_listener = CancellationToken::new();
+    let listener = match settings.listen {
+        Some(address) => Some(Listener::bind(address).await?),
+        None => None,
+    };
+    if let Some(listener) = listener {
+        tokio::spawn(listener.serve(
+            metrics.clone(),
+            health.clone(),
+            settings.timing.resync_interval,
+            stop_listener.clone(),
+        ));
+    }
+    let _stop_listener = stop_listener.drop_guard();
     let publish = settings.publish;
     let mut publisher = Publisher::new(publish.output.clone(), publish.format, publish.file_mode);
     crate::publish::clean_up_after_killed_publishes(&publisher);
@@ -45,7 +66,7 @@ pub async fn run(
         info!(path = %publish.output.display(), "no table yet: published a header-only one so that Vector can start");
     }
     let Some(node) = stop
-        .run_until_cancelled(resolve_node_patiently(&client, node_id.as_deref()))
+        .run_until_cancelled(resolve_node_patiently(&client, node_id.as_deref(), &health))
         .await
         .transpose()?
     else {
@@ -64,6 +85,8 @@ pub async fn run(
         timing: settings.timing,
         alloc_dir,
         resync: (resync, resync_requests),
+        metrics,
+        health,
     };
     driver::run(client, setup, stop.cancelled_owned()).await;
     Ok(())
@@ -127,6 +150,7 @@ async fn default_alloc_dir(client: &NomadClient) -> PathBuf {
 async fn resolve_node_patiently(
     client: &NomadClient,
     node_id: Option<&str>,
+    health: &Health,
 ) -> Result<NodeInfo, AppError> {
     let mut backoff = Backoff::default();
     let mut errors = ErrorLog::default();
@@ -134,13 +158,17 @@ async fn resolve_node_patiently(
         match node::resolve(client, node_id).await {
             Ok(node) => return Ok(node),
             Err(NodeError::Nomad(e)) if e.class() != FailureClass::Settings => {
+                health.update(|h| h.last_error = Some(e.to_string()));
                 let delay = backoff.next_delay();
                 errors.report(
                     "cannot resolve the node yet; retrying",
                     &e.to_string(),
                     delay,
                 );
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = client.token_rotated() => {}
+                }
             }
             Err(other) => return Err(other.into()),
         }

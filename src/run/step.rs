@@ -115,8 +115,12 @@ pub enum Effect {
     Fetch(String),
     /// Take a full listing now (a burst of unknown allocations).
     Resync,
-    /// Render the model and publish it; answer with [`Input::Published`].
-    Publish(BTreeSet<ChangeReason>),
+    /// Render the model and publish it; answer with [`Input::Published`]. `since` is the first
+    /// change it carries.
+    Publish {
+        reasons: BTreeSet<ChangeReason>,
+        since: Instant,
+    },
     /// Tell Vector to reload; answer with [`Input::Reloaded`].
     Reload,
     /// Stop the loop.
@@ -226,7 +230,10 @@ impl Machine {
             && self.publish_due().is_some_and(|at| at <= now)
             && let Some(pending) = self.pending.take()
         {
-            effects.push(Effect::Publish(pending.reasons.clone()));
+            effects.push(Effect::Publish {
+                reasons: pending.reasons.clone(),
+                since: pending.first,
+            });
             self.publishing = Some(pending);
             return;
         }
@@ -449,7 +456,9 @@ mod tests {
                 for effect in self.machine.step(input, self.now) {
                     self.log.push((self.now - self.t0, effect.clone()));
                     match effect {
-                        Effect::Publish(_) => queue.push(Input::Published(self.publish_outcome)),
+                        Effect::Publish { .. } => {
+                            queue.push(Input::Published(self.publish_outcome))
+                        }
                         Effect::Reload => queue.push(Input::Reloaded),
                         Effect::Fetch(_) | Effect::Resync | Effect::Exit => {}
                     }
@@ -479,7 +488,7 @@ mod tests {
         }
 
         fn publishes(&self) -> Vec<u64> {
-            self.times_of(|e| matches!(e, Effect::Publish(_)))
+            self.times_of(|e| matches!(e, Effect::Publish { .. }))
         }
 
         fn reloads(&self) -> Vec<u64> {

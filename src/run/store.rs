@@ -145,6 +145,16 @@ impl Store {
         self.entries.values().filter_map(|e| e.remove_at).min()
     }
 
+    /// How many allocations are live, and how many in their grace period.
+    pub fn counts(&self) -> (usize, usize) {
+        let departing = self
+            .entries
+            .values()
+            .filter(|e| e.remove_at.is_some())
+            .count();
+        (self.entries.len() - departing, departing)
+    }
+
     /// Every allocation with rows: live ones and those in their grace period.
     pub fn allocations(&self) -> impl Iterator<Item = &Allocation> {
         self.entries.values().map(|e| &e.alloc)

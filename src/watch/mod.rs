@@ -34,6 +34,18 @@ impl fmt::Display for ResyncReason {
     }
 }
 
+impl ResyncReason {
+    /// The `reason` label of `resyncs_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ResyncReason::Connect => "reconnect",
+            ResyncReason::Interval => "interval",
+            ResyncReason::Signal => "signal",
+            ResyncReason::Burst => "burst",
+        }
+    }
+}
+
 /// A change for the loop to apply.
 #[derive(Debug)]
 pub enum Update {

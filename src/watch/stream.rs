@@ -15,6 +15,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::{ResyncReason, Update};
+use crate::health::Health;
+use crate::metrics::{Metrics, unix_now};
 use crate::nomad::events::{Frame, Message};
 use crate::nomad::types::Allocation;
 use crate::nomad::{Blocking, Error, NomadClient, StreamEnd};
@@ -30,6 +32,8 @@ pub struct StreamWatcher {
     pub updates: mpsc::Sender<Update>,
     pub resync_interval: Duration,
     pub stream_timeout: Duration,
+    pub metrics: Arc<Metrics>,
+    pub health: Health,
 }
 
 /// The watcher's loop state, kept as data so that tests can assert its transitions.
@@ -80,6 +84,23 @@ pub enum Next {
     After(Duration),
     /// Stop watching.
     Stop,
+}
+
+impl Ended {
+    /// The `reason` label of `stream_reconnects_total`.
+    fn label(&self) -> &'static str {
+        match self {
+            Ended::Stream(StreamEnd::Closed {
+                before_first_heartbeat: true,
+                ..
+            }) => "refused",
+            Ended::Stream(StreamEnd::Closed { .. }) => "closed",
+            Ended::Stream(StreamEnd::Silent { .. }) => "silent",
+            Ended::Stream(StreamEnd::Transport(_) | StreamEnd::LineTooLong { .. }) => "transport",
+            Ended::Unparseable(_) => "unparseable",
+            Ended::Resync(_) | Ended::LoopGone => "resync",
+        }
+    }
 }
 
 impl WatchState {
@@ -182,6 +203,13 @@ impl StreamWatcher {
                 Some(why) = resync.recv() => Ok(Ended::Resync(why)),
                 () = tokio::time::sleep_until(resync_at) => Ok(Ended::Resync(ResyncReason::Interval)),
             };
+            if matches!(outcome, Ok(Ended::LoopGone)) {
+                return;
+            }
+            self.stream_down(match &outcome {
+                Ok(ended) => ended.label(),
+                Err(_) => "error",
+            });
             let delay = match outcome {
                 Ok(ended) => {
                     match &ended {
@@ -208,6 +236,8 @@ impl StreamWatcher {
                     }
                 }
                 Err(error) => {
+                    self.health
+                        .update(|h| h.last_error = Some(error.to_string()));
                     let delay = state.failed(&error);
                     state
                         .errors
@@ -237,6 +267,15 @@ impl StreamWatcher {
             info!("Nomad answers again");
         }
         state.listed(index);
+        self.metrics
+            .resyncs
+            .with_label_values(&[state.next_listing.label()])
+            .inc();
+        self.metrics.last_sync.set(unix_now());
+        self.health.update(|h| {
+            h.last_listing = Some(Instant::now());
+            h.last_error = None;
+        });
         let listing = Update::Listed {
             allocations: listed.value,
             requested_at,
@@ -248,7 +287,11 @@ impl StreamWatcher {
         let mut stream = self.client.event_stream(index + 1).await?;
         debug!(index, "event stream subscribed");
         loop {
-            let frame = match stream.next(self.stream_timeout).await {
+            let message = stream.next(self.stream_timeout).await;
+            if matches!(message, Ok(Message::Heartbeat | Message::Frame(_))) && !state.exchanged {
+                self.stream_up();
+            }
+            let frame = match message {
                 Ok(Message::Heartbeat) => {
                     state.exchanged = true;
                     continue;
@@ -268,6 +311,29 @@ impl StreamWatcher {
                 }
             }
         }
+    }
+
+    /// The subscription answered: the stream is live.
+    fn stream_up(&self) {
+        self.metrics.stream_up.set(1);
+        self.health.update(|h| {
+            h.stream_up_since = Some(Instant::now());
+            h.stream_down_since = None;
+        });
+    }
+
+    /// A connection ended (`reason` as labelled): the stream is down if it was up.
+    fn stream_down(&self, reason: &'static str) {
+        self.metrics
+            .stream_reconnects
+            .with_label_values(&[reason])
+            .inc();
+        self.metrics.stream_up.set(0);
+        self.health.update(|h| {
+            if h.stream_up_since.take().is_some() || h.stream_down_since.is_none() {
+                h.stream_down_since = Some(Instant::now());
+            }
+        });
     }
 
     /// A 200 that closed before its first heartbeat: newer Nomad refuses a subscription that
