@@ -133,7 +133,7 @@ pub enum LogFormat {
 pub enum Command {
     /// List the node's allocations once, publish the table atomically if it changed, reload
     /// Vector if it changed, and exit. For cron, a prestart task or ExecStartPre.
-    Dump(PublishArgs),
+    Dump(DumpArgs),
     /// Print the table to stdout: aligned columns for a person (the default on a terminal), or
     /// exactly the bytes dump would write (csv, json).
     PrintTable(PrintTableArgs),
@@ -141,6 +141,11 @@ pub enum Command {
     /// SIGHUP, keep departed allocations for a grace period, publish debounced and only on
     /// change, and reload Vector after each change. SIGTERM or SIGINT stops it.
     Run(RunArgs),
+    /// Check a new install, run as `run` would be run (same flags and environment): the
+    /// address, TLS, token, each ACL capability the options need, the node, the alloc dir,
+    /// the output directory and table, Vector's reload target. One line per check; exits 1
+    /// when any fails.
+    Check(CheckArgs),
 }
 
 /// Which columns the table has.
@@ -163,10 +168,6 @@ pub struct PublishArgs {
     /// The table file to publish (keep it outside Vector's config directories).
     #[arg(long, short = 'o', env = "NOMAD_ALLOC_TABLE_OUTPUT")]
     pub output: PathBuf,
-
-    /// File format: csv is what Vector's file enrichment table reads.
-    #[arg(long, env = "NOMAD_ALLOC_TABLE_FORMAT", value_enum, default_value_t = FileFormat::Csv)]
-    pub format: FileFormat,
 
     /// Mode of the published file, in octal.
     #[arg(long, env = "NOMAD_ALLOC_TABLE_FILE_MODE", default_value = "0644", value_parser = parse_mode)]
@@ -231,12 +232,59 @@ pub struct ReloadArgs {
     pub reload_command: Vec<String>,
 }
 
+/// `dump`'s options.
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// File format: csv is what Vector's file enrichment table reads.
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_FORMAT", value_enum, default_value_t = FileFormat::Csv)]
+    pub format: FileFormat,
+
+    #[command(flatten)]
+    pub publish: PublishArgs,
+}
+
 /// `run`'s options.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// File format: csv is what Vector's file enrichment table reads.
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_FORMAT", value_enum, default_value_t = FileFormat::Csv)]
+    pub format: FileFormat,
+
     #[command(flatten)]
     pub publish: PublishArgs,
 
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+/// `check`'s options: `run`'s, with `--format` for the report.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Report format: text (one line per check) or json (for tools).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+
+    /// The table file's format, as `run --format` takes it.
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_FORMAT", value_enum, default_value_t = FileFormat::Csv)]
+    pub table_format: FileFormat,
+
+    #[command(flatten)]
+    pub publish: PublishArgs,
+
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+/// `check --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+/// What only the long-running `run` uses (and `check` checks).
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
     /// Nomad's alloc directory, watched for new and removed allocation directories (default:
     /// the agent's client.alloc_dir, else its data_dir/alloc, else /opt/nomad/data/alloc).
     #[arg(long, env = "NOMAD_ALLOC_TABLE_ALLOC_DIR")]

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use rustix::process::Signal;
 
 use crate::cli::{
-    Cli, Command, NomadArgs, PrintFormat, PrintTableArgs, PublishArgs, ReloadArgs, ReloadMode,
-    TableArgs, TimingArgs,
+    Cli, Command, DaemonArgs, NomadArgs, PrintFormat, PrintTableArgs, PublishArgs, ReloadArgs,
+    ReloadMode, ReportFormat, TableArgs, TimingArgs,
 };
 use crate::columns::{Columns, ColumnsError};
 use crate::nomad::{
@@ -69,6 +69,14 @@ pub enum CommandSettings {
     Dump(PublishSettings),
     PrintTable(PrintSettings),
     Run(RunSettings),
+    Check(CheckSettings),
+}
+
+/// `check`: what `run` would run with, and the report's format.
+#[derive(Debug)]
+pub struct CheckSettings {
+    pub run: RunSettings,
+    pub format: ReportFormat,
 }
 
 /// `run`.
@@ -122,12 +130,13 @@ impl Settings {
         };
         let connection = connection(cli.nomad)?;
         let command = match cli.command {
-            Command::Dump(args) => CommandSettings::Dump(publish(args)?),
-            Command::Run(args) => CommandSettings::Run(RunSettings {
-                publish: publish(args.publish)?,
-                timing: timing(&args.timing)?,
-                alloc_dir: args.alloc_dir,
-                listen: args.listen,
+            Command::Dump(args) => CommandSettings::Dump(publish(args.publish, args.format)?),
+            Command::Run(args) => {
+                CommandSettings::Run(run(args.publish, args.format, args.daemon)?)
+            }
+            Command::Check(args) => CommandSettings::Check(CheckSettings {
+                run: run(args.publish, args.table_format, args.daemon)?,
+                format: args.format,
             }),
             Command::PrintTable(args) => {
                 CommandSettings::PrintTable(print_table(args, stdout_is_terminal)?)
@@ -325,11 +334,24 @@ fn timing(args: &TimingArgs) -> Result<Timing, ConfigError> {
     })
 }
 
-fn publish(args: PublishArgs) -> Result<PublishSettings, ConfigError> {
+fn run(
+    publish_args: PublishArgs,
+    format: FileFormat,
+    args: DaemonArgs,
+) -> Result<RunSettings, ConfigError> {
+    Ok(RunSettings {
+        publish: publish(publish_args, format)?,
+        timing: timing(&args.timing)?,
+        alloc_dir: args.alloc_dir,
+        listen: args.listen,
+    })
+}
+
+fn publish(args: PublishArgs, format: FileFormat) -> Result<PublishSettings, ConfigError> {
     Ok(PublishSettings {
         columns: columns(&args.table)?,
         output: args.output,
-        format: args.format,
+        format,
         file_mode: args.file_mode,
         reloader: reloader(args.reload)?,
     })
@@ -379,7 +401,11 @@ mod tests {
         all.extend_from_slice(args);
         match settings(&all)?.command {
             CommandSettings::Dump(d) => Ok(d),
-            CommandSettings::PrintTable(_) | CommandSettings::Run(_) => unreachable!("dump parsed"),
+            CommandSettings::PrintTable(_)
+            | CommandSettings::Run(_)
+            | CommandSettings::Check(_) => {
+                unreachable!("dump parsed")
+            }
         }
     }
 
@@ -464,14 +490,14 @@ mod tests {
     fn print_table_defaults_to_csv_off_a_terminal() {
         match settings(&["print-table"]).expect("valid").command {
             CommandSettings::PrintTable(p) => assert_eq!(p.format, PrintFormat::Csv),
-            CommandSettings::Dump(_) | CommandSettings::Run(_) => {
+            CommandSettings::Dump(_) | CommandSettings::Run(_) | CommandSettings::Check(_) => {
                 unreachable!("print-table parsed")
             }
         }
         let cli = Cli::try_parse_from(["x", "print-table"]).expect("parses");
         match Settings::from_cli(cli, true).expect("valid").command {
             CommandSettings::PrintTable(p) => assert_eq!(p.format, PrintFormat::Table),
-            CommandSettings::Dump(_) | CommandSettings::Run(_) => {
+            CommandSettings::Dump(_) | CommandSettings::Run(_) | CommandSettings::Check(_) => {
                 unreachable!("print-table parsed")
             }
         }

@@ -5,6 +5,7 @@
 //! The pipeline is list → project → render → validate → publish → reload; `dump` and
 //! `print-table` ([`oneshot`]) run it once, [`run`] keeps it going from Nomad's event stream.
 
+pub(crate) mod check;
 pub mod cli;
 pub mod columns;
 pub mod config;

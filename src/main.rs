@@ -40,6 +40,9 @@ async fn execute(settings: Settings) -> Result<Finished, AppError> {
         CommandSettings::Run(settings) => run::run(client, node_id, settings)
             .await
             .map(|()| Finished::Done),
+        CommandSettings::Check(settings) => {
+            oneshot::check(client, node_id.as_deref(), settings).await
+        }
     }
 }
 
@@ -57,7 +60,7 @@ fn main() -> ExitCode {
         });
     match result {
         Ok(Finished::Done) => ExitCode::SUCCESS,
-        Ok(Finished::Differences) => ExitCode::from(1),
+        Ok(Finished::Differences | Finished::ChecksFailed) => ExitCode::from(1),
         Err(err) => {
             let line = err.to_string().replace(['\n', '\r'], " ");
             eprintln!("nomad-alloc-table: error: {line}");

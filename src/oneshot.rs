@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use crate::check;
 use crate::cli::PrintFormat;
 use crate::columns::Columns;
-use crate::config::{PrintSettings, PublishSettings};
+use crate::config::{CheckSettings, PrintSettings, PublishSettings};
 use crate::diff;
 use crate::error::AppError;
 use crate::node;
@@ -83,6 +84,23 @@ pub enum Finished {
     Done,
     /// `print-table --diff` found differences (exit 1, as `diff` does).
     Differences,
+    /// `check` found a problem (exit 1).
+    ChecksFailed,
+}
+
+/// `check`.
+pub async fn check(
+    client: Arc<NomadClient>,
+    node_id: Option<&str>,
+    settings: CheckSettings,
+) -> Result<Finished, AppError> {
+    let findings = check::run(client, node_id, &settings).await;
+    write_stdout(check::render(&findings, settings.format).as_bytes())?;
+    Ok(if findings.iter().all(|f| f.ok) {
+        Finished::Done
+    } else {
+        Finished::ChecksFailed
+    })
 }
 
 /// `print-table`.

@@ -345,6 +345,20 @@ impl NomadClient {
         Err(status_error(status, &body, shown, NEEDS_ALLOC_LIFECYCLE))
     }
 
+    /// `GET /v1/status/leader`: the leader's address. Needs no ACL: it tells whether the agent
+    /// answers (and TLS verifies).
+    pub async fn status_leader(&self) -> Result<String, Error> {
+        Ok(self
+            .get(
+                "/v1/status/leader",
+                "/v1/status/leader",
+                Blocking::default(),
+                "nothing (this endpoint needs no ACL)",
+            )
+            .await?
+            .value)
+    }
+
     /// `GET /v1/agent/self` (ACL `agent:read`).
     pub async fn agent_self(&self) -> Result<AgentSelf, Error> {
         Ok(self

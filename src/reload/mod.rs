@@ -182,6 +182,11 @@ impl Reloader {
         }
     }
 
+    /// Whether announcements are recorded (a reload is configured).
+    pub fn has_record(&self) -> bool {
+        self.record.is_some()
+    }
+
     /// Whether Vector must still be told about the table `stamp` describes: a reload is
     /// configured and the record names another table (or none, or cannot be read).
     pub fn owes_announcement(&self, stamp: &TableStamp) -> bool {

@@ -154,7 +154,9 @@ impl SignalReload {
         }
     }
 
-    pub(super) async fn send(&self) -> Result<ReloadOutcome, ReloadError> {
+    /// Finds the process and checks it: it exists, is pinned by a pidfd (so a recycled PID
+    /// cannot be hit later), and has the expected name. Returns it with its age.
+    fn target(&self) -> Result<(Target, Duration), ReloadError> {
         let pid = self.pid()?;
         let raw = Pid::from_raw(pid).ok_or(ReloadError::NoProcess { pid })?;
         let pidfd = pidfd_open(raw, PidfdFlags::empty()).map_err(|e| match e {
@@ -179,6 +181,16 @@ impl SignalReload {
             });
         }
         let age = process_age(pid, &stat)?;
+        Ok((Target { pid, pidfd }, age))
+    }
+
+    /// The process a signal would go to, and its age, without signalling it (for `check`).
+    pub fn inspect(&self) -> Result<(i32, Duration), ReloadError> {
+        self.target().map(|(target, age)| (target.pid, age))
+    }
+
+    pub(super) async fn send(&self) -> Result<ReloadOutcome, ReloadError> {
+        let (Target { pid, pidfd }, age) = self.target()?;
         let needed = MIN_PROCESS_AGE + AGE_ROUNDING_MARGIN;
         if age < needed {
             tokio::time::sleep(needed - age).await;
@@ -194,6 +206,12 @@ impl SignalReload {
         })?;
         Ok(ReloadOutcome::Signalled { pid, signal })
     }
+}
+
+/// The process a signal goes to, pinned.
+struct Target {
+    pid: i32,
+    pidfd: std::os::fd::OwnedFd,
 }
 
 #[cfg(test)]

@@ -128,7 +128,7 @@ fn handle_signals(
 
 /// Where the agent keeps allocation directories: its `client.alloc_dir` if set explicitly,
 /// else `<data_dir>/alloc`, else Nomad's default (also when the token lacks `agent:read`).
-async fn default_alloc_dir(client: &NomadClient) -> PathBuf {
+pub(crate) async fn default_alloc_dir(client: &NomadClient) -> PathBuf {
     const NOMAD_DEFAULT: &str = "/opt/nomad/data/alloc";
     match client.agent_self().await {
         Ok(agent) if !agent.config.client.alloc_dir.is_empty() => {

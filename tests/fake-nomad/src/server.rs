@@ -93,6 +93,7 @@ type AppState = Arc<Shared>;
 pub fn router(shared: AppState) -> Router {
     Router::new()
         .route("/v1/agent/self", get(agent_self))
+        .route("/v1/status/leader", get(status_leader))
         .route("/v1/node/{node_id}", get(node))
         .route("/v1/node/{node_id}/allocations", get(node_allocations))
         .route("/v1/allocation/{alloc_id}", get(allocation))
@@ -369,6 +370,15 @@ async fn node(
         Ok((node.modify_index, json::node(node)))
     })
     .await
+}
+
+/// `GET /v1/status/leader`: the leader's RPC address as a JSON string; no ACL needed.
+async fn status_leader() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        "\"127.0.0.1:4647\"",
+    )
+        .into_response()
 }
 
 async fn node_allocations(

@@ -1,0 +1,120 @@
+//! `check`: one line per check, ✓ or ✗, every ✗ with what to do; exit 0 when all pass.
+
+use std::os::unix::fs::PermissionsExt;
+
+use fake_nomad::{FakeNomad, Policy};
+use predicates::prelude::*;
+use predicates::str::contains;
+
+use crate::util::{bin_at, web_cluster};
+
+#[test]
+fn a_sound_install_passes_every_check() {
+    let (cluster, node) = web_cluster();
+    let fake = FakeNomad::start(cluster);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = bin_at(fake.address())
+        .args(["check", "--node-id", &node, "--alloc-dir"])
+        .arg(dir.path())
+        .arg("-o")
+        .arg(dir.path().join("allocs.csv"))
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(output).expect("utf8");
+    assert!(text.lines().all(|l| l.starts_with('✓')), "{text}");
+    for check in [
+        "Nomad answers",
+        "node:read",
+        "read-job in every namespace",
+        "alloc dir",
+    ] {
+        assert!(text.contains(check), "{check}: {text}");
+    }
+}
+
+#[test]
+fn a_missing_capability_is_named_with_its_fix_and_the_token_never_shown() {
+    let (mut cluster, node) = web_cluster();
+    cluster.enable_acl();
+    cluster.add_token("secret-reader", Policy::default().node_read());
+    let fake = FakeNomad::start(cluster);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let assert = bin_at(fake.address())
+        .env("NOMAD_TOKEN", "secret-reader")
+        .args([
+            "check",
+            "--format",
+            "json",
+            "--node-id",
+            &node,
+            "--alloc-dir",
+        ])
+        .arg(dir.path())
+        .arg("-o")
+        .arg(dir.path().join("allocs.csv"))
+        .assert()
+        .code(1)
+        .stdout(contains("secret-reader").not());
+    let report: serde_json::Value =
+        serde_json::from_slice(&assert.get_output().stdout).expect("json");
+    let stream = report
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|f| f["check"].as_str().unwrap_or("").starts_with("read-job"))
+        .expect("the stream check");
+    assert_eq!(stream["ok"], false);
+    assert!(
+        stream["fix"].as_str().expect("fix").contains("read-job"),
+        "{stream}"
+    );
+}
+
+#[test]
+fn an_unreadable_alloc_dir_is_explained() {
+    let (cluster, node) = web_cluster();
+    let fake = FakeNomad::start(cluster);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let alloc_dir = dir.path().join("alloc");
+    std::fs::create_dir(&alloc_dir).expect("mkdir");
+    let table_dir = dir.path().join("table");
+    std::fs::create_dir(&table_dir).expect("mkdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&table_dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let root = rustix::process::geteuid().is_root();
+    // As Nomad makes it: 0711, listable by its owner only. Root reads it anyway, so as root
+    // the check runs as nobody.
+    let mode = if root { 0o711 } else { 0o311 };
+    std::fs::set_permissions(&alloc_dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    let mut command = bin_at(fake.address());
+    if root {
+        // A copy nobody can run wherever the checkout lives (a home directory may be 0700).
+        let program = dir.path().join("nomad-alloc-table");
+        std::fs::copy(command.get_program(), &program).expect("copy the binary");
+        command = assert_cmd::Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(program)
+            .env_clear()
+            .env("NOMAD_ADDR", fake.address());
+    }
+    let output = command
+        .args(["check", "--node-id", &node, "--alloc-dir"])
+        .arg(&alloc_dir)
+        .arg("-o")
+        .arg(table_dir.join("allocs.csv"))
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(output).expect("utf8");
+    let line = text
+        .lines()
+        .find(|l| l.contains("alloc dir"))
+        .unwrap_or_else(|| panic!("no alloc dir line: {text}"));
+    assert!(line.starts_with('✗') && line.contains("0711"), "{line}");
+}
