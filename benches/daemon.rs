@@ -3,10 +3,12 @@
 //!   p99, with 100 and 1,000 allocations on the node and the operator defaults;
 //! - `churn`: CPU time and peak RSS of `run` over minutes of lifecycle churn, and the requests
 //!   and response bytes it costs Nomad, next to a 30 s poll of the node listing (the
-//!   Vector-only recipe).
+//!   Vector-only recipe);
+//! - `idle`: CPU and RSS of `run` at idle with and without the HTTP listener (`--listen`).
 //!
-//! `cargo bench --bench daemon` runs both (`-- latency` or `-- churn` runs one);
-//! `NAT_CHURN_MINUTES` sets the churn duration (default 10). Results go in BENCHMARKS.md.
+//! `cargo bench --bench daemon` runs all three (`-- latency`, `-- idle` or `-- churn` runs one);
+//! `NAT_CHURN_MINUTES` sets the churn duration (default 10), `NAT_IDLE_MINUTES` the idle one
+//! (default 5). Results go in BENCHMARKS.md.
 
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -209,6 +211,93 @@ fn churn(minutes: u64) {
     );
 }
 
+/// `minutes` at idle (a node with 100 allocations, no change), three `run`s side by side:
+/// without a listener, with one never scraped, and with one scraped every 15 s as Prometheus
+/// does. CPU time and RSS of each.
+fn idle(minutes: u64) {
+    let generated = cluster(&Shape {
+        allocations: 100,
+        nodes: 1,
+        seed: 11,
+    });
+    let fake = FakeNomad::start(generated);
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .to_string()
+    };
+    let (quiet, scraped) = (free(), free());
+    let dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let mut runs = [
+        (
+            "no listener",
+            start_run(&fake, dirs[0].path(), &["--reload", "none"]),
+        ),
+        (
+            "listener, never scraped",
+            start_run(
+                &fake,
+                dirs[1].path(),
+                &["--reload", "none", "--listen", &quiet],
+            ),
+        ),
+        (
+            "listener, scraped every 15 s",
+            start_run(
+                &fake,
+                dirs[2].path(),
+                &["--reload", "none", "--listen", &scraped],
+            ),
+        ),
+    ];
+    for dir in &dirs {
+        wait_until("the first table", || {
+            std::fs::read_to_string(dir.path().join("allocs.csv"))
+                .is_ok_and(|t| t.lines().count() > 1)
+        });
+    }
+    let before: Vec<(f64, u64)> = runs.iter().map(|(_, run)| usage(run.id())).collect();
+    let started = Instant::now();
+    let mut scrapes = 0;
+    while started.elapsed() < Duration::from_secs(minutes * 60) {
+        let mut stream = std::net::TcpStream::connect(&scraped).expect("the listener");
+        use std::io::{Read, Write};
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("request");
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).expect("response");
+        scrapes += 1;
+        std::thread::sleep(Duration::from_secs(15));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    for ((name, run), (cpu_before, _)) in runs.iter_mut().zip(before) {
+        let (cpu, peak) = usage(run.id());
+        let status = std::fs::read_to_string(format!("/proc/{}/status", run.id())).expect("status");
+        let rss: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS");
+        println!(
+            "idle: {name:<30} CPU {:.3} s in {elapsed:.0} s ({:.4} % of a core), RSS {:.1} MiB, peak {:.1} MiB",
+            cpu - cpu_before,
+            (cpu - cpu_before) / elapsed * 100.0,
+            rss as f64 / 1024.0,
+            peak as f64 / 1024.0
+        );
+        let _ = run.kill();
+        let _ = run.wait();
+    }
+    println!("idle: {scrapes} scrapes");
+}
+
 fn main() {
     let wanted: Vec<String> = std::env::args()
         .skip(1)
@@ -218,6 +307,13 @@ fn main() {
     if runs("latency") {
         latency(100, 50);
         latency(1_000, 50);
+    }
+    if runs("idle") {
+        let minutes = std::env::var("NAT_IDLE_MINUTES")
+            .ok()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(5);
+        idle(minutes);
     }
     if runs("churn") {
         let minutes = std::env::var("NAT_CHURN_MINUTES")

@@ -257,3 +257,66 @@ fn a_renamed_flag_would_be_caught() {
         "the check above relies on clap refusing unknown flags"
     );
 }
+
+#[test]
+fn the_jobs_serve_metrics_and_let_nomad_check_readiness() {
+    for job in hcl_files()
+        .into_iter()
+        .filter(|f| f.to_string_lossy().ends_with(".nomad.hcl"))
+    {
+        let body = parse(&job);
+        let place = job.display().to_string();
+        let group = blocks(&body, "job")
+            .flat_map(|j| blocks(j.body(), "group"))
+            .next()
+            .unwrap_or_else(|| panic!("{place}: a group"));
+        let port = blocks(group.body(), "network")
+            .flat_map(|n| blocks(n.body(), "port"))
+            .find(|p| p.labels().iter().any(|l| l.as_str() == "metrics"));
+        assert!(port.is_some(), "{place}: a port labelled metrics");
+        let task = blocks(group.body(), "task")
+            .find(|t| {
+                blocks(t.body(), "config").any(|c| {
+                    attribute(c.body(), "args").is_some_and(|a| {
+                        matches!(a, Expression::Array(items) if items.first().and_then(string).as_deref() == Some("run"))
+                    })
+                })
+            })
+            .unwrap_or_else(|| panic!("{place}: the task running `run`"));
+        let listen = blocks(task.body(), "env")
+            .find_map(|env| attribute(env.body(), "NOMAD_ALLOC_TABLE_LISTEN"))
+            .and_then(string);
+        assert_eq!(
+            listen.as_deref(),
+            Some("${NOMAD_ADDR_metrics}"),
+            "{place}: run listens on the metrics port"
+        );
+        let service = blocks(task.body(), "service")
+            .next()
+            .unwrap_or_else(|| panic!("{place}: a service for run"));
+        assert_eq!(
+            attribute(service.body(), "port")
+                .and_then(string)
+                .as_deref(),
+            Some("metrics")
+        );
+        let check = blocks(service.body(), "check")
+            .next()
+            .unwrap_or_else(|| panic!("{place}: a check"));
+        assert_eq!(
+            attribute(check.body(), "type").and_then(string).as_deref(),
+            Some("http")
+        );
+        assert_eq!(
+            attribute(check.body(), "path").and_then(string).as_deref(),
+            Some("/readyz")
+        );
+    }
+    let env = std::fs::read_to_string(repo("deploy/systemd/env.example")).expect("env example");
+    let listen = env
+        .lines()
+        .find_map(|l| l.strip_prefix("NOMAD_ALLOC_TABLE_LISTEN="))
+        .expect("the systemd env example sets the listener");
+    let address: std::net::SocketAddr = listen.parse().expect("an address");
+    assert!(address.ip().is_loopback(), "on loopback: {address}");
+}

@@ -11,6 +11,11 @@ job "vector-raw-exec" {
   node_pool = "all"
 
   group "logs" {
+    # The exporter's /metrics, /healthz and /readyz.
+    network {
+      port "metrics" {}
+    }
+
     restart {
       attempts = 10
       interval = "5m"
@@ -68,7 +73,8 @@ job "vector-raw-exec" {
       }
 
       env {
-        NOMAD_NODE_ID = "${node.unique.id}"
+        NOMAD_NODE_ID            = "${node.unique.id}"
+        NOMAD_ALLOC_TABLE_LISTEN = "${NOMAD_ADDR_metrics}"
       }
 
       config {
@@ -86,6 +92,21 @@ job "vector-raw-exec" {
       resources {
         cpu    = 100
         memory = 64
+      }
+
+      # /metrics, /healthz and /readyz on the node's address; Nomad checks readiness.
+      service {
+        name     = "nomad-alloc-table"
+        provider = "nomad"
+        port     = "metrics"
+        tags     = ["metrics"]
+
+        check {
+          type     = "http"
+          path     = "/readyz"
+          interval = "30s"
+          timeout  = "5s"
+        }
       }
     }
 

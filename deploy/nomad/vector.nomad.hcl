@@ -15,6 +15,11 @@ job "vector" {
   node_pool = "all"
 
   group "logs" {
+    # The exporter's /metrics, /healthz and /readyz.
+    network {
+      port "metrics" {}
+    }
+
     restart {
       attempts = 10
       interval = "5m"
@@ -65,8 +70,9 @@ job "vector" {
       }
 
       env {
-        NOMAD_ADDR    = "${NOMAD_UNIX_ADDR}"
-        NOMAD_NODE_ID = "${node.unique.id}"
+        NOMAD_ADDR               = "${NOMAD_UNIX_ADDR}"
+        NOMAD_NODE_ID            = "${node.unique.id}"
+        NOMAD_ALLOC_TABLE_LISTEN = "${NOMAD_ADDR_metrics}"
       }
 
       config {
@@ -84,6 +90,21 @@ job "vector" {
       resources {
         cpu    = 100
         memory = 64
+      }
+
+      # /metrics, /healthz and /readyz on the node's address; Nomad checks readiness.
+      service {
+        name     = "nomad-alloc-table"
+        provider = "nomad"
+        port     = "metrics"
+        tags     = ["metrics"]
+
+        check {
+          type     = "http"
+          path     = "/readyz"
+          interval = "30s"
+          timeout  = "5s"
+        }
       }
     }
 
