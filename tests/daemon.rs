@@ -14,7 +14,7 @@ use rustix::process::Signal;
 
 use crate::util::daemon::Daemon;
 use crate::util::vector::SignalRecorder;
-use crate::util::{parse_csv, web_cluster};
+use crate::util::{TokenFileCluster, parse_csv, web_cluster};
 
 /// How many listing requests the fake has answered for `node`.
 fn listings(fake: &FakeNomad, node: &str) -> usize {
@@ -248,15 +248,10 @@ fn sighup_resyncs_and_a_collected_allocation_goes_after_its_grace_not_before() {
 
 #[test]
 fn a_refused_token_recovers_once_fixed() {
-    let (mut cluster, node) = web_cluster();
-    cluster.enable_acl();
-    cluster.add_token("first", Policy::alloc_table_reader());
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "first").expect("write");
-    let token_arg = token_file.to_str().expect("utf8").to_owned();
-    let daemon = Daemon::start(&fake, &["--token-file", &token_arg, "--node-id", &node]);
+    let setup = TokenFileCluster::start("first", "first");
+    let (fake, node) = (&setup.fake, &setup.node);
+    let args = setup.args();
+    let daemon = Daemon::start(fake, &args.iter().map(String::as_str).collect::<Vec<_>>());
     let first = fake.read(|c| c.allocations.keys().next().expect("one").clone());
     daemon.wait_for_alloc(&first);
     // The token is revoked: the stream ends, and every retry is refused.
@@ -264,14 +259,14 @@ fn a_refused_token_recovers_once_fixed() {
         c.revoke_token("first");
         c.add_token("second", Policy::alloc_table_reader());
     });
-    let during = place(&fake, &node);
+    let during = place(fake, node);
     // The refusal itself (debug lines hold raft indexes, which may contain "403").
     daemon.wait_for_log("with 403", 1);
     assert!(
         daemon.alloc_ids().contains(&first),
         "an error never shrinks the table"
     );
-    std::fs::write(&token_file, "second").expect("write");
+    setup.write_token("second");
     daemon.signal(Signal::HUP);
     daemon.wait_for_alloc(&during);
     assert!(daemon.log().contains("Nomad answers again"));

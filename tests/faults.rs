@@ -12,7 +12,7 @@ use rustix::process::Signal;
 
 use crate::util::daemon::Daemon;
 use crate::util::vector::SignalRecorder;
-use crate::util::{bin_at, web_cluster};
+use crate::util::{TokenFileCluster, bin_at, web_cluster};
 
 fn place(fake: &FakeNomad, node: &str) -> String {
     fake.update(|c| c.place("default", "web", "api", node))
@@ -26,21 +26,28 @@ fn count_requests(fake: &FakeNomad, path: &str) -> usize {
     fake.requests().iter().filter(|r| r.path == path).count()
 }
 
-#[test]
-fn a_subscription_without_response_headers_does_not_hold_up_the_resync() {
+/// A running `run` whose current subscription was cut and whose next one hangs before its
+/// response headers; returns how many subscriptions the fake had seen by then.
+fn with_a_hung_subscription() -> (FakeNomad, String, Daemon, usize) {
     let (cluster, node) = web_cluster();
     let fake = FakeNomad::start(cluster);
     let daemon = Daemon::start(&fake, &[]);
     daemon.wait_for_alloc(&first_alloc(&fake));
-    // Every new subscription now hangs before its headers; the current one is cut.
     fake.set_stream(|s| s.fault = Some(StreamFault::NoHeaders));
-    let listings = format!("/v1/node/{node}/allocations");
     let subscribed = count_requests(&fake, "/v1/event/stream");
     fake.update(|c| c.restart_server(|_| {}));
     daemon.wait_until("a hanging subscription", || {
         count_requests(&fake, "/v1/event/stream") > subscribed
     });
+    let hung = count_requests(&fake, "/v1/event/stream");
+    (fake, node, daemon, hung)
+}
+
+#[test]
+fn a_subscription_without_response_headers_does_not_hold_up_the_resync() {
+    let (fake, node, daemon, _) = with_a_hung_subscription();
     // A placement now reaches the table only through a listing: SIGHUP must get one at once.
+    let listings = format!("/v1/node/{node}/allocations");
     let placed = place(&fake, &node);
     let listed = count_requests(&fake, &listings);
     let asked = Instant::now();
@@ -57,17 +64,7 @@ fn a_subscription_without_response_headers_does_not_hold_up_the_resync() {
 
 #[test]
 fn a_subscription_without_response_headers_is_given_up_and_retried() {
-    let (cluster, node) = web_cluster();
-    let fake = FakeNomad::start(cluster);
-    let daemon = Daemon::start(&fake, &[]);
-    daemon.wait_for_alloc(&first_alloc(&fake));
-    fake.set_stream(|s| s.fault = Some(StreamFault::NoHeaders));
-    let subscribed = count_requests(&fake, "/v1/event/stream");
-    fake.update(|c| c.restart_server(|_| {}));
-    daemon.wait_until("a hanging subscription", || {
-        count_requests(&fake, "/v1/event/stream") > subscribed
-    });
-    let hung = count_requests(&fake, "/v1/event/stream");
+    let (fake, node, daemon, hung) = with_a_hung_subscription();
     fake.set_stream(|s| s.fault = None);
     // The header deadline (10 s) ends the hung subscription; the next one works.
     let placed = place(&fake, &node);
@@ -223,33 +220,28 @@ fn temporary_files_of_killed_publishes_are_removed_at_start() {
 
 #[test]
 fn a_rotated_token_file_is_used_at_once() {
-    let (mut cluster, node) = web_cluster();
-    cluster.enable_acl();
-    cluster.add_token("first", Policy::alloc_table_reader());
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "first").expect("write");
-    let token_arg = token_file.to_str().expect("utf8").to_owned();
-    let daemon = Daemon::start(&fake, &["--token-file", &token_arg, "--node-id", &node]);
-    daemon.wait_for_alloc(&first_alloc(&fake));
+    let setup = TokenFileCluster::start("first", "first");
+    let (fake, node) = (&setup.fake, &setup.node);
+    let args = setup.args();
+    let daemon = Daemon::start(fake, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    daemon.wait_for_alloc(&first_alloc(fake));
     let refusals = |fake: &FakeNomad| {
         fake.requests()
             .iter()
             .filter(|r| r.token.as_deref() == Some("first"))
             .count()
     };
-    let before = refusals(&fake);
+    let before = refusals(fake);
     fake.update(|c| {
         c.revoke_token("first");
         c.add_token("second", Policy::alloc_table_reader());
     });
-    let during = place(&fake, &node);
+    let during = place(fake, node);
     // The stream ends; the reconnect's listing is refused, and the retry waits 30 s.
-    daemon.wait_until("a refused reconnect", || refusals(&fake) > before);
+    daemon.wait_until("a refused reconnect", || refusals(fake) > before);
     std::thread::sleep(Duration::from_millis(300));
     let rotated = Instant::now();
-    std::fs::write(&token_file, "second").expect("write");
+    setup.write_token("second");
     daemon.wait_for_alloc(&during);
     assert!(
         rotated.elapsed() < Duration::from_secs(10),

@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 use std::process::Command;
 
-use fake_nomad::{FakeNomad, Policy, StreamFault};
+use fake_nomad::{FakeNomad, StreamFault};
 
 use crate::util::daemon::{BOUND, Daemon};
-use crate::util::{eventually, free_address, http_get, web_cluster};
+use crate::util::{TokenFileCluster, eventually, free_address, http_get, web_cluster};
 
 /// The value of one sample line (`name{labels} value`) of an exposition.
 fn sample(text: &str, series: &str) -> Option<f64> {
@@ -99,24 +99,13 @@ fn promtool_check(exposition: &str) {
 
 #[test]
 fn readyz_is_503_while_the_token_is_refused_and_200_once_it_is_accepted() {
-    let (mut cluster, node) = web_cluster();
-    cluster.enable_acl();
-    cluster.add_token("good", Policy::alloc_table_reader());
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "revoked-or-unknown").expect("write");
+    let setup = TokenFileCluster::start("good", "revoked-or-unknown");
     let address = free_address();
+    let mut args = setup.args();
+    args.extend(["--listen".to_owned(), address.to_string()]);
     let daemon = Daemon::start(
-        &fake,
-        &[
-            "--listen",
-            &address.to_string(),
-            "--node-id",
-            &node,
-            "--token-file",
-            token_file.to_str().expect("utf8"),
-        ],
+        &setup.fake,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     let mut last = None;
     daemon.wait_until("a 503 that names the refusal", || {
@@ -128,7 +117,7 @@ fn readyz_is_503_while_the_token_is_refused_and_200_once_it_is_accepted() {
     assert!(body.starts_with("no successful listing yet: "), "{body}");
     assert_eq!(body.lines().count(), 1, "one line: {body}");
     assert!(!body.contains("revoked-or-unknown"), "never the token");
-    std::fs::write(&token_file, "good").expect("write");
+    setup.write_token("good");
     daemon.wait_until("ready", || {
         http_get(address, "/readyz").is_some_and(|(status, _)| status == 200)
     });

@@ -87,6 +87,47 @@ pub fn web_cluster() -> (Cluster, String) {
     (cluster, node)
 }
 
+/// [`web_cluster`] with ACLs on and `valid` a token with the table reader's policy, served by
+/// the fake, and a token file holding `written`.
+pub struct TokenFileCluster {
+    pub fake: fake_nomad::FakeNomad,
+    pub node: String,
+    pub token_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TokenFileCluster {
+    pub fn start(valid: &str, written: &str) -> TokenFileCluster {
+        let (mut cluster, node) = web_cluster();
+        cluster.enable_acl();
+        cluster.add_token(valid, fake_nomad::Policy::alloc_table_reader());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, written).expect("write the token file");
+        TokenFileCluster {
+            fake: fake_nomad::FakeNomad::start(cluster),
+            node,
+            token_file,
+            _dir: dir,
+        }
+    }
+
+    /// `--token-file <file> --node-id <node>`, for `run`.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--token-file".to_owned(),
+            self.token_file.to_str().expect("utf8").to_owned(),
+            "--node-id".to_owned(),
+            self.node.clone(),
+        ]
+    }
+
+    /// Replaces the token in the file.
+    pub fn write_token(&self, token: &str) {
+        std::fs::write(&self.token_file, token).expect("write the token file");
+    }
+}
+
 /// Parses CSV the way Vector's file table does and returns each row as column → value.
 pub fn parse_csv(bytes: &[u8]) -> Vec<BTreeMap<String, String>> {
     let mut reader = csv::ReaderBuilder::new()
