@@ -34,7 +34,7 @@ pub struct Cli {
 #[command(next_help_heading = "Nomad connection")]
 pub struct NomadArgs {
     /// Nomad agent address: http://host:port, https://host:port or unix:///path/to/api.sock
-    /// (inside a task with workload identity, NOMAD_UNIX_ADDR).
+    /// (inside a task, the Task API: unix://${NOMAD_SECRETS_DIR}/api.sock, since Nomad 1.5.0).
     #[arg(
         long,
         global = true,

@@ -229,6 +229,14 @@ fn systemd_units_invoke_commands_and_flags_that_exist() {
         }
         let mut words = command.split_whitespace();
         let program = words.next().expect("a program");
+        if program == "+/usr/bin/setfacl" {
+            // As root: the alloc dir (Nomad's 0711) made listable by the exporter and Vector.
+            assert!(
+                command.contains("-m u:nomad-alloc-table:rx") && command.contains("-m u:vector:rx"),
+                "{line}"
+            );
+            continue;
+        }
         assert!(program.ends_with("nomad-alloc-table"), "{line}");
         let args: Vec<String> = words.map(str::to_owned).collect();
         assert_parses(&args, &format!("systemd {key}"));
@@ -240,6 +248,7 @@ fn systemd_units_invoke_commands_and_flags_that_exist() {
     ))
     .expect("drop-in");
     assert!(drop_in.contains("After=nomad-alloc-table.service"));
+    assert!(drop_in.contains("ExecStartPre=+/usr/bin/setfacl -m u:vector:rx"));
 }
 
 #[test]
@@ -319,4 +328,162 @@ fn the_jobs_serve_metrics_and_let_nomad_check_readiness() {
         .expect("the systemd env example sets the listener");
     let address: std::net::SocketAddr = listen.parse().expect("an address");
     assert!(address.ip().is_loopback(), "on loopback: {address}");
+}
+
+/// Vector's interpolation of `${VAR}` and `${VAR:-default}` from `env`.
+fn interpolate(text: &str, env: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("a closed ${") + start;
+        let inner = &rest[start + 2..end];
+        let (name, default) = inner.split_once(":-").unwrap_or((inner, ""));
+        let value = env
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map_or(default, |(_, v)| *v);
+        out.push_str(value);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The file source's include and exclude patterns of a Vector config, with `env` interpolated.
+fn file_source_patterns(config: &str, env: &[(&str, &str)]) -> (Vec<String>, Vec<String>) {
+    let docs = yaml_rust2::YamlLoader::load_from_str(&interpolate(config, env)).expect("YAML");
+    let source = &docs[0]["sources"]["nomad_task_logs"];
+    let strings = |key: &str| -> Vec<String> {
+        source[key]
+            .as_vec()
+            .unwrap_or_else(|| panic!("{key} is a list"))
+            .iter()
+            .map(|p| p.as_str().expect("a pattern").to_owned())
+            .collect()
+    };
+    (strings("include"), strings("exclude"))
+}
+
+/// Whether Vector's file source reads `path`: an include glob matches it component by
+/// component (`*` never crosses `/`, as the glob walk does), and no exclude pattern matches it
+/// with `glob::Pattern::matches`' default options (where `*` does cross `/`).
+fn vector_reads(include: &[String], exclude: &[String], path: &str) -> bool {
+    let walked = glob::MatchOptions {
+        require_literal_separator: true,
+        ..glob::MatchOptions::new()
+    };
+    let included = include.iter().any(|p| {
+        glob::Pattern::new(p)
+            .expect("an include glob")
+            .matches_with(path, walked)
+    });
+    let excluded = exclude.iter().any(|p| {
+        glob::Pattern::new(p)
+            .expect("an exclude glob")
+            .matches(path)
+    });
+    included && !excluded
+}
+
+#[test]
+fn vector_never_reads_its_own_task_logs_but_reads_its_neighbours() {
+    const OWN: &str = "0b6f4a1c-2d3e-4f50-8a9b-0c1d2e3f4a5b";
+    const NEIGHBOUR: &str = "5e0c9d1a-2b7f-4c3e-9a61-0d2f8b7c4e11";
+    let config = std::fs::read_to_string(repo("vector/vector.yaml")).expect("vector.yaml");
+    // As the jobs run it: a Nomad task, whose environment names its own allocation.
+    let (include, exclude) = file_source_patterns(&config, &[("NOMAD_ALLOC_ID", OWN)]);
+    let log = |alloc: &str, file: &str| format!("/opt/nomad/data/alloc/{alloc}/alloc/logs/{file}");
+    for own in ["vector.stdout.0", "vector.stderr.2", "table.stdout.0"] {
+        assert!(
+            !vector_reads(&include, &exclude, &log(OWN, own)),
+            "Vector would read its own allocation's {own}"
+        );
+    }
+    for neighbour in ["web.stdout.0", "web.stderr.3", "my.task-1.stdout.12"] {
+        assert!(
+            vector_reads(&include, &exclude, &log(NEIGHBOUR, neighbour)),
+            "Vector would miss {neighbour}"
+        );
+    }
+    assert!(!vector_reads(
+        &include,
+        &exclude,
+        &log(NEIGHBOUR, ".web.stdout.fifo")
+    ));
+    // Outside Nomad (systemd) the variable is unset: nothing of a task is excluded by it.
+    let (include, exclude) = file_source_patterns(&config, &[]);
+    assert!(vector_reads(
+        &include,
+        &exclude,
+        &log(OWN, "vector.stdout.0")
+    ));
+    let sinks = yaml_rust2::YamlLoader::load_from_str(&config).expect("YAML")[0]["sinks"].clone();
+    let sinks = sinks.as_hash().expect("sinks");
+    assert!(
+        sinks
+            .values()
+            .all(|sink| sink["type"].as_str() != Some("console")),
+        "no console sink where Vector's stdout is collected"
+    );
+}
+
+/// The minimum Nomad version a job states in its header comment.
+fn minimum_nomad_version(job: &Path) -> (u32, u32, u32) {
+    let text = std::fs::read_to_string(job).expect("readable");
+    let version = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# Minimum Nomad version: "))
+        .unwrap_or_else(|| panic!("{} states no minimum Nomad version", job.display()));
+    let numbers: Vec<u32> = version
+        .split_whitespace()
+        .next()
+        .expect("a version")
+        .split('.')
+        .map(|n| n.parse().expect("a number"))
+        .collect();
+    (numbers[0], numbers[1], numbers[2])
+}
+
+#[test]
+fn every_nomad_addr_exists_in_the_jobs_minimum_nomad_version() {
+    for job in hcl_files()
+        .into_iter()
+        .filter(|f| f.to_string_lossy().ends_with(".nomad.hcl"))
+    {
+        let minimum = minimum_nomad_version(&job);
+        let body = parse(&job);
+        for group in blocks(&body, "job").flat_map(|j| blocks(j.body(), "group")) {
+            for task in blocks(group.body(), "task") {
+                let runs_exporter = blocks(task.body(), "config").any(|c| {
+                    attribute(c.body(), "command")
+                        .and_then(string)
+                        .is_some_and(|c| c.ends_with("nomad-alloc-table"))
+                });
+                let address = blocks(task.body(), "env")
+                    .find_map(|env| attribute(env.body(), "NOMAD_ADDR"))
+                    .and_then(string);
+                let place = format!("{} task {:?}", job.display(), task.labels());
+                if runs_exporter {
+                    assert!(
+                        address.is_some(),
+                        "{place}: without NOMAD_ADDR it talks plain HTTP to 127.0.0.1:4646"
+                    );
+                }
+                let Some(address) = address else { continue };
+                // Since when Nomad provides each form (the Task API socket since 1.5.0, the
+                // NOMAD_UNIX_ADDR variable naming it since 1.10.3, hashicorp/nomad#25598).
+                let needs = match address.as_str() {
+                    "unix://${NOMAD_SECRETS_DIR}/api.sock" => (1, 5, 0),
+                    "${NOMAD_UNIX_ADDR}" => (1, 10, 3),
+                    other if other.starts_with("http") => (0, 0, 0),
+                    other => panic!("{place}: NOMAD_ADDR = {other:?} is not a known form"),
+                };
+                assert!(
+                    needs <= minimum,
+                    "{place}: {address} needs Nomad {needs:?}, the job states {minimum:?}"
+                );
+            }
+        }
+    }
 }

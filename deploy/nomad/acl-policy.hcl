@@ -1,7 +1,11 @@
-# The least nomad-alloc-table needs.
+# The least nomad-alloc-table needs. Apply it under two names, one for tokens and one attached
+# to the job's workload identity: `nomad acl policy apply` without -namespace/-job replaces a
+# same-named policy and silently detaches it from the job.
 #   nomad acl policy apply nomad-alloc-table deploy/nomad/acl-policy.hcl             (for a token)
-#   nomad acl policy apply -namespace default -job vector nomad-alloc-table \
+#   nomad acl policy apply -namespace default -job vector nomad-alloc-table-job \
 #     deploy/nomad/acl-policy.hcl                                                   (for the job's workload identity)
+# A policy attached to a job may grant node and agent rules too: Nomad compiles it like a
+# token's.
 
 # /v1/node/:id and its allocations.
 node {

@@ -1,6 +1,11 @@
-# The same deployment with Vector under raw_exec and the token from Nomad Variables instead of
-# workload identity (for tokens with capabilities a workload identity cannot have, or Nomad
-# before 1.7). Store the token once:
+# The same deployment with Vector under raw_exec and an ACL token kept in Nomad Variables
+# instead of the workload identity (for clusters that manage tokens themselves, or Nomad before
+# 1.7, where job-attached policies do not exist).
+#
+# Minimum Nomad version: 1.6.0 (node pools; nomadVar templates exist since 1.4.0, the Task API
+# socket, unix://${NOMAD_SECRETS_DIR}/api.sock, since 1.5.0; it accepts ACL tokens too).
+#
+# Store the token once:
 #   nomad var put nomad/jobs/vector-raw-exec token=<secret ID of a token with acl-policy.hcl>
 # then, from the repository root:
 #   nomad job run deploy/nomad/vector-raw-exec.nomad.hcl
@@ -38,6 +43,7 @@ job "vector-raw-exec" {
       }
 
       env {
+        NOMAD_ADDR    = "unix://${NOMAD_SECRETS_DIR}/api.sock"
         NOMAD_NODE_ID = "${node.unique.id}"
       }
 
@@ -73,6 +79,7 @@ job "vector-raw-exec" {
       }
 
       env {
+        NOMAD_ADDR               = "unix://${NOMAD_SECRETS_DIR}/api.sock"
         NOMAD_NODE_ID            = "${node.unique.id}"
         NOMAD_ALLOC_TABLE_LISTEN = "${NOMAD_ADDR_metrics}"
       }

@@ -1,13 +1,18 @@
 # Vector and nomad-alloc-table on every client node, Vector in Docker.
 #
+# Minimum Nomad version: 1.7.0 (ACL policies attached to a job's workload identity; the Task
+# API socket, unix://${NOMAD_SECRETS_DIR}/api.sock, exists since 1.5.0).
+#
 # Prerequisites on each client:
 #   - /usr/local/bin/nomad-alloc-table installed (cargo build --release);
 #   - raw_exec enabled, and the Docker plugin allowing bind mounts (volumes { enabled = true });
 #   - directories /var/lib/nomad-alloc-table (the table) and /var/lib/vector (checkpoints);
 #   - the alloc dir at /opt/nomad/data/alloc (change the three paths below if not).
 #
-# The token comes from workload identity (Nomad 1.7+): attach the policy to this job first,
-#   nomad acl policy apply -namespace default -job vector nomad-alloc-table deploy/nomad/acl-policy.hcl
+# The token comes from workload identity: attach the policy to this job first, under its own
+# name (`nomad acl policy apply` without -job replaces a same-named policy and silently
+# detaches the job):
+#   nomad acl policy apply -namespace default -job vector nomad-alloc-table-job deploy/nomad/acl-policy.hcl
 # then, from the repository root (file() paths are relative to it):
 #   nomad job run deploy/nomad/vector.nomad.hcl
 job "vector" {
@@ -41,7 +46,7 @@ job "vector" {
       }
 
       env {
-        NOMAD_ADDR    = "${NOMAD_UNIX_ADDR}"
+        NOMAD_ADDR    = "unix://${NOMAD_SECRETS_DIR}/api.sock"
         NOMAD_NODE_ID = "${node.unique.id}"
       }
 
@@ -70,7 +75,7 @@ job "vector" {
       }
 
       env {
-        NOMAD_ADDR               = "${NOMAD_UNIX_ADDR}"
+        NOMAD_ADDR               = "unix://${NOMAD_SECRETS_DIR}/api.sock"
         NOMAD_NODE_ID            = "${node.unique.id}"
         NOMAD_ALLOC_TABLE_LISTEN = "${NOMAD_ADDR_metrics}"
       }
