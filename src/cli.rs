@@ -146,6 +146,17 @@ pub enum Command {
     /// the output directory and table, Vector's reload target. One line per check; exits 1
     /// when any fails.
     Check(CheckArgs),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), made from this command line's own definition; with
+    /// --out-dir, write the pages of the program and of every command there instead.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 /// Which columns the table has.

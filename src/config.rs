@@ -70,6 +70,9 @@ pub enum CommandSettings {
     PrintTable(PrintSettings),
     Run(RunSettings),
     Check(CheckSettings),
+    Completions(clap_complete::Shell),
+    /// `man`: to stdout, or every page into the directory.
+    Man(Option<PathBuf>),
 }
 
 /// `check`: what `run` would run with, and the report's format.
@@ -134,6 +137,8 @@ impl Settings {
             Command::Run(args) => {
                 CommandSettings::Run(run(args.publish, args.format, args.daemon)?)
             }
+            Command::Completions { shell } => CommandSettings::Completions(shell),
+            Command::Man { out_dir } => CommandSettings::Man(out_dir),
             Command::Check(args) => CommandSettings::Check(CheckSettings {
                 run: run(args.publish, args.table_format, args.daemon)?,
                 format: args.format,
@@ -401,11 +406,7 @@ mod tests {
         all.extend_from_slice(args);
         match settings(&all)?.command {
             CommandSettings::Dump(d) => Ok(d),
-            CommandSettings::PrintTable(_)
-            | CommandSettings::Run(_)
-            | CommandSettings::Check(_) => {
-                unreachable!("dump parsed")
-            }
+            other => unreachable!("dump parsed, not {other:?}"),
         }
     }
 
@@ -490,16 +491,12 @@ mod tests {
     fn print_table_defaults_to_csv_off_a_terminal() {
         match settings(&["print-table"]).expect("valid").command {
             CommandSettings::PrintTable(p) => assert_eq!(p.format, PrintFormat::Csv),
-            CommandSettings::Dump(_) | CommandSettings::Run(_) | CommandSettings::Check(_) => {
-                unreachable!("print-table parsed")
-            }
+            other => unreachable!("print-table parsed, not {other:?}"),
         }
         let cli = Cli::try_parse_from(["x", "print-table"]).expect("parses");
         match Settings::from_cli(cli, true).expect("valid").command {
             CommandSettings::PrintTable(p) => assert_eq!(p.format, PrintFormat::Table),
-            CommandSettings::Dump(_) | CommandSettings::Run(_) | CommandSettings::Check(_) => {
-                unreachable!("print-table parsed")
-            }
+            other => unreachable!("print-table parsed, not {other:?}"),
         }
     }
 

@@ -51,6 +51,11 @@ pub enum AppError {
     Listen(#[from] ListenError),
     #[error(transparent)]
     Diff(#[from] DiffError),
+    #[error("cannot write the man pages into {dir}: {source}; create the directory first")]
+    WriteManPages {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read the table file {path} to compare with: {source}")]
     ReadTable {
         path: std::path::PathBuf,
@@ -80,7 +85,9 @@ impl AppError {
             AppError::Publish(PublishError::Invalid { .. })
             | AppError::Invalid(_)
             | AppError::Diff(_) => exit_code::INVALID_TABLE,
-            AppError::Publish(_) | AppError::ReadTable { .. } => exit_code::FILE,
+            AppError::Publish(_) | AppError::ReadTable { .. } | AppError::WriteManPages { .. } => {
+                exit_code::FILE
+            }
             AppError::Stdout(_) | AppError::Runtime(_) | AppError::Signals(_) => exit_code::OTHER,
         }
     }

@@ -11,6 +11,7 @@ pub mod columns;
 pub mod config;
 pub(crate) mod diff;
 pub mod error;
+pub mod generate;
 pub(crate) mod health;
 pub(crate) mod http;
 pub(crate) mod metrics;

@@ -11,7 +11,7 @@ use nomad_alloc_table::config::{CommandSettings, Settings};
 use nomad_alloc_table::error::AppError;
 use nomad_alloc_table::nomad::NomadClient;
 use nomad_alloc_table::oneshot::{self, Finished};
-use nomad_alloc_table::run;
+use nomad_alloc_table::{generate, run};
 use tracing_subscriber::EnvFilter;
 
 fn init_tracing(format: LogFormat) {
@@ -28,20 +28,36 @@ fn init_tracing(format: LogFormat) {
 
 /// Runs the configured command.
 async fn execute(settings: Settings) -> Result<Finished, AppError> {
-    let client = Arc::new(NomadClient::new(settings.connection)?);
-    let node_id = settings.node_id;
-    match settings.command {
-        CommandSettings::Dump(dump) => oneshot::dump(client, node_id.as_deref(), dump)
+    let Settings {
+        connection,
+        node_id,
+        command,
+    } = settings;
+    let node_id = node_id.as_deref();
+    let client = || NomadClient::new(connection).map(Arc::new);
+    match command {
+        CommandSettings::Dump(dump) => oneshot::dump(client()?, node_id, dump)
             .await
             .map(|()| Finished::Done),
         CommandSettings::PrintTable(print) => {
-            oneshot::print_table(&client, node_id.as_deref(), print).await
+            oneshot::print_table(&*client()?, node_id, print).await
         }
-        CommandSettings::Run(settings) => run::run(client, node_id, settings)
+        CommandSettings::Run(settings) => run::run(client()?, node_id.map(str::to_owned), settings)
             .await
             .map(|()| Finished::Done),
-        CommandSettings::Check(settings) => {
-            oneshot::check(client, node_id.as_deref(), settings).await
+        CommandSettings::Check(settings) => oneshot::check(client()?, node_id, settings).await,
+        CommandSettings::Completions(shell) => {
+            generate::completions(shell, &mut std::io::stdout().lock());
+            Ok(Finished::Done)
+        }
+        CommandSettings::Man(None) => {
+            generate::man_page(&mut std::io::stdout().lock()).map_err(AppError::Stdout)?;
+            Ok(Finished::Done)
+        }
+        CommandSettings::Man(Some(dir)) => {
+            generate::man_pages_to(&dir)
+                .map_err(|source| AppError::WriteManPages { dir, source })?;
+            Ok(Finished::Done)
         }
     }
 }

@@ -60,6 +60,17 @@ struct Invocation {
     lifecycle: Option<(String, bool)>,
 }
 
+/// Whether a task runs nomad-alloc-table: its command (raw_exec), or its image (docker, whose
+/// entrypoint is the binary).
+fn runs_exporter(task: &Block) -> bool {
+    blocks(task.body(), "config").any(|config| {
+        let command = attribute(config.body(), "command").and_then(string);
+        let image = attribute(config.body(), "image").and_then(string);
+        command.is_some_and(|c| c.ends_with("nomad-alloc-table"))
+            || image.is_some_and(|i| i.starts_with("nomad-alloc-table:"))
+    })
+}
+
 fn invocations(job: &Body) -> Vec<Invocation> {
     let mut found = Vec::new();
     for job in blocks(job, "job") {
@@ -68,10 +79,7 @@ fn invocations(job: &Body) -> Vec<Invocation> {
                 let Some(config) = blocks(task.body(), "config").next() else {
                     continue;
                 };
-                let command = attribute(config.body(), "command")
-                    .and_then(string)
-                    .unwrap_or_default();
-                if !command.ends_with("nomad-alloc-table") {
+                if !runs_exporter(task) {
                     continue;
                 }
                 let Some(Expression::Array(items)) = attribute(config.body(), "args") else {
@@ -229,12 +237,9 @@ fn systemd_units_invoke_commands_and_flags_that_exist() {
         }
         let mut words = command.split_whitespace();
         let program = words.next().expect("a program");
-        if program == "+/usr/bin/setfacl" {
-            // As root: the alloc dir (Nomad's 0711) made listable by the exporter and Vector.
-            assert!(
-                command.contains("-m u:nomad-alloc-table:rx") && command.contains("-m u:vector:rx"),
-                "{line}"
-            );
+        if program == "-+/usr/bin/setfacl" {
+            // As root: the alloc dir (Nomad's 0711) made listable by the exporter's user.
+            assert!(command.contains("-m u:nomad-alloc-table:rx"), "{line}");
             continue;
         }
         assert!(program.ends_with("nomad-alloc-table"), "{line}");
@@ -248,7 +253,7 @@ fn systemd_units_invoke_commands_and_flags_that_exist() {
     ))
     .expect("drop-in");
     assert!(drop_in.contains("After=nomad-alloc-table.service"));
-    assert!(drop_in.contains("ExecStartPre=+/usr/bin/setfacl -m u:vector:rx"));
+    assert!(drop_in.contains("ExecStartPre=-+/usr/bin/setfacl -m u:vector:rx"));
 }
 
 #[test]
@@ -281,8 +286,8 @@ fn the_jobs_serve_metrics_and_let_nomad_check_readiness() {
             .unwrap_or_else(|| panic!("{place}: a group"));
         let port = blocks(group.body(), "network")
             .flat_map(|n| blocks(n.body(), "port"))
-            .find(|p| p.labels().iter().any(|l| l.as_str() == "metrics"));
-        assert!(port.is_some(), "{place}: a port labelled metrics");
+            .find(|p| p.labels().iter().any(|l| l.as_str() == "metrics"))
+            .unwrap_or_else(|| panic!("{place}: a port labelled metrics"));
         let task = blocks(group.body(), "task")
             .find(|t| {
                 blocks(t.body(), "config").any(|c| {
@@ -295,9 +300,22 @@ fn the_jobs_serve_metrics_and_let_nomad_check_readiness() {
         let listen = blocks(task.body(), "env")
             .find_map(|env| attribute(env.body(), "NOMAD_ALLOC_TABLE_LISTEN"))
             .and_then(string);
+        // On the host's network, the port's address; in a container, the port it is mapped to.
+        let in_container = blocks(task.body(), "config").any(|c| {
+            matches!(attribute(c.body(), "ports"), Some(Expression::Array(ports))
+                if ports.iter().filter_map(string).any(|p| p == "metrics"))
+        });
+        let expected = if in_container {
+            let to = attribute(port.body(), "to")
+                .map(|to| to.to_string())
+                .unwrap_or_else(|| panic!("{place}: the port's container side (to)"));
+            format!("0.0.0.0:{to}")
+        } else {
+            "${NOMAD_ADDR_metrics}".to_owned()
+        };
         assert_eq!(
             listen.as_deref(),
-            Some("${NOMAD_ADDR_metrics}"),
+            Some(expected.as_str()),
             "{place}: run listens on the metrics port"
         );
         let service = blocks(task.body(), "service")
@@ -455,11 +473,7 @@ fn every_nomad_addr_exists_in_the_jobs_minimum_nomad_version() {
         let body = parse(&job);
         for group in blocks(&body, "job").flat_map(|j| blocks(j.body(), "group")) {
             for task in blocks(group.body(), "task") {
-                let runs_exporter = blocks(task.body(), "config").any(|c| {
-                    attribute(c.body(), "command")
-                        .and_then(string)
-                        .is_some_and(|c| c.ends_with("nomad-alloc-table"))
-                });
+                let runs_exporter = runs_exporter(task);
                 let address = blocks(task.body(), "env")
                     .find_map(|env| attribute(env.body(), "NOMAD_ADDR"))
                     .and_then(string);
@@ -486,4 +500,30 @@ fn every_nomad_addr_exists_in_the_jobs_minimum_nomad_version() {
             }
         }
     }
+}
+
+/// Vector releases and the `vrl` each depends on (its Cargo.toml), for the pinned ones.
+const VRL_OF_VECTOR: &[(&str, &str)] = &[("0.57.0", "0.34.0")];
+
+#[test]
+fn the_vrl_check_uses_the_vrl_of_the_pinned_vector() {
+    let job = std::fs::read_to_string(repo("deploy/nomad/vector.nomad.hcl")).expect("job");
+    let vector = job
+        .split("timberio/vector:")
+        .nth(1)
+        .and_then(|rest| rest.split('-').next())
+        .expect("the Docker job pins a Vector image");
+    let manifest =
+        std::fs::read_to_string(repo("tests/vrl-check/Cargo.toml")).expect("vrl-check manifest");
+    let vrl = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("vrl = { version = \"="))
+        .and_then(|rest| rest.split('"').next())
+        .expect("vrl-check pins vrl exactly");
+    let expected = VRL_OF_VECTOR
+        .iter()
+        .find(|(v, _)| *v == vector)
+        .map(|(_, vrl)| *vrl)
+        .unwrap_or_else(|| panic!("add Vector {vector}'s vrl version to VRL_OF_VECTOR"));
+    assert_eq!(vrl, expected, "Vector {vector} runs vrl {expected}");
 }

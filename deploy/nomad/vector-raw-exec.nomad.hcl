@@ -48,7 +48,7 @@ job "vector-raw-exec" {
       }
 
       config {
-        command = "/usr/local/bin/nomad-alloc-table"
+        command = "/usr/bin/nomad-alloc-table"
         args = [
           "dump",
           "--token-file", "${NOMAD_SECRETS_DIR}/nomad-token",
@@ -85,7 +85,7 @@ job "vector-raw-exec" {
       }
 
       config {
-        command = "/usr/local/bin/nomad-alloc-table"
+        command = "/usr/bin/nomad-alloc-table"
         args = [
           "run",
           "--token-file", "${NOMAD_SECRETS_DIR}/nomad-token",

@@ -4,7 +4,7 @@
 # API socket, unix://${NOMAD_SECRETS_DIR}/api.sock, exists since 1.5.0).
 #
 # Prerequisites on each client:
-#   - /usr/local/bin/nomad-alloc-table installed (cargo build --release);
+#   - /usr/bin/nomad-alloc-table installed (the .deb, or the release binary copied there);
 #   - raw_exec enabled, and the Docker plugin allowing bind mounts (volumes { enabled = true });
 #   - directories /var/lib/nomad-alloc-table (the table) and /var/lib/vector (checkpoints);
 #   - the alloc dir at /opt/nomad/data/alloc (change the three paths below if not).
@@ -51,7 +51,7 @@ job "vector" {
       }
 
       config {
-        command = "/usr/local/bin/nomad-alloc-table"
+        command = "/usr/bin/nomad-alloc-table"
         args    = ["dump", "--output", "/var/lib/nomad-alloc-table/allocs.csv"]
       }
 
@@ -81,7 +81,7 @@ job "vector" {
       }
 
       config {
-        command = "/usr/local/bin/nomad-alloc-table"
+        command = "/usr/bin/nomad-alloc-table"
         args = [
           "run",
           "--output", "/var/lib/nomad-alloc-table/allocs.csv",

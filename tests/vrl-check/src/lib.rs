@@ -70,12 +70,10 @@ impl Table {
     }
 }
 
-/// A string value's bytes (VRL has byte strings and UTF-8 strings); `None` for other kinds,
-/// which never equal a CSV cell.
+/// A string value's bytes; `None` for other kinds, which never equal a CSV cell.
 fn string_bytes(value: &Value) -> Option<&[u8]> {
     match value {
         Value::Bytes(bytes) => Some(bytes.as_ref()),
-        Value::String(string) => Some(string.as_bytes()),
         _ => None,
     }
 }
@@ -260,7 +258,6 @@ impl Remap {
             Ok(_) => Outcome::Kept(target.value),
             Err(Terminate::Abort(e)) => Outcome::Dropped(e.to_string()),
             Err(Terminate::Error(e)) => Outcome::Failed(e.to_string()),
-            Err(Terminate::Interrupted) => Outcome::Failed("interrupted".to_owned()),
         }
     }
 }

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Builds the .deb (build-deb.sh) and checks it with dpkg-deb: the files it installs, its control
+# fields and its conffiles. Run by .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+bash deploy/debian/build-deb.sh
+deb=$(ls target/debian/nomad-alloc-table_*.deb)
+files=$(dpkg-deb -c "$deb" | awk '{print $6}')
+fail=0
+for wanted in \
+  ./usr/bin/nomad-alloc-table \
+  ./usr/lib/systemd/system/nomad-alloc-table.service \
+  ./usr/lib/systemd/system/vector.service.d/10-nomad-alloc-table.conf \
+  ./etc/nomad-alloc-table/env \
+  ./usr/share/man/man1/nomad-alloc-table.1.gz \
+  ./usr/share/man/man1/nomad-alloc-table-run.1.gz \
+  ./usr/share/man/man1/nomad-alloc-table-check.1.gz \
+  ./usr/share/bash-completion/completions/nomad-alloc-table \
+  ./usr/share/zsh/vendor-completions/_nomad-alloc-table \
+  ./usr/share/fish/vendor_completions.d/nomad-alloc-table.fish; do
+  if ! grep -qx -- "$wanted" <<<"$files"; then
+    echo "the package lacks $wanted" >&2
+    fail=1
+  fi
+done
+check_field() {
+  local value
+  value=$(dpkg-deb -f "$deb" "$1")
+  if ! grep -q -- "$2" <<<"$value"; then
+    echo "control field $1 is \"$value\", expected it to contain \"$2\"" >&2
+    fail=1
+  fi
+}
+check_field Package '^nomad-alloc-table$'
+check_field Section '^admin$'
+check_field Depends 'adduser'
+check_field Recommends 'acl'
+control=$(mktemp -d)
+dpkg-deb -e "$deb" "$control"
+if ! grep -qx /etc/nomad-alloc-table/env "$control/conffiles"; then
+  echo "/etc/nomad-alloc-table/env is not a conffile" >&2
+  fail=1
+fi
+if ! grep -q "adduser --system" "$control/postinst"; then
+  echo "postinst creates no system user" >&2
+  fail=1
+fi
+rm -rf "$control"
+[ "$fail" -eq 0 ] && echo "package $deb: files, control fields and conffiles as expected"
+exit "$fail"
