@@ -57,11 +57,7 @@ mod tests {
         man_pages_to(dir.path()).expect("written");
         let run = std::fs::read_to_string(dir.path().join("nomad-alloc-table-run.1"))
             .expect("a page for run");
-        for word in [
-            "\\-\\-listen",
-            "\\-\\-shutdown\\-timeout",
-            "\\-\\-output",
-        ] {
+        for word in ["\\-\\-listen", "\\-\\-shutdown\\-timeout", "\\-\\-output"] {
             assert!(run.contains(word), "{word}");
         }
         assert!(dir.path().join("nomad-alloc-table-check.1").exists());
