@@ -1,4 +1,4 @@
-//! The daemon's model: the node's allocations as Nomad last described them, plus the ones Nomad
+//! `run`'s model: the node's allocations as Nomad last described them, plus the ones Nomad
 //! no longer lists (or whose directory is gone) until their grace period ends, so that Vector can
 //! finish reading their files. Pure: time is passed in.
 //!
