@@ -132,18 +132,22 @@ mod nomad_task {
         (cluster, vector_alloc)
     }
 
+    /// `dump` into a fresh directory, reloading the Vector task of `vector_alloc` through Nomad.
+    fn dump_reloading_the_task(fake: &FakeNomad, vector_alloc: &str) -> assert_cmd::assert::Assert {
+        let dir = tempfile::tempdir().expect("tempdir");
+        bin_at(fake.address())
+            .env("NOMAD_ALLOC_ID", vector_alloc)
+            .args(["dump", "--reload-task", "vector", "-o"])
+            .arg(dir.path().join("allocs.csv"))
+            .assert()
+    }
+
     #[test]
     fn a_task_younger_than_a_second_is_signalled_once_it_is_a_second_old() {
         let started = std::time::Instant::now();
         let (cluster, vector_alloc) = with_vector_task();
         let fake = FakeNomad::start(cluster);
-        let dir = tempfile::tempdir().expect("tempdir");
-        bin_at(fake.address())
-            .env("NOMAD_ALLOC_ID", &vector_alloc)
-            .args(["dump", "--reload-task", "vector", "-o"])
-            .arg(dir.path().join("allocs.csv"))
-            .assert()
-            .success();
+        dump_reloading_the_task(&fake, &vector_alloc).success();
         assert_eq!(fake.signals().len(), 1);
         assert!(
             started.elapsed() >= std::time::Duration::from_secs(1),
@@ -156,12 +160,7 @@ mod nomad_task {
         let (mut cluster, vector_alloc) = with_vector_task();
         cluster.set_client_status(&vector_alloc, ClientStatus::Pending);
         let fake = FakeNomad::start(cluster);
-        let dir = tempfile::tempdir().expect("tempdir");
-        bin_at(fake.address())
-            .env("NOMAD_ALLOC_ID", &vector_alloc)
-            .args(["dump", "--reload-task", "vector", "-o"])
-            .arg(dir.path().join("allocs.csv"))
-            .assert()
+        dump_reloading_the_task(&fake, &vector_alloc)
             .success()
             .stderr(contains("is not running"));
         assert!(fake.signals().is_empty());
