@@ -129,7 +129,9 @@ pub async fn run(
             }
         });
     }
-    findings.push(match node::resolve(&client, node_id).await {
+    let node = node::resolve(&client, node_id).await;
+    findings.push(check_token(&client, &node));
+    findings.push(match node {
         Ok(node) => Finding::pass(
             "node:read and the node",
             format!(
@@ -159,6 +161,26 @@ pub async fn run(
     findings.extend(check_output(settings));
     findings.extend(check_reload(client, run.publish.reloader.clone(), &run.publish.output).await);
     findings
+}
+
+/// Whether Nomad knows the token, judged from the node lookup: "ACL token not found" is an
+/// unknown token; any other answer, a refusal for a capability included, means it is known.
+fn check_token(client: &NomadClient, node: &Result<crate::table::NodeInfo, NodeError>) -> Finding {
+    const CHECK: &str = "the token is accepted";
+    if !client.has_token() {
+        return Finding::pass(
+            CHECK,
+            "no token is set (anonymous: enough only without ACLs)",
+        );
+    }
+    match node {
+        Err(NodeError::Nomad(e)) if e.to_string().contains("ACL token not found") => Finding::fail(
+            CHECK,
+            e.to_string(),
+            "Nomad does not know this token: check NOMAD_TOKEN or the token file",
+        ),
+        _ => Finding::pass(CHECK, "Nomad knows the token"),
+    }
 }
 
 /// `namespace "*" { capabilities = ["read-job"] }`, tested with a real `namespace=*`

@@ -67,10 +67,46 @@ fn a_missing_capability_is_named_with_its_fix_and_the_token_never_shown() {
         .find(|f| f["check"].as_str().unwrap_or("").starts_with("read-job"))
         .expect("the stream check");
     assert_eq!(stream["ok"], false);
+    let token = report
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|f| f["check"] == "the token is accepted")
+        .expect("the token check");
+    assert_eq!(token["ok"], true, "known, though short of a capability");
     assert!(
         stream["fix"].as_str().expect("fix").contains("read-job"),
         "{stream}"
     );
+}
+
+#[test]
+fn an_unknown_token_is_told_apart_from_a_missing_capability() {
+    let (mut cluster, node) = web_cluster();
+    cluster.enable_acl();
+    let fake = FakeNomad::start(cluster);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = bin_at(fake.address())
+        .env("NOMAD_TOKEN", "nobody-knows-me")
+        .args(["check", "--node-id", &node, "--alloc-dir"])
+        .arg(dir.path())
+        .arg("-o")
+        .arg(dir.path().join("allocs.csv"))
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(output).expect("utf8");
+    let line = text
+        .lines()
+        .find(|l| l.contains("the token is accepted"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.starts_with('✗') && line.contains("does not know"),
+        "{line}"
+    );
+    assert!(!text.contains("nobody-knows-me"), "never the token");
 }
 
 #[test]

@@ -121,6 +121,11 @@ impl NomadClient {
         })
     }
 
+    /// Whether a token is sent (from the flag, the environment or a file).
+    pub fn has_token(&self) -> bool {
+        !matches!(self.token, TokenSource::None)
+    }
+
     /// Counts every request from now on in `metrics` (by route, never by URL).
     pub fn count_requests_in(&self, metrics: Arc<Metrics>) {
         let _ = self.metrics.set(metrics);
