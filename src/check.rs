@@ -100,20 +100,50 @@ pub async fn run(
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
     let address = client.address().to_string();
-    match client.status_leader().await {
-        Ok(leader) => findings.push(Finding::pass(
-            "Nomad answers",
-            format!("{address} (leader {leader})"),
-        )),
+    // Any answer, an error status included, means the address answers and TLS verified.
+    let answers = match client.status_leader().await {
+        Ok(leader) => {
+            findings.push(Finding::pass(
+                "Nomad answers",
+                format!("{address} (leader {leader})"),
+            ));
+            true
+        }
+        Err(e @ (Error::Status { .. } | Error::PermissionDenied { .. } | Error::Decode { .. })) => {
+            findings.push(Finding::pass("Nomad answers", format!("{address} ({e})")));
+            true
+        }
         Err(e) => {
             findings.push(Finding::fail(
                 "Nomad answers",
                 e.to_string(),
                 "check --address/NOMAD_ADDR, the TLS settings (NOMAD_CACERT, NOMAD_TLS_SERVER_NAME) and that the agent runs",
             ));
-            return findings;
+            false
         }
+    };
+    let run = &settings.run;
+    if answers {
+        findings.extend(check_nomad(&client, node_id, settings).await);
     }
+    // The local checks are worth making even when Nomad does not answer.
+    let alloc_dir = match &run.alloc_dir {
+        Some(dir) => dir.clone(),
+        None => crate::run::default_alloc_dir(&client).await,
+    };
+    findings.push(check_alloc_dir(&alloc_dir));
+    findings.extend(check_output(settings));
+    findings.extend(check_reload(client, run.publish.reloader.clone(), &run.publish.output).await);
+    findings
+}
+
+/// What Nomad grants: the agent, the token, the node, the stream, the signal.
+async fn check_nomad(
+    client: &NomadClient,
+    node_id: Option<&str>,
+    settings: &CheckSettings,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
     let run = &settings.run;
     let agent_needed = node_id.is_none() || run.alloc_dir.is_none();
     if agent_needed {
@@ -129,8 +159,8 @@ pub async fn run(
             }
         });
     }
-    let node = node::resolve(&client, node_id).await;
-    findings.push(check_token(&client, &node));
+    let node = node::resolve(client, node_id).await;
+    findings.push(check_token(client, &node));
     findings.push(match node {
         Ok(node) => Finding::pass(
             "node:read and the node",
@@ -149,17 +179,10 @@ pub async fn run(
             "set --node-id (NOMAD_NODE_ID) to this client's node ID",
         ),
     });
-    findings.push(check_stream(&client).await);
+    findings.push(check_stream(client).await);
     if let ReloadSettings::NomadTask { alloc_id, .. } = &run.publish.reloader {
-        findings.push(check_alloc_lifecycle(&client, alloc_id).await);
+        findings.push(check_alloc_lifecycle(client, alloc_id).await);
     }
-    let alloc_dir = match &run.alloc_dir {
-        Some(dir) => dir.clone(),
-        None => crate::run::default_alloc_dir(&client).await,
-    };
-    findings.push(check_alloc_dir(&alloc_dir));
-    findings.extend(check_output(settings));
-    findings.extend(check_reload(client, run.publish.reloader.clone(), &run.publish.output).await);
     findings
 }
 
@@ -224,10 +247,16 @@ async fn check_alloc_lifecycle(client: &NomadClient, alloc_id: &str) -> Finding 
             let (detail, fix) = refusal(&e, "namespace:alloc-lifecycle on Vector's namespace");
             Finding::fail(CHECK, detail, fix)
         }
-        Err(Error::Status { status, .. }) if status != 404 => Finding::pass(
-            CHECK,
-            format!("allocation {alloc_id} accepts signals from this token"),
-        ),
+        // Past the ACL check, the made-up task is not found: the capability is there. Only an
+        // unknown allocation is a problem.
+        Err(Error::Status { status, body, .. })
+            if !(status == 404 && body.to_ascii_lowercase().contains("alloc")) =>
+        {
+            Finding::pass(
+                CHECK,
+                format!("allocation {alloc_id} accepts signals from this token"),
+            )
+        }
         Err(e) => Finding::fail(
             CHECK,
             e.to_string(),

@@ -154,3 +154,34 @@ fn an_unreadable_alloc_dir_is_explained() {
         .unwrap_or_else(|| panic!("no alloc dir line: {text}"));
     assert!(line.starts_with('✗') && line.contains("0711"), "{line}");
 }
+
+#[test]
+fn without_nomad_the_local_checks_still_run() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", listener.local_addr().expect("addr"))
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = bin_at(&closed)
+        .args(["check", "--node-id", "n1", "--alloc-dir"])
+        .arg(dir.path())
+        .arg("-o")
+        .arg(dir.path().join("allocs.csv"))
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(output).expect("utf8");
+    assert!(text.starts_with("✗ Nomad answers"), "{text}");
+    assert!(
+        !text.contains("node:read"),
+        "no Nomad check without Nomad: {text}"
+    );
+    for local in [
+        "✓ the alloc dir can be listed",
+        "✓ the output directory is writable",
+    ] {
+        assert!(text.contains(local), "{local}: {text}");
+    }
+}

@@ -209,26 +209,31 @@ impl Reloader {
     }
 
     /// Nomad's signal API has no age gate of its own, and a SIGHUP that reaches Vector before
-    /// it installs its handler kills it: read the task's state first. A task that is not
-    /// running is not signalled (it loads the table when it starts); one that started less
-    /// than [`signal::MIN_PROCESS_AGE`] ago is signalled once it is that old. A start time
-    /// that cannot be read counts as "just now".
+    /// it installs its handler kills it: read the task's state first. A task Nomad reports as
+    /// not running is not signalled (it loads the table when it starts); one that started less
+    /// than [`signal::MIN_PROCESS_AGE`] ago is signalled once it is that old, and a start time
+    /// that cannot be read counts as "just now". When the state cannot be read at all (the
+    /// request fails, or Nomad reports no state for the task), the signal goes as it would
+    /// without this check: Nomad itself refuses a task that is not running.
     async fn wait_until_task_is_old_enough(
         &self,
         alloc_id: &str,
         task: &str,
     ) -> Result<(), ReloadError> {
-        let alloc = self
+        let state = match self
             .client
             .allocation(alloc_id, crate::nomad::Blocking::default())
             .await
-            .map_err(|source| ReloadError::Nomad {
-                alloc_id: alloc_id.to_owned(),
-                task: task.to_owned(),
-                source,
-            })?
-            .value;
-        let state = alloc.task_states.get(task).cloned().unwrap_or_default();
+        {
+            Ok(alloc) => alloc.value.task_states.get(task).cloned(),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the Vector task's state; signalling without the age check");
+                None
+            }
+        };
+        let Some(state) = state else {
+            return Ok(());
+        };
         if state.state != "running" {
             return Err(ReloadError::TaskNotRunning {
                 alloc_id: alloc_id.to_owned(),
