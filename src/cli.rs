@@ -340,8 +340,8 @@ pub struct TimingArgs {
     pub stream_timeout: std::time::Duration,
 
     /// On SIGTERM or SIGINT: how long to publish a pending change and deliver a reload that is
-    /// owed (waiting out --min-reload-interval) before exiting anyway. A second signal exits at
-    /// once.
+    /// owed (waiting out --min-reload-interval if it ends in time, else at once) before exiting
+    /// anyway. A second signal exits at once.
     #[arg(long, env = "NOMAD_ALLOC_TABLE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: std::time::Duration,
 }

@@ -71,6 +71,31 @@ fn sigterm_inside_the_reload_interval_delivers_the_trailing_reload_before_exit()
 }
 
 #[test]
+fn an_owed_reload_due_after_the_shutdown_timeout_is_sent_at_once() {
+    // The bug as reported: --min-reload-interval 20s, so the owed reload would be due long
+    // after the default shutdown timeout (10 s).
+    let (fake, node, vector, _vector_dir) = setup();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut daemon = running(&fake, &vector, dir, &["--min-reload-interval", "20s"]);
+    vector.wait_for_count("HUP", 1);
+    let new = place(&fake, &node);
+    daemon.wait_for_alloc(&new);
+    let stopped_at = Instant::now();
+    daemon.signal(Signal::TERM);
+    assert_eq!(daemon.wait_for_exit(), Some(0));
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(5),
+        "no waiting for an interval that ends after the timeout"
+    );
+    vector.sync();
+    assert_eq!(
+        vector.count("HUP"),
+        2,
+        "the owed reload arrived before the exit"
+    );
+}
+
+#[test]
 fn sigterm_publishes_a_pending_change_without_waiting_out_the_debounce() {
     let (fake, node, vector, _vector_dir) = setup();
     let pid = vector.pid().to_string();

@@ -62,6 +62,18 @@ impl ReloadSchedule {
         due
     }
 
+    /// Starts the owed reload now, whatever the interval: for a stop, where waiting out the
+    /// interval past the deadline would leave Vector with the old table. Returns whether one
+    /// was owed and none was running.
+    pub fn start_now(&mut self) -> bool {
+        let start = self.owed && !self.in_flight;
+        if start {
+            self.owed = false;
+            self.in_flight = true;
+        }
+        start
+    }
+
     /// The running reload ended (delivered or not).
     pub fn finished(&mut self, now: Instant) {
         self.in_flight = false;

@@ -237,8 +237,20 @@ impl Machine {
             self.publishing = Some(pending);
             return;
         }
-        if self.publishing.is_none() && self.reloads.start(now) {
-            effects.push(Effect::Reload);
+        if self.publishing.is_none() {
+            // Stopping, a reload owed past the deadline goes at once: waiting out the interval
+            // only to give up would leave Vector with the old table.
+            let past_deadline = self
+                .stop_by
+                .is_some_and(|by| self.reloads.due_at(now).is_some_and(|due| due > by));
+            let started = if past_deadline {
+                self.reloads.start_now()
+            } else {
+                self.reloads.start(now)
+            };
+            if started {
+                effects.push(Effect::Reload);
+            }
         }
         if self.done_stopping(now) {
             effects.push(Effect::Exit);
@@ -263,8 +275,9 @@ impl Machine {
             return false;
         };
         let publish_left = self.publish_due().is_some() || self.publishing.is_some();
-        let reload_left =
-            self.reloads.in_flight() || self.reloads.due_at(now).is_some_and(|due| due < stop_by);
+        let reload_left = self.reloads.in_flight() || self.reloads.due_at(now).is_some();
+        // Past the deadline `due` exits before this is asked.
+        debug_assert!(now < stop_by);
         !publish_left && !reload_left
     }
 
@@ -659,15 +672,33 @@ mod tests {
     }
 
     #[test]
-    fn a_reload_owed_past_the_shutdown_timeout_is_left_to_the_restart() {
+    fn a_reload_owed_past_the_shutdown_timeout_goes_at_once_rather_than_never() {
         let mut run = Run::new(false);
         run.machine.timing.shutdown_timeout = Duration::from_secs(10);
         run.input(0, listed(vec![], run.at(0)));
         run.input(1_000, fetched("n", 10));
         run.input(2_000, Input::Stop);
         run.run_until(60_000);
-        assert_eq!(run.reloads(), [100], "20.1 s is past the deadline");
+        assert_eq!(
+            run.reloads(),
+            [100, 2_000],
+            "20.1 s is past the deadline (12 s): sent at the stop"
+        );
         assert_eq!(run.exits(), [2_000]);
+    }
+
+    #[test]
+    fn a_reload_still_running_at_the_deadline_is_left_to_the_restart() {
+        let mut run = Run::new(false);
+        run.machine.timing.shutdown_timeout = Duration::from_secs(10);
+        run.input(0, listed(vec![], run.at(0)));
+        run.input(1_000, fetched("n", 10));
+        run.run_until(2_000);
+        // A reload that never ends (Vector's command hangs): the stop ends at its deadline.
+        let effects = run.machine.step(Input::Stop, run.at(2_000));
+        assert_eq!(effects, [Effect::Reload]);
+        let effects = run.machine.step(Input::Tick, run.at(12_000));
+        assert_eq!(effects, [Effect::Exit]);
     }
 
     #[test]
