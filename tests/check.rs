@@ -1,29 +1,41 @@
 //! `check`: one line per check, ✓ or ✗, every ✗ with what to do; exit 0 when all pass.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use fake_nomad::{FakeNomad, Policy};
-use predicates::prelude::*;
-use predicates::str::contains;
 
 use crate::util::{bin_at, web_cluster};
+
+/// Runs `check` with `command` (the binary, pointed at Nomad) for `node`, with the alloc dir
+/// and the table in `dir` and `extra` flags; asserts the exit code; returns stdout.
+fn check_report(
+    mut command: assert_cmd::Command,
+    node: &str,
+    dir: &Path,
+    extra: &[&str],
+    code: i32,
+) -> String {
+    let output = command
+        .args(["check", "--node-id", node, "--alloc-dir"])
+        .arg(dir)
+        .arg("-o")
+        .arg(dir.join("allocs.csv"))
+        .args(extra)
+        .assert()
+        .code(code)
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(output).expect("utf8")
+}
 
 #[test]
 fn a_sound_install_passes_every_check() {
     let (cluster, node) = web_cluster();
     let fake = FakeNomad::start(cluster);
     let dir = tempfile::tempdir().expect("tempdir");
-    let output = bin_at(fake.address())
-        .args(["check", "--node-id", &node, "--alloc-dir"])
-        .arg(dir.path())
-        .arg("-o")
-        .arg(dir.path().join("allocs.csv"))
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(output).expect("utf8");
+    let text = check_report(bin_at(fake.address()), &node, dir.path(), &[], 0);
     assert!(text.lines().all(|l| l.starts_with('✓')), "{text}");
     for check in [
         "Nomad answers",
@@ -42,24 +54,11 @@ fn a_missing_capability_is_named_with_its_fix_and_the_token_never_shown() {
     cluster.add_token("secret-reader", Policy::default().node_read());
     let fake = FakeNomad::start(cluster);
     let dir = tempfile::tempdir().expect("tempdir");
-    let assert = bin_at(fake.address())
-        .env("NOMAD_TOKEN", "secret-reader")
-        .args([
-            "check",
-            "--format",
-            "json",
-            "--node-id",
-            &node,
-            "--alloc-dir",
-        ])
-        .arg(dir.path())
-        .arg("-o")
-        .arg(dir.path().join("allocs.csv"))
-        .assert()
-        .code(1)
-        .stdout(contains("secret-reader").not());
-    let report: serde_json::Value =
-        serde_json::from_slice(&assert.get_output().stdout).expect("json");
+    let mut command = bin_at(fake.address());
+    command.env("NOMAD_TOKEN", "secret-reader");
+    let text = check_report(command, &node, dir.path(), &["--format", "json"], 1);
+    assert!(!text.contains("secret-reader"), "never the token");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("json");
     let stream = report
         .as_array()
         .expect("array")
@@ -86,18 +85,9 @@ fn an_unknown_token_is_told_apart_from_a_missing_capability() {
     cluster.enable_acl();
     let fake = FakeNomad::start(cluster);
     let dir = tempfile::tempdir().expect("tempdir");
-    let output = bin_at(fake.address())
-        .env("NOMAD_TOKEN", "nobody-knows-me")
-        .args(["check", "--node-id", &node, "--alloc-dir"])
-        .arg(dir.path())
-        .arg("-o")
-        .arg(dir.path().join("allocs.csv"))
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(output).expect("utf8");
+    let mut command = bin_at(fake.address());
+    command.env("NOMAD_TOKEN", "nobody-knows-me");
+    let text = check_report(command, &node, dir.path(), &[], 1);
     let line = text
         .lines()
         .find(|l| l.contains("the token is accepted"))
@@ -162,17 +152,7 @@ fn without_nomad_the_local_checks_still_run() {
         format!("http://{}", listener.local_addr().expect("addr"))
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let output = bin_at(&closed)
-        .args(["check", "--node-id", "n1", "--alloc-dir"])
-        .arg(dir.path())
-        .arg("-o")
-        .arg(dir.path().join("allocs.csv"))
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(output).expect("utf8");
+    let text = check_report(bin_at(&closed), "n1", dir.path(), &[], 1);
     assert!(text.starts_with("✗ Nomad answers"), "{text}");
     assert!(
         !text.contains("node:read"),
