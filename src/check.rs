@@ -289,10 +289,7 @@ fn check_alloc_dir(dir: &Path) -> Finding {
 /// The output directory is writable, and a table already there loads by Vector's rules.
 fn check_output(settings: &CheckSettings) -> Vec<Finding> {
     let output = &settings.run.publish.output;
-    let dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = crate::publish::directory_of(output);
     let mut findings = vec![match tempfile::Builder::new()
         .prefix(".nomad-alloc-table-check.")
         .tempfile_in(dir)

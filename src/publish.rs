@@ -133,17 +133,8 @@ impl Publisher {
     /// included), not locked by a publish in progress, and untouched for a while. Returns how
     /// many were removed; a file that cannot be removed is left (and logged by the caller).
     pub fn remove_stale_temp_files(&self) -> Result<Vec<PathBuf>, PublishError> {
-        let dir = match self.path.parent() {
-            Some(p) if p.as_os_str().is_empty() => Path::new("."),
-            Some(p) => p,
-            None => return Ok(Vec::new()),
-        };
-        let file_name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let prefix = temp_prefix(&file_name);
+        let dir = directory_of(&self.path);
+        let prefix = temp_prefix(&file_name_of(&self.path));
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -173,23 +164,14 @@ impl Publisher {
             return Ok(Outcome::Unchanged);
         }
         let previous_mtime = current.as_ref().and_then(|(_, meta)| meta.modified().ok());
-        let dir = match self.path.parent() {
-            Some(p) if p.as_os_str().is_empty() => Path::new("."),
-            Some(p) => p,
-            None => Path::new("/"),
-        };
+        let dir = directory_of(&self.path);
         if !dir.is_dir() {
             return Err(PublishError::NoDirectory {
                 dir: dir.to_owned(),
             });
         }
-        let file_name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         let mut temp = tempfile::Builder::new()
-            .prefix(&temp_prefix(&file_name))
+            .prefix(&temp_prefix(&file_name_of(&self.path)))
             .suffix(TEMP_SUFFIX)
             .tempfile_in(dir)
             .map_err(|source| self.io("create a temporary file beside", source))?;
@@ -245,6 +227,22 @@ const TEMP_SUFFIX: &str = ".tmp";
 /// A temporary file not touched for this long, and not locked, was left by a publish that
 /// was killed (a publish takes milliseconds).
 const STALE_AFTER: Duration = Duration::from_secs(10);
+
+/// The directory `path` lives in: its parent, `.` for a bare file name, `/` for the root.
+pub(crate) fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => Path::new("/"),
+    }
+}
+
+/// The last component of `path` as text (empty when there is none).
+pub(crate) fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
 
 fn temp_prefix(file_name: &str) -> String {
     format!(".{file_name}.")

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::publish::TableStamp;
+use crate::publish::{TableStamp, directory_of, file_name_of};
 
 /// Why the record could not be written. The reload itself was delivered; the cost is one spare
 /// reload after the next restart.
@@ -51,12 +51,8 @@ pub struct AnnouncementRecord {
 impl AnnouncementRecord {
     /// The record of `table`, in the same directory (which this program may write anyway).
     pub fn beside(table: &Path) -> AnnouncementRecord {
-        let name = table
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         AnnouncementRecord {
-            path: table.with_file_name(format!(".{name}.announced")),
+            path: table.with_file_name(format!(".{}.announced", file_name_of(table))),
         }
     }
 
@@ -74,21 +70,13 @@ impl AnnouncementRecord {
             path: self.path.clone(),
             source,
         };
-        let dir = match self.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
+        let dir = directory_of(&self.path);
         let mut bytes = serde_json::to_vec(&Record::of(stamp))
             .map_err(std::io::Error::from)
             .map_err(error)?;
         bytes.push(b'\n');
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         let temp = tempfile::Builder::new()
-            .prefix(&format!("{name}."))
+            .prefix(&format!("{}.", file_name_of(&self.path)))
             .suffix(".tmp")
             .tempfile_in(dir)
             .map_err(error)?;
