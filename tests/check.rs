@@ -5,7 +5,7 @@ use std::path::Path;
 
 use fake_nomad::{FakeNomad, Policy};
 
-use crate::util::{bin_at, web_cluster};
+use crate::util::{bin_at, free_address, web_cluster};
 
 /// Runs `check` with `command` (the binary, pointed at Nomad) for `node`, with the alloc dir
 /// and the table in `dir` and `extra` flags; asserts the exit code; returns stdout.
@@ -147,10 +147,7 @@ fn an_unreadable_alloc_dir_is_explained() {
 
 #[test]
 fn without_nomad_the_local_checks_still_run() {
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        format!("http://{}", listener.local_addr().expect("addr"))
-    };
+    let closed = format!("http://{}", free_address());
     let dir = tempfile::tempdir().expect("tempdir");
     let text = check_report(bin_at(&closed), "n1", dir.path(), &[], 1);
     assert!(text.starts_with("✗ Nomad answers"), "{text}");

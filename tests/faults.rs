@@ -4,7 +4,6 @@
 //! processes (C), no reload without a publish (D), temporary files left by killed publishes
 //! (F), a rotated token file (G), and the backoff after a burst of failures (H).
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use fake_nomad::{FakeNomad, Fault, Policy, StreamFault};
@@ -12,7 +11,7 @@ use rustix::process::Signal;
 
 use crate::util::daemon::Daemon;
 use crate::util::vector::SignalRecorder;
-use crate::util::{TokenFileCluster, bin_at, web_cluster};
+use crate::util::{TokenFileCluster, bin_at, free_address, web_cluster};
 
 fn place(fake: &FakeNomad, node: &str) -> String {
     fake.update(|c| c.place("default", "web", "api", node))
@@ -145,10 +144,7 @@ fn first_retry_delay(address: &str) -> String {
 
 #[test]
 fn two_processes_retry_with_different_jitter() {
-    let closed = {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        format!("http://{}", listener.local_addr().expect("addr"))
-    };
+    let closed = format!("http://{}", free_address());
     let first = first_retry_delay(&closed);
     let second = first_retry_delay(&closed);
     assert_ne!(first, second, "every node would retry in lockstep");

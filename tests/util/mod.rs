@@ -35,8 +35,8 @@ pub fn eventually(
     Ok(())
 }
 
-/// A free loopback address for a listener (bound and released: a tiny race, as every test
-/// that picks a port has).
+/// A free loopback address (bound and released: a tiny race, as every test that picks a port
+/// has): for a listener to start on, or as an address where nothing answers.
 pub fn free_address() -> std::net::SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
