@@ -306,8 +306,30 @@ pub struct DaemonArgs {
     #[arg(long, env = "NOMAD_ALLOC_TABLE_LISTEN")]
     pub listen: Option<std::net::SocketAddr>,
 
+    /// How to learn of changes: `events` follows Nomad's event stream (every node receives
+    /// every allocation event of the cluster: cheapest on small clusters and busy nodes);
+    /// `blocking` long-polls this node's allocation listing (wakes only on this node's changes:
+    /// cheaper for the servers from about 50 nodes on). See the README for the crossover.
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_WATCH", value_enum, default_value_t = WatchMode::Events)]
+    pub watch: WatchMode,
+
+    /// In events mode, how often to compare what the event stream costs with what blocking
+    /// queries would cost, and warn when `--watch blocking` would be cheaper (the first
+    /// comparison comes after a minute, or this interval if shorter).
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_COST_REPORT_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub cost_report_interval: std::time::Duration,
+
     #[command(flatten)]
     pub timing: TimingArgs,
+}
+
+/// `--watch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WatchMode {
+    /// The event stream, with a listing on every (re)connect and every --resync-interval.
+    Events,
+    /// Blocking queries on this node's allocation listing.
+    Blocking,
 }
 
 /// When `run` publishes, resyncs and forgets.
@@ -315,9 +337,17 @@ pub struct DaemonArgs {
 #[command(next_help_heading = "Timing")]
 pub struct TimingArgs {
     /// Full resync interval (a listing that replaces the model), with ±10% jitter. Resync
-    /// heals missed events, garbage collection (which sends no event) and new namespaces.
-    #[arg(long, env = "NOMAD_ALLOC_TABLE_RESYNC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    /// heals missed events and garbage collection (which sends no event; the alloc-dir watch
+    /// sees it too). In events mode the stream is also resubscribed every 5 minutes without a
+    /// listing, to follow new namespaces; in blocking mode every answer is a full listing and
+    /// a query waits at most this long (Nomad caps it at 5 minutes).
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_RESYNC_INTERVAL", default_value = "30m", value_parser = humantime::parse_duration)]
     pub resync_interval: std::time::Duration,
+
+    /// In blocking mode, the least time between two listings: a node whose allocations change
+    /// constantly costs at most one listing per interval (changes in between arrive together).
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_MIN_RELIST_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub min_relist_interval: std::time::Duration,
 
     /// How long the rows of an allocation stay after Nomad stops listing it, so that Vector
     /// can finish reading its files.

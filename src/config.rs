@@ -9,7 +9,7 @@ use rustix::process::Signal;
 
 use crate::cli::{
     Cli, Command, DaemonArgs, NomadArgs, PrintFormat, PrintTableArgs, PublishArgs, ReloadArgs,
-    ReloadMode, ReportFormat, TableArgs, TimingArgs,
+    ReloadMode, ReportFormat, TableArgs, TimingArgs, WatchMode,
 };
 use crate::columns::{Columns, ColumnsError};
 use crate::nomad::{
@@ -91,6 +91,10 @@ pub struct RunSettings {
     pub alloc_dir: Option<std::path::PathBuf>,
     /// Where to serve the HTTP endpoints, if anywhere.
     pub listen: Option<std::net::SocketAddr>,
+    /// How changes are learnt.
+    pub watch: WatchMode,
+    /// How often the cost of the event stream is compared with blocking queries' (events mode).
+    pub cost_report_interval: std::time::Duration,
 }
 
 impl ReloadMode {
@@ -324,6 +328,7 @@ fn reloader(args: ReloadArgs) -> Result<ReloadSettings, ConfigError> {
 fn timing(args: &TimingArgs) -> Result<Timing, ConfigError> {
     let positive = [
         (args.resync_interval, "--resync-interval"),
+        (args.min_relist_interval, "--min-relist-interval"),
         (args.stream_timeout, "--stream-timeout"),
     ];
     if let Some((_, option)) = positive.iter().find(|(d, _)| d.is_zero()) {
@@ -331,6 +336,7 @@ fn timing(args: &TimingArgs) -> Result<Timing, ConfigError> {
     }
     Ok(Timing {
         resync_interval: args.resync_interval,
+        min_relist_interval: args.min_relist_interval,
         grace: args.grace,
         wait: args.wait,
         min_reload_interval: args.min_reload_interval,
@@ -344,11 +350,18 @@ fn run(
     format: FileFormat,
     args: DaemonArgs,
 ) -> Result<RunSettings, ConfigError> {
+    if args.cost_report_interval.is_zero() {
+        return Err(ConfigError::ZeroDuration {
+            option: "--cost-report-interval",
+        });
+    }
     Ok(RunSettings {
         publish: publish(publish_args, format)?,
         timing: timing(&args.timing)?,
         alloc_dir: args.alloc_dir,
         listen: args.listen,
+        watch: args.watch,
+        cost_report_interval: args.cost_report_interval,
     })
 }
 
@@ -536,7 +549,8 @@ mod tests {
         assert_eq!(
             run.timing,
             Timing {
-                resync_interval: Duration::from_secs(300),
+                resync_interval: Duration::from_secs(1800),
+                min_relist_interval: Duration::from_millis(100),
                 grace: Duration::from_secs(300),
                 wait: Wait {
                     min: Duration::from_millis(100),

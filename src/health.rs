@@ -1,6 +1,6 @@
 //! Whether `run` is ready: a table built from a successful listing has been published, and the
-//! last successful sync with Nomad (a listing, or a live event stream) is younger than twice the
-//! resync interval. The state is written by the loop and the watcher and read by `/readyz`; the
+//! last successful sync with Nomad (a listing, or a live watch) is younger than twice the time a
+//! listing may take to come (the resync interval, or in blocking mode a query's wait). The state is written by the loop and the watcher and read by `/readyz`; the
 //! verdict is a pure function of it and the time, with a one-line reason when not ready.
 
 use std::sync::{Arc, Mutex};
@@ -15,9 +15,10 @@ pub struct HealthState {
     pub published: bool,
     /// When the last successful listing was applied.
     pub last_listing: Option<Instant>,
-    /// Since when the event stream has been live (subscribed and answering), if it is.
+    /// Since when the watch has been live (the event stream subscribed and answering, or the last
+    /// blocking query answered), if it is.
     pub stream_up_since: Option<Instant>,
-    /// Since when the event stream has been down, once it has been up.
+    /// Since when the watch has been down, once it has been up.
     pub stream_down_since: Option<Instant>,
     /// The last failure talking to Nomad, for the reason.
     pub last_error: Option<String>,
@@ -43,7 +44,7 @@ impl Health {
 pub fn readiness(
     state: &HealthState,
     now: Instant,
-    resync_interval: Duration,
+    listing_every: Duration,
 ) -> Result<(), String> {
     let Some(last_listing) = state.last_listing else {
         return Err(match &state.last_error {
@@ -57,17 +58,17 @@ pub fn readiness(
     if state.stream_up_since.is_some() {
         return Ok(());
     }
-    let limit = resync_interval * 2;
+    let limit = listing_every * 2;
     let listing_age = now.saturating_duration_since(last_listing);
     if listing_age < limit {
         return Ok(());
     }
     let stream = match state.stream_down_since {
         Some(since) => format!(
-            "event stream down for {}",
+            "watch down for {}",
             humantime::format_duration(round(now.saturating_duration_since(since)))
         ),
-        None => "event stream not up".to_owned(),
+        None => "watch not up".to_owned(),
     };
     let error = state
         .last_error
@@ -130,7 +131,7 @@ mod tests {
         );
         assert_eq!(
             readiness(&state, much_later, RESYNC),
-            Err("event stream down for 4m and last listing 1h ago".to_owned())
+            Err("watch down for 4m and last listing 1h ago".to_owned())
         );
     }
 }

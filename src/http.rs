@@ -34,7 +34,7 @@ pub struct ListenError {
 struct Endpoints {
     metrics: Arc<Metrics>,
     health: Health,
-    resync_interval: Duration,
+    listing_every: Duration,
 }
 
 /// A bound listener, ready to serve.
@@ -56,7 +56,7 @@ impl Listener {
         self,
         metrics: Arc<Metrics>,
         health: Health,
-        resync_interval: Duration,
+        listing_every: Duration,
         stop: CancellationToken,
     ) {
         let address = self.listener.local_addr().ok();
@@ -68,7 +68,7 @@ impl Listener {
             .with_state(Endpoints {
                 metrics,
                 health,
-                resync_interval,
+                listing_every,
             });
         if let Err(e) = axum::serve(self.listener, router)
             .with_graceful_shutdown(stop.cancelled_owned())
@@ -91,7 +91,7 @@ async fn readyz(State(endpoints): State<Endpoints>) -> Response {
     match readiness(
         &endpoints.health.snapshot(),
         Instant::now(),
-        endpoints.resync_interval,
+        endpoints.listing_every,
     ) {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response(),

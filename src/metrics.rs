@@ -18,7 +18,8 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const PREFIX: &str = "nomad_alloc_table";
 
 /// Why the event stream ended, as `stream_reconnects_total` labels it.
-pub const RECONNECT_REASONS: [&str; 7] = [
+pub const RECONNECT_REASONS: [&str; 8] = [
+    "resubscribe",
     "closed",
     "silent",
     "transport",
@@ -44,6 +45,7 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
     pub response_bytes: IntCounterVec,
+    pub event_bytes: IntCounterVec,
     pub change_to_publish: Histogram,
 }
 
@@ -106,13 +108,13 @@ impl Metrics {
             .expect("valid metric"),
             stream_up: IntGauge::with_opts(opts(
                 "event_stream_up",
-                "1 while the event stream is subscribed and has answered, else 0.",
+                "1 while the watch is up: the event stream subscribed and answering (--watch events), or the last blocking query answered (--watch blocking); else 0.",
             ))
             .expect("valid metric"),
             stream_reconnects: IntCounterVec::new(
                 opts(
                     "stream_reconnects_total",
-                    "Ends of the event stream by reason (closed, silent, transport, refused, unparseable, error, resync).",
+                    "Ends of the event stream by reason (resubscribe, closed, silent, transport, refused, unparseable, error, resync).",
                 ),
                 &["reason"],
             )
@@ -120,7 +122,7 @@ impl Metrics {
             resyncs: IntCounterVec::new(
                 opts(
                     "resyncs_total",
-                    "Full listings applied, by reason: interval, signal, reconnect, burst.",
+                    "Full listings applied, by reason: interval, signal, reconnect, burst, change (a blocking query woke on a change of the node).",
                 ),
                 &["reason"],
             )
@@ -157,6 +159,14 @@ impl Metrics {
                 &["endpoint"],
             )
             .expect("valid metric"),
+            event_bytes: IntCounterVec::new(
+                opts(
+                    "event_bytes_total",
+                    "Event-stream frame bytes by whose allocations they carry: this node's (own) or other nodes' (other). The stream has no node filter, so other nodes' events are the price of --watch events.",
+                ),
+                &["node"],
+            )
+            .expect("valid metric"),
             change_to_publish: Histogram::with_opts(
                 HistogramOpts::new(
                     format!("{PREFIX}_change_to_publish_seconds"),
@@ -181,6 +191,7 @@ impl Metrics {
             Box::new(metrics.requests.clone()),
             Box::new(metrics.request_duration.clone()),
             Box::new(metrics.response_bytes.clone()),
+            Box::new(metrics.event_bytes.clone()),
             Box::new(metrics.change_to_publish.clone()),
         ];
         for collector in collectors {
@@ -199,7 +210,10 @@ impl Metrics {
         for state in ["live", "departing"] {
             metrics.allocations.with_label_values(&[state]);
         }
-        for reason in ["interval", "signal", "reconnect", "burst"] {
+        for node in ["own", "other"] {
+            metrics.event_bytes.with_label_values(&[node]);
+        }
+        for reason in ["interval", "signal", "reconnect", "burst", "change"] {
             metrics.resyncs.with_label_values(&[reason]);
         }
         for reason in RECONNECT_REASONS {
@@ -265,6 +279,7 @@ mod tests {
             "nomad_requests_total",
             "nomad_request_duration_seconds",
             "nomad_response_bytes_total",
+            "event_bytes_total",
             "change_to_publish_seconds",
         ] {
             let family = format!("{PREFIX}_{name}");

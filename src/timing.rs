@@ -8,6 +8,8 @@ use std::time::Duration;
 pub struct Timing {
     /// A full listing replaces the model this often (jittered by the watcher).
     pub resync_interval: Duration,
+    /// In blocking mode, the least time between two listings.
+    pub min_relist_interval: Duration,
     /// How long rows outlive their allocation's departure, so Vector can finish its files.
     pub grace: Duration,
     /// The debounce of publishes.

@@ -79,6 +79,7 @@ async fn a_blocking_query_returns_when_the_node_changes() {
                 Blocking {
                     index,
                     wait: Some(Duration::from_secs(60)),
+                    ..Blocking::default()
                 },
             )
             .await
@@ -112,6 +113,7 @@ async fn a_blocking_query_without_change_returns_the_same_index_after_wait() {
             Blocking {
                 index,
                 wait: Some(Duration::from_millis(200)),
+                ..Blocking::default()
             },
         )
         .await

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tracing::debug;
 
 use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -46,18 +47,50 @@ pub struct ConnectionSettings {
     pub basic_auth: Option<(String, Option<Secret>)>,
 }
 
-/// A blocking query's parameters: return once the index passes `index`, or after `wait`.
+/// An answer from a server that last heard from the leader longer ago than this (or that knows
+/// no leader) is too stale to trust: the read is repeated against the leader. Raft followers
+/// hear from the leader every few hundred milliseconds, so only a partitioned or wedged server
+/// gets here.
+pub const MAX_STALE: Duration = Duration::from_secs(5);
+
+/// A read's parameters: a blocking query returns once the index passes `index`, or after
+/// `wait`; `consistency` says which server may answer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Blocking {
     pub index: u64,
     pub wait: Option<Duration>,
+    pub consistency: Consistency,
 }
 
-/// A decoded answer and its `X-Nomad-Index` (absent on endpoints that are not indexed).
+impl Blocking {
+    /// For endpoints the agent answers itself, without a raft read: no query parameters.
+    const AGENT: Blocking = Blocking {
+        index: 0,
+        wait: None,
+        consistency: Consistency::Leader,
+    };
+}
+
+/// Which server answers a read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// `stale=true`: any server answers from its own state, so reads spread over the servers
+    /// instead of all going to the leader. An answer staler than [`MAX_STALE`] is repeated
+    /// against the leader.
+    #[default]
+    Stale,
+    /// The leader answers (Nomad's default): for the rare answer that must be the truth.
+    Leader,
+}
+
+/// A decoded answer, its `X-Nomad-Index` (absent on endpoints that are not indexed) and the
+/// size of its body.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Indexed<T> {
     pub value: T,
     pub index: Option<u64>,
+    /// Response body bytes.
+    pub bytes: usize,
 }
 
 /// The ACL each endpoint needs, for 403 messages.
@@ -211,6 +244,9 @@ impl NomadClient {
             if let Some(wait) = blocking.wait {
                 query.append_pair("wait", &format!("{}ms", wait.as_millis()));
             }
+            if blocking.consistency == Consistency::Stale {
+                query.append_pair("stale", "true");
+            }
         }
         if url.query() == Some("") {
             url.set_query(None);
@@ -235,6 +271,8 @@ impl NomadClient {
         Ok(request)
     }
 
+    /// A read; a stale read whose server has lost touch with the leader (no known leader, or
+    /// no contact for longer than [`MAX_STALE`]) is repeated once against the leader.
     async fn get<T: DeserializeOwned>(
         &self,
         path: &str,
@@ -242,6 +280,28 @@ impl NomadClient {
         blocking: Blocking,
         needs: &'static str,
     ) -> Result<Indexed<T>, Error> {
+        let (answer, staleness) = self.get_once(path, route, blocking, needs).await?;
+        match staleness {
+            Some(staleness) if blocking.consistency == Consistency::Stale => {
+                debug!(url = %path, %staleness, "a stale answer; asking the leader");
+                let leader = Blocking {
+                    consistency: Consistency::Leader,
+                    ..blocking
+                };
+                Ok(self.get_once(path, route, leader, needs).await?.0)
+            }
+            _ => Ok(answer),
+        }
+    }
+
+    /// One read, and whether its answer is too stale to trust (and why).
+    async fn get_once<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        route: &'static str,
+        blocking: Blocking,
+        needs: &'static str,
+    ) -> Result<(Indexed<T>, Option<Staleness>), Error> {
         let url = self.url(path, blocking);
         let shown = self.display_url(&url);
         // A blocking query answers (headers included) only when it returns.
@@ -257,11 +317,18 @@ impl NomadClient {
             .send(request, route, &shown, headers_timeout, timeout)
             .await?;
         let status = response.status();
-        let index = response
-            .headers()
-            .get("X-Nomad-Index")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let index = header("X-Nomad-Index").and_then(|v| v.parse().ok());
+        let staleness = Staleness::of(
+            header("X-Nomad-KnownLeader").as_deref(),
+            header("X-Nomad-LastContact").as_deref(),
+        );
         let body = response
             .bytes()
             .await
@@ -274,7 +341,14 @@ impl NomadClient {
             url: shown,
             cause: e.to_string(),
         })?;
-        Ok(Indexed { value, index })
+        Ok((
+            Indexed {
+                value,
+                index,
+                bytes: body.len(),
+            },
+            staleness,
+        ))
     }
 
     /// Subscribes to every Allocation event of every namespace from `index` (inclusive, as
@@ -357,7 +431,7 @@ impl NomadClient {
             .get(
                 "/v1/status/leader",
                 "/v1/status/leader",
-                Blocking::default(),
+                Blocking::AGENT,
                 "nothing (this endpoint needs no ACL)",
             )
             .await?
@@ -370,7 +444,7 @@ impl NomadClient {
             .get(
                 "/v1/agent/self",
                 "/v1/agent/self",
-                Blocking::default(),
+                Blocking::AGENT,
                 NEEDS_AGENT_READ,
             )
             .await?
@@ -420,6 +494,36 @@ impl NomadClient {
     }
 }
 
+/// Why an answer is too stale to trust.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Staleness {
+    /// `X-Nomad-KnownLeader: false`: the server knows no leader.
+    NoLeader,
+    /// `X-Nomad-LastContact` in milliseconds, above [`MAX_STALE`].
+    LastContact(u64),
+}
+
+impl std::fmt::Display for Staleness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Staleness::NoLeader => f.write_str("the server knows no leader"),
+            Staleness::LastContact(ms) => write!(f, "the server last heard from the leader {ms} ms ago"),
+        }
+    }
+}
+
+impl Staleness {
+    /// Judges the headers Nomad's `setMeta` sets on every read (an endpoint without them, such
+    /// as the agent's own, is never stale).
+    fn of(known_leader: Option<&str>, last_contact: Option<&str>) -> Option<Staleness> {
+        if known_leader == Some("false") {
+            return Some(Staleness::NoLeader);
+        }
+        let ms: u64 = last_contact?.parse().ok()?;
+        (u128::from(ms) > MAX_STALE.as_millis()).then_some(Staleness::LastContact(ms))
+    }
+}
+
 /// Percent-encodes one path segment (IDs are UUIDs, but never trust input to be one).
 fn path_segment(raw: &str) -> String {
     let mut url = Url::parse("http://x/").expect("a valid constant URL");
@@ -458,21 +562,40 @@ mod tests {
             Blocking {
                 index: 42,
                 wait: Some(Duration::from_secs(5)),
+                consistency: Consistency::Stale,
             },
         );
         assert_eq!(
             url.as_str(),
-            "http://127.0.0.1:4646/v1/node/n1/allocations?region=eu&index=42&wait=5000ms"
+            "http://127.0.0.1:4646/v1/node/n1/allocations?region=eu&index=42&wait=5000ms&stale=true"
         );
-        let plain =
-            client("http://127.0.0.1:4646", None).url("/v1/agent/self", Blocking::default());
+        let leader = Blocking {
+            consistency: Consistency::Leader,
+            ..Blocking::default()
+        };
+        let plain = client("http://127.0.0.1:4646", None).url("/v1/agent/self", leader);
         assert_eq!(plain.as_str(), "http://127.0.0.1:4646/v1/agent/self");
+    }
+
+    #[test]
+    fn answers_from_a_server_out_of_touch_with_the_leader_are_stale() {
+        assert_eq!(Staleness::of(Some("true"), Some("0")), None);
+        assert_eq!(Staleness::of(Some("true"), Some("5000")), None);
+        assert_eq!(
+            Staleness::of(Some("true"), Some("5001")),
+            Some(Staleness::LastContact(5001))
+        );
+        assert_eq!(
+            Staleness::of(Some("false"), Some("0")),
+            Some(Staleness::NoLeader)
+        );
+        assert_eq!(Staleness::of(None, None), None, "the agent's own endpoints");
     }
 
     #[test]
     fn unix_socket_urls_are_shown_with_the_socket_path() {
         let c = client("unix:///tmp/api.sock", None);
-        let url = c.url("/v1/agent/self", Blocking::default());
+        let url = c.url("/v1/agent/self", Blocking::AGENT);
         assert_eq!(c.display_url(&url), "unix:///tmp/api.sock/v1/agent/self");
     }
 }

@@ -30,6 +30,9 @@ pub struct Frame {
     pub index: u64,
     #[serde(default)]
     pub events: Vec<Event>,
+    /// The frame's line length in bytes, newline included: what it cost to receive.
+    #[serde(skip)]
+    pub bytes: usize,
 }
 
 /// One event; only the Allocation topic's payload is decoded.
@@ -58,7 +61,10 @@ pub fn parse_line(line: &[u8]) -> Message {
     }
     match serde_json::from_slice::<serde_json::Value>(trimmed) {
         Ok(value) if value.get("Index").is_some() => match serde_json::from_value::<Frame>(value) {
-            Ok(frame) => Message::Frame(frame),
+            Ok(frame) => Message::Frame(Frame {
+                bytes: trimmed.len() + 1,
+                ..frame
+            }),
             Err(e) => Message::Unparseable(format!("frame with unexpected shape: {e}")),
         },
         Ok(serde_json::Value::Object(map)) if map.is_empty() => Message::Heartbeat,

@@ -28,6 +28,8 @@ use crate::reload::{self, ReloadOutcome, Reloader};
 use crate::render::{self, FileFormat};
 use crate::table::{self, NodeInfo};
 use crate::timing::Timing;
+use crate::cli::WatchMode;
+use crate::watch::blocking::{self, BlockingWatcher};
 use crate::watch::stream::StreamWatcher;
 use crate::watch::{ResyncReason, Update, alloc_dir};
 
@@ -47,6 +49,10 @@ pub struct Setup {
     pub resync: (mpsc::Sender<ResyncReason>, mpsc::Receiver<ResyncReason>),
     pub metrics: Arc<Metrics>,
     pub health: Health,
+    /// How changes are learnt.
+    pub watch: WatchMode,
+    /// How often events mode compares its cost with blocking queries'.
+    pub cost_report_interval: Duration,
 }
 
 /// The loop's I/O side.
@@ -86,6 +92,8 @@ pub async fn run(client: Arc<NomadClient>, setup: Setup, shutdown: impl Future<O
         resync: (resync, resync_requests),
         metrics,
         health,
+        watch,
+        cost_report_interval,
     } = setup;
     let unannounced = match publisher.on_disk() {
         Ok(Some(stamp)) => reloader.owes_announcement(&stamp),
@@ -104,20 +112,39 @@ pub async fn run(client: Arc<NomadClient>, setup: Setup, shutdown: impl Future<O
     let (reloaded, mut reloads_ended) = mpsc::channel(1);
     let tasks = TaskTracker::new();
     let stop_tasks = CancellationToken::new();
-    tasks.spawn(
-        stop_tasks.clone().run_until_cancelled_owned(
-            StreamWatcher {
-                client: client.clone(),
-                node_id: node.id.clone(),
-                updates: updates.clone(),
-                resync_interval: timing.resync_interval,
-                stream_timeout: timing.stream_timeout,
-                metrics: metrics.clone(),
-                health: health.clone(),
-            }
-            .run(resync_requests),
+    let blocking_wait = timing.resync_interval.min(blocking::MAX_WAIT);
+    match watch {
+        WatchMode::Events => tasks.spawn(
+            stop_tasks.clone().run_until_cancelled_owned(
+                StreamWatcher {
+                    client: client.clone(),
+                    node_id: node.id.clone(),
+                    updates: updates.clone(),
+                    resync_interval: timing.resync_interval,
+                    stream_timeout: timing.stream_timeout,
+                    cost_report_interval,
+                    blocking_wait,
+                    metrics: metrics.clone(),
+                    health: health.clone(),
+                }
+                .run(resync_requests),
+            ),
         ),
-    );
+        WatchMode::Blocking => tasks.spawn(
+            stop_tasks.clone().run_until_cancelled_owned(
+                BlockingWatcher {
+                    client: client.clone(),
+                    node_id: node.id.clone(),
+                    updates: updates.clone(),
+                    wait: blocking_wait,
+                    min_relist_interval: timing.min_relist_interval,
+                    metrics: metrics.clone(),
+                    health: health.clone(),
+                }
+                .run(resync_requests),
+            ),
+        ),
+    };
     let _alloc_dir_watch = match alloc_dir::watch(
         alloc_dir.clone(),
         updates.clone(),
@@ -130,7 +157,7 @@ pub async fn run(client: Arc<NomadClient>, setup: Setup, shutdown: impl Future<O
             None
         }
     };
-    info!(node = %node.id, path = %publisher.path().display(), alloc_dir = %alloc_dir.display(), "following Nomad");
+    info!(node = %node.id, path = %publisher.path().display(), alloc_dir = %alloc_dir.display(), watch = ?watch, "following Nomad");
     let mut driver = Driver {
         client,
         machine: Machine::new(node.id.clone(), timing, unannounced),

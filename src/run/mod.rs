@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::cli::WatchMode;
 use crate::config::RunSettings;
 use crate::error::AppError;
 use crate::health::Health;
@@ -49,10 +50,18 @@ pub async fn run(
         None => None,
     };
     if let Some(listener) = listener {
+        // How often a listing comes at the least: readiness tolerates two missed.
+        let listing_every = match settings.watch {
+            WatchMode::Events => settings.timing.resync_interval,
+            WatchMode::Blocking => settings
+                .timing
+                .resync_interval
+                .min(crate::watch::blocking::MAX_WAIT),
+        };
         tokio::spawn(listener.serve(
             metrics.clone(),
             health.clone(),
-            settings.timing.resync_interval,
+            listing_every,
             stop_listener.clone(),
         ));
     }
@@ -87,6 +96,8 @@ pub async fn run(
         resync: (resync, resync_requests),
         metrics,
         health,
+        watch: settings.watch,
+        cost_report_interval: settings.cost_report_interval,
     };
     driver::run(client, setup, stop.cancelled_owned()).await;
     Ok(())

@@ -388,6 +388,7 @@ mod tests {
     fn timing() -> Timing {
         Timing {
             resync_interval: Duration::from_secs(300),
+            min_relist_interval: Duration::from_millis(100),
             grace: Duration::from_secs(2),
             wait: Wait {
                 min: Duration::from_millis(100),

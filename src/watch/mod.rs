@@ -2,6 +2,8 @@
 //! `run/driver.rs` (which alone owns the model), and returns when the stop is broadcast.
 
 pub mod alloc_dir;
+pub mod blocking;
+pub mod cost;
 pub mod stream;
 
 use std::fmt;
@@ -21,6 +23,8 @@ pub enum ResyncReason {
     Signal,
     /// A burst of unknown allocations: one listing instead of many fetches.
     Burst,
+    /// A blocking query woke: the node's allocations changed.
+    Change,
 }
 
 impl fmt::Display for ResyncReason {
@@ -30,6 +34,7 @@ impl fmt::Display for ResyncReason {
             ResyncReason::Interval => "periodic resync",
             ResyncReason::Signal => "resync on SIGHUP",
             ResyncReason::Burst => "resync for a burst",
+            ResyncReason::Change => "change on the node",
         })
     }
 }
@@ -42,6 +47,7 @@ impl ResyncReason {
             ResyncReason::Interval => "interval",
             ResyncReason::Signal => "signal",
             ResyncReason::Burst => "burst",
+            ResyncReason::Change => "change",
         }
     }
 }

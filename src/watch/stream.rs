@@ -1,11 +1,16 @@
-//! The event-stream watcher. Every (re)connection lists the node's allocations first and then
-//! subscribes from the listing's index + 1, so nothing between the two is lost; frames at or
-//! below the cursor (Nomad replays the tail) are dropped; only this node's allocations are
-//! passed on. Any end of the stream (EOF, silence past the read deadline, a line that is not
-//! JSON) leads to a reconnect with exponential backoff and jitter; a resync request or the
-//! resync interval also reconnects, which re-snapshots `namespace=*` as a side effect. The
-//! resync timer and requests cut a connection in any phase, a hung listing or subscription
-//! included. The loop's state ([`WatchState`]) is data, so that its transitions can be tested.
+//! The event-stream watcher (`--watch events`). Every (re)connection lists the node's
+//! allocations first and then subscribes from the listing's index + 1, so nothing between the
+//! two is lost; frames at or below the cursor (Nomad replays the tail) are dropped; only this
+//! node's allocations are passed on. Any end of the stream (EOF, silence past the read deadline,
+//! a line that is not JSON) leads to a reconnect (with a listing) with exponential backoff and
+//! jitter. Every [`RESUBSCRIBE_INTERVAL`] the stream is resubscribed from the cursor without a
+//! listing (a subscription to `namespace=*` fixes its namespaces when it starts, so this
+//! follows new ones); a full listing comes on every reconnect, every `--resync-interval` and on
+//! request. The timers and requests cut a connection in any phase, a hung listing or
+//! subscription included. The loop's state ([`WatchState`]) is data, so that its transitions
+//! can be tested; it also meters what the stream costs against blocking queries ([`cost`]).
+//!
+//! [`cost`]: super::cost
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::cost::CostMeter;
 use super::{ResyncReason, Update};
 use crate::health::Health;
 use crate::metrics::{Metrics, unix_now};
@@ -24,6 +30,9 @@ use crate::retry::{Backoff, ErrorLog, MAX_BACKOFF};
 
 /// How a failure is logged.
 const CONNECTION_FAILED: &str = "Nomad connection failed; keeping the last table";
+/// How often the stream is resubscribed from its cursor without a listing, to follow namespaces
+/// created since it subscribed.
+pub const RESUBSCRIBE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// What the watcher needs.
 pub struct StreamWatcher {
@@ -32,6 +41,10 @@ pub struct StreamWatcher {
     pub updates: mpsc::Sender<Update>,
     pub resync_interval: Duration,
     pub stream_timeout: Duration,
+    /// How often the stream's cost is compared with blocking queries'.
+    pub cost_report_interval: Duration,
+    /// The wait blocking queries would use, for that comparison.
+    pub blocking_wait: Duration,
     pub metrics: Arc<Metrics>,
     pub health: Health,
 }
@@ -48,20 +61,36 @@ pub struct WatchState {
     pub exchanged: bool,
     /// The last error reported, so that a repeated one is logged once.
     pub errors: ErrorLog,
-    /// Why the next listing is taken.
+    /// Why the next listing is taken...
     pub next_listing: ResyncReason,
+    /// ...and whether the next connection takes one (a planned resubscribe does not).
+    pub list_on_connect: bool,
+    /// What the stream costs, against blocking queries.
+    pub cost: CostMeter,
 }
 
-impl Default for WatchState {
-    fn default() -> WatchState {
+impl WatchState {
+    pub fn new(cost: CostMeter) -> WatchState {
         WatchState {
             cursor: 0,
             backoff: Backoff::default(),
             exchanged: false,
             errors: ErrorLog::default(),
             next_listing: ResyncReason::Connect,
+            list_on_connect: true,
+            cost,
         }
     }
+}
+
+/// What a new frame brought.
+#[derive(Debug, PartialEq)]
+pub struct Received {
+    /// This node's allocations.
+    pub own: Vec<Allocation>,
+    /// The frame's bytes, split by whose events they carry.
+    pub own_bytes: u64,
+    pub other_bytes: u64,
 }
 
 /// Why one connection ended.
@@ -71,6 +100,8 @@ pub enum Ended {
     Unparseable(String),
     /// A resync was asked for, or is due.
     Resync(ResyncReason),
+    /// Time to resubscribe (without a listing).
+    Resubscribe,
     /// The loop is gone: stop.
     LoopGone,
 }
@@ -98,6 +129,7 @@ impl Ended {
             Ended::Stream(StreamEnd::Silent { .. }) => "silent",
             Ended::Stream(StreamEnd::Transport(_) | StreamEnd::LineTooLong { .. }) => "transport",
             Ended::Unparseable(_) => "unparseable",
+            Ended::Resubscribe => "resubscribe",
             Ended::Resync(_) | Ended::LoopGone => "resync",
         }
     }
@@ -118,9 +150,9 @@ impl WatchState {
         self.cursor = index;
     }
 
-    /// The allocations of `node_id` that a frame brings, or `None` for a replayed frame (at or
-    /// below the cursor: Nomad re-sends the newest frame to every new subscriber).
-    pub fn frame(&mut self, frame: Frame, node_id: &str) -> Option<Vec<Allocation>> {
+    /// What a frame brings for `node_id`, or `None` for a replayed frame (at or below the
+    /// cursor: Nomad re-sends the newest frame to every new subscriber).
+    pub fn frame(&mut self, frame: Frame, node_id: &str) -> Option<Received> {
         self.exchanged = true;
         if frame.index <= self.cursor {
             debug!(
@@ -131,14 +163,19 @@ impl WatchState {
             return None;
         }
         self.cursor = frame.index;
-        Some(
-            frame
-                .events
-                .into_iter()
-                .filter_map(|event| event.payload.allocation)
-                .filter(|alloc| alloc.node_id == node_id)
-                .collect(),
-        )
+        let all = frame.events.len();
+        let own: Vec<Allocation> = frame
+            .events
+            .into_iter()
+            .filter_map(|event| event.payload.allocation)
+            .filter(|alloc| alloc.node_id == node_id)
+            .collect();
+        let (own_bytes, other_bytes) = self.cost.frame(frame.bytes, own.len(), all);
+        Some(Received {
+            own,
+            own_bytes,
+            other_bytes,
+        })
     }
 
     /// How a connection that ended with `ended` is followed. A connection that exchanged a
@@ -151,8 +188,10 @@ impl WatchState {
         if exchanged && !matches!(ended, Ended::Unparseable(_)) {
             self.backoff = Backoff::default();
         }
+        self.list_on_connect = !matches!(ended, Ended::Resubscribe);
         match ended {
             Ended::LoopGone => Next::Stop,
+            Ended::Resubscribe => Next::Now,
             Ended::Resync(why) => {
                 self.next_listing = *why;
                 Next::Now
@@ -176,6 +215,7 @@ impl WatchState {
     pub fn failed(&mut self, error: &Error) -> Duration {
         self.exchanged = false;
         self.next_listing = ResyncReason::Connect;
+        self.list_on_connect = true;
         match error {
             Error::PermissionDenied { .. } => MAX_BACKOFF,
             _ => self.backoff.next_delay(),
@@ -193,15 +233,24 @@ impl StreamWatcher {
     /// await point (it holds nothing that a stop could lose). `resync` carries requests for a
     /// resync (SIGHUP, a burst of unknown allocations).
     pub async fn run(self, mut resync: mpsc::Receiver<ResyncReason>) {
-        let mut state = WatchState::default();
+        let mut state = WatchState::new(CostMeter::new(
+            Instant::now(),
+            self.cost_report_interval,
+            self.blocking_wait,
+        ));
+        let mut resync_at = Instant::now() + jittered(self.resync_interval);
         loop {
-            // The timer and the requests cut the connection in any phase: a listing or a
+            if state.list_on_connect {
+                resync_at = Instant::now() + jittered(self.resync_interval);
+            }
+            let resubscribe_at = Instant::now() + jittered(RESUBSCRIBE_INTERVAL);
+            // The timers and the requests cut the connection in any phase: a listing or a
             // subscription that never answers must not hold up the resync.
-            let resync_at = Instant::now() + jittered(self.resync_interval);
             let outcome = tokio::select! {
                 outcome = self.connect_and_follow(&mut state) => outcome,
                 Some(why) = resync.recv() => Ok(Ended::Resync(why)),
                 () = tokio::time::sleep_until(resync_at) => Ok(Ended::Resync(ResyncReason::Interval)),
+                () = tokio::time::sleep_until(resubscribe_at), if resubscribe_at < resync_at => Ok(Ended::Resubscribe),
             };
             if matches!(outcome, Ok(Ended::LoopGone)) {
                 return;
@@ -227,7 +276,7 @@ impl StreamWatcher {
                         Ended::Stream(end) => {
                             info!(reason = %end, "event stream ended; reconnecting")
                         }
-                        Ended::Resync(_) | Ended::LoopGone => {}
+                        Ended::Resync(_) | Ended::Resubscribe | Ended::LoopGone => {}
                     }
                     match state.ended(&ended) {
                         Next::Stop => return,
@@ -255,8 +304,57 @@ impl StreamWatcher {
         }
     }
 
-    /// Lists, subscribes and follows the stream until it ends.
+    /// Lists (unless resubscribing), subscribes and follows the stream until it ends.
     async fn connect_and_follow(&self, state: &mut WatchState) -> Result<Ended, Error> {
+        if state.list_on_connect {
+            if let Some(gone) = self.list(state).await? {
+                return Ok(gone);
+            }
+        } else {
+            debug!(cursor = state.cursor, "resubscribing from the cursor");
+        }
+        let mut stream = self.client.event_stream(state.cursor + 1).await?;
+        debug!(index = state.cursor, "event stream subscribed");
+        loop {
+            let message = stream.next(self.stream_timeout).await;
+            if matches!(message, Ok(Message::Heartbeat | Message::Frame(_))) && !state.exchanged {
+                self.stream_up();
+            }
+            if let Some(comparison) = state.cost.due(Instant::now()) {
+                if comparison.blocking_is_cheaper() {
+                    warn!("{comparison}; consider --watch blocking");
+                } else {
+                    debug!("{comparison}; the event stream is the cheaper watch here");
+                }
+            }
+            let frame = match message {
+                Ok(Message::Heartbeat) => {
+                    state.exchanged = true;
+                    continue;
+                }
+                Ok(Message::Frame(frame)) => frame,
+                Ok(Message::Unparseable(line)) => return Ok(Ended::Unparseable(line)),
+                Err(end) => return Ok(Ended::Stream(end)),
+            };
+            let Some(received) = state.frame(frame, &self.node_id) else {
+                continue;
+            };
+            self.count_event_bytes(&received);
+            for alloc in received.own {
+                if self
+                    .updates
+                    .send(Update::Event(Box::new(alloc)))
+                    .await
+                    .is_err()
+                {
+                    return Ok(Ended::LoopGone);
+                }
+            }
+        }
+    }
+
+    /// Lists the node's allocations and sends the listing; `Some` when the loop is gone.
+    async fn list(&self, state: &mut WatchState) -> Result<Option<Ended>, Error> {
         let requested_at = Instant::now();
         let listed = self
             .client
@@ -267,6 +365,7 @@ impl StreamWatcher {
             info!("Nomad answers again");
         }
         state.listed(index);
+        state.cost.listing(listed.bytes);
         self.metrics
             .resyncs
             .with_label_values(&[state.next_listing.label()])
@@ -282,35 +381,21 @@ impl StreamWatcher {
             reason: state.next_listing,
         };
         if self.updates.send(listing).await.is_err() {
-            return Ok(Ended::LoopGone);
+            return Ok(Some(Ended::LoopGone));
         }
-        let mut stream = self.client.event_stream(index + 1).await?;
-        debug!(index, "event stream subscribed");
-        loop {
-            let message = stream.next(self.stream_timeout).await;
-            if matches!(message, Ok(Message::Heartbeat | Message::Frame(_))) && !state.exchanged {
-                self.stream_up();
-            }
-            let frame = match message {
-                Ok(Message::Heartbeat) => {
-                    state.exchanged = true;
-                    continue;
-                }
-                Ok(Message::Frame(frame)) => frame,
-                Ok(Message::Unparseable(line)) => return Ok(Ended::Unparseable(line)),
-                Err(end) => return Ok(Ended::Stream(end)),
-            };
-            for alloc in state.frame(frame, &self.node_id).unwrap_or_default() {
-                if self
-                    .updates
-                    .send(Update::Event(Box::new(alloc)))
-                    .await
-                    .is_err()
-                {
-                    return Ok(Ended::LoopGone);
-                }
-            }
-        }
+        Ok(None)
+    }
+
+    /// Counts a frame's bytes in `event_bytes_total`.
+    fn count_event_bytes(&self, received: &Received) {
+        self.metrics
+            .event_bytes
+            .with_label_values(&["own"])
+            .inc_by(received.own_bytes);
+        self.metrics
+            .event_bytes
+            .with_label_values(&["other"])
+            .inc_by(received.other_bytes);
     }
 
     /// The subscription answered: the stream is live.
@@ -363,9 +448,18 @@ mod tests {
     use super::*;
     use crate::nomad::events::{Event, Payload};
 
+    fn state() -> WatchState {
+        WatchState::new(CostMeter::new(
+            Instant::now(),
+            Duration::from_secs(3600),
+            Duration::from_secs(300),
+        ))
+    }
+
     fn frame(index: u64, nodes: &[&str]) -> Frame {
         Frame {
             index,
+            bytes: 100 * nodes.len(),
             events: nodes
                 .iter()
                 .enumerate()
@@ -387,7 +481,7 @@ mod tests {
 
     #[test]
     fn frames_at_or_below_the_cursor_are_replays_and_other_nodes_are_dropped() {
-        let mut state = WatchState::default();
+        let mut state = state();
         state.listed(10);
         assert_eq!(
             state.frame(frame(10, &["n1"]), "n1"),
@@ -398,14 +492,15 @@ mod tests {
         let mine = state
             .frame(frame(11, &["n1", "n2", "n1"]), "n1")
             .expect("new");
-        assert_eq!(mine.len(), 2, "only this node's allocations");
+        assert_eq!(mine.own.len(), 2, "only this node's allocations");
+        assert_eq!((mine.own_bytes, mine.other_bytes), (200, 100));
         assert_eq!(state.cursor, 11);
         assert_eq!(state.frame(frame(11, &["n1"]), "n1"), None);
     }
 
     #[test]
     fn a_listing_below_the_cursor_restarts_the_cursor_from_it() {
-        let mut state = WatchState::default();
+        let mut state = state();
         state.listed(900);
         state.listed(20);
         assert_eq!(state.cursor, 20);
@@ -417,7 +512,7 @@ mod tests {
 
     #[test]
     fn a_healthy_connection_resets_the_backoff_and_garbage_does_not() {
-        let mut state = WatchState::default();
+        let mut state = state();
         let cut = || {
             Ended::Stream(StreamEnd::Silent {
                 url: String::new(),
@@ -451,7 +546,7 @@ mod tests {
 
     #[test]
     fn a_resync_reconnects_at_once_with_its_reason_and_a_refusal_waits_longest() {
-        let mut state = WatchState::default();
+        let mut state = state();
         assert_eq!(state.ended(&Ended::Resync(ResyncReason::Signal)), Next::Now);
         assert_eq!(state.next_listing, ResyncReason::Signal);
         let refused = Ended::Stream(StreamEnd::Closed {

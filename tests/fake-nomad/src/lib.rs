@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 pub use model::{
     Agent, Allocation, ClientStatus, Cluster, Hook, Job, JobType, Node, Policy, Task, TaskGroup,
 };
-pub use server::{Fault, RecordedRequest, SignalRecord};
+pub use server::{Fault, Follower, RecordedRequest, SignalRecord};
 pub use stream::{StreamFault, StreamSettings, Transport};
 
 /// Where the fake listens.
@@ -160,6 +160,35 @@ impl FakeNomad {
         self.shared
             .bytes_sent
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Response body bytes sent so far by route (e.g. `/v1/node/{node_id}/allocations`).
+    pub fn bytes_by_route(&self) -> std::collections::BTreeMap<String, u64> {
+        self.shared
+            .bytes_by_route
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Event-stream bytes sent so far to each subscription, in the order they subscribed.
+    pub fn bytes_by_subscriber(&self) -> Vec<u64> {
+        self.shared
+            .bytes_by_subscriber
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Makes `stale=true` reads be answered by a server that lost touch with the leader at the
+    /// cluster's current state (`None`: every server is in touch again).
+    pub fn set_follower(&self, follower: Option<(bool, std::time::Duration)>) {
+        let follower = follower.map(|(known_leader, last_contact)| server::Follower {
+            frozen: self.shared.cluster().clone(),
+            known_leader,
+            last_contact,
+        });
+        *self.shared.follower.lock().unwrap_or_else(|e| e.into_inner()) = follower;
     }
 
     /// Signals delivered through `/v1/client/allocation/:id/signal`, oldest first.

@@ -52,6 +52,23 @@ pub enum Step {
     Nothing,
 }
 
+impl Step {
+    /// The allocation the step created or changed (the new one of a replacement or drain).
+    pub fn alloc_id(&self) -> Option<&str> {
+        match self {
+            Step::Placed { alloc_id, .. }
+            | Step::Started { alloc_id }
+            | Step::Touched { alloc_id }
+            | Step::Stopped { alloc_id }
+            | Step::Disconnected { alloc_id }
+            | Step::Reconnected { alloc_id }
+            | Step::Collected { alloc_id } => Some(alloc_id),
+            Step::Replaced { new, .. } | Step::Drained { new, .. } => Some(new),
+            Step::Nothing => None,
+        }
+    }
+}
+
 /// Drives random lifecycle steps on the allocations of `node_id` (and places drained ones on
 /// `other_node_id`).
 pub struct Lifecycle {
@@ -227,6 +244,41 @@ impl Lifecycle {
     }
 }
 
+/// Churn over a whole cluster: each step happens on a node picked at random (drains go to
+/// another random node), so that a watcher of one node sees the other nodes' events on the
+/// stream, as in a real cluster of many clients.
+pub struct ClusterChurn {
+    script: Lifecycle,
+    nodes: Vec<String>,
+}
+
+impl ClusterChurn {
+    /// Churn over the nodes `cluster` has now (at least one).
+    pub fn new(cluster: &Cluster, seed: u64) -> ClusterChurn {
+        let nodes: Vec<String> = cluster.nodes.keys().cloned().collect();
+        assert!(!nodes.is_empty(), "cluster churn needs a node");
+        ClusterChurn {
+            script: Lifecycle {
+                rng: fastrand::Rng::with_seed(seed),
+                node_id: nodes[0].clone(),
+                other_node_id: nodes[nodes.len() - 1].clone(),
+                next_job: 0,
+                launches: 0,
+            },
+            nodes,
+        }
+    }
+
+    /// One random step on a random node.
+    pub fn step(&mut self, cluster: &mut Cluster) -> Step {
+        let pick = self.script.rng.usize(..self.nodes.len());
+        let other = self.script.rng.usize(..self.nodes.len());
+        self.script.node_id = self.nodes[pick].clone();
+        self.script.other_node_id = self.nodes[other].clone();
+        self.script.step(cluster)
+    }
+}
+
 /// Mirrors steps on disk the way a Nomad client lays out allocation directories:
 /// `<root>/<alloc_id>/alloc/logs/<task>.{stdout,stderr}.0` for every task of allocations on the
 /// node, a line appended to the main log when a task runs, and the directory removed when the
@@ -309,6 +361,24 @@ mod tests {
                 .values()
                 .any(|a| !a.job.parent_id.is_empty())
         );
+    }
+
+    #[test]
+    fn cluster_churn_spreads_over_every_node() {
+        let mut cluster = Cluster::new(1);
+        let nodes: Vec<String> = (0..5)
+            .map(|i| cluster.add_node(Node::new(&format!("n{i}"))))
+            .collect();
+        let mut churn = ClusterChurn::new(&cluster, 3);
+        for _ in 0..500 {
+            churn.step(&mut cluster);
+        }
+        for node in &nodes {
+            assert!(
+                cluster.allocations.values().any(|a| &a.node_id == node),
+                "{node} got no allocation"
+            );
+        }
     }
 
     #[test]

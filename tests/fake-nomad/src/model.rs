@@ -505,7 +505,7 @@ impl EventBuffer {
 }
 
 /// The whole fake cluster.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Cluster {
     /// The last raft index.
     pub index: u64,

@@ -32,6 +32,19 @@ pub enum Fault {
     NoHeaders,
 }
 
+/// A server that lost touch with the leader and answers `stale=true` reads from its own frozen
+/// state, with the headers Nomad's `setQueryMeta` sets on a follower. Reads without `stale`
+/// are forwarded to the leader and answer from the live state.
+#[derive(Clone, Debug)]
+pub struct Follower {
+    /// The state it stopped at.
+    pub frozen: Cluster,
+    /// `X-Nomad-KnownLeader`.
+    pub known_leader: bool,
+    /// `X-Nomad-LastContact`.
+    pub last_contact: Duration,
+}
+
 /// One request the fake received, for tests that check what a client sent.
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {
@@ -61,6 +74,12 @@ pub struct Shared {
     pub signals: Mutex<Vec<SignalRecord>>,
     /// Response body bytes sent, event stream included.
     pub bytes_sent: std::sync::atomic::AtomicU64,
+    /// Response body bytes by route (`/v1/node/{node_id}/allocations`, …).
+    pub bytes_by_route: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Event-stream bytes by subscription, numbered from 0 in the order they arrived.
+    pub bytes_by_subscriber: Mutex<Vec<u64>>,
+    /// Answers `stale=true` reads when set.
+    pub follower: Mutex<Option<Follower>>,
 }
 
 impl Shared {
@@ -73,13 +92,46 @@ impl Shared {
             requests: Mutex::new(Vec::new()),
             stream: watch::Sender::new(crate::stream::StreamSettings::default()),
             bytes_sent: std::sync::atomic::AtomicU64::new(0),
+            bytes_by_route: Mutex::new(std::collections::BTreeMap::new()),
+            bytes_by_subscriber: Mutex::new(Vec::new()),
             signals: Mutex::new(Vec::new()),
+            follower: Mutex::new(None),
         }
     }
 
-    pub fn count_bytes(&self, bytes: u64) {
+    /// Counts `bytes` of a response body served on `route`.
+    pub fn count_bytes(&self, route: &str, bytes: u64) {
         self.bytes_sent
             .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        *self
+            .bytes_by_route
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(route.to_owned())
+            .or_default() += bytes;
+    }
+
+    /// A new event-stream subscription: its number for [`Shared::count_subscriber_bytes`].
+    pub fn new_subscriber(&self) -> usize {
+        let mut subscribers = self
+            .bytes_by_subscriber
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        subscribers.push(0);
+        subscribers.len() - 1
+    }
+
+    /// Counts `bytes` of event-stream body sent to subscription `subscriber`.
+    pub fn count_subscriber_bytes(&self, subscriber: usize, bytes: u64) {
+        self.count_bytes(crate::stream::ROUTE, bytes);
+        if let Some(count) = self
+            .bytes_by_subscriber
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(subscriber)
+        {
+            *count += bytes;
+        }
     }
 
     pub fn cluster(&self) -> MutexGuard<'_, Cluster> {
@@ -177,12 +229,16 @@ async fn record_and_fault(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     match fault {
         None => {
             let response = next.run(request).await;
             // Streamed bodies (the event stream) count their own chunks.
             if let Some(size) = axum::body::HttpBody::size_hint(response.body()).exact() {
-                shared.count_bytes(size);
+                shared.count_bytes(&route, size);
             }
             response
         }
@@ -225,12 +281,15 @@ pub(crate) fn policy(cluster: &Cluster, headers: &HeaderMap) -> Result<Policy, A
 struct Blocking {
     min_index: u64,
     wait: Duration,
+    /// `stale`: any server may answer.
+    stale: bool,
 }
 
 #[derive(Deserialize)]
 struct BlockingQuery {
     index: Option<String>,
     wait: Option<String>,
+    stale: Option<String>,
 }
 
 impl Blocking {
@@ -246,10 +305,31 @@ impl Blocking {
             Some(raw) => parse_go_duration(raw)
                 .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "Invalid wait time"))?,
         };
+        // `parseConsistency`: a bare `stale` allows it, else the value must parse as a Go bool.
+        let stale = match query.stale.as_deref() {
+            None => false,
+            Some("") => true,
+            Some(raw) => parse_go_bool(raw).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "Expect `true` or `false` for `stale` query string parameter",
+                )
+            })?,
+        };
         Ok(Blocking {
             min_index,
             wait: wait.min(MAX_BLOCKING_WAIT),
+            stale,
         })
+    }
+}
+
+/// Parses a bool as Go's `strconv.ParseBool` does.
+fn parse_go_bool(raw: &str) -> Option<bool> {
+    match raw {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
     }
 }
 
@@ -284,8 +364,9 @@ pub fn parse_go_duration(raw: &str) -> Option<Duration> {
     Some(total)
 }
 
-/// Answers a read (after parsing `index` and `wait`), blocking until its index passes `index` or `wait` (plus up to wait/16 of
-/// jitter) runs out. `read` returns the index and body, or an error response.
+/// Answers a read (after parsing `index`, `wait` and `stale`), blocking until its index passes
+/// `index` or `wait` (plus up to wait/16 of jitter) runs out. `read` returns the index and
+/// body, or an error response. A `stale` read is answered by the [`Follower`] when one is set.
 async fn blocking_read<F>(shared: &Shared, query: &BlockingQuery, read: F) -> Response
 where
     F: Fn(&Cluster) -> Result<(u64, Value), ApiError>,
@@ -298,29 +379,53 @@ where
     let deadline = tokio::time::Instant::now() + blocking.wait + jitter;
     let mut changes = shared.index.subscribe();
     loop {
-        let (index, body) = {
-            let cluster = shared.cluster();
-            match read(&cluster) {
-                Ok(answer) => answer,
-                Err(error) => return error.into_response(),
-            }
+        let follower = if blocking.stale {
+            shared
+                .follower
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        } else {
+            None
+        };
+        let answer = match &follower {
+            Some(follower) => read(&follower.frozen),
+            None => read(&shared.cluster()),
+        };
+        let (index, body) = match answer {
+            Ok(answer) => answer,
+            Err(error) => return error.into_response(),
+        };
+        let respond = || match &follower {
+            Some(f) => json_response_from(index, &body, f.known_leader, f.last_contact),
+            None => json_response(index, &body),
         };
         let satisfied = blocking.min_index == 0 || index > blocking.min_index;
         let timed_out = tokio::time::Instant::now() >= deadline;
         if satisfied || timed_out {
-            return json_response(index, &body);
+            return respond();
         }
         if tokio::time::timeout_at(deadline, changes.changed())
             .await
             .is_ok_and(|changed| changed.is_err())
         {
             // The fake is shutting down.
-            return json_response(index, &body);
+            return respond();
         }
     }
 }
 
+/// The leader's answer: it knows itself, and its last contact is 0.
 fn json_response(index: u64, body: &Value) -> Response {
+    json_response_from(index, body, true, Duration::ZERO)
+}
+
+fn json_response_from(
+    index: u64,
+    body: &Value,
+    known_leader: bool,
+    last_contact: Duration,
+) -> Response {
     let mut response = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -329,8 +434,14 @@ fn json_response(index: u64, body: &Value) -> Response {
         .into_response();
     let headers = response.headers_mut();
     headers.insert("x-nomad-index", HeaderValue::from(index));
-    headers.insert("x-nomad-knownleader", HeaderValue::from_static("true"));
-    headers.insert("x-nomad-lastcontact", HeaderValue::from_static("0"));
+    headers.insert(
+        "x-nomad-knownleader",
+        HeaderValue::from_static(if known_leader { "true" } else { "false" }),
+    );
+    headers.insert(
+        "x-nomad-lastcontact",
+        HeaderValue::from(u64::try_from(last_contact.as_millis()).unwrap_or(u64::MAX)),
+    );
     response
 }
 
@@ -518,6 +629,7 @@ async fn signal_allocation(
 struct ListQuery {
     index: Option<String>,
     wait: Option<String>,
+    stale: Option<String>,
     namespace: Option<String>,
     prefix: Option<String>,
     filter: Option<String>,
@@ -546,6 +658,7 @@ async fn allocations(
     let blocking = BlockingQuery {
         index: query.index.clone(),
         wait: query.wait.clone(),
+        stale: query.stale.clone(),
     };
     blocking_read(&shared, &blocking, |cluster| {
         let p = policy(cluster, &headers)?;

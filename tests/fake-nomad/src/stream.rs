@@ -211,6 +211,9 @@ fn frame_line(
     Some(line)
 }
 
+/// The stream's route, as byte counts name it.
+pub const ROUTE: &str = "/v1/event/stream";
+
 /// The stream handler.
 pub async fn event_stream(
     State(shared): State<Arc<Shared>>,
@@ -255,6 +258,7 @@ pub async fn event_stream(
         }
         (transport, Ok((request, namespaces, token, generation, cursor))) => {
             let subscription = Subscription {
+                number: shared.new_subscriber(),
                 shared: shared.clone(),
                 tx,
                 transport,
@@ -301,6 +305,8 @@ fn token_of(headers: &HeaderMap) -> Option<String> {
 /// One live subscription.
 struct Subscription {
     shared: Arc<Shared>,
+    /// Its number, for the byte count by subscriber.
+    number: usize,
     tx: mpsc::Sender<Bytes>,
     transport: Transport,
     namespaces: BTreeSet<String>,
@@ -322,7 +328,8 @@ enum End {
 impl Subscription {
     async fn send(&self, bytes: impl Into<Bytes>) -> Result<(), End> {
         let bytes = bytes.into();
-        self.shared.count_bytes(bytes.len() as u64);
+        self.shared
+            .count_subscriber_bytes(self.number, bytes.len() as u64);
         self.tx.send(bytes).await.map_err(|_| End::ClientGone)
     }
 

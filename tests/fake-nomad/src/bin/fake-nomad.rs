@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use fake_nomad::generate::{Shape, cluster};
-use fake_nomad::lifecycle::{DiskMirror, Lifecycle, Step};
+use fake_nomad::lifecycle::{ClusterChurn, DiskMirror, Lifecycle, Step};
 use fake_nomad::{FakeNomad, Listen};
 
 /// A fake Nomad API serving a generated cluster (agent is a client of the first node).
@@ -14,8 +14,11 @@ use fake_nomad::{FakeNomad, Listen};
 #[command(version, about)]
 struct Args {
     /// Number of allocations to generate, spread over the nodes.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, conflicts_with = "allocs_per_node")]
     allocs: usize,
+    /// Allocations per node instead of --allocs (a cluster of --nodes × this many).
+    #[arg(long)]
+    allocs_per_node: Option<usize>,
     /// Number of client nodes.
     #[arg(long, default_value_t = 1)]
     nodes: usize,
@@ -30,8 +33,12 @@ struct Args {
     unix: Option<PathBuf>,
     /// Lifecycle steps per second (place, start, stop, replace, drain, disconnect, collect) on
     /// the agent's node; 0 keeps the cluster still.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, conflicts_with = "cluster_churn")]
     churn: f64,
+    /// Lifecycle steps per second over the whole cluster, each on a random node, so that the
+    /// event stream carries every node's events as a real cluster's does.
+    #[arg(long, default_value_t = 0.0)]
+    cluster_churn: f64,
     /// Mirror the agent node's allocations here as a Nomad client would (alloc dirs and log
     /// files), so that nomad-alloc-table and Vector can be watched end to end.
     #[arg(long)]
@@ -44,15 +51,42 @@ struct Args {
     heartbeat_secs: u64,
 }
 
+/// The churn the fake drives.
+enum Churn {
+    /// On the agent's node only.
+    Node(Lifecycle),
+    /// On random nodes of the whole cluster.
+    Cluster(ClusterChurn),
+}
+
+impl Churn {
+    fn step(&mut self, cluster: &mut fake_nomad::Cluster) -> Step {
+        match self {
+            Churn::Node(script) => script.step(cluster),
+            Churn::Cluster(churn) => churn.step(cluster),
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let allocations = match args.allocs_per_node {
+        Some(per_node) => per_node * args.nodes.max(1),
+        None => args.allocs,
+    };
     let shape = Shape {
-        allocations: args.allocs,
+        allocations,
         nodes: args.nodes,
         seed: args.seed,
     };
     let mut generated = cluster(&shape);
-    let mut script = (args.churn > 0.0).then(|| Lifecycle::new(&mut generated, args.seed));
+    let mut script = if args.cluster_churn > 0.0 {
+        Some(Churn::Cluster(ClusterChurn::new(&generated, args.seed)))
+    } else if args.churn > 0.0 {
+        Some(Churn::Node(Lifecycle::new(&mut generated, args.seed)))
+    } else {
+        None
+    };
     let agent_node = generated.agent.client_node_id.clone().unwrap_or_default();
     let listen = match args.unix {
         Some(path) => Listen::Unix(path),
@@ -63,7 +97,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "fake Nomad at {} with {} allocations on {} nodes; the agent is a client of node {agent_node}",
         fake.address(),
-        args.allocs,
+        allocations,
         args.nodes.max(1)
     );
     println!(
@@ -93,12 +127,19 @@ fn main() -> anyhow::Result<()> {
             std::thread::park();
         }
     };
-    let period = std::time::Duration::from_secs_f64(1.0 / args.churn);
+    let period = std::time::Duration::from_secs_f64(1.0 / args.churn.max(args.cluster_churn));
     let client_delay = std::time::Duration::from_millis(args.client_delay_ms);
     loop {
         std::thread::sleep(period);
         let step = fake.update(|c| script.step(c));
-        if let Some(mirror) = &mirror {
+        // Only the agent's node has its directories here (a collected one is gone from the
+        // model, and removing a directory that is not there is harmless).
+        let on_agent_node = fake.read(|c| {
+            step.alloc_id()
+                .and_then(|id| c.allocations.get(id))
+                .is_none_or(|a| a.node_id == agent_node)
+        });
+        if let Some(mirror) = mirror.as_ref().filter(|_| on_agent_node) {
             if matches!(step, Step::Placed { .. } | Step::Replaced { .. }) {
                 std::thread::sleep(client_delay);
             }
