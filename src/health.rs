@@ -41,11 +41,7 @@ impl Health {
 }
 
 /// `Ok` when ready, else why not, in one line.
-pub fn readiness(
-    state: &HealthState,
-    now: Instant,
-    listing_every: Duration,
-) -> Result<(), String> {
+pub fn readiness(state: &HealthState, now: Instant, listing_every: Duration) -> Result<(), String> {
     let Some(last_listing) = state.last_listing else {
         return Err(match &state.last_error {
             Some(error) => format!("no successful listing yet: {error}"),

@@ -507,7 +507,9 @@ impl std::fmt::Display for Staleness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Staleness::NoLeader => f.write_str("the server knows no leader"),
-            Staleness::LastContact(ms) => write!(f, "the server last heard from the leader {ms} ms ago"),
+            Staleness::LastContact(ms) => {
+                write!(f, "the server last heard from the leader {ms} ms ago")
+            }
         }
     }
 }

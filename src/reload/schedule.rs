@@ -1,7 +1,8 @@
 //! When Vector is owed a reload and when one may be sent: a reload is owed by a publish since
 //! the last one started (so a burst of publishes is one trailing reload, and no reload follows
 //! none), one runs at a time, and the next starts no sooner than the minimum interval after the
-//! last one ended. Pure: time is passed in.
+//! last one ended, unless it is urgent (rows for an allocation whose log files are about to be
+//! read: the caller bounds how often). Pure: time is passed in.
 
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ pub struct ReloadSchedule {
     in_flight: bool,
     /// When the last reload ended.
     last_ended: Option<Instant>,
+    /// The owed reload may skip the interval.
+    urgent: bool,
 }
 
 impl ReloadSchedule {
@@ -27,12 +30,20 @@ impl ReloadSchedule {
             owed: false,
             in_flight: false,
             last_ended: None,
+            urgent: false,
         }
     }
 
     /// A table Vector has not been told about is on disk.
     pub fn owe(&mut self) {
         self.owed = true;
+    }
+
+    /// A table with rows Vector needs now is on disk: the reload skips the interval (it still
+    /// waits for a running one to end).
+    pub fn owe_urgently(&mut self) {
+        self.owed = true;
+        self.urgent = true;
     }
 
     pub fn in_flight(&self) -> bool {
@@ -47,6 +58,7 @@ impl ReloadSchedule {
         }
         Some(
             self.last_ended
+                .filter(|_| !self.urgent)
                 .map_or(now, |ended| ended + self.min_interval),
         )
     }
@@ -57,6 +69,7 @@ impl ReloadSchedule {
         let due = self.due_at(now).is_some_and(|at| at <= now);
         if due {
             self.owed = false;
+            self.urgent = false;
             self.in_flight = true;
         }
         due
@@ -69,6 +82,7 @@ impl ReloadSchedule {
         let start = self.owed && !self.in_flight;
         if start {
             self.owed = false;
+            self.urgent = false;
             self.in_flight = true;
         }
         start
@@ -86,6 +100,30 @@ mod tests {
     use super::*;
 
     const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn an_urgent_reload_skips_the_interval_but_not_a_running_reload() {
+        let t0 = Instant::now();
+        let mut schedule = ReloadSchedule::new(SECOND);
+        schedule.owe();
+        assert!(schedule.start(t0));
+        schedule.owe_urgently();
+        assert_eq!(schedule.due_at(t0), None, "one reload at a time");
+        schedule.finished(t0);
+        assert_eq!(
+            schedule.due_at(t0),
+            Some(t0),
+            "no interval for an urgent one"
+        );
+        assert!(schedule.start(t0));
+        schedule.finished(t0);
+        schedule.owe();
+        assert_eq!(
+            schedule.due_at(t0),
+            Some(t0 + SECOND),
+            "the next ordinary one waits again"
+        );
+    }
 
     #[test]
     fn nothing_is_due_until_a_publish_owes_a_reload() {

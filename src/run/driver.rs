@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use super::step::{ChangeReason, Effect, Input, Machine, Published};
+use crate::cli::WatchMode;
 use crate::columns::Columns;
 use crate::config::PublishSettings;
 use crate::health::Health;
@@ -28,7 +29,6 @@ use crate::reload::{self, ReloadOutcome, Reloader};
 use crate::render::{self, FileFormat};
 use crate::table::{self, NodeInfo};
 use crate::timing::Timing;
-use crate::cli::WatchMode;
 use crate::watch::blocking::{self, BlockingWatcher};
 use crate::watch::stream::StreamWatcher;
 use crate::watch::{ResyncReason, Update, alloc_dir};

@@ -10,8 +10,13 @@
 //! change) and never happen before the first listing (a partial model would shrink the table);
 //! a publish owes Vector a reload, coalesced and rate-limited by [`ReloadSchedule`]; a stop
 //! publishes what is pending at once, delivers an owed reload, and exits by its deadline.
+//!
+//! Urgent rows skip the queue: when rows are added for an allocation whose directory exists
+//! (or its directory appears while they wait), its first log lines are imminent and Vector reads
+//! new files from the start on its next glob scan, so the publish and its reload go at once,
+//! past the debounce and `--min-reload-interval`, at most [`URGENT_PER_SECOND`] times a second.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
@@ -27,6 +32,10 @@ use crate::watch::{ResyncReason, Update};
 pub const MAX_SEPARATE_FETCHES: usize = 8;
 /// After a failed publish, wait at least this long before trying again.
 pub const PUBLISH_RETRY: Duration = Duration::from_secs(1);
+/// Urgent publishes (with their reloads) allowed per second; more wait for the debounce, so
+/// that a burst of placements cannot storm Vector with reloads.
+pub const URGENT_PER_SECOND: usize = 3;
+const URGENT_WINDOW: Duration = Duration::from_secs(1);
 
 /// Why the table may have changed: what a publish names in its log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -63,6 +72,10 @@ pub struct Pending {
     /// The latest change: the debounce's MIN counts from here.
     pub last: Instant,
     pub reasons: BTreeSet<ChangeReason>,
+    /// Allocations these changes add to the table.
+    pub added: BTreeSet<String>,
+    /// Rows for an allocation whose directory exists: publish and reload at once.
+    pub urgent: bool,
 }
 
 impl Pending {
@@ -71,6 +84,8 @@ impl Pending {
             first: at,
             last: at,
             reasons,
+            added: BTreeSet::new(),
+            urgent: false,
         }
     }
 
@@ -152,6 +167,13 @@ pub struct Machine {
     unannounced_at_start: bool,
     /// Set by a stop: the time by which the loop exits whatever is still owed.
     stop_by: Option<Instant>,
+    /// Allocations whose directory exists (seen appearing, not yet removed).
+    alloc_dirs: HashSet<String>,
+    /// When the last urgent publishes (or reloads) went, at most [`URGENT_PER_SECOND`].
+    urgent_publishes: VecDeque<Instant>,
+    /// Allocations added by publishes that Vector has not been told about yet: if one's
+    /// directory appears, the owed reload becomes urgent.
+    unannounced_added: BTreeSet<String>,
 }
 
 impl Machine {
@@ -169,6 +191,9 @@ impl Machine {
             reloads: ReloadSchedule::new(timing.min_reload_interval),
             unannounced_at_start,
             stop_by: None,
+            alloc_dirs: HashSet::new(),
+            urgent_publishes: VecDeque::new(),
+            unannounced_added: BTreeSet::new(),
         }
     }
 
@@ -234,6 +259,9 @@ impl Machine {
                 reasons: pending.reasons.clone(),
                 since: pending.first,
             });
+            if pending.urgent {
+                self.record_urgent(now);
+            }
             self.publishing = Some(pending);
             return;
         }
@@ -249,6 +277,7 @@ impl Machine {
                 self.reloads.start(now)
             };
             if started {
+                self.unannounced_added.clear();
                 effects.push(Effect::Reload);
             }
         }
@@ -265,8 +294,30 @@ impl Machine {
             // Skip the rest of the debounce, but not a failed publish's retry delay (its
             // `last` lies ahead).
             Some(_) => pending.last,
+            None if pending.urgent => pending
+                .publish_at(self.timing.wait)
+                .min(self.urgent_allowed_after(pending.last)),
             None => pending.publish_at(self.timing.wait),
         })
+    }
+
+    /// Counts an urgent publish or reload going at `now`.
+    fn record_urgent(&mut self, now: Instant) {
+        if self.urgent_publishes.len() >= URGENT_PER_SECOND {
+            self.urgent_publishes.pop_front();
+        }
+        self.urgent_publishes.push_back(now);
+    }
+
+    /// When an urgent publish of a change made at `changed` may go: at once, unless the last
+    /// [`URGENT_PER_SECOND`] urgent publishes all went within the last second.
+    fn urgent_allowed_after(&self, changed: Instant) -> Instant {
+        match self.urgent_publishes.front() {
+            Some(&oldest) if self.urgent_publishes.len() >= URGENT_PER_SECOND => {
+                changed.max(oldest + URGENT_WINDOW)
+            }
+            _ => changed,
+        }
     }
 
     /// A stop is done when nothing is left to publish and no reload is running or owed in time.
@@ -289,6 +340,19 @@ impl Machine {
         pending.reasons.insert(reason);
     }
 
+    /// Notes the allocations a pending change adds; any with a directory makes it urgent.
+    fn added(&mut self, ids: Vec<String>, now: Instant) {
+        if ids.is_empty() {
+            return;
+        }
+        let urgent = ids.iter().any(|id| self.alloc_dirs.contains(id));
+        let pending = self
+            .pending
+            .get_or_insert_with(|| Pending::new(now, BTreeSet::new()));
+        pending.urgent |= urgent;
+        pending.added.extend(ids);
+    }
+
     fn apply(&mut self, update: Update, now: Instant, effects: &mut Vec<Effect>) {
         let grace = self.timing.grace;
         match update {
@@ -297,9 +361,15 @@ impl Machine {
                 requested_at,
                 reason,
             } => {
+                let added: Vec<String> = allocations
+                    .iter()
+                    .filter(|a| !self.store.contains(&a.id))
+                    .map(|a| a.id.clone())
+                    .collect();
                 self.store.replace(allocations, requested_at, now, grace);
                 self.listed = true;
                 self.changed(ChangeReason::Listing(reason), now);
+                self.added(added, now);
             }
             Update::Event(mut alloc) => {
                 if self.store.has_seen(&alloc.id, alloc.modify_index) {
@@ -322,19 +392,37 @@ impl Machine {
                     .fetching
                     .remove(&alloc.id)
                     .unwrap_or(ChangeReason::NewAllocation);
+                let id = alloc.id.clone();
+                let new = !self.store.contains(&id);
                 if alloc.node_id == self.node_id && self.store.upsert(*alloc, now) {
                     self.changed(reason, now);
+                    if new {
+                        self.added(vec![id], now);
+                    }
                 }
             }
             Update::FetchFailed { alloc_id } => {
                 self.fetching.remove(&alloc_id);
             }
             Update::DirCreated { alloc_id } => {
-                if !self.store.contains(&alloc_id) {
+                self.alloc_dirs.insert(alloc_id.clone());
+                if let Some(pending) = &mut self.pending
+                    && pending.added.contains(&alloc_id)
+                {
+                    // Its rows wait for the debounce, and its log files are imminent.
+                    pending.urgent = true;
+                } else if self.unannounced_added.contains(&alloc_id) {
+                    // Its rows are on disk, and the reload waits out the interval.
+                    if self.urgent_allowed_after(now) <= now {
+                        self.record_urgent(now);
+                        self.reloads.owe_urgently();
+                    }
+                } else if !self.store.contains(&alloc_id) {
                     self.fetch(alloc_id, ChangeReason::NewAllocDir, effects);
                 }
             }
             Update::DirRemoved { alloc_id } => {
+                self.alloc_dirs.remove(&alloc_id);
                 self.store.depart(&alloc_id, now, grace);
             }
         }
@@ -359,7 +447,12 @@ impl Machine {
         let Some(publishing) = self.publishing.take() else {
             return;
         };
+        if outcome == Published::Written {
+            self.unannounced_added
+                .extend(publishing.added.iter().cloned());
+        }
         match outcome {
+            Published::Written if publishing.urgent => self.reloads.owe_urgently(),
             Published::Written => self.reloads.owe(),
             Published::Unchanged if self.unannounced_at_start => self.reloads.owe(),
             Published::Unchanged | Published::Invalid => {}
@@ -367,8 +460,12 @@ impl Machine {
                 // Retry after a pause, together with whatever changed meanwhile.
                 let retry_at = now + PUBLISH_RETRY;
                 let mut retry = Pending::new(retry_at, publishing.reasons);
+                retry.added = publishing.added;
+                retry.urgent = publishing.urgent;
                 if let Some(newer) = self.pending.take() {
                     retry.reasons.extend(newer.reasons);
+                    retry.added.extend(newer.added);
+                    retry.urgent |= newer.urgent;
                 }
                 self.pending = Some(retry);
                 return;
@@ -640,6 +737,77 @@ mod tests {
             run.reloads(),
             [100, 20_100],
             "one trailing reload, not one per publish"
+        );
+    }
+
+    fn dir_created(id: &str) -> Input {
+        Input::Update(Update::DirCreated {
+            alloc_id: id.to_owned(),
+        })
+    }
+
+    #[test]
+    fn rows_for_an_allocation_whose_directory_exists_publish_and_reload_at_once() {
+        let mut run = Run::new(false);
+        run.input(0, listed(vec![], run.at(0)));
+        run.run_until(1_000);
+        assert_eq!((run.publishes(), run.reloads()), (vec![100], vec![100]));
+        // The stream is down: the directory is the first news; the fetch answers 5 ms later.
+        run.input(2_000, dir_created("a"));
+        assert!(
+            run.log
+                .iter()
+                .any(|(_, e)| *e == Effect::Fetch("a".to_owned()))
+        );
+        run.input(2_005, fetched("a", 5));
+        // No debounce, and no waiting out the 20 s reload interval.
+        assert_eq!(run.publishes(), [100, 2_005]);
+        assert_eq!(run.reloads(), [100, 2_005]);
+        // An ordinary change afterwards waits for both again.
+        run.input(3_000, fetched("b", 6));
+        run.run_until(60_000);
+        assert_eq!(run.publishes(), [100, 2_005, 3_100]);
+        assert_eq!(run.reloads(), [100, 2_005, 22_005]);
+    }
+
+    #[test]
+    fn a_directory_appearing_while_its_rows_wait_makes_them_urgent() {
+        let mut run = Run::new(false);
+        run.input(0, listed(vec![], run.at(0)));
+        run.run_until(1_000);
+        // Rows known from the stream, waiting for the debounce: the directory hurries them.
+        run.input(2_000, fetched("a", 5));
+        run.input(2_040, dir_created("a"));
+        assert_eq!(run.publishes(), [100, 2_040]);
+        assert_eq!(run.reloads(), [100, 2_040]);
+        // Rows published, their reload waiting out the interval: the directory hurries it.
+        run.input(5_000, fetched("b", 6));
+        run.run_until(5_100);
+        assert_eq!(run.reloads(), [100, 2_040], "the interval holds it");
+        run.input(5_300, dir_created("b"));
+        assert_eq!(run.reloads(), [100, 2_040, 5_300]);
+    }
+
+    #[test]
+    fn a_burst_of_urgent_rows_gets_a_few_bypasses_a_second_and_then_the_debounce() {
+        let mut run = Run::new(false);
+        run.input(0, listed(vec![], run.at(0)));
+        run.run_until(1_000);
+        for i in 0..6u64 {
+            let id = format!("u{i}");
+            run.input(2_000 + i * 10, dir_created(&id));
+            run.input(2_001 + i * 10, fetched(&id, 10 + i));
+        }
+        run.run_until(10_000);
+        let publishes = run.publishes();
+        assert_eq!(
+            publishes[1..=URGENT_PER_SECOND],
+            [2_001, 2_011, 2_021],
+            "{publishes:?}"
+        );
+        assert!(
+            publishes[URGENT_PER_SECOND + 1] >= 2_131,
+            "the rest waits for the debounce: {publishes:?}"
         );
     }
 

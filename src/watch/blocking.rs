@@ -195,7 +195,10 @@ impl BlockingWatcher {
         if state.errors.recovered() {
             info!("Nomad answers again");
         }
-        self.metrics.resyncs.with_label_values(&[reason.label()]).inc();
+        self.metrics
+            .resyncs
+            .with_label_values(&[reason.label()])
+            .inc();
         self.metrics.last_sync.set(unix_now());
         self.metrics.stream_up.set(1);
         self.health.update(|h| {

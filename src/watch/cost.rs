@@ -101,11 +101,7 @@ impl CostMeter {
     /// A frame of `bytes` with `own` of its `all` events for this node; returns its bytes
     /// split into this node's share and the other nodes'.
     pub fn frame(&mut self, bytes: usize, own: usize, all: usize) -> (u64, u64) {
-        let own_bytes = if all == 0 {
-            0
-        } else {
-            (bytes * own / all) as u64
-        };
+        let own_bytes = (bytes * own).checked_div(all).unwrap_or(0) as u64;
         self.window.own_event_bytes += own_bytes;
         self.window.other_event_bytes += bytes as u64 - own_bytes;
         if own > 0 {
@@ -157,7 +153,10 @@ mod tests {
         assert_eq!(c.blocking_per_hour, (4.0 + 12.0) * 140_000.0);
         assert!(c.blocking_is_cheaper());
         let text = c.to_string();
-        assert!(text.contains("--watch blocking") && text.contains("10.80 MB"), "{text}");
+        assert!(
+            text.contains("--watch blocking") && text.contains("10.80 MB"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -189,11 +188,16 @@ mod tests {
             }
         );
         assert_eq!(meter.due(t0 + Duration::from_secs(59)), None);
-        let first = meter.due(t0 + FIRST_REPORT).expect("the first report after a minute");
+        let first = meter
+            .due(t0 + FIRST_REPORT)
+            .expect("the first report after a minute");
         assert_eq!(first.events_per_hour, 500.0 * 60.0);
         assert_eq!(meter.window.own_changes, 0);
         assert_eq!(meter.window.listing_bytes, 1_000);
         assert_eq!(meter.due(t0 + FIRST_REPORT + Duration::from_secs(10)), None);
-        assert!(meter.due(t0 + FIRST_REPORT + HOUR_D).is_some(), "then hourly");
+        assert!(
+            meter.due(t0 + FIRST_REPORT + HOUR_D).is_some(),
+            "then hourly"
+        );
     }
 }

@@ -188,7 +188,11 @@ impl FakeNomad {
             known_leader,
             last_contact,
         });
-        *self.shared.follower.lock().unwrap_or_else(|e| e.into_inner()) = follower;
+        *self
+            .shared
+            .follower
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = follower;
     }
 
     /// Signals delivered through `/v1/client/allocation/:id/signal`, oldest first.
