@@ -17,3 +17,4 @@ mod race;
 mod reload;
 mod shutdown;
 mod transport;
+mod watch_modes;

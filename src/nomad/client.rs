@@ -272,7 +272,8 @@ impl NomadClient {
     }
 
     /// A read; a stale read whose server has lost touch with the leader (no known leader, or
-    /// no contact for longer than [`MAX_STALE`]) is repeated once against the leader.
+    /// no contact for longer than [`MAX_STALE`]), or that answers 404 (a follower may not have
+    /// applied a write the leader has), is repeated once against the leader.
     async fn get<T: DeserializeOwned>(
         &self,
         path: &str,
@@ -280,18 +281,23 @@ impl NomadClient {
         blocking: Blocking,
         needs: &'static str,
     ) -> Result<Indexed<T>, Error> {
-        let (answer, staleness) = self.get_once(path, route, blocking, needs).await?;
-        match staleness {
-            Some(staleness) if blocking.consistency == Consistency::Stale => {
-                debug!(url = %path, %staleness, "a stale answer; asking the leader");
-                let leader = Blocking {
-                    consistency: Consistency::Leader,
-                    ..blocking
-                };
-                Ok(self.get_once(path, route, leader, needs).await?.0)
-            }
-            _ => Ok(answer),
+        let first = self.get_once(path, route, blocking, needs).await;
+        if blocking.consistency == Consistency::Leader {
+            return first.map(|(answer, _)| answer);
         }
+        let why = match &first {
+            Ok((_, Some(staleness))) => staleness.to_string(),
+            Err(Error::Status { status: 404, .. }) => {
+                "not found on a server that may be behind".to_owned()
+            }
+            _ => return first.map(|(answer, _)| answer),
+        };
+        debug!(path, why, "asking the leader");
+        let leader = Blocking {
+            consistency: Consistency::Leader,
+            ..blocking
+        };
+        Ok(self.get_once(path, route, leader, needs).await?.0)
     }
 
     /// One read, and whether its answer is too stale to trust (and why).

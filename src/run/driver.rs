@@ -33,6 +33,8 @@ use crate::watch::blocking::{self, BlockingWatcher};
 use crate::watch::stream::StreamWatcher;
 use crate::watch::{ResyncReason, Update, alloc_dir};
 
+/// How long a fetch waits for the answering server to reach the event's index.
+const FETCH_WAIT: Duration = Duration::from_secs(5);
 /// At least this long is given to the tasks to answer the stop once the loop has exited.
 const TASKS_SETTLE: Duration = Duration::from_millis(100);
 
@@ -212,7 +214,10 @@ impl Driver {
         while let Some(input) = inputs.pop_front() {
             for effect in self.machine.step(input, Instant::now()) {
                 match effect {
-                    Effect::Fetch(alloc_id) => self.fetch(alloc_id),
+                    Effect::Fetch {
+                        alloc_id,
+                        modify_index,
+                    } => self.fetch(alloc_id, modify_index),
                     Effect::Resync => {
                         debug!(
                             "many unknown allocations at once: one listing instead of separate fetches"
@@ -231,14 +236,21 @@ impl Driver {
         false
     }
 
-    /// Fetches an allocation with its job, in a task that a stop ends.
-    fn fetch(&self, alloc_id: String) {
+    /// Fetches an allocation with its job, in a task that a stop ends. With the index an event
+    /// gave, the read blocks until the answering server has it: a stale read may go to a
+    /// follower a few milliseconds behind the server that sent the event.
+    fn fetch(&self, alloc_id: String, modify_index: u64) {
         debug!(alloc_id = %alloc_id, "fetching an allocation");
         let client = self.client.clone();
         let updates = self.updates.clone();
         self.tasks
             .spawn(self.stop_tasks.clone().run_until_cancelled_owned(async move {
-                let update = match client.allocation(&alloc_id, Blocking::default()).await {
+                let read = Blocking {
+                    index: modify_index.saturating_sub(1),
+                    wait: (modify_index > 0).then_some(FETCH_WAIT),
+                    ..Blocking::default()
+                };
+                let update = match client.allocation(&alloc_id, read).await {
                     Ok(fetched) => Update::Fetched(Box::new(fetched.value)),
                     Err(e) => {
                         if !matches!(e, Error::Status { status: 404, .. }) {

@@ -126,8 +126,10 @@ pub enum Input {
 /// What the driver must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
-    /// Fetch this allocation with its job; answer with `Update::Fetched` or `FetchFailed`.
-    Fetch(String),
+    /// Fetch this allocation with its job, as of `modify_index` at least (0: any), so that a
+    /// server that is behind waits until it has caught up; answer with `Update::Fetched` or
+    /// `FetchFailed`.
+    Fetch { alloc_id: String, modify_index: u64 },
     /// Take a full listing now (a burst of unknown allocations).
     Resync,
     /// Render the model and publish it; answer with [`Input::Published`]. `since` is the first
@@ -384,7 +386,12 @@ impl Machine {
                             self.changed(ChangeReason::Event, now);
                         }
                     }
-                    None => self.fetch(alloc.id, ChangeReason::NewAllocation, effects),
+                    None => self.fetch(
+                        alloc.id,
+                        alloc.modify_index,
+                        ChangeReason::NewAllocation,
+                        effects,
+                    ),
                 }
             }
             Update::Fetched(alloc) => {
@@ -418,7 +425,7 @@ impl Machine {
                         self.reloads.owe_urgently();
                     }
                 } else if !self.store.contains(&alloc_id) {
-                    self.fetch(alloc_id, ChangeReason::NewAllocDir, effects);
+                    self.fetch(alloc_id, 0, ChangeReason::NewAllocDir, effects);
                 }
             }
             Update::DirRemoved { alloc_id } => {
@@ -429,7 +436,13 @@ impl Machine {
     }
 
     /// Fetches an allocation once; in a burst, asks for one listing instead.
-    fn fetch(&mut self, alloc_id: String, reason: ChangeReason, effects: &mut Vec<Effect>) {
+    fn fetch(
+        &mut self,
+        alloc_id: String,
+        modify_index: u64,
+        reason: ChangeReason,
+        effects: &mut Vec<Effect>,
+    ) {
         if self.stopping() || self.fetching.contains_key(&alloc_id) {
             return;
         }
@@ -440,7 +453,10 @@ impl Machine {
             return;
         }
         self.fetching.insert(alloc_id.clone(), reason);
-        effects.push(Effect::Fetch(alloc_id));
+        effects.push(Effect::Fetch {
+            alloc_id,
+            modify_index,
+        });
     }
 
     fn published(&mut self, outcome: Published, now: Instant) {
@@ -571,7 +587,7 @@ mod tests {
                             queue.push(Input::Published(self.publish_outcome))
                         }
                         Effect::Reload => queue.push(Input::Reloaded),
-                        Effect::Fetch(_) | Effect::Resync | Effect::Exit => {}
+                        Effect::Fetch { .. } | Effect::Resync | Effect::Exit => {}
                     }
                 }
             }
@@ -647,7 +663,7 @@ mod tests {
         for i in 0..200 {
             run.input(1_000, event(&format!("a{i}"), 10 + i));
         }
-        let fetches = run.times_of(|e| matches!(e, Effect::Fetch(_))).len();
+        let fetches = run.times_of(|e| matches!(e, Effect::Fetch { .. })).len();
         let resyncs = run.times_of(|e| *e == Effect::Resync).len();
         assert_eq!(fetches, MAX_SEPARATE_FETCHES);
         assert!(resyncs >= 1, "the burst asks for a listing");
@@ -665,7 +681,7 @@ mod tests {
                 alloc_id: "a".into(),
             }),
         );
-        assert_eq!(run.times_of(|e| matches!(e, Effect::Fetch(_))), [10]);
+        assert_eq!(run.times_of(|e| matches!(e, Effect::Fetch { .. })), [10]);
         run.input(
             40,
             Input::Update(Update::FetchFailed {
@@ -673,7 +689,10 @@ mod tests {
             }),
         );
         run.input(50, event("a", 7));
-        assert_eq!(run.times_of(|e| matches!(e, Effect::Fetch(_))), [10, 50]);
+        assert_eq!(
+            run.times_of(|e| matches!(e, Effect::Fetch { .. })),
+            [10, 50]
+        );
     }
 
     #[test]
@@ -685,7 +704,10 @@ mod tests {
         update.alloc_modify_index = 5;
         run.input(500, Input::Update(Update::Event(Box::new(update))));
         run.run_until(2_000);
-        assert!(run.times_of(|e| matches!(e, Effect::Fetch(_))).is_empty());
+        assert!(
+            run.times_of(|e| matches!(e, Effect::Fetch { .. }))
+                .is_empty()
+        );
         assert_eq!(run.publishes(), [100, 600]);
     }
 
@@ -754,11 +776,9 @@ mod tests {
         assert_eq!((run.publishes(), run.reloads()), (vec![100], vec![100]));
         // The stream is down: the directory is the first news; the fetch answers 5 ms later.
         run.input(2_000, dir_created("a"));
-        assert!(
-            run.log
-                .iter()
-                .any(|(_, e)| *e == Effect::Fetch("a".to_owned()))
-        );
+        assert!(run.log.iter().any(
+            |(_, e)| matches!(e, Effect::Fetch { alloc_id, modify_index: 0 } if alloc_id == "a")
+        ));
         run.input(2_005, fetched("a", 5));
         // No debounce, and no waiting out the 20 s reload interval.
         assert_eq!(run.publishes(), [100, 2_005]);

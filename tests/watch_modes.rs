@@ -1,0 +1,207 @@
+//! The same end-to-end scenarios in both watch modes (`--watch events` and `--watch blocking`):
+//! a placement, a status-only update, another node's allocation, garbage collection without an
+//! event, a cut connection, a snapshot restore with lower indexes, and a refused token that is
+//! fixed. Each scenario is one function taking the mode; the macro makes a test per mode.
+
+use std::time::Duration;
+
+use fake_nomad::{ClientStatus, FakeNomad, Fault, Node, Policy, StreamFault};
+
+use crate::util::daemon::Daemon;
+use crate::util::{TokenFileCluster, web_cluster};
+
+/// One test per watch mode for each scenario.
+macro_rules! in_both_modes {
+    ($($scenario:ident),* $(,)?) => {
+        mod events {
+            $(#[test] fn $scenario() { super::$scenario("events"); })*
+        }
+        mod blocking {
+            $(#[test] fn $scenario() { super::$scenario("blocking"); })*
+        }
+    };
+}
+
+in_both_modes!(
+    a_placement_reaches_the_table,
+    a_status_only_update_writes_nothing,
+    another_nodes_allocation_is_neither_fetched_nor_listed,
+    a_collection_without_an_event_leaves_after_the_grace,
+    a_cut_connection_loses_nothing,
+    after_a_snapshot_restore_with_lower_indexes_changes_still_arrive,
+    a_refused_token_recovers_once_fixed,
+    a_server_out_of_touch_with_the_leader_is_not_believed,
+);
+
+fn place(fake: &FakeNomad, node: &str) -> String {
+    fake.update(|c| c.place("default", "web", "api", node))
+}
+
+/// The fake with one node and one allocation, and a daemon in `mode` that has published it.
+fn started(mode: &str, extra: &[&str]) -> (FakeNomad, String, String, Daemon) {
+    let (cluster, node) = web_cluster();
+    let first = cluster.allocations.keys().next().expect("one").clone();
+    let fake = FakeNomad::start(cluster);
+    let mut args = vec!["--watch", mode];
+    args.extend_from_slice(extra);
+    let daemon = Daemon::start(&fake, &args);
+    daemon.wait_for_alloc(&first);
+    (fake, node, first, daemon)
+}
+
+fn requests_to(fake: &FakeNomad, path: &str) -> usize {
+    fake.requests().iter().filter(|r| r.path == path).count()
+}
+
+fn a_placement_reaches_the_table(mode: &str) {
+    let (fake, node, _first, daemon) = started(mode, &[]);
+    let new = place(&fake, &node);
+    daemon.wait_for_alloc(&new);
+    // Every read may be answered by any server.
+    let reads: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/v1/node/") || r.path.starts_with("/v1/allocation/"))
+        .collect();
+    assert!(!reads.is_empty());
+    assert!(
+        reads.iter().all(|r| r.query.contains("stale=true")),
+        "{reads:?}"
+    );
+    let subscribed = requests_to(&fake, "/v1/event/stream") > 0;
+    assert_eq!(subscribed, mode == "events", "only events mode subscribes");
+}
+
+fn a_status_only_update_writes_nothing(mode: &str) {
+    let (fake, node, first, daemon) = started(mode, &[]);
+    let writes = daemon.publishes();
+    fake.update(|c| c.set_client_status(&first, ClientStatus::Running));
+    // A marker on the node shows the update was processed before it.
+    let marker = place(&fake, &node);
+    daemon.wait_for_alloc(&marker);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(daemon.publishes(), writes + 1, "only the marker's write");
+}
+
+fn another_nodes_allocation_is_neither_fetched_nor_listed(mode: &str) {
+    let (fake, node, _first, daemon) = started(mode, &[]);
+    let other_node = fake.update(|c| c.add_node(Node::new("elsewhere")));
+    let elsewhere = fake.update(|c| c.place("default", "web", "api", &other_node));
+    let marker = place(&fake, &node);
+    daemon.wait_for_alloc(&marker);
+    assert!(!daemon.alloc_ids().contains(&elsewhere));
+    assert_eq!(
+        requests_to(&fake, &format!("/v1/allocation/{elsewhere}")),
+        0,
+        "no request for another node's allocation"
+    );
+}
+
+fn a_collection_without_an_event_leaves_after_the_grace(mode: &str) {
+    let (fake, node, first, daemon) = started(mode, &["--grace", "1s", "--resync-interval", "2s"]);
+    // Collected by the server: no event, and the node's index does not move.
+    fake.update(|c| c.gc(&first));
+    let marker = place(&fake, &node);
+    daemon.wait_for_alloc(&marker);
+    daemon.wait_until("the collected allocation's rows to go", || {
+        !daemon.alloc_ids().contains(&first)
+    });
+    assert!(daemon.alloc_ids().contains(&marker));
+}
+
+fn a_cut_connection_loses_nothing(mode: &str) {
+    let (fake, node, _first, daemon) = started(mode, &[]);
+    // Events: the frame with the placement is cut in half. Blocking: every request fails for a
+    // while, the waiting query included (its answer is lost).
+    fake.set_stream(|s| s.fault = Some(StreamFault::CloseMidFrame));
+    fake.set_fault(Some(Fault::Status(
+        500,
+        "rpc error: No cluster leader".into(),
+    )));
+    let cut = place(&fake, &node);
+    daemon.wait_for_log("No cluster leader", 1);
+    fake.set_fault(None);
+    daemon.wait_for_alloc(&cut);
+    fake.set_stream(|s| s.fault = None);
+    let later = place(&fake, &node);
+    daemon.wait_for_alloc(&later);
+}
+
+fn after_a_snapshot_restore_with_lower_indexes_changes_still_arrive(mode: &str) {
+    let (mut cluster, node) = web_cluster();
+    // Indexes well above what the restored snapshot will have.
+    cluster.index = 5_000;
+    let fake = FakeNomad::start(cluster);
+    let daemon = Daemon::start(
+        &fake,
+        &[
+            "--watch",
+            mode,
+            "--resync-interval",
+            "3s",
+            "--columns",
+            "job_version",
+        ],
+    );
+    let kept = place(&fake, &node);
+    daemon.wait_for_alloc(&kept);
+    fake.update(|c| c.restore_snapshot(100));
+    fake.update(|c| {
+        c.update_in_place(&kept, |job| {
+            job.meta.insert("rev".into(), "2".into());
+        })
+    });
+    let version = fake.read(|c| c.allocation(&kept).job.version.to_string());
+    daemon.wait_until("the new job version in the table", || {
+        daemon
+            .rows()
+            .iter()
+            .any(|r| r["alloc_id"] == kept && r["job_version"] == version)
+    });
+    // From then on, changes arrive as they happen, not one resync later.
+    let after = place(&fake, &node);
+    daemon.wait_for_alloc(&after);
+}
+
+fn a_refused_token_recovers_once_fixed(mode: &str) {
+    let setup = TokenFileCluster::start("first", "first");
+    let (fake, node) = (&setup.fake, &setup.node);
+    let mut args = setup.args();
+    args.extend(["--watch".to_owned(), mode.to_owned()]);
+    let daemon = Daemon::start(fake, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let first = fake.read(|c| c.allocations.keys().next().expect("one").clone());
+    daemon.wait_for_alloc(&first);
+    fake.update(|c| {
+        c.revoke_token("first");
+        c.add_token("second", Policy::alloc_table_reader());
+    });
+    let during = place(fake, node);
+    daemon.wait_for_log("with 403", 1);
+    assert!(
+        daemon.alloc_ids().contains(&first),
+        "an error never shrinks the table"
+    );
+    // The rotated token file ends the wait by itself.
+    setup.write_token("second");
+    daemon.wait_for_alloc(&during);
+    assert!(daemon.log().contains("Nomad answers again"));
+}
+
+fn a_server_out_of_touch_with_the_leader_is_not_believed(mode: &str) {
+    let (fake, node, first, daemon) = started(mode, &["--grace", "1s", "--resync-interval", "2s"]);
+    // Stale reads now reach a server that stopped following the leader 30 s ago.
+    fake.set_follower(Some((true, Duration::from_secs(30))));
+    fake.update(|c| c.gc(&first));
+    let new = place(&fake, &node);
+    daemon.wait_for_alloc(&new);
+    daemon.wait_until("the collected allocation's rows to go", || {
+        !daemon.alloc_ids().contains(&first)
+    });
+    let leader_reads = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/") && !r.query.contains("stale=true"))
+        .filter(|r| r.path.contains("/allocation"))
+        .count();
+    assert!(leader_reads > 0, "the leader was asked");
+}
