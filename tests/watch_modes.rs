@@ -205,3 +205,59 @@ fn a_server_out_of_touch_with_the_leader_is_not_believed(mode: &str) {
         .count();
     assert!(leader_reads > 0, "the leader was asked");
 }
+
+/// Runs `run --watch events` on the first node of a generated cluster of `nodes` nodes with
+/// `steps_per_second` of churn over the whole cluster, until its first cost comparison; returns
+/// whether it warned that blocking queries would be cheaper.
+fn warns_about_the_stream_cost(
+    nodes: usize,
+    allocs_per_node: usize,
+    steps_per_second: u64,
+) -> bool {
+    use fake_nomad::generate::{Shape, cluster};
+    use fake_nomad::lifecycle::ClusterChurn;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let generated = cluster(&Shape {
+        allocations: nodes * allocs_per_node,
+        nodes,
+        seed: 9,
+    });
+    let mut churn = ClusterChurn::new(&generated, 9);
+    let fake = Arc::new(FakeNomad::start(generated));
+    let daemon = Daemon::start(
+        &fake,
+        &["--watch", "events", "--cost-report-interval", "5s"],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let churning = std::thread::spawn({
+        let (fake, stop) = (fake.clone(), stop.clone());
+        move || {
+            while !stop.load(Ordering::Relaxed) {
+                fake.update(|c| churn.step(c));
+                std::thread::sleep(Duration::from_millis(1_000 / steps_per_second));
+            }
+        }
+    });
+    const WARNING: &str = "consider --watch blocking";
+    const CHEAPER: &str = "the event stream is the cheaper watch";
+    daemon.wait_until("the first cost comparison", || {
+        daemon.count(WARNING) + daemon.count(CHEAPER) > 0
+    });
+    stop.store(true, Ordering::Relaxed);
+    churning.join().expect("churn");
+    daemon.count(WARNING) > 0
+}
+
+#[test]
+fn the_stream_cost_warning_fires_in_a_1000_node_cluster_and_not_in_a_10_node_one() {
+    assert!(
+        warns_about_the_stream_cost(1_000, 5, 20),
+        "1,000 nodes: this node's changes are rare, the stream carries every node's"
+    );
+    assert!(
+        !warns_about_the_stream_cost(10, 30, 20),
+        "10 nodes: a listing per change of this node costs more than the stream"
+    );
+}

@@ -34,6 +34,8 @@ pub struct CostWindow {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Comparison {
     pub events_per_hour: f64,
+    /// The share of the stream's bytes that carried other nodes' events, 0 to 1.
+    pub others_share: f64,
     pub blocking_per_hour: f64,
     pub own_changes_per_hour: f64,
     pub listing_bytes: u64,
@@ -49,8 +51,9 @@ impl fmt::Display for Comparison {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "the event stream costs Nomad {} per hour for this node (mostly other nodes' events); --watch blocking would cost about {} per hour ({:.0} changes of this node per hour plus idle waits, × a listing of {})",
+            "the event stream costs Nomad {} per hour for this node ({:.0} % of it other nodes' events); --watch blocking would cost about {} per hour ({:.0} changes of this node per hour plus idle waits, × a listing of {})",
             megabytes(self.events_per_hour),
+            self.others_share * 100.0,
             megabytes(self.blocking_per_hour),
             self.own_changes_per_hour,
             megabytes(self.listing_bytes as f64),
@@ -67,8 +70,10 @@ pub fn compare(window: &CostWindow, elapsed: Duration, wait: Duration) -> Compar
     let hours = elapsed.as_secs_f64().max(1e-3) / HOUR;
     let idle_listings_per_hour = HOUR / wait.as_secs_f64().max(1e-3);
     let own_changes_per_hour = window.own_changes as f64 / hours;
+    let stream_bytes = window.own_event_bytes + window.other_event_bytes;
     Comparison {
-        events_per_hour: (window.own_event_bytes + window.other_event_bytes) as f64 / hours,
+        others_share: (window.other_event_bytes as f64 / stream_bytes as f64).max(0.0),
+        events_per_hour: stream_bytes as f64 / hours,
         blocking_per_hour: (own_changes_per_hour + idle_listings_per_hour)
             * window.listing_bytes as f64,
         own_changes_per_hour,

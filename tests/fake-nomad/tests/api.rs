@@ -251,3 +251,105 @@ async fn the_signal_endpoint_checks_method_body_allocation_and_acl() {
         }]
     );
 }
+
+#[tokio::test]
+async fn bytes_are_counted_by_route_and_subscriber() {
+    let (c, node, _) = cluster();
+    let fake = FakeNomad::start(c);
+    let body = get(&fake, &format!("/v1/node/{node}/allocations"), None)
+        .await
+        .bytes()
+        .await
+        .expect("body");
+    let by_route = fake.bytes_by_route();
+    assert_eq!(
+        by_route.get("/v1/node/{node_id}/allocations"),
+        Some(&(body.len() as u64))
+    );
+    assert!(fake.bytes_by_subscriber().is_empty());
+}
+
+/// A blocking node listing wakes on its own node's changes only, as Nomad's per-node watch
+/// (`AllocsByNode`) does.
+#[tokio::test]
+async fn a_blocking_node_listing_wakes_on_its_nodes_changes_only() {
+    let (c, node, alloc) = cluster();
+    let other = c
+        .nodes
+        .keys()
+        .find(|id| **id != node)
+        .expect("two nodes")
+        .clone();
+    let fake = std::sync::Arc::new(FakeNomad::start(c));
+    let first = get(&fake, &format!("/v1/node/{node}/allocations"), None).await;
+    let index: u64 = first.headers()["x-nomad-index"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("a number");
+    let path = format!("/v1/node/{node}/allocations?index={index}&wait=30s&stale=true");
+    let blocked = tokio::spawn({
+        let fake = fake.clone();
+        async move {
+            let answer = get(&fake, &path, None).await;
+            (std::time::Instant::now(), answer)
+        }
+    });
+    // Wait for the query to arrive, then change the other node: the query stays blocked.
+    while !fake.requests().iter().any(|r| r.query.contains("wait=30s")) {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    for _ in 0..5 {
+        fake.update(|c| c.place("default", "web", "api", &other));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!blocked.is_finished(), "woken by another node's change");
+    // A change on this node wakes it within milliseconds.
+    let changed = std::time::Instant::now();
+    fake.update(|c| c.set_client_status(&alloc, ClientStatus::Complete));
+    let (answered, answer) = blocked.await.expect("joined");
+    let woke_after = answered - changed;
+    assert!(
+        woke_after < std::time::Duration::from_millis(100),
+        "{woke_after:?}"
+    );
+    let new_index: u64 = answer.headers()["x-nomad-index"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("a number");
+    assert!(new_index > index);
+}
+
+#[tokio::test]
+async fn a_follower_answers_stale_reads_from_its_frozen_state_with_its_headers() {
+    let (c, node, _) = cluster();
+    let fake = FakeNomad::start(c);
+    fake.set_follower(Some((false, std::time::Duration::from_secs(12))));
+    let placed = fake.update(|c| c.place("default", "web", "api", &node));
+    let stale = get(
+        &fake,
+        &format!("/v1/node/{node}/allocations?stale=true"),
+        None,
+    )
+    .await;
+    assert_eq!(stale.headers()["x-nomad-knownleader"], "false");
+    assert_eq!(stale.headers()["x-nomad-lastcontact"], "12000");
+    let body: Value = stale.json().await.expect("json");
+    assert!(
+        !body.to_string().contains(&placed),
+        "frozen before the placement"
+    );
+    let leader = get(&fake, &format!("/v1/node/{node}/allocations"), None).await;
+    assert_eq!(leader.headers()["x-nomad-knownleader"], "true");
+    assert_eq!(leader.headers()["x-nomad-lastcontact"], "0");
+    let body: Value = leader.json().await.expect("json");
+    assert!(body.to_string().contains(&placed));
+    let bad = get(
+        &fake,
+        &format!("/v1/node/{node}/allocations?stale=maybe"),
+        None,
+    )
+    .await;
+    assert_eq!(bad.status(), 400);
+}
