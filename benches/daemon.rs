@@ -10,7 +10,6 @@
 //! `NAT_CHURN_MINUTES` sets the churn duration (default 10), `NAT_IDLE_MINUTES` the idle one
 //! (default 5). Results go in BENCHMARKS.md.
 
-use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,37 +20,9 @@ use nomad_alloc_table::nomad::{
     Address, Blocking, ConnectionSettings, NomadClient, TlsSettings, TokenSource,
 };
 
-#[path = "../tests/util/launch.rs"]
-mod launch;
+mod common;
 
-fn start_run(fake: &FakeNomad, dir: &std::path::Path, extra: &[&str]) -> Child {
-    std::fs::create_dir_all(dir.join("alloc")).expect("alloc dir");
-    launch::command()
-        .env("NOMAD_ADDR", fake.address())
-        .env("RUST_LOG", "warn")
-        .args(["run", "-o"])
-        .arg(dir.join("allocs.csv"))
-        .arg("--alloc-dir")
-        .arg(dir.join("alloc"))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn run")
-}
-
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank]
-}
+use common::{percentile, start_run, usage, wait_until};
 
 /// Placement → reload signal, `samples` times, with `allocations` already on the node.
 fn latency(allocations: usize, samples: usize) {
@@ -125,26 +96,6 @@ fn latency(allocations: usize, samples: usize) {
         latencies[0].as_secs_f64() * 1e3,
         latencies[latencies.len() - 1].as_secs_f64() * 1e3,
     );
-}
-
-/// CPU seconds (user + system) and peak RSS in KiB of a process, from /proc.
-fn usage(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let after_comm = &stat[stat.rfind(')').expect("comm") + 1..];
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let hwm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmHWM");
-    (
-        ticks as f64 / rustix::param::clock_ticks_per_second() as f64,
-        hwm,
-    )
 }
 
 /// `minutes` of churn at two lifecycle steps per second on a node with 100 allocations.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cli::ReportFormat;
+use crate::cli::{ReportFormat, WatchMode};
 use crate::config::CheckSettings;
 use crate::node::{self, NodeError};
 use crate::nomad::{Blocking, Error, NomadClient, StreamEnd, events::Message};
@@ -179,7 +179,10 @@ async fn check_nomad(
             "set --node-id (NOMAD_NODE_ID) to this client's node ID",
         ),
     });
-    findings.push(check_stream(client).await);
+    // Blocking queries need no event-stream permission: the listing already answered above.
+    if run.watch == WatchMode::Events {
+        findings.push(check_stream(client).await);
+    }
     if let ReloadSettings::NomadTask { alloc_id, .. } = &run.publish.reloader {
         findings.push(check_alloc_lifecycle(client, alloc_id).await);
     }

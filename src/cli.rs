@@ -309,7 +309,7 @@ pub struct DaemonArgs {
     /// How to learn of changes: `events` follows Nomad's event stream (every node receives
     /// every allocation event of the cluster: cheapest on small clusters and busy nodes);
     /// `blocking` long-polls this node's allocation listing (wakes only on this node's changes:
-    /// cheaper for the servers from about 50 nodes on). See the README for the crossover.
+    /// cheaper for the servers from about 100 nodes on). See the README for the crossover.
     #[arg(long, env = "NOMAD_ALLOC_TABLE_WATCH", value_enum, default_value_t = WatchMode::Events)]
     pub watch: WatchMode,
 

@@ -162,3 +162,18 @@ fn without_nomad_the_local_checks_still_run() {
         assert!(text.contains(local), "{local}: {text}");
     }
 }
+
+#[test]
+fn with_blocking_queries_no_event_stream_permission_is_asked_for() {
+    let (mut cluster, node) = web_cluster();
+    cluster.enable_acl();
+    // node:read alone: the stream would be refused, the listing is not.
+    cluster.add_token("node-reader", Policy::default().node_read());
+    let fake = FakeNomad::start(cluster);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut command = bin_at(fake.address());
+    command.env("NOMAD_TOKEN", "node-reader");
+    let text = check_report(command, &node, dir.path(), &["--watch", "blocking"], 0);
+    assert!(!text.contains("event stream"), "{text}");
+    assert!(text.contains("node:read"), "{text}");
+}

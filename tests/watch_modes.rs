@@ -206,6 +206,71 @@ fn a_server_out_of_touch_with_the_leader_is_not_believed(mode: &str) {
     assert!(leader_reads > 0, "the leader was asked");
 }
 
+/// Two daemons on the first node of a 300-node cluster with churn everywhere: the blocking one
+/// costs a listing per change of its own node (and none for the others'), the events one
+/// receives every node's events.
+#[test]
+fn blocking_bytes_follow_the_nodes_changes_and_stream_bytes_the_clusters() {
+    use fake_nomad::generate::{Shape, cluster};
+    use fake_nomad::lifecycle::ClusterChurn;
+
+    let generated = cluster(&Shape {
+        allocations: 300 * 5,
+        nodes: 300,
+        seed: 4,
+    });
+    let node = generated.agent.client_node_id.clone().expect("agent node");
+    let mut churn = ClusterChurn::new(&generated, 4);
+    let fake = FakeNomad::start(generated);
+    let first = fake.read(|c| {
+        c.allocations
+            .values()
+            .find(|a| a.node_id == node)
+            .expect("one on the node")
+            .id
+            .clone()
+    });
+    let blocking = Daemon::start(&fake, &["--watch", "blocking"]);
+    let events = Daemon::start(&fake, &["--watch", "events"]);
+    blocking.wait_for_alloc(&first);
+    events.wait_for_alloc(&first);
+    events.wait_until("the subscription", || {
+        !fake.bytes_by_subscriber().is_empty()
+    });
+    let route = "/v1/node/{node_id}/allocations";
+    let listing_bytes = || fake.bytes_by_route().get(route).copied().unwrap_or(0);
+    let listings = || requests_to(&fake, &format!("/v1/node/{node}/allocations"));
+    let (bytes_before, listings_before) = (listing_bytes(), listings());
+    let stream_before = fake.bytes_by_subscriber()[0];
+    let mut steps = 0;
+    let mut own = 0;
+    let node_index = || fake.read(|c| c.node_allocations_index(&node));
+    for _ in 0..100 {
+        let before = node_index();
+        let step = fake.update(|c| churn.step(c));
+        // What wakes a blocking query: the node's listing index moved.
+        own += usize::from(node_index() != before);
+        steps += usize::from(step.alloc_id().is_some());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A marker on the node (of a generated job): both daemons have seen everything before it.
+    let marker = fake.update(|c| c.place("default", "app-0000", "main", &node));
+    blocking.wait_for_alloc(&marker);
+    events.wait_for_alloc(&marker);
+    let listed = listings() - listings_before;
+    assert!(
+        listed <= own + 2,
+        "{listed} listings for {own} changes of the node (and the marker) among {steps}"
+    );
+    let one_listing = (listing_bytes() - bytes_before) / listed.max(1) as u64;
+    let streamed = fake.bytes_by_subscriber()[0] - stream_before;
+    assert!(
+        streamed > steps as u64 * 1_000,
+        "{streamed} stream bytes for {steps} steps: every node's events"
+    );
+    assert!(one_listing > 0);
+}
+
 /// Runs `run --watch events` on the first node of a generated cluster of `nodes` nodes with
 /// `steps_per_second` of churn over the whole cluster, until its first cost comparison; returns
 /// whether it warned that blocking queries would be cheaper.

@@ -13,7 +13,9 @@ node {
 }
 
 # The allocations of every namespace, and the event stream with namespace=*, which Nomad
-# refuses unless the token can read-job in every namespace.
+# refuses unless the token can read-job in every namespace. With --watch blocking no stream is
+# used: a namespace without read-job is only left out of the listing (its allocations get no
+# rows), so read-job may be granted namespace by namespace.
 namespace "*" {
   capabilities = ["read-job"]
 }

@@ -50,9 +50,13 @@ pub async fn run(
         None => None,
     };
     if let Some(listener) = listener {
-        // How often a listing comes at the least: readiness tolerates two missed.
+        // Readiness tolerates a watch that is down for as long as two of these pass without a
+        // listing: with the stream down, events mode lists on every reconnect attempt.
         let listing_every = match settings.watch {
-            WatchMode::Events => settings.timing.resync_interval,
+            WatchMode::Events => settings
+                .timing
+                .resync_interval
+                .min(crate::watch::stream::RESUBSCRIBE_INTERVAL),
             WatchMode::Blocking => settings
                 .timing
                 .resync_interval

@@ -545,6 +545,31 @@ mod tests {
     }
 
     #[test]
+    fn a_resubscribe_reconnects_at_once_without_a_listing_and_anything_else_lists() {
+        let mut state = state();
+        state.listed(10);
+        assert_eq!(state.ended(&Ended::Resubscribe), Next::Now);
+        assert!(!state.list_on_connect, "a resubscribe follows the cursor");
+        assert_eq!(state.cursor, 10);
+        let cut = Ended::Stream(StreamEnd::Silent {
+            url: String::new(),
+            seconds: 1,
+        });
+        assert!(matches!(state.ended(&cut), Next::After(_)));
+        assert!(state.list_on_connect, "a reconnect lists first");
+        state.list_on_connect = false;
+        state.ended(&Ended::Resync(ResyncReason::Interval));
+        assert!(state.list_on_connect, "a resync lists");
+        state.list_on_connect = false;
+        state.failed(&Error::Status {
+            url: String::new(),
+            status: 500,
+            body: String::new(),
+        });
+        assert!(state.list_on_connect, "a failure lists on the next connect");
+    }
+
+    #[test]
     fn a_resync_reconnects_at_once_with_its_reason_and_a_refusal_waits_longest() {
         let mut state = state();
         assert_eq!(state.ended(&Ended::Resync(ResyncReason::Signal)), Next::Now);

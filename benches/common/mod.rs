@@ -1,0 +1,64 @@
+//! What the daemon benchmarks share: starting `run` against the fake, waiting, percentiles and
+//! a process's CPU time and peak RSS.
+
+#![allow(dead_code)] // Each bench uses its own part of this module.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use fake_nomad::FakeNomad;
+
+#[path = "../../tests/util/launch.rs"]
+pub mod launch;
+
+/// Starts the release `run` against `fake`, publishing into `dir`, with `extra` flags.
+pub fn start_run(fake: &FakeNomad, dir: &std::path::Path, extra: &[&str]) -> Child {
+    std::fs::create_dir_all(dir.join("alloc")).expect("alloc dir");
+    launch::command()
+        .env("NOMAD_ADDR", fake.address())
+        .env("RUST_LOG", "warn")
+        .args(["run", "-o"])
+        .arg(dir.join("allocs.csv"))
+        .arg("--alloc-dir")
+        .arg(dir.join("alloc"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn run")
+}
+
+/// Polls `condition` every 2 ms for up to a minute.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The `p`th percentile of sorted durations (nearest rank).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank]
+}
+
+/// CPU seconds (user + system) and peak RSS in KiB of a process, from /proc.
+pub fn usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after_comm = &stat[stat.rfind(')').expect("comm") + 1..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM");
+    (
+        ticks as f64 / rustix::param::clock_ticks_per_second() as f64,
+        hwm,
+    )
+}

@@ -1,0 +1,312 @@
+//! One `run` on one node of a simulated cluster of 10, 100 and 1,000 nodes (30 allocations
+//! each) at a cluster-wide churn of 0.1, 1 and 10 lifecycle steps per second, in each watch
+//! mode; beside them the 30 s poll of the Vector-only recipe. For each cell:
+//! - the bytes and requests Nomad serves this node's `run` per hour (× nodes = server egress),
+//!   measured over a window of churn without probes, plus the periodic listings the window is
+//!   too short to see (events: a full resync every 30 minutes; blocking: a listing at the end of
+//!   every 5-minute wait in which the node did not change, 12 × P(no change in 5 min));
+//! - placement → reload latency, p50 and p99, for probe placements on the node (timed apart
+//!   from the window, so that the probes do not count as the node's churn);
+//! - CPU seconds per hour and peak RSS of `run`.
+//!
+//! `cargo bench --bench scale`; `NAT_SCALE_SECONDS` sets the window (default 60),
+//! `NAT_SCALE_PROBES` the probes per cell (default 8). Results go in BENCHMARKS.md.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fake_nomad::generate::{Shape, cluster};
+use fake_nomad::lifecycle::ClusterChurn;
+use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
+
+use common::{percentile, start_run, usage, wait_until};
+
+const ALLOCS_PER_NODE: usize = 30;
+const NODES: [usize; 3] = [10, 100, 1_000];
+const CHURN: [f64; 3] = [0.1, 1.0, 10.0];
+const MODES: [&str; 2] = ["events", "blocking"];
+/// The defaults the figures assume: a full listing every 30 minutes (events), a blocking wait
+/// of 5 minutes.
+const RESYNCS_PER_HOUR: f64 = 2.0;
+const BLOCKING_WAIT_SECONDS: f64 = 300.0;
+
+/// The reload signals the bench process got, each with whether the table held the probe then.
+struct SimulatedVector {
+    table: std::path::PathBuf,
+    probe: Mutex<String>,
+    loads: Mutex<Vec<(Instant, bool)>>,
+}
+
+impl SimulatedVector {
+    fn reload(&self) {
+        let probe = self.probe.lock().expect("lock").clone();
+        let has = !probe.is_empty()
+            && std::fs::read_to_string(&self.table).is_ok_and(|t| t.contains(&probe));
+        self.loads.lock().expect("lock").push((Instant::now(), has));
+    }
+}
+
+/// One cell's results.
+struct Cell {
+    nodes: usize,
+    churn: f64,
+    mode: &'static str,
+    bytes_per_hour: f64,
+    requests_per_hour: f64,
+    p50: Duration,
+    p99: Duration,
+    cpu_seconds_per_hour: f64,
+    peak_rss_mib: f64,
+    own_changes_per_hour: f64,
+    listing_bytes: u64,
+}
+
+fn measure(
+    nodes: usize,
+    churn_rate: f64,
+    mode: &'static str,
+    window: Duration,
+    probes: usize,
+) -> Cell {
+    let mut generated = cluster(&Shape {
+        allocations: nodes * ALLOCS_PER_NODE,
+        nodes,
+        seed: 21,
+    });
+    generated.register_job(
+        Job::service("probe").group(TaskGroup::new("g").task(Task::new("t", "exec"))),
+    );
+    let node = generated.agent.client_node_id.clone().expect("agent node");
+    let mut churn = ClusterChurn::new(&generated, 21);
+    let fake = Arc::new(FakeNomad::start(generated));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vector = Arc::new(SimulatedVector {
+        table: dir.path().join("allocs.csv"),
+        probe: Mutex::new(String::new()),
+        loads: Mutex::new(Vec::new()),
+    });
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1]).expect("handler");
+    let handle = signals.handle();
+    let listener = std::thread::spawn({
+        let vector = vector.clone();
+        move || {
+            for _ in signals.forever() {
+                vector.reload();
+            }
+        }
+    });
+    let own_name = std::env::current_exe()
+        .expect("exe")
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let pid = std::process::id().to_string();
+    let mut run = start_run(
+        &fake,
+        dir.path(),
+        &[
+            "--watch",
+            mode,
+            "--vector-pid",
+            &pid,
+            "--vector-process-name",
+            &own_name,
+            "--reload-signal",
+            "SIGUSR1",
+        ],
+    );
+    wait_until("the first reload", || {
+        !vector.loads.lock().expect("lock").is_empty()
+    });
+    // Churn over the whole cluster, in its own thread, for the window and the probes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let own_changes = Arc::new(Mutex::new(0u64));
+    let churning = std::thread::spawn({
+        let (fake, stop, own_changes, node) = (
+            fake.clone(),
+            stop.clone(),
+            own_changes.clone(),
+            node.clone(),
+        );
+        let period = Duration::from_secs_f64(1.0 / churn_rate);
+        move || {
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                next += period;
+                while Instant::now() < next {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20).min(period));
+                }
+                let touched_own = fake.update(|c| {
+                    let step = churn.step(c);
+                    step.alloc_id()
+                        .and_then(|id| c.allocations.get(id))
+                        .is_some_and(|a| a.node_id == node)
+                });
+                if touched_own {
+                    *own_changes.lock().expect("lock") += 1;
+                }
+            }
+        }
+    });
+    // The window: bytes, requests and CPU, without probes.
+    let bytes_before = fake.bytes_sent();
+    let requests_before = fake.requests().len();
+    let own_before = *own_changes.lock().expect("lock");
+    let (cpu_before, _) = usage(run.id());
+    let started = Instant::now();
+    std::thread::sleep(window);
+    let elapsed = started.elapsed();
+    let bytes = fake.bytes_sent() - bytes_before;
+    let requests = fake.requests().len() - requests_before;
+    let own = *own_changes.lock().expect("lock") - own_before;
+    let (cpu_after, _) = usage(run.id());
+    // The probes: placement → the first reload whose table holds the probe.
+    let mut latencies = Vec::with_capacity(probes);
+    for _ in 0..probes {
+        std::thread::sleep(Duration::from_millis(2_500));
+        let placed = Instant::now();
+        let id = fake.update(|c| c.place("default", "probe", "g", &node));
+        *vector.probe.lock().expect("lock") = id.clone();
+        wait_until("the probe's reload", || {
+            vector
+                .loads
+                .lock()
+                .expect("lock")
+                .iter()
+                .any(|(at, has)| *has && *at >= placed)
+        });
+        let loaded = vector
+            .loads
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(at, has)| *has && *at >= placed)
+            .map(|(at, _)| *at)
+            .expect("a load");
+        latencies.push(loaded - placed);
+    }
+    stop.store(true, Ordering::Relaxed);
+    churning.join().expect("churn");
+    let (_, peak_rss_kib) = usage(run.id());
+    let listing_bytes = listing_size(&fake, &node);
+    let _ = run.kill();
+    let _ = run.wait();
+    handle.close();
+    listener.join().expect("listener");
+    latencies.sort();
+    let per_hour = 3600.0 / elapsed.as_secs_f64();
+    let own_changes_per_hour = own as f64 * per_hour;
+    // What the window is too short to see.
+    let periodic = match mode {
+        "events" => RESYNCS_PER_HOUR * listing_bytes as f64,
+        _ => {
+            let quiet_wait = (-own_changes_per_hour / 3600.0 * BLOCKING_WAIT_SECONDS).exp();
+            3600.0 / BLOCKING_WAIT_SECONDS * quiet_wait * listing_bytes as f64
+        }
+    };
+    Cell {
+        nodes,
+        churn: churn_rate,
+        mode,
+        bytes_per_hour: bytes as f64 * per_hour + periodic,
+        requests_per_hour: requests as f64 * per_hour,
+        p50: percentile(&latencies, 50.0),
+        p99: percentile(&latencies, 99.0),
+        cpu_seconds_per_hour: (cpu_after - cpu_before) * per_hour,
+        peak_rss_mib: peak_rss_kib as f64 / 1024.0,
+        own_changes_per_hour,
+        listing_bytes,
+    }
+}
+
+/// The size of the node's listing now, as the fake serves it.
+fn listing_size(fake: &FakeNomad, node: &str) -> u64 {
+    let route = "/v1/node/{node_id}/allocations";
+    let before = fake.bytes_by_route().get(route).copied().unwrap_or(0);
+    let url = format!("{}/v1/node/{node}/allocations", fake.address());
+    let address = url
+        .strip_prefix("http://")
+        .expect("plain HTTP")
+        .split_once('/')
+        .expect("a path");
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address.0).expect("the fake");
+    write!(
+        stream,
+        "GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        address.1
+    )
+    .expect("request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("response");
+    fake.bytes_by_route().get(route).copied().unwrap_or(0) - before
+}
+
+fn main() {
+    let window = Duration::from_secs(
+        std::env::var("NAT_SCALE_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60),
+    );
+    let probes = std::env::var("NAT_SCALE_PROBES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let mut cells = Vec::new();
+    let mut listing_by_size = BTreeMap::new();
+    for nodes in NODES {
+        for churn in CHURN {
+            for mode in MODES {
+                let cell = measure(nodes, churn, mode, window, probes);
+                eprintln!(
+                    "scale: {nodes} nodes, {churn}/s, {mode}: {:.2} MB/h, {:.0} req/h, p50 {:.0} ms, p99 {:.0} ms, CPU {:.1} s/h, RSS {:.1} MiB, own changes {:.0}/h",
+                    cell.bytes_per_hour / 1e6,
+                    cell.requests_per_hour,
+                    cell.p50.as_secs_f64() * 1e3,
+                    cell.p99.as_secs_f64() * 1e3,
+                    cell.cpu_seconds_per_hour,
+                    cell.peak_rss_mib,
+                    cell.own_changes_per_hour,
+                );
+                listing_by_size.insert(nodes, cell.listing_bytes);
+                cells.push(cell);
+            }
+        }
+    }
+    println!(
+        "| nodes | churn/s | watch | MB/h for this node | server egress GB/h (× nodes) | requests/h | reload p50 / p99 ms | CPU s/h | peak RSS MiB |"
+    );
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|");
+    for c in &cells {
+        println!(
+            "| {} | {} | {} | {:.2} | {:.2} | {:.0} | {:.0} / {:.0} | {:.1} | {:.1} |",
+            c.nodes,
+            c.churn,
+            c.mode,
+            c.bytes_per_hour / 1e6,
+            c.bytes_per_hour * c.nodes as f64 / 1e9,
+            c.requests_per_hour,
+            c.p50.as_secs_f64() * 1e3,
+            c.p99.as_secs_f64() * 1e3,
+            c.cpu_seconds_per_hour,
+            c.peak_rss_mib,
+        );
+    }
+    for (nodes, listing) in listing_by_size {
+        println!(
+            "| {nodes} | any | 30 s poll (Vector only) | {:.2} | {:.2} | 120 | up to 30 000 (the poll period) | | |",
+            120.0 * listing as f64 / 1e6,
+            120.0 * listing as f64 * nodes as f64 / 1e9,
+        );
+    }
+}
