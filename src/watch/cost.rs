@@ -42,6 +42,7 @@ pub struct Comparison {
 }
 
 impl Comparison {
+    /// Whether `--watch blocking` would have cost Nomad fewer bytes: the warning's condition.
     pub fn blocking_is_cheaper(&self) -> bool {
         self.blocking_per_hour < self.events_per_hour
     }
@@ -93,6 +94,8 @@ pub struct CostMeter {
 }
 
 impl CostMeter {
+    /// A meter whose first window starts at `now` and is compared after a minute (or
+    /// `interval`, if shorter), then every `interval`; `wait` is the blocking queries' wait.
     pub fn new(now: Instant, interval: Duration, wait: Duration) -> CostMeter {
         CostMeter {
             window: CostWindow::default(),

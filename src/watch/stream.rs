@@ -70,6 +70,7 @@ pub struct WatchState {
 }
 
 impl WatchState {
+    /// The state at start: no cursor, a listing on the first connect.
     pub fn new(cost: CostMeter) -> WatchState {
         WatchState {
             cursor: 0,

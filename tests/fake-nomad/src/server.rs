@@ -367,9 +367,10 @@ pub fn parse_go_duration(raw: &str) -> Option<Duration> {
 /// Answers a read (after parsing `index`, `wait` and `stale`), blocking until its index passes
 /// `index` or `wait` (plus up to wait/16 of jitter) runs out. `read` returns the index and
 /// body, or an error response. A `stale` read is answered by the [`Follower`] when one is set.
-async fn blocking_read<F>(shared: &Shared, query: &BlockingQuery, read: F) -> Response
+async fn blocking_read<F, A>(shared: &Shared, query: &BlockingQuery, read: F) -> Response
 where
-    F: Fn(&Cluster) -> Result<(u64, Value), ApiError>,
+    F: Fn(&Cluster) -> Result<A, ApiError>,
+    A: Into<Answer>,
 {
     let blocking = match Blocking::parse(query) {
         Ok(b) => b,
@@ -392,13 +393,26 @@ where
             Some(follower) => read(&follower.frozen),
             None => read(&shared.cluster()),
         };
-        let (index, body) = match answer {
-            Ok(answer) => answer,
+        let Answer {
+            index,
+            body,
+            next_token,
+        } = match answer {
+            Ok(answer) => answer.into(),
             Err(error) => return error.into_response(),
         };
-        let respond = || match &follower {
-            Some(f) => json_response_from(index, &body, f.known_leader, f.last_contact),
-            None => json_response(index, &body),
+        let respond = || {
+            let mut response = match &follower {
+                Some(f) => json_response_from(index, &body, f.known_leader, f.last_contact),
+                None => json_response(index, &body),
+            };
+            if let Some(token) = next_token
+                .as_deref()
+                .and_then(|t| HeaderValue::from_str(t).ok())
+            {
+                response.headers_mut().insert("x-nomad-nexttoken", token);
+            }
+            response
         };
         let satisfied = blocking.min_index == 0 || index > blocking.min_index;
         let timed_out = tokio::time::Instant::now() >= deadline;
@@ -411,6 +425,24 @@ where
         {
             // The fake is shutting down.
             return respond();
+        }
+    }
+}
+
+/// What a read answers: its index, its body and, for a page of a paginated list, the token of
+/// the next page (`X-Nomad-NextToken`).
+pub(crate) struct Answer {
+    index: u64,
+    body: Value,
+    next_token: Option<String>,
+}
+
+impl From<(u64, Value)> for Answer {
+    fn from((index, body): (u64, Value)) -> Answer {
+        Answer {
+            index,
+            body,
+            next_token: None,
         }
     }
 }
@@ -635,6 +667,51 @@ struct ListQuery {
     filter: Option<String>,
     task_states: Option<bool>,
     resources: Option<bool>,
+    per_page: Option<String>,
+    next_token: Option<String>,
+}
+
+/// One page of `items` (already in the list's order), as Nomad's paginator cuts it: items whose
+/// token sorts before `next_token` are skipped, `per_page` (0: all) are kept, and the token of
+/// the item after them is the next page's. `token` gives an item's token and compares it with
+/// the target.
+fn page<T>(
+    items: Vec<T>,
+    per_page: usize,
+    next_token: Option<&str>,
+    token: impl Fn(&T, &str) -> (String, std::cmp::Ordering),
+) -> (Vec<T>, Option<String>) {
+    let mut kept = Vec::new();
+    let mut found = next_token.is_none_or(str::is_empty);
+    for item in items {
+        let (item_token, compared) = token(&item, next_token.unwrap_or_default());
+        if !found && compared == std::cmp::Ordering::Less {
+            continue;
+        }
+        found = true;
+        if per_page != 0 && kept.len() == per_page {
+            return (kept, Some(item_token));
+        }
+        kept.push(item);
+    }
+    (kept, None)
+}
+
+/// `CreateIndexAndIDTokenizer`: `<CreateIndex>.<ID>`, compared by index as a number, then by ID.
+fn create_index_and_id_token(
+    create_index: u64,
+    id: &str,
+    target: &str,
+) -> (String, std::cmp::Ordering) {
+    let token = format!("{create_index}.{id}");
+    let compared = match target.split_once('.') {
+        Some((index, target_id)) => match index.parse::<u64>() {
+            Ok(index) => create_index.cmp(&index).then_with(|| id.cmp(target_id)),
+            Err(_) => token.as_str().cmp(target),
+        },
+        None => token.as_str().cmp(target),
+    };
+    (token, compared)
 }
 
 async fn allocations(
@@ -655,6 +732,15 @@ async fn allocations(
         .namespace
         .clone()
         .unwrap_or_else(|| "default".to_owned());
+    let per_page = match query.per_page.as_deref().map(str::parse::<i32>).transpose() {
+        Ok(per_page) => usize::try_from(per_page.unwrap_or(0)).unwrap_or(0),
+        Err(_) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "Expect a number for `per_page` query string parameter",
+            );
+        }
+    };
     let blocking = BlockingQuery {
         index: query.index.clone(),
         wait: query.wait.clone(),
@@ -682,11 +768,24 @@ async fn allocations(
                     .is_none_or(|f| f.matches(&json::allocation(a, true)))
             })
             .collect();
-        if query.prefix.is_some() {
+        let (matching, next_token) = if query.prefix.is_some() {
             matching.sort_by(|a, b| a.id.cmp(&b.id));
+            // `IDTokenizer`.
+            page(
+                matching,
+                per_page,
+                query.next_token.as_deref(),
+                |a, target| (a.id.clone(), a.id.as_str().cmp(target)),
+            )
         } else {
-            matching.sort_by_key(|a| a.create_index);
-        }
+            matching.sort_by(|a, b| (a.create_index, &a.id).cmp(&(b.create_index, &b.id)));
+            page(
+                matching,
+                per_page,
+                query.next_token.as_deref(),
+                |a, target| create_index_and_id_token(a.create_index, &a.id, target),
+            )
+        };
         let stubs = matching
             .into_iter()
             .map(|a| {
@@ -697,7 +796,11 @@ async fn allocations(
                 )
             })
             .collect();
-        Ok((cluster.allocs_table_index, Value::Array(stubs)))
+        Ok(Answer {
+            index: cluster.allocs_table_index,
+            body: Value::Array(stubs),
+            next_token,
+        })
     })
     .await
 }
@@ -747,6 +850,22 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_follow_nomads_paginator() {
+        let items: Vec<(u64, &str)> = vec![(5, "b"), (5, "c"), (12, "a"), (102, "a")];
+        let token =
+            |item: &(u64, &str), target: &str| create_index_and_id_token(item.0, item.1, target);
+        let (first, next) = page(items.clone(), 2, None, token);
+        assert_eq!(first, [(5, "b"), (5, "c")]);
+        assert_eq!(next.as_deref(), Some("12.a"));
+        // "102" sorts after "12" as a number, not as text.
+        let (second, next) = page(items.clone(), 2, next.as_deref(), token);
+        assert_eq!(second, [(12, "a"), (102, "a")]);
+        assert_eq!(next, None);
+        let (all, next) = page(items, 0, None, token);
+        assert_eq!((all.len(), next), (4, None));
+    }
 
     #[test]
     fn go_durations_parse_like_go() {

@@ -353,3 +353,58 @@ async fn a_follower_answers_stale_reads_from_its_frozen_state_with_its_headers()
     .await;
     assert_eq!(bad.status(), 400);
 }
+
+#[tokio::test]
+async fn the_stub_listing_pages_with_per_page_and_next_token() {
+    let (mut c, node, _) = cluster();
+    for _ in 0..3 {
+        c.place("default", "web", "api", &node);
+    }
+    let fake = FakeNomad::start(c);
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let mut params = vec![("namespace", "*"), ("per_page", "2")];
+        if !token.is_empty() {
+            params.push(("next_token", token.as_str()));
+        }
+        let response = get(&fake, &with_query("/v1/allocations", &params), None).await;
+        let next = response
+            .headers()
+            .get("x-nomad-nexttoken")
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        let body: Value = response.json().await.expect("json");
+        let page = body.as_array().expect("array");
+        assert!(page.len() <= 2);
+        seen.extend(
+            page.iter()
+                .map(|a| a["ID"].as_str().expect("id").to_owned()),
+        );
+        pages += 1;
+        match next {
+            Some(next) => token = next,
+            None => break,
+        }
+    }
+    let all: Value = get(
+        &fake,
+        &with_query("/v1/allocations", &[("namespace", "*")]),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let expected: Vec<String> = all
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|a| a["ID"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(expected.len(), 5);
+    assert_eq!(seen, expected, "every allocation once, in order");
+    assert_eq!(pages, 3);
+    let bad = get(&fake, "/v1/allocations?per_page=many", None).await;
+    assert_eq!(bad.status(), 400);
+}
