@@ -313,11 +313,11 @@ pub struct DaemonArgs {
     #[arg(long, env = "NOMAD_ALLOC_TABLE_WATCH", value_enum, default_value_t = WatchMode::Events)]
     pub watch: WatchMode,
 
-    /// In events mode, how often to compare what the event stream costs with what blocking
-    /// queries would cost, and warn when `--watch blocking` would be cheaper (the first
-    /// comparison comes after a minute, or this interval if shorter).
-    #[arg(long, env = "NOMAD_ALLOC_TABLE_COST_REPORT_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
-    pub cost_report_interval: std::time::Duration,
+    /// With --watch events: how often to compare what the event stream costs with what
+    /// blocking queries would cost, and warn when `--watch blocking` would be cheaper (the
+    /// first comparison comes after a minute, or this interval if shorter) [default: 1h].
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_COST_REPORT_INTERVAL", value_parser = humantime::parse_duration)]
+    pub cost_report_interval: Option<std::time::Duration>,
 
     #[command(flatten)]
     pub timing: TimingArgs,
@@ -344,10 +344,11 @@ pub struct TimingArgs {
     #[arg(long, env = "NOMAD_ALLOC_TABLE_RESYNC_INTERVAL", default_value = "30m", value_parser = humantime::parse_duration)]
     pub resync_interval: std::time::Duration,
 
-    /// In blocking mode, the least time between two listings: a node whose allocations change
-    /// constantly costs at most one listing per interval (changes in between arrive together).
-    #[arg(long, env = "NOMAD_ALLOC_TABLE_MIN_RELIST_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration)]
-    pub min_relist_interval: std::time::Duration,
+    /// With --watch blocking: the least time between two listings, so a node whose
+    /// allocations change constantly costs at most one listing per interval (changes in
+    /// between arrive together) [default: 100ms].
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_MIN_RELIST_INTERVAL", value_parser = humantime::parse_duration)]
+    pub min_relist_interval: Option<std::time::Duration>,
 
     /// How long the rows of an allocation stay after Nomad stops listing it, so that Vector
     /// can finish reading its files.

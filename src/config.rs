@@ -4,6 +4,7 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use rustix::process::Signal;
 
@@ -28,6 +29,11 @@ pub enum ConfigError {
     Columns(#[from] ColumnsError),
     #[error("{option} only applies with --reload {wanted}; drop it or set --reload {wanted}")]
     WrongReloadMode {
+        option: &'static str,
+        wanted: &'static str,
+    },
+    #[error("{option} only applies with --watch {wanted}; drop it or set --watch {wanted}")]
+    WrongWatchMode {
         option: &'static str,
         wanted: &'static str,
     },
@@ -325,10 +331,16 @@ fn reloader(args: ReloadArgs) -> Result<ReloadSettings, ConfigError> {
     }
 }
 
+/// `--min-relist-interval`'s default.
+const MIN_RELIST_INTERVAL: Duration = Duration::from_millis(100);
+/// `--cost-report-interval`'s default.
+const COST_REPORT_INTERVAL: Duration = Duration::from_secs(3600);
+
 fn timing(args: &TimingArgs) -> Result<Timing, ConfigError> {
+    let min_relist_interval = args.min_relist_interval.unwrap_or(MIN_RELIST_INTERVAL);
     let positive = [
         (args.resync_interval, "--resync-interval"),
-        (args.min_relist_interval, "--min-relist-interval"),
+        (min_relist_interval, "--min-relist-interval"),
         (args.stream_timeout, "--stream-timeout"),
     ];
     if let Some((_, option)) = positive.iter().find(|(d, _)| d.is_zero()) {
@@ -336,7 +348,7 @@ fn timing(args: &TimingArgs) -> Result<Timing, ConfigError> {
     }
     Ok(Timing {
         resync_interval: args.resync_interval,
-        min_relist_interval: args.min_relist_interval,
+        min_relist_interval,
         grace: args.grace,
         wait: args.wait,
         min_reload_interval: args.min_reload_interval,
@@ -350,7 +362,24 @@ fn run(
     format: FileFormat,
     args: DaemonArgs,
 ) -> Result<RunSettings, ConfigError> {
-    if args.cost_report_interval.is_zero() {
+    // Options of the other watch mode are refused rather than ignored.
+    match args.watch {
+        WatchMode::Events if args.timing.min_relist_interval.is_some() => {
+            return Err(ConfigError::WrongWatchMode {
+                option: "--min-relist-interval",
+                wanted: "blocking",
+            });
+        }
+        WatchMode::Blocking if args.cost_report_interval.is_some() => {
+            return Err(ConfigError::WrongWatchMode {
+                option: "--cost-report-interval",
+                wanted: "events",
+            });
+        }
+        _ => {}
+    }
+    let cost_report_interval = args.cost_report_interval.unwrap_or(COST_REPORT_INTERVAL);
+    if cost_report_interval.is_zero() {
         return Err(ConfigError::ZeroDuration {
             option: "--cost-report-interval",
         });
@@ -361,7 +390,7 @@ fn run(
         alloc_dir: args.alloc_dir,
         listen: args.listen,
         watch: args.watch,
-        cost_report_interval: args.cost_report_interval,
+        cost_report_interval,
     })
 }
 
@@ -565,6 +594,49 @@ mod tests {
             settings(&["run", "-o", "/t", "--resync-interval", "0s"]),
             Err(ConfigError::ZeroDuration { .. })
         ));
+        assert_eq!(run.watch, WatchMode::Events);
+        assert_eq!(run.cost_report_interval, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn options_of_the_other_watch_mode_are_refused() {
+        use std::time::Duration;
+        assert!(matches!(
+            settings(&["run", "-o", "/t", "--min-relist-interval", "1s"]),
+            Err(ConfigError::WrongWatchMode {
+                wanted: "blocking",
+                ..
+            })
+        ));
+        assert!(matches!(
+            settings(&[
+                "run",
+                "-o",
+                "/t",
+                "--watch",
+                "blocking",
+                "--cost-report-interval",
+                "1m"
+            ]),
+            Err(ConfigError::WrongWatchMode {
+                wanted: "events",
+                ..
+            })
+        ));
+        let blocking = settings(&[
+            "run",
+            "-o",
+            "/t",
+            "--watch",
+            "blocking",
+            "--min-relist-interval",
+            "1s",
+        ])
+        .expect("valid");
+        let CommandSettings::Run(run) = blocking.command else {
+            unreachable!("run parsed")
+        };
+        assert_eq!(run.timing.min_relist_interval, Duration::from_secs(1));
     }
 
     #[test]
