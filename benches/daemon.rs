@@ -22,7 +22,7 @@ use nomad_alloc_table::nomad::{
 
 mod common;
 
-use common::{percentile, start_run, usage, wait_until};
+use common::{SignalListener, percentile, reload_this_process, start_run, usage, wait_until};
 
 /// Placement → reload signal, `samples` times, with `allocations` already on the node.
 fn latency(allocations: usize, samples: usize) {
@@ -39,35 +39,15 @@ fn latency(allocations: usize, samples: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     // The daemon signals this process, standing in for Vector.
     let signalled: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1]).expect("handler");
-    let handle = signals.handle();
-    let listener = std::thread::spawn({
+    let listener = SignalListener::start({
         let signalled = signalled.clone();
-        move || {
-            for _ in signals.forever() {
-                signalled.lock().expect("lock").push(Instant::now());
-            }
-        }
+        move || signalled.lock().expect("lock").push(Instant::now())
     });
-    let own_name = std::env::current_exe()
-        .expect("exe")
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
-    let pid = std::process::id().to_string();
+    let flags = reload_this_process();
     let mut run = start_run(
         &fake,
         dir.path(),
-        &[
-            "--vector-pid",
-            &pid,
-            "--vector-process-name",
-            &own_name,
-            "--reload-signal",
-            "SIGUSR1",
-        ],
+        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     wait_until("the first reload", || {
         !signalled.lock().expect("lock").is_empty()
@@ -86,8 +66,7 @@ fn latency(allocations: usize, samples: usize) {
     }
     let _ = run.kill();
     let _ = run.wait();
-    handle.close();
-    listener.join().expect("listener");
+    listener.stop();
     latencies.sort();
     println!(
         "latency/{allocations} allocations: placement to reload signal p50 {:.1} ms, p99 {:.1} ms, min {:.1} ms, max {:.1} ms ({samples} samples, --wait 100ms:1s)",

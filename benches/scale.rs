@@ -23,7 +23,7 @@ use fake_nomad::generate::{Shape, cluster};
 use fake_nomad::lifecycle::ClusterChurn;
 use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
 
-use common::{percentile, start_run, usage, wait_until};
+use common::{SignalListener, percentile, reload_this_process, start_run, usage, wait_until};
 
 const ALLOCS_PER_NODE: usize = 30;
 const NODES: [usize; 3] = [10, 100, 1_000];
@@ -89,37 +89,16 @@ fn measure(
         probe: Mutex::new(String::new()),
         loads: Mutex::new(Vec::new()),
     });
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1]).expect("handler");
-    let handle = signals.handle();
-    let listener = std::thread::spawn({
+    let listener = SignalListener::start({
         let vector = vector.clone();
-        move || {
-            for _ in signals.forever() {
-                vector.reload();
-            }
-        }
+        move || vector.reload()
     });
-    let own_name = std::env::current_exe()
-        .expect("exe")
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
-    let pid = std::process::id().to_string();
+    let mut flags = vec!["--watch".to_owned(), mode.to_owned()];
+    flags.extend(reload_this_process());
     let mut run = start_run(
         &fake,
         dir.path(),
-        &[
-            "--watch",
-            mode,
-            "--vector-pid",
-            &pid,
-            "--vector-process-name",
-            &own_name,
-            "--reload-signal",
-            "SIGUSR1",
-        ],
+        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     wait_until("the first reload", || {
         !vector.loads.lock().expect("lock").is_empty()
@@ -200,8 +179,7 @@ fn measure(
     let listing_bytes = listing_size(&fake, &node);
     let _ = run.kill();
     let _ = run.wait();
-    handle.close();
-    listener.join().expect("listener");
+    listener.stop();
     latencies.sort();
     let per_hour = 3600.0 / elapsed.as_secs_f64();
     let own_changes_per_hour = own as f64 * per_hour;

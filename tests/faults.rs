@@ -91,37 +91,6 @@ fn the_newest_allocation_collected_leaves_after_its_grace() {
     assert!(daemon.alloc_ids().contains(&first_alloc(&fake)));
 }
 
-#[test]
-fn after_an_index_reset_updates_and_collections_reach_the_table() {
-    let (mut cluster, node) = web_cluster();
-    // Indexes well above what the restored snapshot will have.
-    cluster.index = 5_000;
-    let fake = FakeNomad::start(cluster);
-    let daemon = Daemon::start(&fake, &["--grace", "1s", "--columns", "job_version"]);
-    let kept = place(&fake, &node);
-    let collected = place(&fake, &node);
-    daemon.wait_for_alloc(&collected);
-    fake.update(|c| c.restore_snapshot(100));
-    // An in-place update to a new job version, then a collection, both below the old indexes.
-    fake.update(|c| {
-        c.update_in_place(&kept, |job| {
-            job.meta.insert("rev".into(), "2".into());
-        })
-    });
-    let version = fake.read(|c| c.allocation(&kept).job.version.to_string());
-    daemon.wait_until("the new job version in the table", || {
-        daemon
-            .rows()
-            .iter()
-            .any(|r| r["alloc_id"] == kept && r["job_version"] == version)
-    });
-    fake.update(|c| c.gc(&collected));
-    daemon.signal(Signal::HUP);
-    daemon.wait_until("the collected allocation's rows to go", || {
-        !daemon.alloc_ids().contains(&collected)
-    });
-}
-
 /// The first `retry_in` a `run` against a closed port logs.
 fn first_retry_delay(address: &str) -> String {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -137,6 +137,8 @@ fn after_a_snapshot_restore_with_lower_indexes_changes_still_arrive(mode: &str) 
         &[
             "--watch",
             mode,
+            "--grace",
+            "1s",
             "--resync-interval",
             "3s",
             "--columns",
@@ -144,7 +146,8 @@ fn after_a_snapshot_restore_with_lower_indexes_changes_still_arrive(mode: &str) 
         ],
     );
     let kept = place(&fake, &node);
-    daemon.wait_for_alloc(&kept);
+    let collected = place(&fake, &node);
+    daemon.wait_for_alloc(&collected);
     fake.update(|c| c.restore_snapshot(100));
     fake.update(|c| {
         c.update_in_place(&kept, |job| {
@@ -161,6 +164,12 @@ fn after_a_snapshot_restore_with_lower_indexes_changes_still_arrive(mode: &str) 
     // From then on, changes arrive as they happen, not one resync later.
     let after = place(&fake, &node);
     daemon.wait_for_alloc(&after);
+    // A collection below the old indexes (no event) leaves at the next listing.
+    fake.update(|c| c.gc(&collected));
+    daemon.signal(rustix::process::Signal::HUP);
+    daemon.wait_until("the collected allocation's rows to go", || {
+        !daemon.alloc_ids().contains(&collected)
+    });
 }
 
 fn a_refused_token_recovers_once_fixed(mode: &str) {
@@ -185,6 +194,11 @@ fn a_refused_token_recovers_once_fixed(mode: &str) {
     setup.write_token("second");
     daemon.wait_for_alloc(&during);
     assert!(daemon.log().contains("Nomad answers again"));
+    assert_eq!(
+        daemon.count("with 403"),
+        1,
+        "a 403 is logged once per change"
+    );
 }
 
 fn a_server_out_of_touch_with_the_leader_is_not_believed(mode: &str) {

@@ -62,3 +62,48 @@ pub fn usage(pid: u32) -> (f64, u64) {
         hwm,
     )
 }
+
+/// Calls a function for every SIGUSR1 this process gets, standing in for Vector's reload.
+pub struct SignalListener {
+    handle: signal_hook::iterator::Handle,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl SignalListener {
+    pub fn start(on_signal: impl Fn() + Send + 'static) -> SignalListener {
+        let mut signals =
+            signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1]).expect("handler");
+        let handle = signals.handle();
+        let thread = std::thread::spawn(move || {
+            for _ in signals.forever() {
+                on_signal();
+            }
+        });
+        SignalListener { handle, thread }
+    }
+
+    pub fn stop(self) {
+        self.handle.close();
+        self.thread.join().expect("listener");
+    }
+}
+
+/// The flags that make `run` reload this process (named as it is) with SIGUSR1.
+pub fn reload_this_process() -> Vec<String> {
+    let own_name = std::env::current_exe()
+        .expect("exe")
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    [
+        "--vector-pid",
+        &std::process::id().to_string(),
+        "--vector-process-name",
+        &own_name,
+        "--reload-signal",
+        "SIGUSR1",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
