@@ -31,6 +31,7 @@ in_both_modes!(
     after_a_snapshot_restore_with_lower_indexes_changes_still_arrive,
     a_refused_token_recovers_once_fixed,
     a_server_out_of_touch_with_the_leader_is_not_believed,
+    after_a_server_restart_with_lower_indexes_changes_arrive_at_once,
 );
 
 fn place(fake: &FakeNomad, node: &str) -> String {
@@ -339,4 +340,25 @@ fn the_stream_cost_warning_fires_in_a_1000_node_cluster_and_not_in_a_10_node_one
         !warns_about_the_stream_cost(10, 30, 20),
         "10 nodes: a listing per change of this node costs more than the stream"
     );
+}
+
+fn after_a_server_restart_with_lower_indexes_changes_arrive_at_once(mode: &str) {
+    let (mut cluster, node) = web_cluster();
+    cluster.index = 5_000;
+    let fake = FakeNomad::start(cluster);
+    // The default wait: a query blocking on an index the restarted state has not reached
+    // would hang for 5 minutes.
+    let daemon = Daemon::start(&fake, &["--watch", mode]);
+    let kept = place(&fake, &node);
+    daemon.wait_for_alloc(&kept);
+    // The servers restart from an older snapshot: the agent's requests fail meanwhile.
+    fake.set_fault(Some(Fault::Status(
+        500,
+        "rpc error: No cluster leader".into(),
+    )));
+    fake.update(|c| c.restore_snapshot(100));
+    daemon.wait_for_log("No cluster leader", 1);
+    fake.set_fault(None);
+    let after = place(&fake, &node);
+    daemon.wait_for_alloc(&after);
 }

@@ -9,7 +9,9 @@
 //! The cursor is always the answer's `X-Nomad-Index`. An index below the cursor from a stale
 //! read may be a follower that is behind: the leader is asked, and its answer is the truth,
 //! even when lower (a snapshot restore or a new cluster: the cursor restarts from it, as the
-//! guidance for Nomad's and Consul's blocking queries says). Queries are paced by
+//! guidance for Nomad's and Consul's blocking queries says). After a failed query (a server
+//! restart among the possible causes) the next one answers at once instead of blocking on a
+//! cursor the restarted state may not reach for a long time. Queries are paced by
 //! `--min-relist-interval`, so no answer (an index of 0 included) can make a tight loop.
 
 use std::sync::Arc;
@@ -48,6 +50,10 @@ pub struct BlockingWatcher {
 pub struct RelistState {
     /// The index of the last answer applied; 0 before the first.
     pub cursor: u64,
+    /// Whether the next query blocks on the cursor: not at start, and not after a failure
+    /// (the failure may have been a server restart that reset Nomad's indexes, and blocking on
+    /// an index the new state has not reached would hang until the wait ends).
+    pub blocking: bool,
     /// Delays before retries after failures.
     pub backoff: Backoff,
     /// The last error reported, so that a repeated one is logged once.
@@ -61,6 +67,7 @@ impl Default for RelistState {
     fn default() -> RelistState {
         RelistState {
             cursor: 0,
+            blocking: false,
             backoff: Backoff::default(),
             errors: ErrorLog::default(),
             next_reason: ResyncReason::Connect,
@@ -78,11 +85,15 @@ pub enum Verdict {
 }
 
 impl RelistState {
-    /// The next query: blocking on the cursor (a first query, with no cursor, answers at once).
+    /// The next query: blocking on the cursor, or answering at once (at start, after a
+    /// failure or a resync request).
     pub fn query(&self, wait: Duration) -> Blocking {
+        if !self.blocking {
+            return Blocking::default();
+        }
         Blocking {
             index: self.cursor,
-            wait: (self.cursor > 0).then_some(wait),
+            wait: Some(wait),
             consistency: Consistency::Stale,
         }
     }
@@ -108,6 +119,7 @@ impl RelistState {
         };
         // An index of 0 would make the next query answer at once, for ever.
         self.cursor = index.max(1);
+        self.blocking = true;
         Verdict::Apply(reason)
     }
 
@@ -115,6 +127,7 @@ impl RelistState {
     /// wait short), anything else backs off.
     pub fn failed(&mut self, error: &Error) -> Duration {
         self.next_reason = ResyncReason::Connect;
+        self.blocking = false;
         match error {
             Error::PermissionDenied { .. } => MAX_BACKOFF,
             _ => self.backoff.next_delay(),
@@ -138,7 +151,7 @@ impl BlockingWatcher {
                 Some(why) = resync.recv() => {
                     // A fresh listing at once: drop the blocking one.
                     state.next_reason = why;
-                    state.cursor = 0;
+                    state.blocking = false;
                     continue;
                 }
             };
@@ -278,6 +291,11 @@ mod tests {
             body: String::new(),
         };
         assert_eq!(state.failed(&refused), MAX_BACKOFF);
+        assert_eq!(
+            state.query(WAIT).wait,
+            None,
+            "after a failure (perhaps a server restart) the next query answers at once"
+        );
         assert_eq!(
             state.answered(6, Consistency::Stale),
             Verdict::Apply(ResyncReason::Connect)
