@@ -21,9 +21,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::{ResyncReason, Update};
+use super::{ResyncReason, Update, report_down, report_listing, report_up};
 use crate::health::Health;
-use crate::metrics::{Metrics, unix_now};
+use crate::metrics::Metrics;
 use crate::nomad::client::Consistency;
 use crate::nomad::{Blocking, Error, NomadClient};
 use crate::retry::{Backoff, ErrorLog, MAX_BACKOFF};
@@ -159,13 +159,9 @@ impl BlockingWatcher {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(error) => {
-                    self.metrics.stream_up.set(0);
-                    self.health.update(|h| {
-                        h.last_error = Some(error.to_string());
-                        if h.stream_up_since.take().is_some() || h.stream_down_since.is_none() {
-                            h.stream_down_since = Some(Instant::now());
-                        }
-                    });
+                    report_down(&self.metrics, &self.health);
+                    self.health
+                        .update(|h| h.last_error = Some(error.to_string()));
                     let delay = state.failed(&error);
                     state.errors.report(QUERY_FAILED, &error.to_string(), delay);
                     tokio::select! {
@@ -208,20 +204,8 @@ impl BlockingWatcher {
         if state.errors.recovered() {
             info!("Nomad answers again");
         }
-        self.metrics
-            .resyncs
-            .with_label_values(&[reason.label()])
-            .inc();
-        self.metrics.last_sync.set(unix_now());
-        self.metrics.stream_up.set(1);
-        self.health.update(|h| {
-            h.last_listing = Some(Instant::now());
-            h.last_error = None;
-            if h.stream_up_since.is_none() {
-                h.stream_up_since = Some(Instant::now());
-                h.stream_down_since = None;
-            }
-        });
+        report_listing(&self.metrics, &self.health, reason);
+        report_up(&self.metrics, &self.health);
         let listing = Update::Listed {
             allocations: answer.value,
             requested_at,

@@ -20,9 +20,9 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::cost::CostMeter;
-use super::{ResyncReason, Update};
+use super::{ResyncReason, Update, report_down, report_listing, report_up};
 use crate::health::Health;
-use crate::metrics::{Metrics, unix_now};
+use crate::metrics::Metrics;
 use crate::nomad::events::{Frame, Message};
 use crate::nomad::types::Allocation;
 use crate::nomad::{Blocking, Error, NomadClient, StreamEnd};
@@ -319,7 +319,8 @@ impl StreamWatcher {
         loop {
             let message = stream.next(self.stream_timeout).await;
             if matches!(message, Ok(Message::Heartbeat | Message::Frame(_))) && !state.exchanged {
-                self.stream_up();
+                // The subscription answered: the stream is live.
+                report_up(&self.metrics, &self.health);
             }
             if let Some(comparison) = state.cost.due(Instant::now()) {
                 if comparison.blocking_is_cheaper() {
@@ -367,15 +368,7 @@ impl StreamWatcher {
         }
         state.listed(index);
         state.cost.listing(listed.bytes);
-        self.metrics
-            .resyncs
-            .with_label_values(&[state.next_listing.label()])
-            .inc();
-        self.metrics.last_sync.set(unix_now());
-        self.health.update(|h| {
-            h.last_listing = Some(Instant::now());
-            h.last_error = None;
-        });
+        report_listing(&self.metrics, &self.health, state.next_listing);
         let listing = Update::Listed {
             allocations: listed.value,
             requested_at,
@@ -399,27 +392,13 @@ impl StreamWatcher {
             .inc_by(received.other_bytes);
     }
 
-    /// The subscription answered: the stream is live.
-    fn stream_up(&self) {
-        self.metrics.stream_up.set(1);
-        self.health.update(|h| {
-            h.stream_up_since = Some(Instant::now());
-            h.stream_down_since = None;
-        });
-    }
-
     /// A connection ended (`reason` as labelled): the stream is down if it was up.
     fn stream_down(&self, reason: &'static str) {
         self.metrics
             .stream_reconnects
             .with_label_values(&[reason])
             .inc();
-        self.metrics.stream_up.set(0);
-        self.health.update(|h| {
-            if h.stream_up_since.take().is_some() || h.stream_down_since.is_none() {
-                h.stream_down_since = Some(Instant::now());
-            }
-        });
+        report_down(&self.metrics, &self.health);
     }
 
     /// A 200 that closed before its first heartbeat: newer Nomad refuses a subscription that
