@@ -179,6 +179,9 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
 pub(crate) struct ApiError {
     status: StatusCode,
     body: String,
+    /// The index the RPC reported before the HTTP handler turned its empty answer into this
+    /// error (a 404 for an object not found): a blocking query below it keeps blocking.
+    index: Option<u64>,
 }
 
 impl ApiError {
@@ -186,7 +189,14 @@ impl ApiError {
         ApiError {
             status,
             body: body.into(),
+            index: None,
         }
+    }
+
+    /// The error of an answer at `index`.
+    fn at_index(mut self, index: u64) -> ApiError {
+        self.index = Some(index);
+        self
     }
 
     pub(crate) fn forbidden() -> ApiError {
@@ -393,12 +403,27 @@ where
             Some(follower) => read(&follower.frozen),
             None => read(&shared.cluster()),
         };
+        let timed_out = tokio::time::Instant::now() >= deadline;
         let Answer {
             index,
             body,
             next_token,
         } = match answer {
             Ok(answer) => answer.into(),
+            // Nomad's RPC blocks on the index first; the handler makes the 404 afterwards.
+            Err(error)
+                if !timed_out
+                    && blocking.min_index != 0
+                    && error.index.is_some_and(|index| index <= blocking.min_index) =>
+            {
+                if tokio::time::timeout_at(deadline, changes.changed())
+                    .await
+                    .is_ok_and(|changed| changed.is_err())
+                {
+                    return error.into_response();
+                }
+                continue;
+            }
             Err(error) => return error.into_response(),
         };
         let respond = || {
@@ -415,7 +440,6 @@ where
             response
         };
         let satisfied = blocking.min_index == 0 || index > blocking.min_index;
-        let timed_out = tokio::time::Instant::now() >= deadline;
         if satisfied || timed_out {
             return respond();
         }
@@ -558,10 +582,11 @@ async fn allocation(
 ) -> Response {
     blocking_read(&shared, &query, |cluster| {
         let p = policy(cluster, &headers)?;
-        let alloc = cluster
-            .allocations
-            .get(&alloc_id)
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "alloc not found"))?;
+        // Not found: the RPC answers with the allocs table's index.
+        let alloc = cluster.allocations.get(&alloc_id).ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "alloc not found")
+                .at_index(cluster.allocs_table_index)
+        })?;
         if !p.allows_namespace(&alloc.namespace, "read-job") {
             return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

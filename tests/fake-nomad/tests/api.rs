@@ -408,3 +408,35 @@ async fn the_stub_listing_pages_with_per_page_and_next_token() {
     let bad = get(&fake, "/v1/allocations?per_page=many", None).await;
     assert_eq!(bad.status(), 400);
 }
+
+/// Nomad's RPC blocks before its HTTP handler turns "not found" into a 404: a blocking read of
+/// an allocation a server does not have yet waits for it.
+#[tokio::test]
+async fn a_blocking_read_of_an_allocation_not_there_yet_waits_for_it() {
+    let (c, node, _) = cluster();
+    let index = c.allocs_table_index;
+    let fake = std::sync::Arc::new(FakeNomad::start(c));
+    let id = "0b6f4a1c-2d3e-4f50-8a9b-0c1d2e3f4a5b";
+    let read = tokio::spawn({
+        let fake = fake.clone();
+        async move {
+            get(
+                &fake,
+                &format!("/v1/allocation/{id}?index={index}&wait=30s"),
+                None,
+            )
+            .await
+        }
+    });
+    while !fake.requests().iter().any(|r| r.query.contains("wait=30s")) {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!read.is_finished(), "a 404 before the index passed");
+    // Another write to the allocs table passes the index: still not there, so 404.
+    fake.update(|c| c.place("default", "web", "api", &node));
+    let answer = read.await.expect("joined");
+    assert_eq!(answer.status(), 404);
+    let plain = get(&fake, &format!("/v1/allocation/{id}"), None).await;
+    assert_eq!(plain.status(), 404, "without an index at once");
+}
