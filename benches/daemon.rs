@@ -22,7 +22,7 @@ use nomad_alloc_table::nomad::{
 
 mod common;
 
-use common::{SignalListener, percentile, reload_this_process, start_run, usage, wait_until};
+use common::{SignalListener, launch, percentile, start_run, usage, wait_until};
 
 /// Placement → reload signal, `samples` times, with `allocations` already on the node.
 fn latency(allocations: usize, samples: usize) {
@@ -43,7 +43,7 @@ fn latency(allocations: usize, samples: usize) {
         let signalled = signalled.clone();
         move || signalled.lock().expect("lock").push(Instant::now())
     });
-    let flags = reload_this_process();
+    let flags = launch::reload_this_process("SIGUSR1");
     let mut run = start_run(
         &fake,
         dir.path(),

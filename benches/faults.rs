@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use fake_nomad::{Cluster, FakeNomad, Fault, Job, Node, Policy, StreamFault, Task, TaskGroup};
 
-#[path = "../tests/util/launch.rs"]
-mod launch;
+mod common;
+
+use common::launch;
 
 /// A cluster with one node running one allocation of `web`.
 fn cluster() -> (Cluster, String) {

@@ -23,7 +23,7 @@ use fake_nomad::generate::{Shape, cluster};
 use fake_nomad::lifecycle::ClusterChurn;
 use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
 
-use common::{SignalListener, percentile, reload_this_process, start_run, usage, wait_until};
+use common::{SignalListener, launch, percentile, start_run, usage, wait_until};
 
 const ALLOCS_PER_NODE: usize = 30;
 const NODES: [usize; 3] = [10, 100, 1_000];
@@ -94,7 +94,7 @@ fn measure(
         move || vector.reload()
     });
     let mut flags = vec!["--watch".to_owned(), mode.to_owned()];
-    flags.extend(reload_this_process());
+    flags.extend(launch::reload_this_process("SIGUSR1"));
     let mut run = start_run(
         &fake,
         dir.path(),

@@ -600,7 +600,6 @@ mod tests {
 
     #[test]
     fn options_of_the_other_watch_mode_are_refused() {
-        use std::time::Duration;
         assert!(matches!(
             settings(&["run", "-o", "/t", "--min-relist-interval", "1s"]),
             Err(ConfigError::WrongWatchMode {

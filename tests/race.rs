@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use fake_nomad::{FakeNomad, StreamFault};
 
 use crate::util::daemon::Daemon;
-use crate::util::{parse_csv, web_cluster};
+use crate::util::{launch, parse_csv, web_cluster};
 
 /// Client delays, as the issue asks.
 const DELAYS_MS: [u64; 5] = [0, 50, 200, 500, 1_000];
@@ -111,28 +111,19 @@ fn measure(watch: Watch, signal: i32, signal_name: &str) -> Vec<Outcome> {
     let (mut cluster, node) = web_cluster();
     cluster.events.capacity = 1_000;
     let fake = FakeNomad::start(cluster);
-    let own_name = std::env::current_exe()
-        .expect("exe")
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
+    let mut flags = launch::reload_this_process(signal_name);
+    flags.extend([
+        "--watch".to_owned(),
+        if watch == Watch::Blocking {
+            "blocking"
+        } else {
+            "events"
+        }
+        .to_owned(),
+    ]);
     let daemon = Daemon::start_with_env(
         &fake,
-        &[
-            "--vector-pid",
-            &std::process::id().to_string(),
-            "--vector-process-name",
-            &own_name,
-            "--reload-signal",
-            signal_name,
-            "--watch",
-            if watch == Watch::Blocking {
-                "blocking"
-            } else {
-                "events"
-            },
-        ],
+        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
         // The defaults an operator gets, not the harness's quick ones.
         &[
             ("NOMAD_ALLOC_TABLE_WAIT", "100ms:1s"),

@@ -87,23 +87,3 @@ impl SignalListener {
         self.thread.join().expect("listener");
     }
 }
-
-/// The flags that make `run` reload this process (named as it is) with SIGUSR1.
-pub fn reload_this_process() -> Vec<String> {
-    let own_name = std::env::current_exe()
-        .expect("exe")
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
-    [
-        "--vector-pid",
-        &std::process::id().to_string(),
-        "--vector-process-name",
-        &own_name,
-        "--reload-signal",
-        "SIGUSR1",
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}

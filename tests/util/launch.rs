@@ -25,3 +25,24 @@ pub fn command() -> Command {
     command.env("RUST_LOG", "info");
     command
 }
+
+/// The flags that make `run` reload this process (named as it is) with `signal`: the tests and
+/// benches stand in for Vector themselves.
+pub fn reload_this_process(signal: &str) -> Vec<String> {
+    let own_name = std::env::current_exe()
+        .expect("exe")
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    [
+        "--vector-pid",
+        &std::process::id().to_string(),
+        "--vector-process-name",
+        &own_name,
+        "--reload-signal",
+        signal,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
