@@ -2,8 +2,13 @@
 //! and decoded from Nomad's JSON exactly as `dump` decodes them:
 //! - `pipeline/<rows>`: project + render CSV + validate, at 100 to 100,000 rows;
 //! - `stage_10000/*`: each of those stages alone at 10,000 rows;
-//! - `publish/10000`: an atomic publish (temp file, mtime, re-read validation, fsync, rename,
-//!   directory fsync) of a 10,000-row table whose content changes every iteration.
+//! - `publish/<rows>`: an atomic publish (temp file, mtime, re-read validation, fsync, rename,
+//!   directory fsync) of a 10,000- and a 100,000-row table whose content changes every
+//!   iteration;
+//! - `incremental/<rows>`: what `run` does for a publish after one allocation changed: the
+//!   incremental rendering (only that allocation re-projected, the rest copied) plus the
+//!   validation of the whole file, at 10,000 and 100,000 rows;
+//! - `first_render/<rows>`: the same rendering with nothing to reuse (the first publish).
 //!
 //! Run with `cargo bench --bench table`; results go in BENCHMARKS.md.
 
@@ -12,14 +17,16 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fake_nomad::generate::{Shape, cluster};
 use nomad_alloc_table::columns::Columns;
+use nomad_alloc_table::nodes::Nodes;
 use nomad_alloc_table::nomad::types::Allocation;
 use nomad_alloc_table::publish::Publisher;
 use nomad_alloc_table::render::{self, FileFormat};
+use nomad_alloc_table::rendered::{Entry, RenderCache};
 use nomad_alloc_table::table::{self, NodeInfo};
 use nomad_alloc_table::validate;
 
 /// Allocations of one node that make exactly `rows` rows (one per task).
-fn allocations_for_rows(rows: usize) -> (Vec<Allocation>, NodeInfo) {
+fn allocations_for_rows(rows: usize) -> (Vec<Allocation>, Nodes) {
     let generated = cluster(&Shape {
         allocations: rows,
         nodes: 1,
@@ -27,12 +34,12 @@ fn allocations_for_rows(rows: usize) -> (Vec<Allocation>, NodeInfo) {
     });
     let node_id = generated.agent.client_node_id.clone().expect("agent node");
     let node = &generated.nodes[&node_id];
-    let info = NodeInfo {
+    let info = Nodes::single(NodeInfo {
         id: node_id.clone(),
         name: node.name.clone(),
         datacenter: node.datacenter.clone(),
         node_pool: node.node_pool.clone(),
-    };
+    });
     let mut chosen = Vec::new();
     let mut total = 0;
     for alloc in generated.node_allocations(&node_id) {
@@ -103,25 +110,80 @@ fn stages(c: &mut Criterion) {
 }
 
 fn publish(c: &mut Criterion) {
-    let (allocations, node) = allocations_for_rows(10_000);
-    let columns = Columns::defaults();
-    let bytes = render::render_csv(&table::project(&allocations, &node, &columns).table);
-    // A second version differing in one row, so that every publish really writes.
-    let other = render::render_csv(&table::project(&allocations[1..], &node, &columns).table);
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    let mut publisher = Publisher::new(dir.path().join("allocs.csv"), FileFormat::Csv, 0o644);
     let mut group = c.benchmark_group("publish");
-    group.throughput(Throughput::Bytes(bytes.len() as u64));
-    let mut flip = false;
-    group.bench_function("10000", |b| {
-        b.iter(|| {
-            flip = !flip;
-            let content = if flip { &bytes } else { &other };
-            publisher.publish(content).expect("published")
+    group.sample_size(20);
+    for rows in [10_000, 100_000] {
+        let (allocations, node) = allocations_for_rows(rows);
+        let columns = Columns::defaults();
+        let bytes = render::render_csv(&table::project(&allocations, &node, &columns).table);
+        // A second version differing in one row, so that every publish really writes.
+        let other = render::render_csv(&table::project(&allocations[1..], &node, &columns).table);
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+        let mut publisher = Publisher::new(dir.path().join("allocs.csv"), FileFormat::Csv, 0o644);
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        let mut flip = false;
+        group.bench_function(BenchmarkId::from_parameter(rows), |b| {
+            b.iter(|| {
+                flip = !flip;
+                let content = if flip { &bytes } else { &other };
+                publisher.publish(content).expect("published")
+            });
         });
-    });
+    }
     group.finish();
 }
 
-criterion_group!(benches, pipeline, stages, publish);
+/// The model as `run` keeps it: each allocation with its generation.
+fn entries(model: &[(Allocation, u64)]) -> impl Iterator<Item = Entry<'_>> {
+    model.iter().map(|(alloc, generation)| Entry {
+        alloc,
+        generation: *generation,
+    })
+}
+
+fn incremental(c: &mut Criterion) {
+    let columns = Columns::choose(None, &["team".to_owned(), "version".to_owned()]).expect("valid");
+    let mut group = c.benchmark_group("incremental");
+    group.sample_size(20);
+    for rows in [10_000, 100_000] {
+        let (allocations, nodes) = allocations_for_rows(rows);
+        let mut model: Vec<(Allocation, u64)> = allocations.into_iter().map(|a| (a, 1)).collect();
+        let mut cache = RenderCache::new(columns.clone(), FileFormat::Csv);
+        cache.commit(cache.render(entries(&model), &nodes));
+        let mut generation = 1;
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_function(BenchmarkId::from_parameter(rows), |b| {
+            b.iter(|| {
+                // One allocation changes (its client status), as an event would change it.
+                generation += 1;
+                let changed = generation as usize % model.len();
+                model[changed].0.client_status = format!("s{generation}");
+                model[changed].1 = generation;
+                let rendering = cache.render(entries(&model), &nodes);
+                validate::validate_csv(&rendering.bytes).expect("valid");
+                assert_eq!(rendering.projected, 1);
+                cache.commit(rendering);
+            });
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("first_render");
+    group.sample_size(10);
+    for rows in [10_000, 100_000] {
+        let (allocations, nodes) = allocations_for_rows(rows);
+        let model: Vec<(Allocation, u64)> = allocations.into_iter().map(|a| (a, 1)).collect();
+        let cache = RenderCache::new(columns.clone(), FileFormat::Csv);
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_function(BenchmarkId::from_parameter(rows), |b| {
+            b.iter(|| {
+                let rendering = cache.render(entries(&model), &nodes);
+                validate::validate_csv(&rendering.bytes).expect("valid");
+                rendering.bytes.len()
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pipeline, stages, publish, incremental);
 criterion_main!(benches);

@@ -10,13 +10,14 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::cli::{ReportFormat, WatchMode};
-use crate::config::CheckSettings;
+use crate::config::{CheckSettings, Scope};
 use crate::node::{self, NodeError};
 use crate::nomad::{Blocking, Error, NomadClient, StreamEnd, events::Message};
 use crate::publish::Publisher;
 use crate::reload::signal::MIN_PROCESS_AGE;
 use crate::reload::{ReloadSettings, Reloader};
 use crate::validate;
+use crate::watch::{CLUSTER_TOPICS, NODE_TOPICS};
 
 /// How long the event-stream probe waits for its first heartbeat (Nomad sends one at once,
 /// then every 30 s).
@@ -95,7 +96,7 @@ fn refusal(error: &Error, capability: &str) -> (String, String) {
 /// Runs every check the settings call for.
 pub async fn run(
     client: Arc<NomadClient>,
-    node_id: Option<&str>,
+    scope: &Scope,
     settings: &CheckSettings,
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
@@ -124,14 +125,19 @@ pub async fn run(
     };
     let run = &settings.run;
     if answers {
-        findings.extend(check_nomad(&client, node_id, settings).await);
+        findings.extend(match scope {
+            Scope::Node(node_id) => check_nomad(&client, node_id.as_deref(), settings).await,
+            Scope::Cluster { .. } => check_cluster(&client).await,
+        });
     }
     // The local checks are worth making even when Nomad does not answer.
-    let alloc_dir = match &run.alloc_dir {
-        Some(dir) => dir.clone(),
-        None => crate::run::default_alloc_dir(&client).await,
-    };
-    findings.push(check_alloc_dir(&alloc_dir));
+    if let Scope::Node(_) = scope {
+        let alloc_dir = match &run.alloc_dir {
+            Some(dir) => dir.clone(),
+            None => crate::run::default_alloc_dir(&client).await,
+        };
+        findings.push(check_alloc_dir(&alloc_dir));
+    }
     findings.extend(check_output(settings));
     findings.extend(check_reload(client, run.publish.reloader.clone(), &run.publish.output).await);
     findings
@@ -181,11 +187,32 @@ async fn check_nomad(
     });
     // Blocking queries need no event-stream permission: the listing already answered above.
     if run.watch == WatchMode::Events {
-        findings.push(check_stream(client).await);
+        findings.push(check_stream(client, NODE_TOPICS).await);
     }
     if let ReloadSettings::NomadTask { alloc_id, .. } = &run.publish.reloader {
         findings.push(check_alloc_lifecycle(client, alloc_id).await);
     }
+    findings
+}
+
+/// What the cluster scope needs of Nomad: every node (`node:read`), every namespace's
+/// allocations and the event stream of both topics (`read-job` on every namespace). There is no
+/// node to resolve and no alloc dir.
+async fn check_cluster(client: &NomadClient) -> Vec<Finding> {
+    const NODES: &str = "node:read (every node)";
+    let mut findings = vec![match client.nodes().await {
+        Ok(nodes) => Finding::pass(NODES, format!("{} nodes", nodes.value.len())),
+        Err(e) if e.to_string().contains("ACL token not found") => Finding::fail(
+            NODES,
+            e.to_string(),
+            "Nomad does not know this token: check NOMAD_TOKEN or the token file",
+        ),
+        Err(e) => {
+            let (detail, fix) = refusal(&e, "node { policy = \"read\" }");
+            Finding::fail(NODES, detail, fix)
+        }
+    }];
+    findings.push(check_stream(client, CLUSTER_TOPICS).await);
     findings
 }
 
@@ -211,11 +238,11 @@ fn check_token(client: &NomadClient, node: &Result<crate::table::NodeInfo, NodeE
 
 /// `namespace "*" { capabilities = ["read-job"] }`, tested with a real `namespace=*`
 /// subscription until its first heartbeat or its refusal.
-async fn check_stream(client: &NomadClient) -> Finding {
+async fn check_stream(client: &NomadClient, topics: &[&str]) -> Finding {
     const CHECK: &str = "read-job in every namespace (event stream)";
     let fix = "grant namespace \"*\" { capabilities = [\"read-job\"] }: the stream of namespace=* needs it on every namespace";
     // From the start of Nomad's buffer: the first message comes at once, a frame or a heartbeat.
-    let mut stream = match client.event_stream(1).await {
+    let mut stream = match client.event_stream(topics, 1).await {
         Ok(stream) => stream,
         Err(e) => return Finding::fail(CHECK, e.to_string(), fix),
     };

@@ -100,6 +100,24 @@ pub struct NomadArgs {
     /// /v1/agent/self, which needs agent:read). In a Nomad job: "${node.unique.id}".
     #[arg(long, global = true, env = "NOMAD_NODE_ID")]
     pub node_id: Option<String>,
+
+    /// What the table covers: node (the allocations of one node, for a Vector on that node) or
+    /// cluster (every allocation of the cluster with its own node columns, for one Vector
+    /// aggregator that labels what agents on every node forward; needs node:read and read-job
+    /// in every namespace).
+    #[arg(long, global = true, env = "NOMAD_ALLOC_TABLE_SCOPE", value_enum, default_value_t = ScopeArg::Node)]
+    pub scope: ScopeArg,
+
+    /// With --scope cluster: allocations per page of /v1/allocations (per_page) [default: 1000].
+    #[arg(long, global = true, env = "NOMAD_ALLOC_TABLE_PAGE_SIZE")]
+    pub page_size: Option<std::num::NonZeroUsize>,
+}
+
+/// `--scope`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScopeArg {
+    Node,
+    Cluster,
 }
 
 /// `--columns`' long help, from the catalog itself so that it cannot drift from it.

@@ -10,9 +10,9 @@ use rustix::process::Signal;
 
 use crate::cli::{
     Cli, Command, DaemonArgs, NomadArgs, PrintFormat, PrintTableArgs, PublishArgs, ReloadArgs,
-    ReloadMode, ReportFormat, TableArgs, TimingArgs, WatchMode,
+    ReloadMode, ReportFormat, ScopeArg, TableArgs, TimingArgs, WatchMode,
 };
-use crate::columns::{Columns, ColumnsError};
+use crate::columns::{Column, Columns, ColumnsError, Field};
 use crate::nomad::{
     Address, AddressError, ConnectionSettings, Secret, TlsSettings, TokenFile, TokenSource,
 };
@@ -48,6 +48,20 @@ pub enum ConfigError {
     EmptyProcessName,
     #[error("--node-id must not be empty; omit it to ask the local agent")]
     EmptyNodeId,
+    #[error(
+        "{option} only applies with --scope node; drop it (NOMAD_NODE_ID, NOMAD_ALLOC_TABLE_*) or set --scope node"
+    )]
+    NodeScopeOnly { option: &'static str },
+    #[error("{option} only applies with --scope cluster; drop it or set --scope cluster")]
+    ClusterScopeOnly { option: &'static str },
+    #[error(
+        "--scope cluster follows the event stream: --watch blocking is for one node's listing; drop it"
+    )]
+    BlockingClusterScope,
+    #[error(
+        "the column {column} is not in Nomad's allocation listing, so --scope cluster cannot fill it; drop it from --columns"
+    )]
+    NotInClusterListing { column: &'static str },
     #[error("NOMAD_HTTP_AUTH must be user or user:password, with a non-empty user")]
     BadHttpAuth,
     #[error("{option} must be longer than zero")]
@@ -64,9 +78,17 @@ pub enum ConfigError {
 #[derive(Debug)]
 pub struct Settings {
     pub connection: ConnectionSettings,
-    /// `None`: ask the local agent.
-    pub node_id: Option<String>,
+    pub scope: Scope,
     pub command: CommandSettings,
+}
+
+/// What the table covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// One node's allocations: `--node-id`, or `None` to ask the local agent.
+    Node(Option<String>),
+    /// Every allocation of the cluster, listed `page_size` at a time.
+    Cluster { page_size: usize },
 }
 
 /// The settings of one command.
@@ -141,6 +163,22 @@ impl Settings {
             Some("") => return Err(ConfigError::EmptyNodeId),
             other => other.map(str::to_owned),
         };
+        let scope = match (cli.nomad.scope, node_id, cli.nomad.page_size) {
+            (ScopeArg::Node, _, Some(_)) => {
+                return Err(ConfigError::ClusterScopeOnly {
+                    option: "--page-size",
+                });
+            }
+            (ScopeArg::Node, node_id, None) => Scope::Node(node_id),
+            (ScopeArg::Cluster, None, page_size) => Scope::Cluster {
+                page_size: page_size.map_or(crate::cluster::PER_PAGE, usize::from),
+            },
+            (ScopeArg::Cluster, Some(_), _) => {
+                return Err(ConfigError::NodeScopeOnly {
+                    option: "--node-id",
+                });
+            }
+        };
         let connection = connection(cli.nomad)?;
         let command = match cli.command {
             Command::Dump(args) => CommandSettings::Dump(publish(args.publish, args.format)?),
@@ -157,9 +195,12 @@ impl Settings {
                 CommandSettings::PrintTable(print_table(args, stdout_is_terminal)?)
             }
         };
+        if let Scope::Cluster { .. } = scope {
+            cluster_scope_fits(&command)?;
+        }
         Ok(Settings {
             connection,
-            node_id,
+            scope,
             command,
         })
     }
@@ -168,6 +209,34 @@ impl Settings {
     pub fn from_process(cli: Cli) -> Result<Settings, ConfigError> {
         Settings::from_cli(cli, std::io::stdout().is_terminal())
     }
+}
+
+/// Refuses what the cluster scope cannot do rather than ignoring it.
+fn cluster_scope_fits(command: &CommandSettings) -> Result<(), ConfigError> {
+    let (columns, run) = match command {
+        CommandSettings::Dump(publish) => (&publish.columns, None),
+        CommandSettings::PrintTable(print) => (&print.columns, None),
+        CommandSettings::Run(run) => (&run.publish.columns, Some(run)),
+        CommandSettings::Check(check) => (&check.run.publish.columns, Some(&check.run)),
+        CommandSettings::Completions(_) | CommandSettings::Man(_) => return Ok(()),
+    };
+    if let Some(column) = columns.iter().find_map(|c| match c {
+        Column::Field(Field::DeploymentId) => Some("deployment_id"),
+        _ => None,
+    }) {
+        return Err(ConfigError::NotInClusterListing { column });
+    }
+    if let Some(run) = run {
+        if run.watch == WatchMode::Blocking {
+            return Err(ConfigError::BlockingClusterScope);
+        }
+        if run.alloc_dir.is_some() {
+            return Err(ConfigError::NodeScopeOnly {
+                option: "--alloc-dir",
+            });
+        }
+    }
+    Ok(())
 }
 
 fn connection(args: NomadArgs) -> Result<ConnectionSettings, ConfigError> {
@@ -564,7 +633,7 @@ mod tests {
             s.connection.address,
             Address::Unix(PathBuf::from("/run/api.sock"))
         );
-        assert_eq!(s.node_id.as_deref(), Some("n1"));
+        assert_eq!(s.scope, Scope::Node(Some("n1".to_owned())));
     }
 
     #[test]
@@ -643,6 +712,48 @@ mod tests {
         assert!(matches!(
             settings(&["print-table", "--node-id", " "]),
             Err(ConfigError::EmptyNodeId)
+        ));
+    }
+
+    #[test]
+    fn the_cluster_scope_refuses_what_it_cannot_do() {
+        let s = settings(&["run", "-o", "/t", "--scope", "cluster"]).expect("valid");
+        assert_eq!(s.scope, Scope::Cluster { page_size: 1000 });
+        let s = settings(&["dump", "-o", "/t", "--scope", "cluster", "--page-size", "2"])
+            .expect("valid");
+        assert_eq!(s.scope, Scope::Cluster { page_size: 2 });
+        assert!(matches!(
+            settings(&["dump", "-o", "/t", "--page-size", "2"]),
+            Err(ConfigError::ClusterScopeOnly { .. })
+        ));
+        for (args, wanted) in [
+            (&["--node-id", "n1"][..], "--node-id"),
+            (&["--alloc-dir", "/a"][..], "--alloc-dir"),
+        ] {
+            let mut all = vec!["run", "-o", "/t", "--scope", "cluster"];
+            all.extend_from_slice(args);
+            assert!(
+                matches!(settings(&all), Err(ConfigError::NodeScopeOnly { option }) if option == wanted),
+                "{args:?}"
+            );
+        }
+        assert!(matches!(
+            settings(&[
+                "run", "-o", "/t", "--scope", "cluster", "--watch", "blocking"
+            ]),
+            Err(ConfigError::BlockingClusterScope)
+        ));
+        assert!(matches!(
+            settings(&[
+                "dump",
+                "-o",
+                "/t",
+                "--scope",
+                "cluster",
+                "--columns",
+                "deployment_id"
+            ]),
+            Err(ConfigError::NotInClusterListing { .. })
         ));
     }
 }

@@ -7,6 +7,7 @@
 
 pub(crate) mod check;
 pub mod cli;
+pub(crate) mod cluster;
 pub mod columns;
 pub mod config;
 pub(crate) mod diff;
@@ -16,11 +17,13 @@ pub(crate) mod health;
 pub(crate) mod http;
 pub(crate) mod metrics;
 pub(crate) mod node;
+pub mod nodes;
 pub mod nomad;
 pub mod oneshot;
 pub mod publish;
 pub(crate) mod reload;
 pub mod render;
+pub mod rendered;
 pub(crate) mod retry;
 pub mod run;
 pub mod table;

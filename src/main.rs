@@ -30,22 +30,19 @@ fn init_tracing(format: LogFormat) {
 async fn execute(settings: Settings) -> Result<Finished, AppError> {
     let Settings {
         connection,
-        node_id,
+        scope,
         command,
     } = settings;
-    let node_id = node_id.as_deref();
     let client = || NomadClient::new(connection).map(Arc::new);
     match command {
-        CommandSettings::Dump(dump) => oneshot::dump(client()?, node_id, dump)
+        CommandSettings::Dump(dump) => oneshot::dump(client()?, &scope, dump)
             .await
             .map(|()| Finished::Done),
-        CommandSettings::PrintTable(print) => {
-            oneshot::print_table(&*client()?, node_id, print).await
-        }
-        CommandSettings::Run(settings) => run::run(client()?, node_id.map(str::to_owned), settings)
+        CommandSettings::PrintTable(print) => oneshot::print_table(client()?, &scope, print).await,
+        CommandSettings::Run(settings) => run::run(client()?, scope, settings)
             .await
             .map(|()| Finished::Done),
-        CommandSettings::Check(settings) => oneshot::check(client()?, node_id, settings).await,
+        CommandSettings::Check(settings) => oneshot::check(client()?, &scope, settings).await,
         CommandSettings::Completions(shell) => {
             generate::completions(shell, &mut std::io::stdout().lock());
             Ok(Finished::Done)

@@ -9,46 +9,64 @@ use tracing::{info, warn};
 
 use crate::check;
 use crate::cli::PrintFormat;
+use crate::cluster::ClusterLister;
 use crate::columns::Columns;
-use crate::config::{CheckSettings, PrintSettings, PublishSettings};
+use crate::config::{CheckSettings, PrintSettings, PublishSettings, Scope};
 use crate::diff;
 use crate::error::AppError;
 use crate::node;
+use crate::nodes::Nodes;
 use crate::nomad::{Blocking, NomadClient};
 use crate::publish::{self, Outcome, Publisher};
 use crate::reload::{self, Reloader};
 use crate::render::{self, FileFormat};
-use crate::table::{self, NodeInfo, Projection};
+use crate::table::{self, Projection};
 use crate::validate;
 
-/// Lists the node's allocations and projects them to a table.
+/// Lists what the table covers and projects it: the node's allocations, or the cluster's.
+/// Returns the projection and how the table is named in messages.
 async fn list_table(
-    client: &NomadClient,
-    node: &NodeInfo,
+    client: &Arc<NomadClient>,
+    scope: &Scope,
     columns: &Columns,
-) -> Result<Projection, AppError> {
-    let allocations = client
-        .node_allocations(&node.id, Blocking::default())
-        .await?
-        .value;
-    let projection = table::project(&allocations, node, columns);
+) -> Result<(Projection, String), AppError> {
+    let (allocations, nodes, covers) = match scope {
+        Scope::Node(node_id) => {
+            let node = node::resolve(client, node_id.as_deref()).await?;
+            let allocations = client
+                .node_allocations(&node.id, Blocking::default())
+                .await?
+                .value;
+            let covers = format!("node {}", node.id);
+            (allocations, Nodes::single(node), covers)
+        }
+        Scope::Cluster { page_size } => {
+            let listed = ClusterLister::with_page_size(client.clone(), *page_size)
+                .list()
+                .await?;
+            let mut nodes = Nodes::cluster();
+            nodes.replace(&listed.nodes, |_| false);
+            let covers = format!("the cluster ({} nodes)", listed.nodes.len());
+            (listed.allocations, nodes, covers)
+        }
+    };
+    let projection = table::project(&allocations, &nodes, columns);
     if !projection.allocations_without_tasks.is_empty() {
         warn!(
             allocations = ?projection.allocations_without_tasks,
             "Nomad's answer names no task for some allocations; they have no rows"
         );
     }
-    Ok(projection)
+    Ok((projection, covers))
 }
 
 /// `dump`.
 pub async fn dump(
     client: Arc<NomadClient>,
-    node_id: Option<&str>,
+    scope: &Scope,
     settings: PublishSettings,
 ) -> Result<(), AppError> {
-    let node = node::resolve(&client, node_id).await?;
-    let projection = list_table(&client, &node, &settings.columns).await?;
+    let (projection, covers) = list_table(&client, scope, &settings.columns).await?;
     let rows = projection.table.rows.len();
     let bytes = render::render(&projection.table, settings.format);
     let mut publisher = Publisher::new(settings.output, settings.format, settings.file_mode);
@@ -59,7 +77,7 @@ pub async fn dump(
     let path = publisher.path().display();
     let reload = match outcome {
         Outcome::Written(_) => {
-            info!(path = %path, rows, node = %node.id, "table published");
+            info!(path = %path, rows, of = %covers, "table published");
             true
         }
         Outcome::Unchanged => {
@@ -91,10 +109,10 @@ pub enum Finished {
 /// `check`.
 pub async fn check(
     client: Arc<NomadClient>,
-    node_id: Option<&str>,
+    scope: &Scope,
     settings: CheckSettings,
 ) -> Result<Finished, AppError> {
-    let findings = check::run(client, node_id, &settings).await;
+    let findings = check::run(client, scope, &settings).await;
     write_stdout(check::render(&findings, settings.format).as_bytes())?;
     Ok(if findings.iter().all(|f| f.ok) {
         Finished::Done
@@ -105,12 +123,11 @@ pub async fn check(
 
 /// `print-table`.
 pub async fn print_table(
-    client: &NomadClient,
-    node_id: Option<&str>,
+    client: Arc<NomadClient>,
+    scope: &Scope,
     settings: PrintSettings,
 ) -> Result<Finished, AppError> {
-    let node = node::resolve(client, node_id).await?;
-    let projection = list_table(client, &node, &settings.columns).await?;
+    let (projection, _) = list_table(&client, scope, &settings.columns).await?;
     if let Some(path) = &settings.diff {
         let new = render::render(&projection.table, FileFormat::Csv);
         let old = match std::fs::read(path) {

@@ -18,16 +18,24 @@ pub enum FileFormat {
 
 /// Renders `table` as CSV: header always present, `\n` line ends, RFC 4180 quoting.
 pub fn render_csv(table: &Table) -> Vec<u8> {
-    let mut writer = csv::Writer::from_writer(Vec::with_capacity(64 * (table.rows.len() + 1)));
-    writer
-        .write_record(&table.header)
-        .expect("writing to memory cannot fail");
-    for row in &table.rows {
+    let mut bytes = Vec::with_capacity(64 * (table.rows.len() + 1));
+    write_csv(&mut bytes, std::slice::from_ref(&table.header));
+    write_csv(&mut bytes, &table.rows);
+    bytes
+}
+
+/// Appends CSV records to `bytes`: how [`render_csv`] writes, and how [`crate::rendered`]
+/// writes freshly projected rows between rows kept from the last rendering.
+pub(crate) fn write_csv(bytes: &mut Vec<u8>, records: &[Vec<String>]) {
+    let mut writer = csv::WriterBuilder::new()
+        .buffer_capacity(1024)
+        .from_writer(bytes);
+    for record in records {
         writer
-            .write_record(row)
+            .write_record(record)
             .expect("writing to memory cannot fail");
     }
-    writer.into_inner().expect("flushing to memory cannot fail")
+    writer.flush().expect("flushing to memory cannot fail");
 }
 
 /// One row as a JSON object whose keys keep the header's order.
@@ -46,14 +54,18 @@ impl Serialize for JsonRow<'_> {
     }
 }
 
-struct JsonTable<'a>(&'a Table);
+/// Rows as a JSON array of objects.
+struct JsonRows<'a> {
+    header: &'a [String],
+    rows: &'a [Vec<String>],
+}
 
-impl Serialize for JsonTable<'_> {
+impl Serialize for JsonRows<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.0.rows.len()))?;
-        for row in &self.0.rows {
+        let mut seq = serializer.serialize_seq(Some(self.rows.len()))?;
+        for row in self.rows {
             seq.serialize_element(&JsonRow {
-                header: &self.0.header,
+                header: self.header,
                 row,
             })?;
         }
@@ -63,10 +75,32 @@ impl Serialize for JsonTable<'_> {
 
 /// Renders `table` as a pretty JSON array of objects, with a final newline.
 pub fn render_json(table: &Table) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec_pretty(&JsonTable(table)).expect("strings always serialize");
+    let mut bytes = serde_json::to_vec_pretty(&JsonRows {
+        header: &table.header,
+        rows: &table.rows,
+    })
+    .expect("strings always serialize");
     bytes.push(b'\n');
     bytes
 }
+
+/// The elements of [`render_json`]'s array for `rows`, as they appear inside it: each object
+/// indented, separated by [`JSON_SEPARATOR`], without the brackets. Empty for no rows.
+pub(crate) fn json_elements(header: &[String], rows: &[Vec<String>]) -> Vec<u8> {
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let array =
+        serde_json::to_vec_pretty(&JsonRows { header, rows }).expect("strings always serialize");
+    array[JSON_OPEN.len()..array.len() - JSON_CLOSE.len()].to_vec()
+}
+
+/// How [`render_json`]'s array of elements opens, separates them and closes.
+pub(crate) const JSON_OPEN: &[u8] = b"[\n";
+pub(crate) const JSON_SEPARATOR: &[u8] = b",\n";
+pub(crate) const JSON_CLOSE: &[u8] = b"\n]";
+/// [`render_json`] of no rows.
+pub(crate) const JSON_EMPTY: &[u8] = b"[]\n";
 
 /// Renders `table` for a person: columns padded to a common width, control characters escaped
 /// so that one row stays one line.

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::columns::{Column, Columns, Field};
+use crate::nodes::Nodes;
 use crate::nomad::types::{Allocation, Job, Lifecycle, TaskGroup};
 
 /// What the table needs to know about the node beyond each allocation.
@@ -46,7 +47,7 @@ fn task_group<'a>(job: Option<&'a Job>, group: &str) -> Option<&'a TaskGroup> {
 }
 
 fn tasks_of(alloc: &Allocation) -> Vec<TaskInfo<'_>> {
-    if let Some(group) = task_group(alloc.job.as_ref(), &alloc.task_group)
+    if let Some(group) = task_group(alloc.job.as_deref(), &alloc.task_group)
         && !group.tasks.is_empty()
     {
         return group
@@ -165,23 +166,15 @@ fn cell(column: &Column, source: RowSource<'_>) -> String {
     }
 }
 
-/// Projects the node's allocations to rows: one per task of each allocation's group, in every
-/// client status, sorted by `(alloc_id, task)`.
-pub fn project<'a>(
-    allocations: impl IntoIterator<Item = &'a Allocation>,
-    node: &NodeInfo,
-    columns: &Columns,
-) -> Projection {
-    let mut rows = Vec::new();
-    let mut allocations_without_tasks = Vec::new();
-    for alloc in allocations {
-        let tasks = tasks_of(alloc);
-        if tasks.is_empty() {
-            allocations_without_tasks.push(alloc.id.clone());
-        }
-        let job = alloc.job.as_ref();
-        let group = task_group(job, &alloc.task_group);
-        for task in &tasks {
+/// The rows of one allocation, one per task of its group, sorted by task; empty when nothing in
+/// Nomad's answer names its tasks. `node` gives the node columns.
+pub fn allocation_rows(alloc: &Allocation, node: &NodeInfo, columns: &Columns) -> Vec<Vec<String>> {
+    let tasks = tasks_of(alloc);
+    let job = alloc.job.as_deref();
+    let group = task_group(job, &alloc.task_group);
+    let mut rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|task| {
             let source = RowSource {
                 alloc,
                 job,
@@ -189,8 +182,28 @@ pub fn project<'a>(
                 task,
                 node,
             };
-            rows.push(columns.iter().map(|c| cell(c, source)).collect::<Vec<_>>());
+            columns.iter().map(|c| cell(c, source)).collect()
+        })
+        .collect();
+    rows.sort_by(|a, b| a[1].cmp(&b[1]));
+    rows
+}
+
+/// Projects allocations to rows: one per task of each allocation's group, in every client
+/// status, sorted by `(alloc_id, task)`, with each allocation's node columns from `nodes`.
+pub fn project<'a>(
+    allocations: impl IntoIterator<Item = &'a Allocation>,
+    nodes: &Nodes,
+    columns: &Columns,
+) -> Projection {
+    let mut rows = Vec::new();
+    let mut allocations_without_tasks = Vec::new();
+    for alloc in allocations {
+        let mut alloc_rows = allocation_rows(alloc, nodes.of(&alloc.node_id), columns);
+        if alloc_rows.is_empty() {
+            allocations_without_tasks.push(alloc.id.clone());
         }
+        rows.append(&mut alloc_rows);
     }
     rows.sort_by(|a, b| (&a[0], &a[1]).cmp(&(&b[0], &b[1])));
     Projection {
@@ -205,6 +218,8 @@ pub fn project<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::nomad::types::{AllocatedResources, Task};
 
     fn task(name: &str, lifecycle: Option<(&str, bool)>) -> Task {
@@ -230,7 +245,7 @@ mod tests {
             task_group: "api".to_owned(),
             client_status: "running".to_owned(),
             desired_status: "run".to_owned(),
-            job: Some(Job {
+            job: Some(Arc::new(Job {
                 id: "web".to_owned(),
                 name: "web".to_owned(),
                 job_type: "service".to_owned(),
@@ -246,18 +261,18 @@ mod tests {
                     tasks,
                 }],
                 ..Job::default()
-            }),
+            })),
             ..Allocation::default()
         }
     }
 
-    fn node() -> NodeInfo {
-        NodeInfo {
+    fn node() -> Nodes {
+        Nodes::single(NodeInfo {
             id: "node-1".to_owned(),
             name: "client-1".to_owned(),
             datacenter: "dc7".to_owned(),
             node_pool: "gpu".to_owned(),
-        }
+        })
     }
 
     fn column<'a>(table: &'a Table, row: usize, name: &str) -> &'a str {

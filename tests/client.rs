@@ -196,7 +196,7 @@ mod stream {
         let fake = FakeNomad::start(cluster);
         let index = fake.read(|c| c.index);
         let mut stream = client(&fake)
-            .event_stream(index + 1)
+            .event_stream(&["Allocation:*"], index + 1)
             .await
             .expect("subscribed");
         assert_eq!(
@@ -234,7 +234,7 @@ mod stream {
         let fake = FakeNomad::start(cluster);
         let c = client_with_token(&fake, TokenSource::Static(Secret::new("t".to_owned())));
         // Hijacked (default): 200, then EOF before the first heartbeat.
-        let mut stream = c.event_stream(0).await.expect("200");
+        let mut stream = c.event_stream(&["Allocation:*"], 0).await.expect("200");
         let end = stream.next(IDLE).await.expect_err("closed");
         assert!(
             matches!(
@@ -248,7 +248,11 @@ mod stream {
         );
         // Chunked: a real 403 that names the missing ACL.
         fake.set_stream(|s| s.transport = Transport::Chunked);
-        let err = c.event_stream(0).await.err().expect("403");
+        let err = c
+            .event_stream(&["Allocation:*"], 0)
+            .await
+            .err()
+            .expect("403");
         assert!(matches!(err, Error::PermissionDenied { .. }));
         assert!(
             err.to_string().contains("read-job on every namespace"),
@@ -261,7 +265,10 @@ mod stream {
         let (cluster, ..) = two_node_cluster();
         let fake = FakeNomad::start(cluster);
         fake.set_stream(|s| s.fault = Some(StreamFault::Stall));
-        let mut stream = client(&fake).event_stream(0).await.expect("subscribed");
+        let mut stream = client(&fake)
+            .event_stream(&["Allocation:*"], 0)
+            .await
+            .expect("subscribed");
         assert_eq!(
             stream.next(IDLE).await.expect("first heartbeat"),
             Message::Heartbeat
@@ -278,7 +285,10 @@ mod stream {
         let (cluster, ..) = two_node_cluster();
         let fake = FakeNomad::start(cluster);
         fake.set_stream(|s| s.transport = Transport::Chunked);
-        let mut stream = client(&fake).event_stream(0).await.expect("subscribed");
+        let mut stream = client(&fake)
+            .event_stream(&["Allocation:*"], 0)
+            .await
+            .expect("subscribed");
         assert_eq!(
             stream.next(IDLE).await.expect("heartbeat"),
             Message::Heartbeat

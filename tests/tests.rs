@@ -6,6 +6,7 @@ mod util;
 mod check;
 mod cli;
 mod client;
+mod cluster;
 mod daemon;
 mod deploy;
 mod dump;

@@ -18,7 +18,7 @@ use super::error::{Error, root_cause, status_error, transport_error};
 use super::events::EventStream;
 use super::tls::{self, TlsSettings};
 use super::token::{Secret, TokenError, TokenSource};
-use super::types::{AgentSelf, Allocation, Node};
+use super::types::{AgentSelf, Allocation, AllocationStub, Node};
 use crate::metrics::Metrics;
 
 /// How long to wait for a TCP (or unix socket) connection.
@@ -91,11 +91,15 @@ pub struct Indexed<T> {
     pub index: Option<u64>,
     /// Response body bytes.
     pub bytes: usize,
+    /// `X-Nomad-NextToken` of a paginated listing: where the next page starts, if any.
+    pub next_token: Option<String>,
 }
 
 /// The ACL each endpoint needs, for 403 messages.
 const NEEDS_NODE_READ: &str =
     "node:read (and namespace \"*\" { capabilities = [\"read-job\"] } to see allocations)";
+const NEEDS_NODE_READ_CLUSTER: &str =
+    "node:read (--scope cluster lists every node and follows the Node topic)";
 const NEEDS_AGENT_READ: &str =
     "agent:read to ask the agent for its node ID; or pass --node-id (NOMAD_NODE_ID) instead";
 const NEEDS_READ_JOB: &str = "namespace:read-job on the allocation's namespace";
@@ -229,12 +233,13 @@ impl NomadClient {
         format!("{}{path_and_query}", self.address)
     }
 
-    fn url(&self, path: &str, blocking: Blocking) -> Url {
+    fn url(&self, path: &str, params: &[(&str, &str)], blocking: Blocking) -> Url {
         let mut url = self.base.clone();
         let prefix = url.path().trim_end_matches('/').to_owned();
         url.set_path(&format!("{prefix}{path}"));
         {
             let mut query = url.query_pairs_mut();
+            query.extend_pairs(params);
             if let Some(region) = &self.region {
                 query.append_pair("region", region);
             }
@@ -277,11 +282,12 @@ impl NomadClient {
     async fn get<T: DeserializeOwned>(
         &self,
         path: &str,
+        params: &[(&str, &str)],
         route: &'static str,
         blocking: Blocking,
         needs: &'static str,
     ) -> Result<Indexed<T>, Error> {
-        let first = self.get_once(path, route, blocking, needs).await;
+        let first = self.get_once(path, params, route, blocking, needs).await;
         if blocking.consistency == Consistency::Leader {
             return first.map(|(answer, _)| answer);
         }
@@ -297,18 +303,19 @@ impl NomadClient {
             consistency: Consistency::Leader,
             ..blocking
         };
-        Ok(self.get_once(path, route, leader, needs).await?.0)
+        Ok(self.get_once(path, params, route, leader, needs).await?.0)
     }
 
     /// One read, and whether its answer is too stale to trust (and why).
     async fn get_once<T: DeserializeOwned>(
         &self,
         path: &str,
+        params: &[(&str, &str)],
         route: &'static str,
         blocking: Blocking,
         needs: &'static str,
     ) -> Result<(Indexed<T>, Option<Staleness>), Error> {
-        let url = self.url(path, blocking);
+        let url = self.url(path, params, blocking);
         let shown = self.display_url(&url);
         // A blocking query answers (headers included) only when it returns.
         let (timeout, headers_timeout) = match blocking.wait {
@@ -331,6 +338,7 @@ impl NomadClient {
                 .map(str::to_owned)
         };
         let index = header("X-Nomad-Index").and_then(|v| v.parse().ok());
+        let next_token = header("X-Nomad-NextToken").filter(|t| !t.is_empty());
         let staleness = Staleness::of(
             header("X-Nomad-KnownLeader").as_deref(),
             header("X-Nomad-LastContact").as_deref(),
@@ -352,18 +360,22 @@ impl NomadClient {
                 value,
                 index,
                 bytes: body.len(),
+                next_token,
             },
             staleness,
         ))
     }
 
-    /// Subscribes to every Allocation event of every namespace from `index` (inclusive, as
-    /// Nomad replays it). A status other than 200 is an error; on the hijacking transport of
-    /// newer Nomad an ACL failure is a 200 that ends before its first heartbeat instead.
-    pub async fn event_stream(&self, index: u64) -> Result<EventStream, Error> {
-        let mut url = self.url("/v1/event/stream", Blocking::default());
+    /// Subscribes to every event of `topics` (e.g. `Allocation:*`) in every namespace from
+    /// `index` (inclusive, as Nomad replays it). A status other than 200 is an error; on the
+    /// hijacking transport of newer Nomad an ACL failure is a 200 that ends before its first
+    /// heartbeat instead.
+    pub async fn event_stream(&self, topics: &[&str], index: u64) -> Result<EventStream, Error> {
+        let mut url = self.url("/v1/event/stream", &[], Blocking::default());
+        for topic in topics {
+            url.query_pairs_mut().append_pair("topic", topic);
+        }
         url.query_pairs_mut()
-            .append_pair("topic", "Allocation:*")
             .append_pair("namespace", "*")
             .append_pair("index", &index.to_string());
         let shown = self.display_url(&url);
@@ -405,6 +417,7 @@ impl NomadClient {
     ) -> Result<(), Error> {
         let url = self.url(
             &format!("/v1/client/allocation/{}/signal", path_segment(alloc_id)),
+            &[],
             Blocking::default(),
         );
         let shown = self.display_url(&url);
@@ -436,6 +449,7 @@ impl NomadClient {
         Ok(self
             .get(
                 "/v1/status/leader",
+                &[],
                 "/v1/status/leader",
                 Blocking::AGENT,
                 "nothing (this endpoint needs no ACL)",
@@ -449,6 +463,7 @@ impl NomadClient {
         Ok(self
             .get(
                 "/v1/agent/self",
+                &[],
                 "/v1/agent/self",
                 Blocking::AGENT,
                 NEEDS_AGENT_READ,
@@ -461,6 +476,7 @@ impl NomadClient {
     pub async fn node(&self, node_id: &str) -> Result<Indexed<Node>, Error> {
         self.get(
             &format!("/v1/node/{}", path_segment(node_id)),
+            &[],
             "/v1/node/:id",
             Blocking::default(),
             NEEDS_NODE_READ,
@@ -477,9 +493,49 @@ impl NomadClient {
     ) -> Result<Indexed<Vec<Allocation>>, Error> {
         self.get(
             &format!("/v1/node/{}/allocations", path_segment(node_id)),
+            &[],
             "/v1/node/:id/allocations",
             blocking,
             NEEDS_NODE_READ,
+        )
+        .await
+    }
+
+    /// `GET /v1/nodes`: every node, as `NodeListStub`s (ACL `node:read`).
+    pub async fn nodes(&self) -> Result<Indexed<Vec<Node>>, Error> {
+        self.get(
+            "/v1/nodes",
+            &[],
+            "/v1/nodes",
+            Blocking::default(),
+            NEEDS_NODE_READ_CLUSTER,
+        )
+        .await
+    }
+
+    /// `GET /v1/allocations?namespace=*`: one page of `AllocListStub`s of every namespace the
+    /// token can read (Nomad skips the others), without task states (the job gives the task
+    /// names), from `next_token` on. `Indexed::next_token` says where the next page starts.
+    pub async fn allocation_stubs(
+        &self,
+        per_page: usize,
+        next_token: Option<&str>,
+    ) -> Result<Indexed<Vec<AllocationStub>>, Error> {
+        let per_page = per_page.to_string();
+        let mut params = vec![
+            ("namespace", "*"),
+            ("task_states", "false"),
+            ("per_page", per_page.as_str()),
+        ];
+        if let Some(token) = next_token {
+            params.push(("next_token", token));
+        }
+        self.get(
+            "/v1/allocations",
+            &params,
+            "/v1/allocations",
+            Blocking::default(),
+            NEEDS_READ_JOB_EVERYWHERE,
         )
         .await
     }
@@ -492,6 +548,7 @@ impl NomadClient {
     ) -> Result<Indexed<Allocation>, Error> {
         self.get(
             &format!("/v1/allocation/{}", path_segment(alloc_id)),
+            &[],
             "/v1/allocation/:id",
             blocking,
             NEEDS_READ_JOB,
@@ -567,6 +624,7 @@ mod tests {
         let c = client("http://127.0.0.1:4646", Some("eu"));
         let url = c.url(
             "/v1/node/n1/allocations",
+            &[],
             Blocking {
                 index: 42,
                 wait: Some(Duration::from_secs(5)),
@@ -581,7 +639,7 @@ mod tests {
             consistency: Consistency::Leader,
             ..Blocking::default()
         };
-        let plain = client("http://127.0.0.1:4646", None).url("/v1/agent/self", leader);
+        let plain = client("http://127.0.0.1:4646", None).url("/v1/agent/self", &[], leader);
         assert_eq!(plain.as_str(), "http://127.0.0.1:4646/v1/agent/self");
     }
 
@@ -603,7 +661,7 @@ mod tests {
     #[test]
     fn unix_socket_urls_are_shown_with_the_socket_path() {
         let c = client("unix:///tmp/api.sock", None);
-        let url = c.url("/v1/agent/self", Blocking::AGENT);
+        let url = c.url("/v1/agent/self", &[], Blocking::AGENT);
         assert_eq!(c.display_url(&url), "unix:///tmp/api.sock/v1/agent/self");
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::error::{Error, transport_error};
 use super::ndjson;
-use super::types::Allocation;
+use super::types::{Allocation, Node};
 use crate::metrics::Metrics;
 
 /// One line of the stream, classified.
@@ -35,7 +35,7 @@ pub struct Frame {
     pub bytes: usize,
 }
 
-/// One event; only the Allocation topic's payload is decoded.
+/// One event; only the Allocation and Node topics' payloads are decoded.
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct Event {
@@ -46,11 +46,12 @@ pub struct Event {
     pub payload: Payload,
 }
 
-/// `Payload` of an Allocation event: the allocation without its `Job`.
+/// `Payload` of an Allocation event (the allocation without its `Job`) or of a Node event.
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct Payload {
     pub allocation: Option<Allocation>,
+    pub node: Option<Node>,
 }
 
 /// Classifies one line.

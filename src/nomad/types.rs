@@ -4,6 +4,7 @@
 //! in this file.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
 
@@ -18,7 +19,7 @@ where
 
 /// An allocation: from `/v1/node/:id/allocations` and `/v1/allocation/:id` with its `Job`, from
 /// the event stream without it.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct Allocation {
     #[serde(rename = "ID", deserialize_with = "nullable")]
@@ -47,7 +48,8 @@ pub struct Allocation {
     /// unchanged, the allocation still runs the same job version.
     #[serde(deserialize_with = "nullable")]
     pub alloc_modify_index: u64,
-    pub job: Option<Job>,
+    /// Shared: in cluster scope many allocations run the same job version.
+    pub job: Option<Arc<Job>>,
     pub allocated_resources: Option<AllocatedResources>,
     /// They name every task once the client has reported; a reload through Nomad also reads
     /// Vector's task state from here.
@@ -55,8 +57,58 @@ pub struct Allocation {
     pub task_states: BTreeMap<String, TaskState>,
 }
 
+/// An `AllocListStub` of `/v1/allocations`: no `Job` (only its version), no `DeploymentID`, no
+/// `AllocModifyIndex`; task names only in `TaskStates`, once the client has reported, which
+/// the cluster scope does not ask for (the job gives them).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct AllocationStub {
+    #[serde(rename = "ID", deserialize_with = "nullable")]
+    pub id: String,
+    #[serde(deserialize_with = "nullable")]
+    pub namespace: String,
+    #[serde(deserialize_with = "nullable")]
+    pub name: String,
+    #[serde(rename = "NodeID", deserialize_with = "nullable")]
+    pub node_id: String,
+    #[serde(deserialize_with = "nullable")]
+    pub node_name: String,
+    #[serde(rename = "JobID", deserialize_with = "nullable")]
+    pub job_id: String,
+    #[serde(deserialize_with = "nullable")]
+    pub job_version: u64,
+    #[serde(deserialize_with = "nullable")]
+    pub task_group: String,
+    #[serde(deserialize_with = "nullable")]
+    pub client_status: String,
+    #[serde(deserialize_with = "nullable")]
+    pub desired_status: String,
+    #[serde(deserialize_with = "nullable")]
+    pub modify_index: u64,
+}
+
+impl AllocationStub {
+    /// The allocation, running `job` (the version the stub names).
+    pub fn with_job(self, job: Arc<Job>) -> Allocation {
+        Allocation {
+            id: self.id,
+            namespace: self.namespace,
+            name: self.name,
+            node_id: self.node_id,
+            node_name: self.node_name,
+            job_id: self.job_id,
+            task_group: self.task_group,
+            client_status: self.client_status,
+            desired_status: self.desired_status,
+            modify_index: self.modify_index,
+            job: Some(job),
+            ..Allocation::default()
+        }
+    }
+}
+
 /// `Allocation.TaskStates[task]`, as far as it is read.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct TaskState {
     /// `pending`, `running` or `dead`.
@@ -70,7 +122,7 @@ pub struct TaskState {
 
 /// `Allocation.AllocatedResources`: its `TaskLifecycles` name every task with its lifecycle even
 /// where the `Job` is missing.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct AllocatedResources {
     #[serde(deserialize_with = "nullable")]
@@ -78,7 +130,7 @@ pub struct AllocatedResources {
 }
 
 /// The job version an allocation runs.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct Job {
     #[serde(rename = "ID", deserialize_with = "nullable")]
@@ -102,7 +154,7 @@ pub struct Job {
 }
 
 /// A task group of a job.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct TaskGroup {
     #[serde(deserialize_with = "nullable")]
@@ -114,7 +166,7 @@ pub struct TaskGroup {
 }
 
 /// A task of a task group.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct Task {
     #[serde(deserialize_with = "nullable")]
@@ -129,7 +181,7 @@ pub struct Task {
 }
 
 /// `Task.Lifecycle`; `null` means a main task.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct Lifecycle {
     #[serde(deserialize_with = "nullable")]
@@ -138,8 +190,8 @@ pub struct Lifecycle {
     pub sidecar: bool,
 }
 
-/// A node, from `/v1/node/:id`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+/// A node, from `/v1/node/:id`, a `NodeListStub` of `/v1/nodes`, or a `Node` event's payload.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct Node {
     #[serde(rename = "ID", deserialize_with = "nullable")]
@@ -153,7 +205,7 @@ pub struct Node {
 }
 
 /// `/v1/agent/self`, whose top-level keys are lowercase.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct AgentSelf {
     #[serde(deserialize_with = "nullable")]
@@ -163,7 +215,7 @@ pub struct AgentSelf {
 }
 
 /// The agent's configuration; `Client.AllocDir` is `""` unless set explicitly.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct AgentConfig {
     #[serde(deserialize_with = "nullable")]
@@ -173,7 +225,7 @@ pub struct AgentConfig {
 }
 
 /// `config.Client` of `/v1/agent/self`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct AgentClientConfig {
     #[serde(deserialize_with = "nullable")]
@@ -181,14 +233,14 @@ pub struct AgentClientConfig {
 }
 
 /// `stats` of `/v1/agent/self`: `client` is present only on an agent that runs a client.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct AgentStats {
     pub client: Option<AgentClientStats>,
 }
 
 /// `stats.client` of `/v1/agent/self`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct AgentClientStats {
     #[serde(deserialize_with = "nullable")]

@@ -19,19 +19,19 @@ use tracing::{debug, error, info, warn};
 
 use super::step::{ChangeReason, Effect, Input, Machine, Published};
 use crate::cli::WatchMode;
-use crate::columns::Columns;
+use crate::cluster::ClusterLister;
 use crate::config::PublishSettings;
 use crate::health::Health;
 use crate::metrics::{Metrics, unix_now};
+use crate::nodes::Nodes;
 use crate::nomad::{Blocking, Error, NomadClient};
 use crate::publish::{Outcome, PublishError, Publisher};
 use crate::reload::{self, ReloadOutcome, Reloader};
-use crate::render::{self, FileFormat};
-use crate::table::{self, NodeInfo};
+use crate::rendered::RenderCache;
 use crate::timing::Timing;
 use crate::watch::blocking::{self, BlockingWatcher};
 use crate::watch::stream::StreamWatcher;
-use crate::watch::{ResyncReason, Update, alloc_dir};
+use crate::watch::{ResyncReason, Source, Update, alloc_dir};
 
 /// How long a fetch waits for the answering server to reach the event's index.
 const FETCH_WAIT: Duration = Duration::from_secs(5);
@@ -40,13 +40,17 @@ const TASKS_SETTLE: Duration = Duration::from_millis(100);
 
 /// What the loop starts with.
 pub struct Setup {
-    pub node: NodeInfo,
+    /// What the table covers, for the watchers.
+    pub source: Source,
+    /// Its node columns: the node, or the cluster's nodes as they are listed.
+    pub nodes: Nodes,
     pub publish: PublishSettings,
     /// Already used for the header-only table, so it knows the file.
     pub publisher: Publisher,
     pub reloader: Reloader,
     pub timing: Timing,
-    pub alloc_dir: PathBuf,
+    /// Node scope: the alloc dir to watch.
+    pub alloc_dir: Option<PathBuf>,
     /// Resync requests: SIGHUP's sender is outside, the loop adds its own.
     pub resync: (mpsc::Sender<ResyncReason>, mpsc::Receiver<ResyncReason>),
     pub metrics: Arc<Metrics>,
@@ -60,9 +64,10 @@ pub struct Setup {
 /// The loop's I/O side.
 struct Driver {
     client: Arc<NomadClient>,
-    node: NodeInfo,
-    columns: Columns,
-    format: FileFormat,
+    /// Cluster scope: shares the jobs of fetched allocations with the listing's.
+    lister: Option<Arc<ClusterLister>>,
+    /// The last rendering published, to render the next one from what changed.
+    rendered: RenderCache,
     publisher: Publisher,
     reloader: Reloader,
     machine: Machine,
@@ -75,9 +80,6 @@ struct Driver {
     tasks: TaskTracker,
     /// Broadcast to the watchers and fetches when the loop stops.
     stop_tasks: CancellationToken,
-    /// The keys of the table on disk (as last published, or found unchanged), to log what a
-    /// publish added and removed.
-    published_keys: Option<BTreeSet<(String, String)>>,
     metrics: Arc<Metrics>,
     health: Health,
 }
@@ -85,7 +87,8 @@ struct Driver {
 /// Runs until `shutdown` resolves and what is owed is done (or the shutdown timeout passed).
 pub async fn run(client: Arc<NomadClient>, setup: Setup, shutdown: impl Future<Output = ()>) {
     let Setup {
-        node,
+        source,
+        nodes,
         publish,
         publisher,
         reloader,
@@ -115,12 +118,35 @@ pub async fn run(client: Arc<NomadClient>, setup: Setup, shutdown: impl Future<O
     let tasks = TaskTracker::new();
     let stop_tasks = CancellationToken::new();
     let blocking_wait = timing.resync_interval.min(blocking::MAX_WAIT);
-    match watch {
-        WatchMode::Events => tasks.spawn(
+    let lister = match &source {
+        Source::Cluster(lister) => Some(lister.clone()),
+        Source::Node(_) => None,
+    };
+    let covers = match (&source, nodes.single_id()) {
+        (Source::Node(_), Some(node)) => format!("node {node}"),
+        _ => "the cluster".to_owned(),
+    };
+    match (watch, &source) {
+        (WatchMode::Blocking, Source::Node(node_id)) => tasks.spawn(
+            stop_tasks.clone().run_until_cancelled_owned(
+                BlockingWatcher {
+                    client: client.clone(),
+                    node_id: node_id.clone(),
+                    updates: updates.clone(),
+                    wait: blocking_wait,
+                    min_relist_interval: timing.min_relist_interval,
+                    metrics: metrics.clone(),
+                    health: health.clone(),
+                }
+                .run(resync_requests),
+            ),
+        ),
+        // The cluster scope follows the event stream (the settings refuse blocking there).
+        (WatchMode::Events | WatchMode::Blocking, _) => tasks.spawn(
             stop_tasks.clone().run_until_cancelled_owned(
                 StreamWatcher {
                     client: client.clone(),
-                    node_id: node.id.clone(),
+                    source,
                     updates: updates.clone(),
                     resync_interval: timing.resync_interval,
                     stream_timeout: timing.stream_timeout,
@@ -132,40 +158,29 @@ pub async fn run(client: Arc<NomadClient>, setup: Setup, shutdown: impl Future<O
                 .run(resync_requests),
             ),
         ),
-        WatchMode::Blocking => tasks.spawn(
-            stop_tasks.clone().run_until_cancelled_owned(
-                BlockingWatcher {
-                    client: client.clone(),
-                    node_id: node.id.clone(),
-                    updates: updates.clone(),
-                    wait: blocking_wait,
-                    min_relist_interval: timing.min_relist_interval,
-                    metrics: metrics.clone(),
-                    health: health.clone(),
-                }
-                .run(resync_requests),
-            ),
-        ),
     };
-    let _alloc_dir_watch = match alloc_dir::watch(
-        alloc_dir.clone(),
-        updates.clone(),
-        &tasks,
-        stop_tasks.clone(),
-    ) {
-        Ok(watch) => Some(watch),
-        Err(e) => {
-            warn!(alloc_dir = %alloc_dir.display(), error = %e, "cannot watch the alloc dir; new allocations wait for the event stream (set --alloc-dir)");
-            None
+    // Not in cluster scope: the table is not for the node this runs on.
+    let _alloc_dir_watch = alloc_dir.as_ref().and_then(|alloc_dir| {
+        match alloc_dir::watch(
+            alloc_dir.clone(),
+            updates.clone(),
+            &tasks,
+            stop_tasks.clone(),
+        ) {
+            Ok(watch) => Some(watch),
+            Err(e) => {
+                warn!(alloc_dir = %alloc_dir.display(), error = %e, "cannot watch the alloc dir; new allocations wait for the event stream (set --alloc-dir)");
+                None
+            }
         }
-    };
-    info!(node = %node.id, path = %publisher.path().display(), alloc_dir = %alloc_dir.display(), watch = ?watch, "following Nomad");
+    });
+    let shown_alloc_dir = alloc_dir.as_ref().map(|d| d.display().to_string());
+    info!(of = %covers, path = %publisher.path().display(), alloc_dir = ?shown_alloc_dir, watch = ?watch, "following Nomad");
     let mut driver = Driver {
         client,
-        machine: Machine::new(node.id.clone(), timing, unannounced),
-        node,
-        columns: publish.columns,
-        format: publish.format,
+        lister,
+        machine: Machine::new(nodes, timing, unannounced),
+        rendered: RenderCache::new(publish.columns, publish.format),
         publisher,
         reloader,
         updates,
@@ -173,7 +188,6 @@ pub async fn run(client: Arc<NomadClient>, setup: Setup, shutdown: impl Future<O
         resync,
         tasks,
         stop_tasks,
-        published_keys: None,
         metrics,
         health,
     };
@@ -243,6 +257,7 @@ impl Driver {
         debug!(alloc_id = %alloc_id, "fetching an allocation");
         let client = self.client.clone();
         let updates = self.updates.clone();
+        let lister = self.lister.clone();
         self.tasks
             .spawn(self.stop_tasks.clone().run_until_cancelled_owned(async move {
                 let read = Blocking {
@@ -251,7 +266,13 @@ impl Driver {
                     ..Blocking::default()
                 };
                 let update = match client.allocation(&alloc_id, read).await {
-                    Ok(fetched) => Update::Fetched(Box::new(fetched.value)),
+                    Ok(fetched) => {
+                        let mut alloc = fetched.value;
+                        if let Some(lister) = &lister {
+                            lister.intern(&mut alloc);
+                        }
+                        Update::Fetched(Box::new(alloc))
+                    }
                     Err(e) => {
                         if !matches!(e, Error::Status { status: 404, .. }) {
                             warn!(alloc_id = %alloc_id, error = %e, "cannot fetch a new allocation; the next resync will bring it");
@@ -307,8 +328,7 @@ impl Driver {
             .with_label_values(&["departing"])
             .set(departing as i64);
         if matches!(published, Published::Written | Published::Unchanged) {
-            let rows = self.published_keys.as_ref().map_or(0, BTreeSet::len);
-            self.metrics.rows.set(rows as i64);
+            self.metrics.rows.set(self.rendered.rows() as i64);
             self.health.update(|h| h.published = true);
         }
         if published == Published::Written {
@@ -321,39 +341,29 @@ impl Driver {
     }
 
     fn publish_and_log(&mut self, reasons: &BTreeSet<ChangeReason>) -> Published {
-        let projection = table::project(
-            self.machine.store().allocations(),
-            &self.node,
-            &self.columns,
-        );
-        let keys: BTreeSet<(String, String)> = projection
-            .table
-            .rows
-            .iter()
-            .map(|r| (r[0].clone(), r[1].clone()))
-            .collect();
-        let bytes = render::render(&projection.table, self.format);
+        let rendering = self
+            .rendered
+            .render(self.machine.store().entries(), self.machine.nodes());
         let reason = reasons
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ");
-        match self.publisher.publish(&bytes) {
+        let (rows, added, removed) = (rendering.rows, rendering.added, rendering.removed);
+        debug!(
+            projected = rendering.projected,
+            allocations_without_tasks = rendering.without_tasks,
+            "rendered"
+        );
+        match self.publisher.publish(&rendering.bytes) {
             Ok(Outcome::Unchanged) => {
                 debug!(reason = %reason, "table unchanged; nothing written");
-                self.published_keys = Some(keys);
+                self.rendered.commit(rendering);
                 Published::Unchanged
             }
             Ok(Outcome::Written(_)) => {
-                let (added, removed) = match &self.published_keys {
-                    Some(before) => (
-                        keys.difference(before).count(),
-                        before.difference(&keys).count(),
-                    ),
-                    None => (keys.len(), 0),
-                };
-                info!(rows = keys.len(), added, removed, reason = %reason, "table published");
-                self.published_keys = Some(keys);
+                info!(rows, added, removed, reason = %reason, "table published");
+                self.rendered.commit(rendering);
                 Published::Written
             }
             Err(e) => {

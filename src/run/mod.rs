@@ -17,24 +17,26 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cli::WatchMode;
-use crate::config::RunSettings;
+use crate::cluster::ClusterLister;
+use crate::config::{RunSettings, Scope};
 use crate::error::AppError;
 use crate::health::Health;
 use crate::http::Listener;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeError};
+use crate::nodes::Nodes;
 use crate::nomad::{FailureClass, NomadClient};
 use crate::publish::Publisher;
 use crate::reload::Reloader;
 use crate::render;
 use crate::retry::{Backoff, ErrorLog};
 use crate::table::{self, NodeInfo};
-use crate::watch::ResyncReason;
+use crate::watch::{ResyncReason, Source};
 
 /// Runs `run` until a stop has been carried out.
 pub async fn run(
     client: Arc<NomadClient>,
-    node_id: Option<String>,
+    scope: Scope,
     settings: RunSettings,
 ) -> Result<(), AppError> {
     let (resync, resync_requests) = mpsc::channel(4);
@@ -74,24 +76,42 @@ pub async fn run(
     let mut publisher = Publisher::new(publish.output.clone(), publish.format, publish.file_mode);
     crate::publish::clean_up_after_killed_publishes(&publisher);
     if !publish.output.exists() {
-        let empty = table::project(std::iter::empty(), &NodeInfo::default(), &publish.columns);
+        let empty = table::project(std::iter::empty(), &Nodes::cluster(), &publish.columns);
         publisher.publish(&render::render(&empty.table, publish.format))?;
         info!(path = %publish.output.display(), "no table yet: published a header-only one so that Vector can start");
     }
-    let Some(node) = stop
-        .run_until_cancelled(resolve_node_patiently(&client, node_id.as_deref(), &health))
-        .await
-        .transpose()?
-    else {
-        return Ok(());
-    };
-    let alloc_dir = match settings.alloc_dir {
-        Some(dir) => dir,
-        None => default_alloc_dir(&client).await,
+    let (source, nodes, alloc_dir) = match scope {
+        Scope::Node(node_id) => {
+            let Some(node) = stop
+                .run_until_cancelled(resolve_node_patiently(&client, node_id.as_deref(), &health))
+                .await
+                .transpose()?
+            else {
+                return Ok(());
+            };
+            let alloc_dir = match settings.alloc_dir {
+                Some(dir) => dir,
+                None => default_alloc_dir(&client).await,
+            };
+            (
+                Source::Node(node.id.clone()),
+                Nodes::single(node),
+                Some(alloc_dir),
+            )
+        }
+        Scope::Cluster { page_size } => (
+            Source::Cluster(Arc::new(ClusterLister::with_page_size(
+                client.clone(),
+                page_size,
+            ))),
+            Nodes::cluster(),
+            None,
+        ),
     };
     let reloader = Reloader::new(publish.reloader.clone(), client.clone(), publisher.path());
     let setup = driver::Setup {
-        node,
+        source,
+        nodes,
         publish,
         publisher,
         reloader,

@@ -18,11 +18,13 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::store::Store;
+use crate::nodes::Nodes;
 use crate::reload::schedule::ReloadSchedule;
 use crate::timing::{Timing, Wait};
 use crate::watch::{ResyncReason, Update};
@@ -50,6 +52,8 @@ pub enum ChangeReason {
     NewAllocDir,
     /// Rows of departed allocations expired.
     GraceOver,
+    /// A node's columns changed (cluster scope).
+    NodeChange,
 }
 
 impl fmt::Display for ChangeReason {
@@ -60,6 +64,7 @@ impl fmt::Display for ChangeReason {
             ChangeReason::NewAllocation => f.write_str("new allocation"),
             ChangeReason::NewAllocDir => f.write_str("new alloc dir"),
             ChangeReason::GraceOver => f.write_str("grace period over"),
+            ChangeReason::NodeChange => f.write_str("node change"),
         }
     }
 }
@@ -147,8 +152,13 @@ pub enum Effect {
 /// The loop's state.
 #[derive(Debug)]
 pub struct Machine {
-    /// This node: fetched allocations of other nodes are not applied.
-    node_id: String,
+    /// In node scope, the node: fetched allocations of other nodes are not applied.
+    node_filter: Option<String>,
+    /// Where the rows' node columns come from: the node, or every node of the cluster.
+    nodes: Nodes,
+    /// Fetches waiting for one of the [`MAX_SEPARATE_FETCHES`] to end (cluster scope, where a
+    /// burst is not worth a listing of the whole cluster).
+    queued: VecDeque<(String, u64, ChangeReason)>,
     /// Grace, debounce, reload interval and shutdown timeout.
     timing: Timing,
     /// The model: the node's allocations, and departed ones until their grace ends.
@@ -179,11 +189,14 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// A machine for `node_id`; `unannounced_at_start` says whether the table on disk was never
-    /// announced to Vector (a publish or crash before its reload).
-    pub fn new(node_id: String, timing: Timing, unannounced_at_start: bool) -> Machine {
+    /// A machine for a table of `nodes` (one node, or the cluster); `unannounced_at_start` says
+    /// whether the table on disk was never announced to Vector (a publish or crash before its
+    /// reload).
+    pub fn new(nodes: Nodes, timing: Timing, unannounced_at_start: bool) -> Machine {
         Machine {
-            node_id,
+            node_filter: nodes.single_id().map(str::to_owned),
+            nodes,
+            queued: VecDeque::new(),
             timing,
             store: Store::new(),
             listed: false,
@@ -202,6 +215,11 @@ impl Machine {
     /// The model, for rendering.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The node columns' source, for rendering.
+    pub fn nodes(&self) -> &Nodes {
+        &self.nodes
     }
 
     /// Whether a stop is under way.
@@ -379,7 +397,7 @@ impl Machine {
                 }
                 // Events carry no job: reuse the one the model holds while the allocation
                 // still runs it, else fetch it.
-                match self.store.known_job(&alloc).cloned() {
+                match self.store.known_job(&alloc).map(Arc::clone) {
                     Some(job) => {
                         alloc.job = Some(job);
                         if self.store.upsert(*alloc, now) {
@@ -399,9 +417,14 @@ impl Machine {
                     .fetching
                     .remove(&alloc.id)
                     .unwrap_or(ChangeReason::NewAllocation);
+                self.fetch_queued(effects);
                 let id = alloc.id.clone();
                 let new = !self.store.contains(&id);
-                if alloc.node_id == self.node_id && self.store.upsert(*alloc, now) {
+                let ours = self
+                    .node_filter
+                    .as_ref()
+                    .is_none_or(|node| *node == alloc.node_id);
+                if ours && self.store.upsert(*alloc, now) {
                     self.changed(reason, now);
                     if new {
                         self.added(vec![id], now);
@@ -410,6 +433,18 @@ impl Machine {
             }
             Update::FetchFailed { alloc_id } => {
                 self.fetching.remove(&alloc_id);
+                self.fetch_queued(effects);
+            }
+            Update::NodesListed(nodes) => {
+                let in_use = self.store.node_ids();
+                if self.nodes.replace(&nodes, |id| in_use.contains(id)) {
+                    self.changed(ChangeReason::NodeChange, now);
+                }
+            }
+            Update::NodeChanged(node) => {
+                if self.nodes.update(&node) {
+                    self.changed(ChangeReason::NodeChange, now);
+                }
             }
             Update::DirCreated { alloc_id } => {
                 self.alloc_dirs.insert(alloc_id.clone());
@@ -447,7 +482,11 @@ impl Machine {
             return;
         }
         if self.fetching.len() >= MAX_SEPARATE_FETCHES {
-            if !effects.contains(&Effect::Resync) {
+            if self.nodes.is_cluster() {
+                if !self.queued.iter().any(|(id, ..)| *id == alloc_id) {
+                    self.queued.push_back((alloc_id, modify_index, reason));
+                }
+            } else if !effects.contains(&Effect::Resync) {
                 effects.push(Effect::Resync);
             }
             return;
@@ -457,6 +496,15 @@ impl Machine {
             alloc_id,
             modify_index,
         });
+    }
+
+    /// Starts queued fetches while fewer than [`MAX_SEPARATE_FETCHES`] run.
+    fn fetch_queued(&mut self, effects: &mut Vec<Effect>) {
+        while self.fetching.len() < MAX_SEPARATE_FETCHES
+            && let Some((alloc_id, modify_index, reason)) = self.queued.pop_front()
+        {
+            self.fetch(alloc_id, modify_index, reason, effects);
+        }
     }
 
     fn published(&mut self, outcome: Published, now: Instant) {
@@ -519,10 +567,10 @@ mod tests {
             node_id: NODE.to_owned(),
             modify_index,
             alloc_modify_index: modify_index,
-            job: Some(Job {
+            job: Some(Arc::new(Job {
                 id: "web".to_owned(),
                 ..Job::default()
-            }),
+            })),
             ..Allocation::default()
         }
     }
@@ -559,7 +607,14 @@ mod tests {
         fn new(unannounced_at_start: bool) -> Run {
             let t0 = Instant::now();
             Run {
-                machine: Machine::new(NODE.to_owned(), timing(), unannounced_at_start),
+                machine: Machine::new(
+                    Nodes::single(crate::table::NodeInfo {
+                        id: NODE.to_owned(),
+                        ..Default::default()
+                    }),
+                    timing(),
+                    unannounced_at_start,
+                ),
                 t0,
                 now: t0,
                 log: Vec::new(),

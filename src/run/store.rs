@@ -9,12 +9,14 @@
 //! `ModifyIndex` among the node's allocations, so it goes down when the newest one is
 //! collected, and all indexes go backwards after a snapshot restore or in a rebuilt cluster.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::nomad::types::{Allocation, Job};
+use crate::rendered;
 
 /// One allocation and, once it is leaving, when its rows go.
 #[derive(Clone, Debug)]
@@ -23,27 +25,33 @@ struct Entry {
     /// When the model learnt this state of the allocation.
     seen_at: Instant,
     remove_at: Option<Instant>,
-}
-
-impl Entry {
-    fn live(alloc: Allocation, seen_at: Instant) -> Entry {
-        Entry {
-            alloc,
-            seen_at,
-            remove_at: None,
-        }
-    }
+    /// Changes with every change of `alloc`, so that a rendering can reuse the rows of an
+    /// allocation whose generation it has rendered.
+    generation: u64,
 }
 
 /// The node's allocations.
 #[derive(Clone, Debug, Default)]
 pub struct Store {
     entries: BTreeMap<String, Entry>,
+    /// The last generation given to an entry.
+    generation: u64,
 }
 
 impl Store {
     pub fn new() -> Store {
         Store::default()
+    }
+
+    /// A live entry for `alloc` with a new generation.
+    fn live(&mut self, alloc: Allocation, seen_at: Instant) -> Entry {
+        self.generation += 1;
+        Entry {
+            alloc,
+            seen_at,
+            remove_at: None,
+            generation: self.generation,
+        }
     }
 
     /// Replaces the model with a full listing requested at `requested_at`. What the listing
@@ -65,9 +73,18 @@ impl Store {
                     if known.seen_at > requested_at
                         && known.alloc.modify_index > alloc.modify_index =>
                 {
-                    Entry::live(known.alloc, known.seen_at)
+                    Entry {
+                        remove_at: None,
+                        ..known
+                    }
                 }
-                _ => Entry::live(alloc, now),
+                // Most of a resync is what the model holds already: its rows stay rendered.
+                Some(known) if known.alloc == alloc => Entry {
+                    seen_at: now,
+                    remove_at: None,
+                    ..known
+                },
+                _ => self.live(alloc, now),
             };
             fresh.insert(entry.alloc.id.clone(), entry);
         }
@@ -89,16 +106,19 @@ impl Store {
         {
             return false;
         }
-        self.entries
-            .insert(alloc.id.clone(), Entry::live(alloc, now));
+        let entry = self.live(alloc, now);
+        self.entries.insert(entry.alloc.id.clone(), entry);
         true
     }
 
     /// The job an event's allocation runs, when the model knows it: the allocation is known and
-    /// its `AllocModifyIndex` has not moved (no server-side change such as an in-place update).
-    pub fn known_job(&self, event_alloc: &Allocation) -> Option<&Job> {
+    /// had no server-side change (such as an in-place update) since the state the model holds.
+    /// A server-side change sets `AllocModifyIndex` to its own index, above the `ModifyIndex`
+    /// of any earlier state; a stub from the cluster listing carries no `AllocModifyIndex`,
+    /// but its `ModifyIndex` bounds it.
+    pub fn known_job(&self, event_alloc: &Allocation) -> Option<&Arc<Job>> {
         let known = &self.entries.get(&event_alloc.id)?.alloc;
-        (known.alloc_modify_index == event_alloc.alloc_modify_index)
+        (event_alloc.alloc_modify_index <= known.modify_index)
             .then_some(known.job.as_ref())
             .flatten()
     }
@@ -155,9 +175,21 @@ impl Store {
         (self.entries.len() - departing, departing)
     }
 
-    /// Every allocation with rows: live ones and those in their grace period.
-    pub fn allocations(&self) -> impl Iterator<Item = &Allocation> {
-        self.entries.values().map(|e| &e.alloc)
+    /// Every allocation with rows (live ones and those in their grace period) in key order,
+    /// with the generation of each entry, for an incremental rendering.
+    pub fn entries(&self) -> impl Iterator<Item = rendered::Entry<'_>> {
+        self.entries.values().map(|e| rendered::Entry {
+            alloc: &e.alloc,
+            generation: e.generation,
+        })
+    }
+
+    /// The nodes that allocations with rows are on.
+    pub fn node_ids(&self) -> HashSet<&str> {
+        self.entries
+            .values()
+            .map(|e| e.alloc.node_id.as_str())
+            .collect()
     }
 }
 
@@ -171,11 +203,11 @@ mod tests {
             modify_index,
             alloc_modify_index: modify_index,
             client_status: format!("at-{modify_index}"),
-            job: Some(Job {
+            job: Some(Arc::new(Job {
                 id: "web".to_owned(),
                 version: 1,
                 ..Job::default()
-            }),
+            })),
             ..Allocation::default()
         }
     }
@@ -184,7 +216,11 @@ mod tests {
     const SECOND: Duration = Duration::from_secs(1);
 
     fn ids(store: &Store) -> Vec<&str> {
-        store.allocations().map(|a| a.id.as_str()).collect()
+        store
+            .entries()
+            .map(|e| e.alloc)
+            .map(|a| a.id.as_str())
+            .collect()
     }
 
     #[test]
@@ -222,7 +258,11 @@ mod tests {
         assert!(store.upsert(alloc("a", 11), t1 + SECOND));
         assert!(store.upsert(alloc("new", 12), t1 + SECOND));
         store.replace(vec![alloc("a", 9)], t1, t1 + 2 * SECOND, GRACE);
-        let a = store.allocations().find(|x| x.id == "a").expect("a");
+        let a = store
+            .entries()
+            .map(|e| e.alloc)
+            .find(|x| x.id == "a")
+            .expect("a");
         assert_eq!(a.modify_index, 11, "the newer event state is kept");
         assert_eq!(
             store.next_expiry(),
@@ -253,9 +293,9 @@ mod tests {
         // A snapshot restore: the same allocation now lists at index 20, with a new job version.
         let t1 = t0 + SECOND;
         let mut restored = alloc("a", 20);
-        restored.job.as_mut().expect("job").version = 2;
+        Arc::make_mut(restored.job.as_mut().expect("job")).version = 2;
         store.replace(vec![restored], t1, t1, GRACE);
-        let a = store.allocations().next().expect("a");
+        let a = store.entries().map(|e| e.alloc).next().expect("a");
         assert_eq!(
             (a.modify_index, a.job.as_ref().map(|j| j.version)),
             (20, Some(2))
@@ -289,8 +329,47 @@ mod tests {
             store.known_job(&event).is_none(),
             "an in-place update may change the job"
         );
+        // A stub's state: no AllocModifyIndex, ModifyIndex 5 bounds it.
+        let mut stub = alloc("s", 5);
+        stub.alloc_modify_index = 0;
+        store.upsert(stub, Instant::now());
+        let mut event = alloc("s", 9);
+        event.job = None;
+        event.alloc_modify_index = 4;
+        assert!(
+            store.known_job(&event).is_some(),
+            "no server-side change since 5"
+        );
+        event.alloc_modify_index = 6;
+        assert!(store.known_job(&event).is_none());
         event.id = "unknown".to_owned();
         assert!(store.known_job(&event).is_none());
+    }
+
+    fn generation(store: &Store, id: &str) -> u64 {
+        store
+            .entries()
+            .find(|e| e.alloc.id == id)
+            .expect("present")
+            .generation
+    }
+
+    #[test]
+    fn the_generation_moves_only_when_the_allocation_changes() {
+        let t0 = Instant::now();
+        let mut store = Store::new();
+        store.replace(vec![alloc("a", 5), alloc("b", 5)], t0, t0, GRACE);
+        let (a, b) = (generation(&store, "a"), generation(&store, "b"));
+        assert_ne!(a, b);
+        store.replace(vec![alloc("a", 5), alloc("b", 6)], t0, t0 + SECOND, GRACE);
+        assert_eq!(generation(&store, "a"), a, "the same allocation relisted");
+        assert_ne!(generation(&store, "b"), b);
+        let b = generation(&store, "b");
+        assert!(store.upsert(alloc("b", 7), t0 + SECOND));
+        assert_ne!(generation(&store, "b"), b);
+        let a_before = generation(&store, "a");
+        store.depart("a", t0, GRACE);
+        assert_eq!(generation(&store, "a"), a_before, "leaving changes no row");
     }
 
     #[test]

@@ -7,12 +7,109 @@ pub mod cost;
 pub mod stream;
 
 use std::fmt;
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use crate::cluster::ClusterLister;
 use crate::health::Health;
 use crate::metrics::{Metrics, unix_now};
-use crate::nomad::types::Allocation;
+use crate::nomad::types::{Allocation, Node};
+use crate::nomad::{Blocking, Error, NomadClient};
+
+/// The event-stream topics of the node scope: allocations (of every node: there is no
+/// server-side node filter).
+pub const NODE_TOPICS: &[&str] = &["Allocation:*"];
+/// The cluster scope's: allocations, and nodes for their columns.
+pub const CLUSTER_TOPICS: &[&str] = &["Allocation:*", "Node:*"];
+
+/// What the table covers, as the watchers see it.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// One node's allocations: events of other nodes are dropped.
+    Node(String),
+    /// Every allocation of the cluster, and the nodes for their columns.
+    Cluster(Arc<ClusterLister>),
+}
+
+/// A full listing of what the table covers.
+#[derive(Debug)]
+pub struct Listing {
+    pub allocations: Vec<Allocation>,
+    /// Cluster scope: every node.
+    pub nodes: Option<Vec<Node>>,
+    /// Where the event stream continues.
+    pub index: u64,
+    /// Bytes received for it.
+    pub bytes: usize,
+}
+
+impl Source {
+    /// The event-stream topics to follow.
+    pub fn topics(&self) -> &'static [&'static str] {
+        match self {
+            Source::Node(_) => NODE_TOPICS,
+            Source::Cluster(_) => CLUSTER_TOPICS,
+        }
+    }
+
+    /// Whether an allocation event concerns the table.
+    pub fn wants(&self, alloc: &Allocation) -> bool {
+        match self {
+            Source::Node(node_id) => alloc.node_id == *node_id,
+            Source::Cluster(_) => true,
+        }
+    }
+
+    /// Lists everything the table covers.
+    pub async fn list(&self, client: &NomadClient) -> Result<Listing, Error> {
+        match self {
+            Source::Node(node_id) => {
+                let listed = client
+                    .node_allocations(node_id, Blocking::default())
+                    .await?;
+                Ok(Listing {
+                    allocations: listed.value,
+                    nodes: None,
+                    index: listed.index.unwrap_or(0),
+                    bytes: listed.bytes,
+                })
+            }
+            Source::Cluster(lister) => {
+                let listed = lister.list().await?;
+                tracing::debug!(
+                    allocations = listed.allocations.len(),
+                    nodes = listed.nodes.len(),
+                    fetched_jobs = listed.fetched_jobs,
+                    cached_jobs = listed.cached_jobs,
+                    "listed the cluster"
+                );
+                Ok(Listing {
+                    allocations: listed.allocations,
+                    nodes: Some(listed.nodes),
+                    index: listed.index,
+                    bytes: listed.bytes,
+                })
+            }
+        }
+    }
+
+    /// A plain read that needs what the event stream needs, to explain a refused
+    /// subscription: its error, if it fails.
+    pub async fn probe(&self, client: &NomadClient) -> Option<Error> {
+        let probed = match self {
+            Source::Node(node_id) => client
+                .node_allocations(node_id, Blocking::default())
+                .await
+                .map(drop),
+            Source::Cluster(_) => match client.nodes().await {
+                Ok(_) => client.allocation_stubs(1, None).await.map(drop),
+                Err(e) => Err(e),
+            },
+        };
+        probed.err()
+    }
+}
 
 /// Why a full listing was taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -73,6 +170,10 @@ pub enum Update {
     DirCreated { alloc_id: String },
     /// An allocation directory disappeared (the client collected it).
     DirRemoved { alloc_id: String },
+    /// Cluster scope: every node, listed just before the allocations.
+    NodesListed(Vec<Node>),
+    /// Cluster scope: a node as the `Node` topic of the event stream describes it now.
+    NodeChanged(Box<Node>),
 }
 
 /// A listing was applied: the metrics count it and readiness sees a successful sync.

@@ -20,12 +20,12 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::cost::CostMeter;
-use super::{ResyncReason, Update, report_down, report_listing, report_up};
+use super::{ResyncReason, Source, Update, report_down, report_listing, report_up};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::nomad::events::{Frame, Message};
-use crate::nomad::types::Allocation;
-use crate::nomad::{Blocking, Error, NomadClient, StreamEnd};
+use crate::nomad::types::{Allocation, Node};
+use crate::nomad::{Error, NomadClient, StreamEnd};
 use crate::retry::{Backoff, ErrorLog, MAX_BACKOFF};
 
 /// How a failure is logged.
@@ -37,7 +37,8 @@ pub const RESUBSCRIBE_INTERVAL: Duration = Duration::from_secs(300);
 /// What the watcher needs.
 pub struct StreamWatcher {
     pub client: Arc<NomadClient>,
-    pub node_id: String,
+    /// What the table covers.
+    pub source: Source,
     pub updates: mpsc::Sender<Update>,
     pub resync_interval: Duration,
     pub stream_timeout: Duration,
@@ -87,8 +88,10 @@ impl WatchState {
 /// What a new frame brought.
 #[derive(Debug, PartialEq)]
 pub struct Received {
-    /// This node's allocations.
+    /// The allocations the table covers (this node's, or all in cluster scope).
     pub own: Vec<Allocation>,
+    /// Nodes, from the Node topic (cluster scope).
+    pub nodes: Vec<Node>,
     /// The frame's bytes, split by whose events they carry.
     pub own_bytes: u64,
     pub other_bytes: u64,
@@ -151,9 +154,9 @@ impl WatchState {
         self.cursor = index;
     }
 
-    /// What a frame brings for `node_id`, or `None` for a replayed frame (at or below the
+    /// What a frame brings for `source`, or `None` for a replayed frame (at or below the
     /// cursor: Nomad re-sends the newest frame to every new subscriber).
-    pub fn frame(&mut self, frame: Frame, node_id: &str) -> Option<Received> {
+    pub fn frame(&mut self, frame: Frame, source: &Source) -> Option<Received> {
         self.exchanged = true;
         if frame.index <= self.cursor {
             debug!(
@@ -165,15 +168,18 @@ impl WatchState {
         }
         self.cursor = frame.index;
         let all = frame.events.len();
-        let own: Vec<Allocation> = frame
-            .events
-            .into_iter()
-            .filter_map(|event| event.payload.allocation)
-            .filter(|alloc| alloc.node_id == node_id)
-            .collect();
-        let (own_bytes, other_bytes) = self.cost.frame(frame.bytes, own.len(), all);
+        let mut own = Vec::new();
+        let mut nodes = Vec::new();
+        for payload in frame.events.into_iter().map(|event| event.payload) {
+            if let Some(alloc) = payload.allocation.filter(|a| source.wants(a)) {
+                own.push(alloc);
+            }
+            nodes.extend(payload.node);
+        }
+        let (own_bytes, other_bytes) = self.cost.frame(frame.bytes, own.len() + nodes.len(), all);
         Some(Received {
             own,
+            nodes,
             own_bytes,
             other_bytes,
         })
@@ -314,7 +320,10 @@ impl StreamWatcher {
         } else {
             debug!(cursor = state.cursor, "resubscribing from the cursor");
         }
-        let mut stream = self.client.event_stream(state.cursor + 1).await?;
+        let mut stream = self
+            .client
+            .event_stream(self.source.topics(), state.cursor + 1)
+            .await?;
         debug!(index = state.cursor, "event stream subscribed");
         loop {
             let message = stream.next(self.stream_timeout).await;
@@ -338,10 +347,20 @@ impl StreamWatcher {
                 Ok(Message::Unparseable(line)) => return Ok(Ended::Unparseable(line)),
                 Err(end) => return Ok(Ended::Stream(end)),
             };
-            let Some(received) = state.frame(frame, &self.node_id) else {
+            let Some(received) = state.frame(frame, &self.source) else {
                 continue;
             };
             self.count_event_bytes(&received);
+            for node in received.nodes {
+                if self
+                    .updates
+                    .send(Update::NodeChanged(Box::new(node)))
+                    .await
+                    .is_err()
+                {
+                    return Ok(Ended::LoopGone);
+                }
+            }
             for alloc in received.own {
                 if self
                     .updates
@@ -355,22 +374,24 @@ impl StreamWatcher {
         }
     }
 
-    /// Lists the node's allocations and sends the listing; `Some` when the loop is gone.
+    /// Lists what the table covers and sends the listing (the nodes first); `Some` when the
+    /// loop is gone.
     async fn list(&self, state: &mut WatchState) -> Result<Option<Ended>, Error> {
         let requested_at = Instant::now();
-        let listed = self
-            .client
-            .node_allocations(&self.node_id, Blocking::default())
-            .await?;
-        let index = listed.index.unwrap_or(0);
+        let listed = self.source.list(&self.client).await?;
         if state.errors.recovered() {
             info!("Nomad answers again");
         }
-        state.listed(index);
+        state.listed(listed.index);
         state.cost.listing(listed.bytes);
         report_listing(&self.metrics, &self.health, state.next_listing);
+        if let Some(nodes) = listed.nodes
+            && self.updates.send(Update::NodesListed(nodes)).await.is_err()
+        {
+            return Ok(Some(Ended::LoopGone));
+        }
         let listing = Update::Listed {
-            allocations: listed.value,
+            allocations: listed.allocations,
             requested_at,
             reason: state.next_listing,
         };
@@ -404,14 +425,10 @@ impl StreamWatcher {
     /// A 200 that closed before its first heartbeat: newer Nomad refuses a subscription that
     /// way, so ask a plain endpoint what is wrong.
     async fn explain_refused_subscription(&self, url: &str, tail: &str, errors: &mut ErrorLog) {
-        let message = match self
-            .client
-            .node_allocations(&self.node_id, Blocking::default())
-            .await
-        {
-            Err(error) => error.to_string(),
-            Ok(_) => format!(
-                "Nomad closed the event stream at {url} before its first heartbeat{}; the token can list the node, so it most likely lacks namespace:read-job on some namespace (namespace=* needs it on every one)",
+        let message = match self.source.probe(&self.client).await {
+            Some(error) => error.to_string(),
+            None => format!(
+                "Nomad closed the event stream at {url} before its first heartbeat{}; the token can list what the table covers, so it most likely lacks namespace:read-job on some namespace (namespace=* needs it on every one)",
                 if tail.is_empty() {
                     String::new()
                 } else {
@@ -436,6 +453,10 @@ mod tests {
         ))
     }
 
+    fn n1() -> Source {
+        Source::Node("n1".to_owned())
+    }
+
     fn frame(index: u64, nodes: &[&str]) -> Frame {
         Frame {
             index,
@@ -453,6 +474,7 @@ mod tests {
                             node_id: (*node).to_owned(),
                             ..Allocation::default()
                         }),
+                        node: None,
                     },
                 })
                 .collect(),
@@ -464,18 +486,18 @@ mod tests {
         let mut state = state();
         state.listed(10);
         assert_eq!(
-            state.frame(frame(10, &["n1"]), "n1"),
+            state.frame(frame(10, &["n1"]), &n1()),
             None,
             "the replayed tail"
         );
         assert_eq!(state.cursor, 10);
         let mine = state
-            .frame(frame(11, &["n1", "n2", "n1"]), "n1")
+            .frame(frame(11, &["n1", "n2", "n1"]), &n1())
             .expect("new");
         assert_eq!(mine.own.len(), 2, "only this node's allocations");
         assert_eq!((mine.own_bytes, mine.other_bytes), (200, 100));
         assert_eq!(state.cursor, 11);
-        assert_eq!(state.frame(frame(11, &["n1"]), "n1"), None);
+        assert_eq!(state.frame(frame(11, &["n1"]), &n1()), None);
     }
 
     #[test]
@@ -485,7 +507,7 @@ mod tests {
         state.listed(20);
         assert_eq!(state.cursor, 20);
         assert!(
-            state.frame(frame(21, &["n1"]), "n1").is_some(),
+            state.frame(frame(21, &["n1"]), &n1()).is_some(),
             "after an index reset"
         );
     }

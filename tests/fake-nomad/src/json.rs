@@ -375,11 +375,36 @@ pub fn node(node: &Node) -> Value {
         "NodeClass": "",
         "NodePool": node.node_pool,
         "SchedulingEligibility": "eligible",
-        "Status": "ready",
+        "Status": node.status,
         "StatusDescription": "",
         "StatusUpdatedAt": 1_700_000_000,
         "TLSEnabled": false,
         "XFutureNodeField": true,
+    })
+}
+
+/// A `NodeListStub`, as `/v1/nodes` returns (`Node.Stub` in `nomad/structs/structs.go`).
+pub fn node_stub(node: &Node) -> Value {
+    json!({
+        "Address": "127.0.0.1",
+        "Attributes": null,
+        "CreateIndex": node.create_index,
+        "Datacenter": node.datacenter,
+        "Drain": false,
+        "Drivers": {"docker": {"Detected": true, "Healthy": true}, "exec": {"Detected": true, "Healthy": true}},
+        "HostVolumes": null,
+        "ID": node.id,
+        "LastDrain": null,
+        "ModifyIndex": node.modify_index,
+        "Name": node.name,
+        "NodeClass": "",
+        "NodePool": node.node_pool,
+        "NodeResources": null,
+        "ReservedResources": null,
+        "SchedulingEligibility": "eligible",
+        "Status": node.status,
+        "StatusDescription": "",
+        "Version": "1.11.3",
     })
 }
 

@@ -93,6 +93,8 @@ pub struct Node {
     pub name: String,
     pub datacenter: String,
     pub node_pool: String,
+    /// `ready`, or `down` once it stopped heartbeating.
+    pub status: String,
     pub create_index: u64,
     pub modify_index: u64,
 }
@@ -105,6 +107,7 @@ impl Node {
             name: name.to_owned(),
             datacenter: "dc1".to_owned(),
             node_pool: "default".to_owned(),
+            status: "ready".to_owned(),
             create_index: 0,
             modify_index: 0,
         }
@@ -421,9 +424,10 @@ impl MessageType {
     }
 }
 
-/// One event on the Allocation topic, with what subscriptions filter on.
+/// One event (Allocation or Node topic), with what subscriptions filter on.
 #[derive(Clone, Debug)]
 pub struct EventRecord {
+    pub topic: String,
     pub namespace: String,
     pub key: String,
     /// `[JobID, DeploymentID]`, as Nomad sets them for allocations.
@@ -511,6 +515,8 @@ pub struct Cluster {
     pub index: u64,
     /// The index of the last write to the allocs table (what Nomad reports for a node with none).
     pub allocs_table_index: u64,
+    /// The index of the last write to the nodes table (`/v1/nodes`' `X-Nomad-Index`).
+    pub nodes_table_index: u64,
     pub namespaces: BTreeSet<String>,
     pub nodes: BTreeMap<String, Node>,
     /// Current job versions, by `(namespace, id)`.
@@ -547,6 +553,7 @@ impl Cluster {
         Cluster {
             index: 10,
             allocs_table_index: 1,
+            nodes_table_index: 1,
             namespaces: BTreeSet::from(["default".to_owned()]),
             nodes: BTreeMap::new(),
             jobs: BTreeMap::new(),
@@ -610,6 +617,7 @@ impl Cluster {
                     .iter()
                     .filter_map(|id| self.allocations.get(id))
                     .map(|alloc| EventRecord {
+                        topic: "Allocation".to_owned(),
                         namespace: alloc.namespace.clone(),
                         key: alloc.id.clone(),
                         filter_keys: vec![alloc.job.id.clone(), alloc.deployment_id.clone()],
@@ -649,6 +657,7 @@ impl Cluster {
     pub fn restore_snapshot(&mut self, index: u64) {
         self.index = index;
         self.allocs_table_index = self.allocs_table_index.min(index);
+        self.nodes_table_index = self.nodes_table_index.min(index);
         for alloc in self.allocations.values_mut() {
             alloc.create_index = alloc.create_index.min(index);
             alloc.modify_index = alloc.modify_index.min(index);
@@ -693,7 +702,8 @@ impl Cluster {
         self.commit(MessageType::Other, &[]);
     }
 
-    /// Registers a node and returns its ID (generated when the node has none).
+    /// Registers a node and returns its ID (generated when the node has none): a
+    /// `NodeRegistration` event on the Node topic.
     pub fn add_node(&mut self, mut node: Node) -> String {
         if node.id.is_empty() {
             node.id = self.new_uuid();
@@ -702,8 +712,72 @@ impl Cluster {
         node.create_index = index;
         node.modify_index = index;
         let id = node.id.clone();
+        self.node_event(&node, "NodeRegistration", index);
         self.nodes.insert(id.clone(), node);
+        self.nodes_table_index = index;
         id
+    }
+
+    /// The frame of one Node event: `Namespace` empty (it passes every namespace filter),
+    /// `FilterKeys` null, the payload the node (`nomad/state/events.go`).
+    fn node_event(&mut self, node: &Node, event_type: &str, index: u64) {
+        let json = serde_json::json!({
+            "FilterKeys": null,
+            "Index": index,
+            "Key": node.id,
+            "Namespace": "",
+            "Payload": {"Node": crate::json::node(node)},
+            "Topic": "Node",
+            "Type": event_type,
+        });
+        self.events.push(EventFrame {
+            index,
+            events: vec![EventRecord {
+                topic: "Node".to_owned(),
+                namespace: String::new(),
+                key: node.id.clone(),
+                filter_keys: Vec::new(),
+                json,
+            }],
+        });
+    }
+
+    /// A node that stopped heartbeating: its status goes `down` (a `NodeStreamEvent`), and
+    /// the scheduler marks its allocations lost in one plan (desired `stop`, client `lost`).
+    /// They stay listed until they are collected.
+    pub fn node_down(&mut self, node_id: &str) {
+        let index = self.commit(MessageType::Other, &[]);
+        let Some(mut node) = self.nodes.get(node_id).cloned() else {
+            panic!("no node {node_id}");
+        };
+        node.status = "down".to_owned();
+        node.modify_index = index;
+        self.node_event(&node, "NodeStreamEvent", index);
+        self.nodes.insert(node_id.to_owned(), node);
+        self.nodes_table_index = index;
+        let lost: Vec<String> = self
+            .allocations
+            .values()
+            .filter(|a| a.node_id == node_id && !a.client_status.is_terminal())
+            .map(|a| a.id.clone())
+            .collect();
+        for id in &lost {
+            if let Some(alloc) = self.allocations.get_mut(id) {
+                alloc.desired_status = "stop";
+                alloc.client_status = ClientStatus::Lost;
+            }
+        }
+        self.commit(MessageType::PlanResult, &lost);
+    }
+
+    /// `nomad node purge`: the node leaves the cluster (a `NodeDeregistration` event carrying
+    /// the node as it was).
+    pub fn deregister_node(&mut self, node_id: &str) {
+        let index = self.commit(MessageType::Other, &[]);
+        if let Some(node) = self.nodes.remove(node_id) {
+            self.node_event(&node, "NodeDeregistration", index);
+        }
+        self.nodes_table_index = index;
     }
 
     /// Makes the agent a client of `node_id` (what `/v1/agent/self` reports).

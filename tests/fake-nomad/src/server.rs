@@ -146,6 +146,7 @@ pub fn router(shared: AppState) -> Router {
     Router::new()
         .route("/v1/agent/self", get(agent_self))
         .route("/v1/status/leader", get(status_leader))
+        .route("/v1/nodes", get(nodes))
         .route("/v1/node/{node_id}", get(node))
         .route("/v1/node/{node_id}/allocations", get(node_allocations))
         .route("/v1/allocation/{alloc_id}", get(allocation))
@@ -535,6 +536,24 @@ async fn node(
             .get(&node_id)
             .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "node not found"))?;
         Ok((node.modify_index, json::node(node)))
+    })
+    .await
+}
+
+/// `GET /v1/nodes`: every node as a `NodeListStub`, by ID (ACL `node:read`); the index is the
+/// nodes table's.
+async fn nodes(
+    State(shared): State<AppState>,
+    Query(query): Query<BlockingQuery>,
+    headers: HeaderMap,
+) -> Response {
+    blocking_read(&shared, &query, |cluster| {
+        let p = policy(cluster, &headers)?;
+        if !(p.management || p.node_read) {
+            return Err(ApiError::forbidden());
+        }
+        let stubs = cluster.nodes.values().map(json::node_stub).collect();
+        Ok((cluster.nodes_table_index, Value::Array(stubs)))
     })
     .await
 }

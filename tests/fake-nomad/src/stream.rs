@@ -5,7 +5,7 @@
 //! a bare-text error tail) and the hijacked one of Nomad ≥ 1.11.2 (`200` at once, then EOF on any
 //! error). Faults can be injected into live and new subscriptions.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,21 +70,22 @@ impl Default for StreamSettings {
     }
 }
 
+/// The keys asked for per topic: `None` is every key (`Topic` or `Topic:*`).
+type TopicKeys = BTreeMap<String, Option<BTreeSet<String>>>;
+
 /// What a subscription asked for.
 #[derive(Debug)]
 struct Request {
     index: u64,
-    /// `None`: every key of the topic (`Allocation` or `Allocation:*`).
-    keys: Option<BTreeSet<String>>,
+    /// By topic name (`*` for every topic).
+    topics: TopicKeys,
     namespace: String,
-    /// No topic was given: `*:*`, which needs a management token.
-    all_topics: bool,
 }
 
 fn parse_request(raw_query: Option<&str>) -> Result<Request, ApiError> {
     let mut index = 0;
     let mut namespace = "default".to_owned();
-    let mut topics = Vec::new();
+    let mut raw_topics = Vec::new();
     for (key, value) in form_urlencoded::parse(raw_query.unwrap_or_default().as_bytes()) {
         match key.as_ref() {
             "index" => {
@@ -96,18 +97,17 @@ fn parse_request(raw_query: Option<&str>) -> Result<Request, ApiError> {
                 })?;
             }
             "namespace" => namespace = value.into_owned(),
-            "topic" => topics.push(value.into_owned()),
+            "topic" => raw_topics.push(value.into_owned()),
             // region, filter and the rest are parsed by Nomad and ignored.
             _ => {}
         }
     }
-    let mut keys: Option<BTreeSet<String>> = Some(BTreeSet::new());
-    let all_topics = topics.is_empty();
-    if all_topics {
+    if raw_topics.is_empty() {
         // No topic means `*:*`, which only a management token may ask for.
-        topics.push("*:*".to_owned());
+        raw_topics.push("*:*".to_owned());
     }
-    for topic in &topics {
+    let mut asked: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for topic in &raw_topics {
         let (name, key) = match topic.split(':').collect::<Vec<_>>()[..] {
             [name] => (name, "*"),
             [name, key] => (name, key),
@@ -118,62 +118,53 @@ fn parse_request(raw_query: Option<&str>) -> Result<Request, ApiError> {
                 ));
             }
         };
-        if name != "Allocation" && name != "*" {
-            continue;
-        }
-        match (key, keys.as_mut()) {
-            ("*", _) => keys = None,
-            (key, Some(set)) => {
-                set.insert(key.to_owned());
-            }
-            (_, None) => {}
-        }
+        asked
+            .entry(name.to_owned())
+            .or_default()
+            .push(key.to_owned());
     }
     // `*` is a wildcard only when it is the sole key for the topic.
-    if keys.is_none()
-        && topics
-            .iter()
-            .filter(|t| t.starts_with("Allocation:"))
-            .count()
-            > 1
-    {
-        keys = Some(
-            topics
-                .iter()
-                .filter_map(|t| t.strip_prefix("Allocation:"))
-                .filter(|k| *k != "*")
-                .map(str::to_owned)
-                .collect(),
-        );
-    }
+    let topics = asked
+        .into_iter()
+        .map(|(name, keys)| {
+            let keys = match keys.as_slice() {
+                [only] if only == "*" => None,
+                _ => Some(keys.into_iter().filter(|k| k != "*").collect()),
+            };
+            (name, keys)
+        })
+        .collect();
     Ok(Request {
         index,
-        keys,
+        topics,
         namespace,
-        all_topics,
     })
 }
 
 /// The namespaces a subscription sees, or why it may not subscribe. `*` is expanded to the
-/// namespaces that exist now, and needs read-job in every one of them.
+/// namespaces that exist now, and needs read-job in every one of them (`validateNsOp`): the
+/// Allocation topic needs read-job, Node needs node:read, anything else a management token.
 fn authorize(
     cluster: &Cluster,
     policy: &Policy,
     request: &Request,
 ) -> Result<BTreeSet<String>, ApiError> {
-    if request.all_topics && !policy.management {
-        return Err(ApiError::forbidden());
-    }
     let namespaces: BTreeSet<String> = if request.namespace == "*" {
         cluster.namespaces.clone()
     } else {
         BTreeSet::from([request.namespace.clone()])
     };
-    if namespaces
-        .iter()
-        .any(|ns| !policy.allows_namespace(ns, "read-job"))
-    {
-        return Err(ApiError::forbidden());
+    for topic in request.topics.keys() {
+        let allowed = match topic.as_str() {
+            "Allocation" => namespaces
+                .iter()
+                .all(|ns| policy.allows_namespace(ns, "read-job")),
+            "Node" => policy.management || policy.node_read,
+            _ => policy.management,
+        };
+        if !allowed {
+            return Err(ApiError::forbidden());
+        }
     }
     Ok(namespaces)
 }
@@ -183,13 +174,16 @@ fn authorize(
 fn frame_line(
     frame: &EventFrame,
     namespaces: &BTreeSet<String>,
-    keys: Option<&BTreeSet<String>>,
+    topics: &TopicKeys,
 ) -> Option<Vec<u8>> {
     let mut events = Vec::new();
     for event in &frame.events {
         if !event.namespace.is_empty() && !namespaces.contains(&event.namespace) {
             continue;
         }
+        let Some(keys) = topics.get(&event.topic).or_else(|| topics.get("*")) else {
+            continue;
+        };
         match keys {
             None => events.push(&event.json),
             Some(keys) => {
@@ -263,7 +257,7 @@ pub async fn event_stream(
                 tx,
                 transport,
                 namespaces,
-                keys: request.keys,
+                topics: request.topics,
                 token,
                 generation,
             };
@@ -310,7 +304,7 @@ struct Subscription {
     tx: mpsc::Sender<Bytes>,
     transport: Transport,
     namespaces: BTreeSet<String>,
-    keys: Option<BTreeSet<String>>,
+    topics: TopicKeys,
     token: Option<String>,
     generation: u64,
 }
@@ -363,7 +357,7 @@ impl Subscription {
         let after = *cursor;
         for frame in buffer.frames.iter().filter(|f| f.index > after) {
             *cursor = frame.index;
-            if let Some(line) = frame_line(frame, &self.namespaces, self.keys.as_ref()) {
+            if let Some(line) = frame_line(frame, &self.namespaces, &self.topics) {
                 lines.push(line);
             }
         }
@@ -453,12 +447,23 @@ mod tests {
     #[test]
     fn topics_parse_like_nomads() {
         let r = parse_request(Some("topic=Allocation:*&namespace=*&index=7")).expect("valid");
-        assert_eq!((r.index, r.keys, r.namespace.as_str()), (7, None, "*"));
+        assert_eq!((r.index, r.namespace.as_str()), (7, "*"));
+        assert_eq!(r.topics, BTreeMap::from([("Allocation".to_owned(), None)]));
         let r = parse_request(Some("topic=Allocation")).expect("valid");
-        assert_eq!(r.keys, None);
+        assert_eq!(r.topics["Allocation"], None);
         assert_eq!(r.namespace, "default");
         let r = parse_request(Some("topic=Allocation:web&topic=Allocation:*")).expect("valid");
-        assert_eq!(r.keys, Some(BTreeSet::from(["web".to_owned()])));
+        assert_eq!(
+            r.topics["Allocation"],
+            Some(BTreeSet::from(["web".to_owned()]))
+        );
+        let r = parse_request(Some("topic=Allocation:*&topic=Node:*")).expect("valid");
+        assert_eq!(
+            r.topics,
+            BTreeMap::from([("Allocation".to_owned(), None), ("Node".to_owned(), None)])
+        );
+        let r = parse_request(None).expect("valid");
+        assert_eq!(r.topics, BTreeMap::from([("*".to_owned(), None)]));
         assert!(parse_request(Some("topic=Allocation:a:b")).is_err());
         assert!(parse_request(Some("index=x")).is_err());
     }

@@ -56,7 +56,7 @@ fn render_fixture() -> Vec<u8> {
         datacenter: "dc1".to_owned(),
         node_pool: "default".to_owned(),
     };
-    render_csv(&project(&allocations, &info, &Columns::defaults()).table)
+    render_csv(&project(&allocations, &info.into(), &Columns::defaults()).table)
 }
 
 const FIXTURE: &str = "vector/tests/allocs.csv";
