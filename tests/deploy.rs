@@ -542,6 +542,35 @@ fn yaml_file(path: &str) -> yaml_rust2::Yaml {
 }
 
 #[test]
+fn the_cluster_aggregator_labels_from_the_cluster_table() {
+    let aggregator = yaml_file("vector/aggregator-cluster.yaml");
+    assert_eq!(
+        aggregator["sources"]["agents"]["type"].as_str(),
+        Some("vector")
+    );
+    assert_eq!(
+        aggregator["sources"]["agents"]["tls"]["verify_certificate"].as_bool(),
+        Some(true)
+    );
+    let remap = &aggregator["transforms"]["nomad_labelled"];
+    assert_eq!(
+        remap["inputs"].as_vec().expect("inputs")[0].as_str(),
+        Some("agents")
+    );
+    assert_eq!(
+        aggregator["enrichment_tables"]["nomad_allocs"]["file"]["path"].as_str(),
+        Some("/var/lib/nomad-alloc-table/cluster.csv"),
+        "the cluster-scope table"
+    );
+    let sinks = aggregator["sinks"].as_hash().expect("sinks");
+    assert_eq!(sinks.len(), 1, "one sink enabled, the others commented out");
+    for sink in sinks.values() {
+        let inputs = sink["inputs"].as_vec().expect("inputs");
+        assert_eq!(inputs[0].as_str(), Some("nomad_labelled"));
+    }
+}
+
+#[test]
 fn agents_send_labelled_lines_to_the_aggregator_over_verified_tls() {
     let agent = yaml_file("vector/agent.yaml");
     let sink = &agent["sinks"]["aggregator"];

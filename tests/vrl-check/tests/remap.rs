@@ -223,3 +223,62 @@ fn the_stand_in_refuses_unknown_tables_and_columns_at_compile_time() {
         .expect("refused");
     assert!(error.contains("missing from dataset"), "{error}");
 }
+
+/// The aggregator's remap, over a cluster-scope table rendered by nomad-alloc-table from two
+/// nodes: a raw line forwarded by an agent is labelled with its own node's row, and a line an
+/// agent labelled already passes unchanged.
+#[test]
+fn the_aggregator_labels_raw_lines_from_the_cluster_table_and_keeps_labelled_ones() {
+    let mut cluster = Cluster::new(12);
+    let nodes: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|n| cluster.add_node(Node::new(&format!("client-{n}")).datacenter(&format!("dc-{n}"))))
+        .collect();
+    cluster.register_job(
+        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
+    );
+    let placed: Vec<String> = nodes
+        .iter()
+        .map(|node| cluster.place("default", "web", "api", node))
+        .collect();
+    let allocations: Vec<Allocation> = cluster
+        .allocations
+        .values()
+        .map(|a| serde_json::from_value(fake_nomad::json::allocation(a, true)).expect("decodes"))
+        .collect();
+    let mut directory = nomad_alloc_table::nodes::Nodes::cluster();
+    let listed: Vec<nomad_alloc_table::nomad::types::Node> = cluster
+        .nodes
+        .values()
+        .map(|n| serde_json::from_value(fake_nomad::json::node_stub(n)).expect("decodes"))
+        .collect();
+    directory.replace(&listed, |_| false);
+    let csv = render_csv(&project(&allocations, &directory, &Columns::defaults()).table);
+    let table = Table::from_csv(&csv).expect("the cluster table loads");
+    let source = remap_source(&read("vector/aggregator-cluster.yaml"), "nomad_labelled")
+        .expect("inline source");
+    let tables = Tables([("nomad_allocs".to_owned(), Arc::new(table))].into());
+    let remap = Remap::compile(&source, tables)
+        .unwrap_or_else(|e| panic!("the aggregator's VRL does not compile:\n{e}"));
+    for (alloc, dc) in placed.iter().zip(["dc-a", "dc-b"]) {
+        let output = kept(remap.run(event(&format!(
+            "/opt/nomad/data/alloc/{alloc}/alloc/logs/server.stdout.0"
+        ))));
+        assert_eq!(field(&output, &["nomad_enriched"]), &Value::Boolean(true));
+        assert_eq!(field(&output, &["nomad", "datacenter"]), &Value::from(dc));
+        assert_eq!(field(&output, &["nomad", "stream"]), &Value::from("stdout"));
+    }
+    let mut labelled = event(&format!(
+        "/opt/nomad/data/alloc/{}/alloc/logs/server.stdout.0",
+        placed[0]
+    ));
+    if let Value::Object(map) = &mut labelled {
+        map.insert("nomad_enriched".into(), Value::Boolean(true));
+        map.insert("nomad".into(), Value::from("labelled at the edge"));
+    }
+    let output = kept(remap.run(labelled.clone()));
+    assert_eq!(
+        output, labelled,
+        "a line labelled at the edge is left alone"
+    );
+}
