@@ -27,15 +27,16 @@ pub struct Entry<'a> {
 }
 
 /// Where one allocation's rows are in a rendering, and what they were made from.
+/// Shared parts, so that carrying a span over to the next rendering allocates nothing.
 #[derive(Clone, Debug)]
 struct Span {
-    alloc_id: String,
+    alloc_id: Arc<str>,
     generation: u64,
     node: Arc<NodeInfo>,
     /// The rows' bytes (for JSON: the objects, without separators).
     bytes: Range<usize>,
     /// The task of each row, to count what a publish adds and removes.
-    tasks: Vec<String>,
+    tasks: Arc<[String]>,
 }
 
 /// A rendering of the model, to publish and then [`RenderCache::commit`].
@@ -93,10 +94,10 @@ impl RenderCache {
         for entry in entries {
             let id = entry.alloc.id.as_str();
             // Spans of allocations that sort before this one are gone from the model.
-            while let Some(gone) = old.next_if(|s| s.alloc_id.as_str() < id) {
+            while let Some(gone) = old.next_if(|s| &*s.alloc_id < id) {
                 removed += gone.tasks.len();
             }
-            let previous = old.next_if(|s| s.alloc_id == id);
+            let previous = old.next_if(|s| &*s.alloc_id == id);
             let node = nodes.of(&entry.alloc.node_id);
             let span = match previous {
                 Some(p) if p.generation == entry.generation && Arc::ptr_eq(&p.node, node) => {
@@ -115,11 +116,11 @@ impl RenderCache {
                         None => added += tasks.len(),
                     }
                     Span {
-                        alloc_id: id.to_owned(),
+                        alloc_id: id.into(),
                         generation: entry.generation,
                         node: node.clone(),
                         bytes: out.rows(&alloc_rows),
-                        tasks,
+                        tasks: tasks.into(),
                     }
                 }
             };
@@ -387,7 +388,7 @@ mod tests {
                 .iter()
                 .cloned()
                 .map(|a| {
-                    let same = before.iter().any(|b| *b == a);
+                    let same = before.contains(&a);
                     (a, if same { 1 } else { 2 })
                 })
                 .collect();

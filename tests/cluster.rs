@@ -171,7 +171,7 @@ fn the_listing_pages_through_every_allocation() {
     let fake = FakeNomad::start(cluster);
     let dir = tempfile::tempdir().expect("tempdir");
     let table = dir.path().join("cluster.csv");
-    bin_at(&fake.address())
+    bin_at(fake.address())
         .args(["dump", "--scope", "cluster", "--page-size", "2", "-o"])
         .arg(&table)
         .assert()
@@ -216,7 +216,7 @@ fn a_node_event_changes_its_rows_without_a_resync() {
 #[test]
 fn node_scope_options_are_refused() {
     let fake = FakeNomad::start(three_node_cluster().0);
-    bin_at(&fake.address())
+    bin_at(fake.address())
         .args([
             "dump",
             "--scope",

@@ -116,9 +116,11 @@ async fn the_start_index_is_inclusive_clamped_and_re_sends_the_tail() {
     )
     .await;
     assert_eq!(lines.frame().await["Index"].as_u64(), Some(indexes[1]));
-    // Too old for the buffer: silently from the oldest.
+    // Too old for the buffer: silently from the oldest (evicting the node's registration and
+    // the first placement).
+    let first = indexes[0];
     fake.update(|c| {
-        c.events.frames.pop_front();
+        c.events.frames.retain(|f| f.index > first);
     });
     let mut lines = Lines::new(&fake, "topic=Allocation&namespace=*&index=1").await;
     assert_eq!(lines.frame().await["Index"].as_u64(), Some(indexes[1]));
