@@ -154,8 +154,41 @@ impl Publisher {
         Ok(removed)
     }
 
-    /// Publishes `bytes` unless the file already holds exactly them.
+    /// Publishes `bytes` unless the file already holds exactly them; the bytes written are
+    /// re-read and validated in full as Vector will read them.
     pub fn publish(&mut self, bytes: &[u8]) -> Result<Outcome, PublishError> {
+        let format = self.format;
+        self.publish_checked(bytes, |written| validate::validate(written, format))
+    }
+
+    /// Publishes `bytes` that were validated already (`validated`, as
+    /// [`crate::rendered`] validates what changed): the bytes re-read from the temporary file
+    /// must be exactly them, so what is on disk is what was validated.
+    pub fn publish_validated(
+        &mut self,
+        bytes: &[u8],
+        validated: Result<Validated, ValidationError>,
+    ) -> Result<Outcome, PublishError> {
+        if let Err(source) = validated {
+            return Err(PublishError::Invalid {
+                path: self.path.clone(),
+                source,
+            });
+        }
+        self.publish_checked(bytes, |written| {
+            if written == bytes {
+                validated
+            } else {
+                Err(ValidationError::Changed)
+            }
+        })
+    }
+
+    fn publish_checked(
+        &mut self,
+        bytes: &[u8],
+        check: impl FnOnce(&[u8]) -> Result<Validated, ValidationError>,
+    ) -> Result<Outcome, PublishError> {
         let hash = blake3::hash(bytes);
         let current = self.current_hash()?;
         if let Some((on_disk, _)) = &current
@@ -195,11 +228,10 @@ impl Publisher {
         // Validate exactly what is on disk, as Vector will read it.
         let written = fs::read(temp.path())
             .map_err(|source| self.io("re-read the temporary file for", source))?;
-        let validated =
-            validate::validate(&written, self.format).map_err(|source| PublishError::Invalid {
-                path: self.path.clone(),
-                source,
-            })?;
+        let validated = check(&written).map_err(|source| PublishError::Invalid {
+            path: self.path.clone(),
+            source,
+        })?;
         temp.as_file()
             .sync_all()
             .map_err(|source| self.io("fsync the temporary file for", source))?;

@@ -11,7 +11,7 @@ use crate::render::FileFormat;
 pub const KEY_COLUMNS: [&str; 2] = ["alloc_id", "task"];
 
 /// Why rendered bytes would not load in Vector (or would make lookups fail).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ValidationError {
     #[error("the table is empty: Vector needs at least the header row")]
     Empty,
@@ -35,6 +35,10 @@ pub enum ValidationError {
     Csv(String),
     #[error("the JSON cannot be parsed or is not an array of objects of strings: {0}")]
     Json(String),
+    #[error("the file read back differs from the bytes written and validated")]
+    Changed,
+    #[error("a row of allocation {alloc_id:?} carries another alloc_id")]
+    ForeignRow { alloc_id: String },
 }
 
 /// What a valid table holds.

@@ -28,6 +28,21 @@ pub fn start_run(fake: &FakeNomad, dir: &std::path::Path, extra: &[&str]) -> Chi
         .expect("spawn run")
 }
 
+/// Starts the release `run --scope cluster` against `fake`, publishing into `dir` (no alloc
+/// dir: the cluster scope has none).
+pub fn start_cluster_run(fake: &FakeNomad, dir: &std::path::Path, extra: &[&str]) -> Child {
+    launch::command()
+        .env("NOMAD_ADDR", fake.address())
+        .env("RUST_LOG", "warn")
+        .args(["run", "--scope", "cluster", "-o"])
+        .arg(dir.join("allocs.csv"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn run")
+}
+
 /// Polls `condition` every 2 ms for up to a minute.
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -355,7 +355,10 @@ impl Driver {
             allocations_without_tasks = rendering.without_tasks,
             "rendered"
         );
-        match self.publisher.publish(&rendering.bytes) {
+        match self
+            .publisher
+            .publish_validated(&rendering.bytes, rendering.validated.clone())
+        {
             Ok(Outcome::Unchanged) => {
                 debug!(reason = %reason, "table unchanged; nothing written");
                 self.rendered.commit(rendering);

@@ -1,0 +1,254 @@
+//! `run --scope cluster` on a simulated cluster of 1,000 nodes, the exporter of an aggregator
+//! Vector. For each cell:
+//! - start-up: the time to the first reload and the bytes it took (every node, every page of
+//!   stubs, one fetch per job version);
+//! - the bytes and requests Nomad serves it per hour under cluster-wide churn (one subscriber:
+//!   this is the whole server egress), measured over a window, plus the two full listings an
+//!   hour (`--resync-interval` 30m) the window is too short to see;
+//! - placement → reload latency, p50 and p99, for probe placements on random nodes;
+//! - CPU seconds per hour and peak RSS;
+//! - the table the aggregator loads: rows, bytes, and reloads per hour at that churn.
+//!
+//! `cargo bench --bench cluster`; `NAT_SCALE_SECONDS` sets the window (default 60),
+//! `NAT_SCALE_PROBES` the probes per cell (default 8). Results go in BENCHMARKS.md.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fake_nomad::generate::{Shape, cluster};
+use fake_nomad::lifecycle::ClusterChurn;
+use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
+
+use common::{SignalListener, launch, percentile, start_cluster_run, usage, wait_until};
+
+const NODES: usize = 1_000;
+/// (allocations, churn per second): 30 allocations a node at two churns, and about 100,000
+/// rows (1.6 tasks an allocation) for the memory figure.
+const CELLS: [(usize, f64); 3] = [(30_000, 1.0), (30_000, 10.0), (62_500, 1.0)];
+/// `--resync-interval` 30m: two full listings an hour.
+const RESYNCS_PER_HOUR: f64 = 2.0;
+
+/// The reload signals the bench process got, each with whether the table held the probe then.
+struct SimulatedVector {
+    table: std::path::PathBuf,
+    probe: Mutex<String>,
+    loads: Mutex<Vec<(Instant, bool)>>,
+}
+
+impl SimulatedVector {
+    fn reload(&self) {
+        let probe = self.probe.lock().expect("lock").clone();
+        let has = !probe.is_empty()
+            && std::fs::read_to_string(&self.table).is_ok_and(|t| t.contains(&probe));
+        self.loads.lock().expect("lock").push((Instant::now(), has));
+    }
+
+    fn count(&self) -> usize {
+        self.loads.lock().expect("lock").len()
+    }
+}
+
+struct Cell {
+    allocations: usize,
+    churn: f64,
+    start_seconds: f64,
+    start_bytes: u64,
+    job_fetches: usize,
+    listing_bytes: u64,
+    bytes_per_hour: f64,
+    requests_per_hour: f64,
+    p50: Duration,
+    p99: Duration,
+    cpu_seconds_per_hour: f64,
+    peak_rss_mib: f64,
+    rows: usize,
+    table_bytes: u64,
+    reloads_per_hour: f64,
+}
+
+fn measure(allocations: usize, churn_rate: f64, window: Duration, probes: usize) -> Cell {
+    let mut generated = cluster(&Shape {
+        allocations,
+        nodes: NODES,
+        seed: 33,
+    });
+    generated.register_job(
+        Job::service("probe").group(TaskGroup::new("g").task(Task::new("t", "exec"))),
+    );
+    let node_ids: Vec<String> = generated.nodes.keys().cloned().collect();
+    let mut churn = ClusterChurn::new(&generated, 33);
+    let fake = Arc::new(FakeNomad::start(generated));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = dir.path().join("allocs.csv");
+    let vector = Arc::new(SimulatedVector {
+        table: table.clone(),
+        probe: Mutex::new(String::new()),
+        loads: Mutex::new(Vec::new()),
+    });
+    let listener = SignalListener::start({
+        let vector = vector.clone();
+        move || vector.reload()
+    });
+    let flags = launch::reload_this_process("SIGUSR1");
+    let started = Instant::now();
+    let mut run = start_cluster_run(
+        &fake,
+        dir.path(),
+        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    wait_until("the first reload", || vector.count() > 0);
+    let start_seconds = started.elapsed().as_secs_f64();
+    let start_bytes = fake.bytes_sent();
+    let routes = fake.bytes_by_route();
+    let listing_bytes = ["/v1/allocations", "/v1/nodes"]
+        .iter()
+        .map(|r| routes.get(*r).copied().unwrap_or(0))
+        .sum();
+    let job_fetches = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/allocation/"))
+        .count();
+    let stop = Arc::new(AtomicBool::new(false));
+    let churning = std::thread::spawn({
+        let (fake, stop) = (fake.clone(), stop.clone());
+        let period = Duration::from_secs_f64(1.0 / churn_rate);
+        move || {
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                next += period;
+                while Instant::now() < next {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20).min(period));
+                }
+                fake.update(|c| {
+                    churn.step(c);
+                });
+            }
+        }
+    });
+    let bytes_before = fake.bytes_sent();
+    let requests_before = fake.requests().len();
+    let reloads_before = vector.count();
+    let (cpu_before, _) = usage(run.id());
+    let window_start = Instant::now();
+    std::thread::sleep(window);
+    let elapsed = window_start.elapsed();
+    let bytes = fake.bytes_sent() - bytes_before;
+    let requests = fake.requests().len() - requests_before;
+    let reloads = vector.count() - reloads_before;
+    let (cpu_after, _) = usage(run.id());
+    let mut latencies = Vec::with_capacity(probes);
+    for i in 0..probes {
+        std::thread::sleep(Duration::from_millis(2_500));
+        let node = &node_ids[(i * 397) % node_ids.len()];
+        let placed = Instant::now();
+        let id = fake.update(|c| c.place("default", "probe", "g", node));
+        *vector.probe.lock().expect("lock") = id.clone();
+        wait_until("the probe's reload", || {
+            vector
+                .loads
+                .lock()
+                .expect("lock")
+                .iter()
+                .any(|(at, has)| *has && *at >= placed)
+        });
+        let loaded = vector
+            .loads
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(at, has)| *has && *at >= placed)
+            .map(|(at, _)| *at)
+            .expect("a load");
+        latencies.push(loaded - placed);
+    }
+    stop.store(true, Ordering::Relaxed);
+    churning.join().expect("churn");
+    let (_, peak_rss_kib) = usage(run.id());
+    let content = std::fs::read(&table).expect("table");
+    let rows = content.iter().filter(|b| **b == b'\n').count() - 1;
+    let _ = run.kill();
+    let _ = run.wait();
+    listener.stop();
+    latencies.sort();
+    let per_hour = 3600.0 / elapsed.as_secs_f64();
+    Cell {
+        allocations,
+        churn: churn_rate,
+        start_seconds,
+        start_bytes,
+        job_fetches,
+        listing_bytes,
+        bytes_per_hour: bytes as f64 * per_hour + RESYNCS_PER_HOUR * listing_bytes as f64,
+        requests_per_hour: requests as f64 * per_hour,
+        p50: percentile(&latencies, 50.0),
+        p99: percentile(&latencies, 99.0),
+        cpu_seconds_per_hour: (cpu_after - cpu_before) * per_hour,
+        peak_rss_mib: peak_rss_kib as f64 / 1024.0,
+        rows,
+        table_bytes: content.len() as u64,
+        reloads_per_hour: reloads as f64 * per_hour,
+    }
+}
+
+fn main() {
+    let window = Duration::from_secs(
+        std::env::var("NAT_SCALE_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60),
+    );
+    let probes = std::env::var("NAT_SCALE_PROBES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let mut cells = Vec::new();
+    for (allocations, churn) in CELLS {
+        let c = measure(allocations, churn, window, probes);
+        eprintln!(
+            "cluster: {allocations} allocations, {churn}/s: start {:.1} s / {:.1} MB / {} job fetches, {:.1} MB/h, p50 {:.0} ms, p99 {:.0} ms, CPU {:.1} s/h, RSS {:.1} MiB, {} rows, {:.1} MB, {:.0} reloads/h",
+            c.start_seconds,
+            c.start_bytes as f64 / 1e6,
+            c.job_fetches,
+            c.bytes_per_hour / 1e6,
+            c.p50.as_secs_f64() * 1e3,
+            c.p99.as_secs_f64() * 1e3,
+            c.cpu_seconds_per_hour,
+            c.peak_rss_mib,
+            c.rows,
+            c.table_bytes as f64 / 1e6,
+            c.reloads_per_hour,
+        );
+        cells.push(c);
+    }
+    println!(
+        "| allocations (1,000 nodes) | churn/s | start: s / MB / job fetches | full listing MB | MB/h from Nomad | requests/h | reload p50 / p99 ms | CPU s/h | peak RSS MiB | table rows / MB | reloads/h |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for c in &cells {
+        println!(
+            "| {} | {} | {:.1} / {:.1} / {} | {:.1} | {:.1} | {:.0} | {:.0} / {:.0} | {:.1} | {:.1} | {} / {:.1} | {:.0} |",
+            c.allocations,
+            c.churn,
+            c.start_seconds,
+            c.start_bytes as f64 / 1e6,
+            c.job_fetches,
+            c.listing_bytes as f64 / 1e6,
+            c.bytes_per_hour / 1e6,
+            c.requests_per_hour,
+            c.p50.as_secs_f64() * 1e3,
+            c.p99.as_secs_f64() * 1e3,
+            c.cpu_seconds_per_hour,
+            c.peak_rss_mib,
+            c.rows,
+            c.table_bytes as f64 / 1e6,
+            c.reloads_per_hour,
+        );
+    }
+}
