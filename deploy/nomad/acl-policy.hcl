@@ -7,7 +7,7 @@
 # A policy attached to a job may grant node and agent rules too: Nomad compiles it like a
 # token's.
 
-# /v1/node/:id and its allocations.
+# /v1/node/:id and its allocations; with --scope cluster, /v1/nodes and the Node topic.
 node {
   policy = "read"
 }
