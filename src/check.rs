@@ -239,25 +239,35 @@ fn check_token(client: &NomadClient, node: &Result<crate::table::NodeInfo, NodeE
 /// `namespace "*" { capabilities = ["read-job"] }`, tested with a real `namespace=*`
 /// subscription until its first heartbeat or its refusal.
 async fn check_stream(client: &NomadClient, topics: &[&str]) -> Finding {
-    const CHECK: &str = "read-job in every namespace (event stream)";
-    let fix = "grant namespace \"*\" { capabilities = [\"read-job\"] }: the stream of namespace=* needs it on every namespace";
+    let cluster = topics == CLUSTER_TOPICS;
+    let (check, fix) = if cluster {
+        (
+            "node:read and read-job in every namespace (event stream)",
+            "grant node { policy = \"read\" } (the Node topic) and namespace \"*\" { capabilities = [\"read-job\"] } (namespace=* needs it on every namespace)",
+        )
+    } else {
+        (
+            "read-job in every namespace (event stream)",
+            "grant namespace \"*\" { capabilities = [\"read-job\"] }: the stream of namespace=* needs it on every namespace",
+        )
+    };
     // From the start of Nomad's buffer: the first message comes at once, a frame or a heartbeat.
     let mut stream = match client.event_stream(topics, 1).await {
         Ok(stream) => stream,
-        Err(e) => return Finding::fail(CHECK, e.to_string(), fix),
+        Err(e) => return Finding::fail(check, e.to_string(), fix),
     };
     match stream.next(STREAM_PROBE).await {
         Ok(Message::Heartbeat | Message::Frame(_)) => {
-            Finding::pass(CHECK, "a namespace=* subscription is accepted")
+            Finding::pass(check, "a namespace=* subscription is accepted")
         }
         Ok(Message::Unparseable(line)) => Finding::fail(
-            CHECK,
+            check,
             format!("the stream sent a line that is not an event: {line}"),
             "check for a proxy between this program and Nomad",
         ),
-        Err(end @ StreamEnd::Closed { .. }) => Finding::fail(CHECK, end.to_string(), fix),
+        Err(end @ StreamEnd::Closed { .. }) => Finding::fail(check, end.to_string(), fix),
         Err(end) => Finding::fail(
-            CHECK,
+            check,
             end.to_string(),
             "check the connection to Nomad (a proxy that buffers or cuts streams?)",
         ),

@@ -177,3 +177,52 @@ fn with_blocking_queries_no_event_stream_permission_is_asked_for() {
     assert!(!text.contains("event stream"), "{text}");
     assert!(text.contains("node:read"), "{text}");
 }
+
+/// `check --scope cluster`: no node, no alloc dir, no agent; `node:read` for every node and the
+/// two-topic stream, each failure named with its fix.
+#[test]
+fn the_cluster_scope_checks_what_it_needs_and_names_what_is_missing() {
+    let (mut cluster, _) = web_cluster();
+    cluster.enable_acl();
+    cluster.add_token(
+        "full",
+        Policy::default().node_read().namespace("*", &["read-job"]),
+    );
+    cluster.add_token("jobs-only", Policy::default().namespace("*", &["read-job"]));
+    let fake = FakeNomad::start(cluster);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |token: &str, code: i32| -> String {
+        let output = bin_at(fake.address())
+            .env("NOMAD_TOKEN", token)
+            .args(["check", "--scope", "cluster", "-o"])
+            .arg(dir.path().join("cluster.csv"))
+            .assert()
+            .code(code)
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(output).expect("utf8")
+    };
+    let text = run("full", 0);
+    assert!(text.contains("node:read (every node)"), "{text}");
+    assert!(
+        text.contains("node:read and read-job in every namespace (event stream)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("alloc dir"),
+        "no alloc dir in cluster scope: {text}"
+    );
+    assert!(!text.contains("agent:read"), "no agent needed: {text}");
+    let text = run("jobs-only", 1);
+    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with('✗')).collect();
+    assert_eq!(
+        failed.len(),
+        2,
+        "the node listing and the Node topic: {text}"
+    );
+    assert!(
+        failed.iter().all(|l| l.contains("node")),
+        "both name node:read: {text}"
+    );
+}
