@@ -14,15 +14,18 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use fake_nomad::generate::{Shape, cluster};
 use fake_nomad::lifecycle::ClusterChurn;
 use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
 
-use common::{SignalListener, launch, percentile, start_cluster_run, usage, wait_until};
+use common::{
+    SignalListener, SimulatedVector, churn_in_background, launch, percentile, start_cluster_run,
+    usage, wait_until,
+};
 
 const NODES: usize = 1_000;
 /// (allocations, churn per second): 30 allocations a node at two churns, and about 100,000
@@ -30,26 +33,6 @@ const NODES: usize = 1_000;
 const CELLS: [(usize, f64); 3] = [(30_000, 1.0), (30_000, 10.0), (62_500, 1.0)];
 /// `--resync-interval` 30m: two full listings an hour.
 const RESYNCS_PER_HOUR: f64 = 2.0;
-
-/// The reload signals the bench process got, each with whether the table held the probe then.
-struct SimulatedVector {
-    table: std::path::PathBuf,
-    probe: Mutex<String>,
-    loads: Mutex<Vec<(Instant, bool)>>,
-}
-
-impl SimulatedVector {
-    fn reload(&self) {
-        let probe = self.probe.lock().expect("lock").clone();
-        let has = !probe.is_empty()
-            && std::fs::read_to_string(&self.table).is_ok_and(|t| t.contains(&probe));
-        self.loads.lock().expect("lock").push((Instant::now(), has));
-    }
-
-    fn count(&self) -> usize {
-        self.loads.lock().expect("lock").len()
-    }
-}
 
 struct Cell {
     allocations: usize,
@@ -79,15 +62,11 @@ fn measure(allocations: usize, churn_rate: f64, window: Duration, probes: usize)
         Job::service("probe").group(TaskGroup::new("g").task(Task::new("t", "exec"))),
     );
     let node_ids: Vec<String> = generated.nodes.keys().cloned().collect();
-    let mut churn = ClusterChurn::new(&generated, 33);
+    let churn = ClusterChurn::new(&generated, 33);
     let fake = Arc::new(FakeNomad::start(generated));
     let dir = tempfile::tempdir().expect("tempdir");
     let table = dir.path().join("allocs.csv");
-    let vector = Arc::new(SimulatedVector {
-        table: table.clone(),
-        probe: Mutex::new(String::new()),
-        loads: Mutex::new(Vec::new()),
-    });
+    let vector = Arc::new(SimulatedVector::new(table.clone()));
     let listener = SignalListener::start({
         let vector = vector.clone();
         move || vector.reload()
@@ -112,26 +91,7 @@ fn measure(allocations: usize, churn_rate: f64, window: Duration, probes: usize)
         .iter()
         .filter(|r| r.path.starts_with("/v1/allocation/"))
         .count();
-    let stop = Arc::new(AtomicBool::new(false));
-    let churning = std::thread::spawn({
-        let (fake, stop) = (fake.clone(), stop.clone());
-        let period = Duration::from_secs_f64(1.0 / churn_rate);
-        move || {
-            let mut next = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                next += period;
-                while Instant::now() < next {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(20).min(period));
-                }
-                fake.update(|c| {
-                    churn.step(c);
-                });
-            }
-        }
-    });
+    let (stop, churning) = churn_in_background(fake.clone(), churn, churn_rate, |_, _| {});
     let bytes_before = fake.bytes_sent();
     let requests_before = fake.requests().len();
     let reloads_before = vector.count();
@@ -147,26 +107,7 @@ fn measure(allocations: usize, churn_rate: f64, window: Duration, probes: usize)
     for i in 0..probes {
         std::thread::sleep(Duration::from_millis(2_500));
         let node = &node_ids[(i * 397) % node_ids.len()];
-        let placed = Instant::now();
-        let id = fake.update(|c| c.place("default", "probe", "g", node));
-        *vector.probe.lock().expect("lock") = id.clone();
-        wait_until("the probe's reload", || {
-            vector
-                .loads
-                .lock()
-                .expect("lock")
-                .iter()
-                .any(|(at, has)| *has && *at >= placed)
-        });
-        let loaded = vector
-            .loads
-            .lock()
-            .expect("lock")
-            .iter()
-            .find(|(at, has)| *has && *at >= placed)
-            .map(|(at, _)| *at)
-            .expect("a load");
-        latencies.push(loaded - placed);
+        latencies.push(vector.probe(|| fake.update(|c| c.place("default", "probe", "g", node))));
     }
     stop.store(true, Ordering::Relaxed);
     churning.join().expect("churn");

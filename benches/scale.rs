@@ -15,7 +15,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,10 @@ use fake_nomad::generate::{Shape, cluster};
 use fake_nomad::lifecycle::ClusterChurn;
 use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
 
-use common::{SignalListener, launch, percentile, start_run, usage, wait_until};
+use common::{
+    SignalListener, SimulatedVector, churn_in_background, launch, percentile, start_run, usage,
+    wait_until,
+};
 
 const ALLOCS_PER_NODE: usize = 30;
 const NODES: [usize; 3] = [10, 100, 1_000];
@@ -33,22 +36,6 @@ const MODES: [&str; 2] = ["events", "blocking"];
 /// of 5 minutes.
 const RESYNCS_PER_HOUR: f64 = 2.0;
 const BLOCKING_WAIT_SECONDS: f64 = 300.0;
-
-/// The reload signals the bench process got, each with whether the table held the probe then.
-struct SimulatedVector {
-    table: std::path::PathBuf,
-    probe: Mutex<String>,
-    loads: Mutex<Vec<(Instant, bool)>>,
-}
-
-impl SimulatedVector {
-    fn reload(&self) {
-        let probe = self.probe.lock().expect("lock").clone();
-        let has = !probe.is_empty()
-            && std::fs::read_to_string(&self.table).is_ok_and(|t| t.contains(&probe));
-        self.loads.lock().expect("lock").push((Instant::now(), has));
-    }
-}
 
 /// One cell's results.
 struct Cell {
@@ -81,14 +68,10 @@ fn measure(
         Job::service("probe").group(TaskGroup::new("g").task(Task::new("t", "exec"))),
     );
     let node = generated.agent.client_node_id.clone().expect("agent node");
-    let mut churn = ClusterChurn::new(&generated, 21);
+    let churn = ClusterChurn::new(&generated, 21);
     let fake = Arc::new(FakeNomad::start(generated));
     let dir = tempfile::tempdir().expect("tempdir");
-    let vector = Arc::new(SimulatedVector {
-        table: dir.path().join("allocs.csv"),
-        probe: Mutex::new(String::new()),
-        loads: Mutex::new(Vec::new()),
-    });
+    let vector = Arc::new(SimulatedVector::new(dir.path().join("allocs.csv")));
     let listener = SignalListener::start({
         let vector = vector.clone();
         move || vector.reload()
@@ -100,39 +83,18 @@ fn measure(
         dir.path(),
         &flags.iter().map(String::as_str).collect::<Vec<_>>(),
     );
-    wait_until("the first reload", || {
-        !vector.loads.lock().expect("lock").is_empty()
-    });
+    wait_until("the first reload", || vector.count() > 0);
     // Churn over the whole cluster, in its own thread, for the window and the probes.
-    let stop = Arc::new(AtomicBool::new(false));
     let own_changes = Arc::new(Mutex::new(0u64));
-    let churning = std::thread::spawn({
-        let (fake, stop, own_changes, node) = (
-            fake.clone(),
-            stop.clone(),
-            own_changes.clone(),
-            node.clone(),
-        );
-        let period = Duration::from_secs_f64(1.0 / churn_rate);
-        move || {
-            let mut next = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                next += period;
-                while Instant::now() < next {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(20).min(period));
-                }
-                let touched_own = fake.update(|c| {
-                    let step = churn.step(c);
-                    step.alloc_id()
-                        .and_then(|id| c.allocations.get(id))
-                        .is_some_and(|a| a.node_id == node)
-                });
-                if touched_own {
-                    *own_changes.lock().expect("lock") += 1;
-                }
+    let (stop, churning) = churn_in_background(fake.clone(), churn, churn_rate, {
+        let (own_changes, node) = (own_changes.clone(), node.clone());
+        move |step, c| {
+            let touched_own = step
+                .alloc_id()
+                .and_then(|id| c.allocations.get(id))
+                .is_some_and(|a| a.node_id == node);
+            if touched_own {
+                *own_changes.lock().expect("lock") += 1;
             }
         }
     });
@@ -152,26 +114,7 @@ fn measure(
     let mut latencies = Vec::with_capacity(probes);
     for _ in 0..probes {
         std::thread::sleep(Duration::from_millis(2_500));
-        let placed = Instant::now();
-        let id = fake.update(|c| c.place("default", "probe", "g", &node));
-        *vector.probe.lock().expect("lock") = id.clone();
-        wait_until("the probe's reload", || {
-            vector
-                .loads
-                .lock()
-                .expect("lock")
-                .iter()
-                .any(|(at, has)| *has && *at >= placed)
-        });
-        let loaded = vector
-            .loads
-            .lock()
-            .expect("lock")
-            .iter()
-            .find(|(at, has)| *has && *at >= placed)
-            .map(|(at, _)| *at)
-            .expect("a load");
-        latencies.push(loaded - placed);
+        latencies.push(vector.probe(|| fake.update(|c| c.place("default", "probe", "g", &node))));
     }
     stop.store(true, Ordering::Relaxed);
     churning.join().expect("churn");

@@ -4,9 +4,12 @@
 #![allow(dead_code)] // Each bench uses its own part of this module.
 
 use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fake_nomad::FakeNomad;
+use fake_nomad::lifecycle::{ClusterChurn, Step};
 
 #[path = "../../tests/util/launch.rs"]
 pub mod launch;
@@ -101,4 +104,83 @@ impl SignalListener {
         self.handle.close();
         self.thread.join().expect("listener");
     }
+}
+
+/// Vector as the benches see it: the reload signals the bench process got, each with whether
+/// the table held the probe allocation then.
+pub struct SimulatedVector {
+    pub table: std::path::PathBuf,
+    pub probe: Mutex<String>,
+    pub loads: Mutex<Vec<(Instant, bool)>>,
+}
+
+impl SimulatedVector {
+    pub fn new(table: std::path::PathBuf) -> SimulatedVector {
+        SimulatedVector {
+            table,
+            probe: Mutex::new(String::new()),
+            loads: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A reload signal arrived.
+    pub fn reload(&self) {
+        let probe = self.probe.lock().expect("lock").clone();
+        let has = !probe.is_empty()
+            && std::fs::read_to_string(&self.table).is_ok_and(|t| t.contains(&probe));
+        self.loads.lock().expect("lock").push((Instant::now(), has));
+    }
+
+    /// Reload signals so far.
+    pub fn count(&self) -> usize {
+        self.loads.lock().expect("lock").len()
+    }
+
+    /// Places a probe with `place` and returns the time to the first reload whose table holds it.
+    pub fn probe(&self, place: impl FnOnce() -> String) -> Duration {
+        let placed = Instant::now();
+        *self.probe.lock().expect("lock") = place();
+        let loaded = || {
+            self.loads
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|(at, has)| *has && *at >= placed)
+                .map(|(at, _)| *at)
+        };
+        wait_until("the probe's reload", || loaded().is_some());
+        loaded().expect("a load") - placed
+    }
+}
+
+/// Runs `churn` over the cluster at `rate` steps a second in its own thread until the returned
+/// flag is set; `on_step` sees each step with the cluster after it.
+pub fn churn_in_background(
+    fake: Arc<FakeNomad>,
+    mut churn: ClusterChurn,
+    rate: f64,
+    on_step: impl Fn(&Step, &fake_nomad::Cluster) + Send + 'static,
+) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = std::thread::spawn({
+        let stop = stop.clone();
+        let period = Duration::from_secs_f64(1.0 / rate);
+        move || {
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                next += period;
+                while Instant::now() < next {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20).min(period));
+                }
+                fake.update(|c| {
+                    let step = churn.step(c);
+                    on_step(&step, c);
+                });
+            }
+        }
+    });
+    (stop, thread)
 }

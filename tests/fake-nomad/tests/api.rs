@@ -440,3 +440,45 @@ async fn a_blocking_read_of_an_allocation_not_there_yet_waits_for_it() {
     let plain = get(&fake, &format!("/v1/allocation/{id}"), None).await;
     assert_eq!(plain.status(), 404, "without an index at once");
 }
+
+/// `/v1/nodes`: `NodeListStub`s (`Node.Stub`: Address, Datacenter, Name, NodePool, Status,
+/// Version, no Attributes map of the full node), the nodes table's index, `node:read`.
+#[tokio::test]
+async fn the_node_listing_is_stubs_and_needs_node_read() {
+    let (mut c, node, _) = cluster();
+    c.enable_acl();
+    c.add_token("jobs", Policy::default().namespace("*", &["read-job"]));
+    c.add_token("nodes", Policy::default().node_read());
+    let fake = FakeNomad::start(c);
+    let refused = get(&fake, "/v1/nodes", Some(("X-Nomad-Token", "jobs"))).await;
+    assert_eq!(refused.status(), 403);
+    let response = get(&fake, "/v1/nodes", Some(("X-Nomad-Token", "nodes"))).await;
+    assert_eq!(response.status(), 200);
+    let index: u64 = response.headers()["X-Nomad-Index"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("a number");
+    let nodes: Vec<Value> = response.json().await.expect("json");
+    assert_eq!(nodes.len(), 2);
+    let mine = nodes.iter().find(|n| n["ID"] == node.as_str()).expect("n1");
+    assert_eq!(mine["Datacenter"], "dc9");
+    assert_eq!(mine["Name"], "n1");
+    assert_eq!(mine["NodePool"], "default");
+    assert_eq!(mine["Status"], "ready");
+    assert!(mine["Attributes"].is_null(), "a stub, not the node");
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n["ModifyIndex"].as_u64().expect("index") <= index)
+    );
+    // A node going down moves the index and its status.
+    fake.update(|c| c.node_down(&node));
+    let after: Vec<Value> = get(&fake, "/v1/nodes", Some(("X-Nomad-Token", "nodes")))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let mine = after.iter().find(|n| n["ID"] == node.as_str()).expect("n1");
+    assert_eq!(mine["Status"], "down");
+}

@@ -326,3 +326,88 @@ async fn faults_cut_frames_and_inject_garbage() {
     assert_eq!(response.status(), 200, "hijacked");
     assert_eq!(response.text().await.expect("body"), "");
 }
+
+/// The Node topic as Nomad's `nomad/state/events.go` publishes it: the sanitized node as
+/// payload, `Namespace` empty (it passes any namespace filter), `FilterKeys` null; a node that
+/// goes down is a `NodeStreamEvent`, one purged a `NodeDeregistration`. It needs `node:read`.
+#[tokio::test]
+async fn node_events_carry_the_node_and_need_node_read() {
+    let (mut c, node, _) = cluster();
+    c.enable_acl();
+    c.add_token("jobs", Policy::default().namespace("*", &["read-job"]));
+    c.add_token(
+        "nodes",
+        Policy::default().node_read().namespace("*", &["read-job"]),
+    );
+    let fake = FakeNomad::start(c);
+    fake.set_stream(|s| s.transport = Transport::Chunked);
+    let refused = Lines::open(&fake, "topic=Node:*&namespace=*", Some("jobs")).await;
+    assert_eq!(refused.status(), 403, "the Node topic needs node:read");
+    let response = Lines::open(
+        &fake,
+        "topic=Node:*&topic=Allocation:*&namespace=*&index=1",
+        Some("nodes"),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let mut lines = Lines {
+        response,
+        buffer: Vec::new(),
+    };
+    let frame = lines.frame().await;
+    let event = &frame["Events"][0];
+    assert_eq!(event["Topic"], "Node");
+    assert_eq!(event["Type"], "NodeRegistration");
+    assert_eq!(event["Namespace"], "");
+    assert_eq!(event["FilterKeys"], Value::Null);
+    assert_eq!(event["Key"], event["Payload"]["Node"]["ID"]);
+    fake.update(|c| c.node_down(&node));
+    let down = loop {
+        let frame = lines.frame().await;
+        if frame["Events"][0]["Topic"] == "Node" && frame["Events"][0]["Key"] == node.as_str() {
+            break frame;
+        }
+    };
+    assert_eq!(down["Events"][0]["Type"], "NodeStreamEvent");
+    assert_eq!(down["Events"][0]["Payload"]["Node"]["Status"], "down");
+    fake.update(|c| c.deregister_node(&node));
+    let gone = lines.frame().await;
+    assert_eq!(gone["Events"][0]["Type"], "NodeDeregistration");
+    // An Allocation-only subscription sees none of them.
+    let mut allocations_only = Lines {
+        response: Lines::open(
+            &fake,
+            "topic=Allocation:*&namespace=*&index=1",
+            Some("nodes"),
+        )
+        .await,
+        buffer: Vec::new(),
+    };
+    fake.update(|c| {
+        c.add_node(Node::new("late"));
+    });
+    let placed = fake.update(|c| {
+        let late = c
+            .nodes
+            .values()
+            .find(|n| n.name == "late")
+            .expect("late")
+            .id
+            .clone();
+        c.place("default", "web", "api", &late)
+    });
+    loop {
+        let frame = allocations_only.frame().await;
+        assert!(
+            frame["Events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .all(|e| e["Topic"] == "Allocation"),
+            "{frame}"
+        );
+        if frame["Events"][0]["Key"] == placed.as_str() {
+            break;
+        }
+    }
+}
