@@ -316,6 +316,7 @@ pub enum ReportFormat {
 pub struct DaemonArgs {
     /// Nomad's alloc directory, watched for new and removed allocation directories (default:
     /// the agent's client.alloc_dir, else its data_dir/alloc, else /opt/nomad/data/alloc).
+    /// Node scope only.
     #[arg(long, env = "NOMAD_ALLOC_TABLE_ALLOC_DIR")]
     pub alloc_dir: Option<PathBuf>,
 
@@ -331,7 +332,7 @@ pub struct DaemonArgs {
     #[arg(long, env = "NOMAD_ALLOC_TABLE_WATCH", value_enum, default_value_t = WatchMode::Events)]
     pub watch: WatchMode,
 
-    /// With --watch events: how often to compare what the event stream costs with what
+    /// With --watch events and --scope node: how often to compare what the event stream costs with what
     /// blocking queries would cost, and warn when `--watch blocking` would be cheaper (the
     /// first comparison comes after a minute, or this interval if shorter) [default: 1h].
     #[arg(long, env = "NOMAD_ALLOC_TABLE_COST_REPORT_INTERVAL", value_parser = humantime::parse_duration)]

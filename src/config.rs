@@ -179,6 +179,17 @@ impl Settings {
                 });
             }
         };
+        let cost_report_given = match &cli.command {
+            Command::Run(args) => args.daemon.cost_report_interval.is_some(),
+            Command::Check(args) => args.daemon.cost_report_interval.is_some(),
+            _ => false,
+        };
+        if cost_report_given && matches!(scope, Scope::Cluster { .. }) {
+            // Its comparison is with per-node blocking queries, which a cluster table has not.
+            return Err(ConfigError::NodeScopeOnly {
+                option: "--cost-report-interval",
+            });
+        }
         let connection = connection(cli.nomad)?;
         let command = match cli.command {
             Command::Dump(args) => CommandSettings::Dump(publish(args.publish, args.format)?),
@@ -729,6 +740,10 @@ mod tests {
         for (args, wanted) in [
             (&["--node-id", "n1"][..], "--node-id"),
             (&["--alloc-dir", "/a"][..], "--alloc-dir"),
+            (
+                &["--cost-report-interval", "1m"][..],
+                "--cost-report-interval",
+            ),
         ] {
             let mut all = vec!["run", "-o", "/t", "--scope", "cluster"];
             all.extend_from_slice(args);

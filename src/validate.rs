@@ -47,16 +47,17 @@ pub struct Validated {
     pub rows: usize,
 }
 
-fn check_keys<'a>(
-    seen: &mut HashSet<(&'a str, &'a str)>,
-    alloc_id: &'a str,
-    task: &'a str,
+/// Records a row's key: it must be non-empty and not seen before.
+fn check_keys(
+    seen: &mut HashSet<(String, String)>,
+    alloc_id: &str,
+    task: &str,
     line: u64,
 ) -> Result<(), ValidationError> {
     if alloc_id.is_empty() || task.is_empty() {
         return Err(ValidationError::EmptyKey { line });
     }
-    if !seen.insert((alloc_id, task)) {
+    if !seen.insert((alloc_id.to_owned(), task.to_owned())) {
         return Err(ValidationError::DuplicateKey {
             alloc_id: alloc_id.to_owned(),
             task: task.to_owned(),
@@ -81,18 +82,16 @@ pub fn validate_csv(bytes: &[u8]) -> Result<Validated, ValidationError> {
             return Err(ValidationError::MissingKey { column });
         }
     }
-    let records = reader
-        .records()
-        .map(|r| r.map_err(|e| csv_error(&e)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut seen = HashSet::with_capacity(records.len());
-    for record in &records {
+    // Record by record, keeping only the keys: a large table is not held twice.
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut rows = 0;
+    let mut record = csv::StringRecord::new();
+    while reader.read_record(&mut record).map_err(|e| csv_error(&e))? {
         let line = record.position().map_or(0, csv::Position::line);
         check_keys(&mut seen, &record[0], &record[1], line)?;
+        rows += 1;
     }
-    Ok(Validated {
-        rows: records.len(),
-    })
+    Ok(Validated { rows })
 }
 
 fn csv_error(error: &csv::Error) -> ValidationError {

@@ -331,7 +331,10 @@ impl StreamWatcher {
                 // The subscription answered: the stream is live.
                 report_up(&self.metrics, &self.health);
             }
-            if let Some(comparison) = state.cost.due(Instant::now()) {
+            // Only a node's table has per-node blocking queries to compare with.
+            if let Source::Node(_) = self.source
+                && let Some(comparison) = state.cost.due(Instant::now())
+            {
                 if comparison.blocking_is_cheaper() {
                     warn!("{comparison}; consider --watch blocking");
                 } else {
