@@ -10,7 +10,8 @@
 //! - the table the aggregator loads: rows, bytes, and reloads per hour at that churn.
 //!
 //! `cargo bench --bench cluster`; `NAT_SCALE_SECONDS` sets the window (default 60),
-//! `NAT_SCALE_PROBES` the probes per cell (default 8). Results go in BENCHMARKS.md.
+//! `NAT_SCALE_PROBES` the probes per cell (default 8), `NAT_CLUSTER_CELL` runs one cell (0, 1
+//! or 2). Results go in BENCHMARKS.md.
 
 mod common;
 
@@ -23,13 +24,13 @@ use fake_nomad::lifecycle::ClusterChurn;
 use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
 
 use common::{
-    SignalListener, SimulatedVector, churn_in_background, launch, percentile, start_cluster_run,
-    usage, wait_until,
+    SignalListener, SimulatedVector, churn_in_background, current_rss_kib, launch, percentile,
+    start_cluster_run, usage, wait_until,
 };
 
 const NODES: usize = 1_000;
 /// (allocations, churn per second): 30 allocations a node at two churns, and about 100,000
-/// rows (1.6 tasks an allocation) for the memory figure.
+/// rows (1.6 tasks an allocation) for the memory figure. `NAT_CLUSTER_CELL=<i>` runs one.
 const CELLS: [(usize, f64); 3] = [(30_000, 1.0), (30_000, 10.0), (62_500, 1.0)];
 /// `--resync-interval` 30m: two full listings an hour.
 const RESYNCS_PER_HOUR: f64 = 2.0;
@@ -47,6 +48,7 @@ struct Cell {
     p99: Duration,
     cpu_seconds_per_hour: f64,
     peak_rss_mib: f64,
+    rss_mib: f64,
     rows: usize,
     table_bytes: u64,
     reloads_per_hour: f64,
@@ -112,6 +114,7 @@ fn measure(allocations: usize, churn_rate: f64, window: Duration, probes: usize)
     stop.store(true, Ordering::Relaxed);
     churning.join().expect("churn");
     let (_, peak_rss_kib) = usage(run.id());
+    let rss_kib = current_rss_kib(run.id());
     let content = std::fs::read(&table).expect("table");
     let rows = content.iter().filter(|b| **b == b'\n').count() - 1;
     let _ = run.kill();
@@ -132,6 +135,7 @@ fn measure(allocations: usize, churn_rate: f64, window: Duration, probes: usize)
         p99: percentile(&latencies, 99.0),
         cpu_seconds_per_hour: (cpu_after - cpu_before) * per_hour,
         peak_rss_mib: peak_rss_kib as f64 / 1024.0,
+        rss_mib: rss_kib as f64 / 1024.0,
         rows,
         table_bytes: content.len() as u64,
         reloads_per_hour: reloads as f64 * per_hour,
@@ -149,11 +153,17 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(8);
+    let only: Option<usize> = std::env::var("NAT_CLUSTER_CELL")
+        .ok()
+        .and_then(|s| s.parse().ok());
     let mut cells = Vec::new();
-    for (allocations, churn) in CELLS {
+    for (i, (allocations, churn)) in CELLS.into_iter().enumerate() {
+        if only.is_some_and(|only| only != i) {
+            continue;
+        }
         let c = measure(allocations, churn, window, probes);
         eprintln!(
-            "cluster: {allocations} allocations, {churn}/s: start {:.1} s / {:.1} MB / {} job fetches, {:.1} MB/h, p50 {:.0} ms, p99 {:.0} ms, CPU {:.1} s/h, RSS {:.1} MiB, {} rows, {:.1} MB, {:.0} reloads/h",
+            "cluster: {allocations} allocations, {churn}/s: start {:.1} s / {:.1} MB / {} job fetches, {:.1} MB/h, p50 {:.0} ms, p99 {:.0} ms, CPU {:.1} s/h, RSS {:.1} MiB (peak {:.1}), {} rows, {:.1} MB, {:.0} reloads/h",
             c.start_seconds,
             c.start_bytes as f64 / 1e6,
             c.job_fetches,
@@ -161,6 +171,7 @@ fn main() {
             c.p50.as_secs_f64() * 1e3,
             c.p99.as_secs_f64() * 1e3,
             c.cpu_seconds_per_hour,
+            c.rss_mib,
             c.peak_rss_mib,
             c.rows,
             c.table_bytes as f64 / 1e6,
@@ -169,12 +180,12 @@ fn main() {
         cells.push(c);
     }
     println!(
-        "| allocations (1,000 nodes) | churn/s | start: s / MB / job fetches | full listing MB | MB/h from Nomad | requests/h | reload p50 / p99 ms | CPU s/h | peak RSS MiB | table rows / MB | reloads/h |"
+        "| allocations (1,000 nodes) | churn/s | start: s / MB / job fetches | full listing MB | MB/h from Nomad | requests/h | reload p50 / p99 ms | CPU s/h | RSS MiB at the end / peak | table rows / MB | reloads/h |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for c in &cells {
         println!(
-            "| {} | {} | {:.1} / {:.1} / {} | {:.1} | {:.1} | {:.0} | {:.0} / {:.0} | {:.1} | {:.1} | {} / {:.1} | {:.0} |",
+            "| {} | {} | {:.1} / {:.1} / {} | {:.1} | {:.1} | {:.0} | {:.0} / {:.0} | {:.1} | {:.1} / {:.1} | {} / {:.1} | {:.0} |",
             c.allocations,
             c.churn,
             c.start_seconds,
@@ -186,6 +197,7 @@ fn main() {
             c.p50.as_secs_f64() * 1e3,
             c.p99.as_secs_f64() * 1e3,
             c.cpu_seconds_per_hour,
+            c.rss_mib,
             c.peak_rss_mib,
             c.rows,
             c.table_bytes as f64 / 1e6,

@@ -213,8 +213,13 @@ impl RenderCache {
         }
     }
 
-    /// Makes `rendering` the base of the next one: it is what the file now holds.
+    /// Makes `rendering` the base of the next one: it is what the file now holds. Only a valid
+    /// rendering may be committed: its rows are carried over unvalidated.
     pub fn commit(&mut self, rendering: Rendering) {
+        debug_assert!(
+            rendering.validated.is_ok(),
+            "an invalid rendering committed"
+        );
         self.last = Some(rendering);
     }
 

@@ -81,6 +81,17 @@ pub fn usage(pid: u32) -> (f64, u64) {
     )
 }
 
+/// The resident set of a process now, in KiB (`VmRSS`).
+pub fn current_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
 /// Calls a function for every SIGUSR1 this process gets, standing in for Vector's reload.
 pub struct SignalListener {
     handle: signal_hook::iterator::Handle,
