@@ -75,7 +75,9 @@ fn key_of(stub: &AllocationStub) -> JobKey {
 pub struct ClusterListing {
     pub allocations: Vec<Allocation>,
     pub nodes: Vec<Node>,
-    /// `X-Nomad-Index` of the first page: events from there on are replayed on top.
+    /// Where the event stream continues: the lower of the node listing's and the first page's
+    /// `X-Nomad-Index` (each is its own table's), so that no change after either snapshot is
+    /// skipped; what is replayed twice applies once.
     pub index: u64,
     /// Bytes received, fetches included.
     pub bytes: usize,
@@ -128,14 +130,16 @@ impl ClusterLister {
         let mut bytes = nodes.bytes;
         let mut stubs = Vec::new();
         let mut next_token: Option<String> = None;
-        let mut index = None;
+        let mut index: Option<u64> = None;
         loop {
             let page = self
                 .client
                 .allocation_stubs(self.per_page, next_token.as_deref())
                 .await?;
             bytes += page.bytes;
-            index.get_or_insert(page.index.unwrap_or(0));
+            if index.is_none() {
+                index = page.index;
+            }
             stubs.extend(page.value);
             match page.next_token {
                 Some(token) => next_token = Some(token),
@@ -149,8 +153,11 @@ impl ClusterLister {
         let allocations = self.assemble(stubs, resolved);
         Ok(ClusterListing {
             allocations,
+            index: match (index, nodes.index) {
+                (Some(allocs), Some(nodes)) => allocs.min(nodes),
+                (allocs, nodes) => allocs.or(nodes).unwrap_or(0),
+            },
             nodes: nodes.value,
-            index: index.unwrap_or(0),
             bytes,
             fetched_jobs,
             cached_jobs: self.jobs().len(),

@@ -188,6 +188,15 @@ fn the_listing_pages_through_every_allocation() {
             .count(),
         2
     );
+    // print-table shows exactly what dump wrote.
+    let printed = bin_at(fake.address())
+        .args(["print-table", "--scope", "cluster", "--format", "csv"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(printed, std::fs::read(&table).expect("table"));
 }
 
 #[test]
