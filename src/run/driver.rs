@@ -122,9 +122,9 @@ pub async fn run(client: Arc<NomadClient>, setup: Setup, shutdown: impl Future<O
         Source::Cluster(lister) => Some(lister.clone()),
         Source::Node(_) => None,
     };
-    let covers = match (&source, nodes.single_id()) {
-        (Source::Node(_), Some(node)) => format!("node {node}"),
-        _ => "the cluster".to_owned(),
+    let covers = match &source {
+        Source::Node(node_id) => format!("node {node_id}"),
+        Source::Cluster(_) => "the cluster".to_owned(),
     };
     match (watch, &source) {
         (WatchMode::Blocking, Source::Node(node_id)) => tasks.spawn(

@@ -1,7 +1,7 @@
 //! `run`: the long-running companion of Vector. Start-up lives here: signal handlers first (a
 //! SIGHUP before its handler exists would kill the process), then a header-only table if there
-//! is none (Vector cannot start without the file), then the node, retried while Nomad cannot
-//! answer, then the loop ([`driver`]) with its decisions in [`step`] and its model in
+//! is none (Vector cannot start without the file), then (in node scope) the node, retried while
+//! Nomad cannot answer, and its alloc dir, then the loop ([`driver`]) with its decisions in [`step`] and its model in
 //! [`store`], until SIGTERM or SIGINT; a second one exits at once.
 
 pub(crate) mod driver;

@@ -622,6 +622,13 @@ mod tests {
             }
         }
 
+        /// A machine for the cluster scope.
+        fn cluster() -> Run {
+            let mut run = Run::new(false);
+            run.machine = Machine::new(Nodes::cluster(), timing(), false);
+            run
+        }
+
         fn at(&self, ms: u64) -> Instant {
             self.t0 + Duration::from_millis(ms)
         }
@@ -680,6 +687,87 @@ mod tests {
         fn exits(&self) -> Vec<u64> {
             self.times_of(|e| *e == Effect::Exit)
         }
+    }
+
+    fn node(id: &str, datacenter: &str) -> crate::nomad::types::Node {
+        crate::nomad::types::Node {
+            id: id.to_owned(),
+            datacenter: datacenter.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    fn fetches(run: &Run) -> Vec<String> {
+        run.log
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Effect::Fetch { alloc_id, .. } => Some(alloc_id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn in_cluster_scope_a_burst_is_queued_fetches_not_a_listing_of_the_cluster() {
+        let mut run = Run::cluster();
+        run.input(0, listed(vec![], run.at(0)));
+        for i in 0..10 {
+            run.input(10, event(&format!("new-{i}"), 20 + i));
+        }
+        assert_eq!(fetches(&run).len(), MAX_SEPARATE_FETCHES);
+        assert!(!run.log.iter().any(|(_, e)| *e == Effect::Resync));
+        // Each fetch that ends starts a queued one; another node's allocation is applied.
+        let mut other = alloc("new-0", 20);
+        other.node_id = "elsewhere".to_owned();
+        run.input(20, Input::Update(Update::Fetched(Box::new(other))));
+        run.input(
+            20,
+            Input::Update(Update::FetchFailed {
+                alloc_id: "new-1".to_owned(),
+            }),
+        );
+        assert_eq!(
+            fetches(&run),
+            (0..10).map(|i| format!("new-{i}")).collect::<Vec<_>>()
+        );
+        assert!(run.machine.store().contains("new-0"));
+    }
+
+    #[test]
+    fn a_node_whose_columns_change_is_published_and_one_that_does_not_is_not() {
+        let mut run = Run::cluster();
+        run.input(
+            0,
+            Input::Update(Update::NodesListed(vec![node("n1", "dc1")])),
+        );
+        let mut on_n1 = alloc("a", 5);
+        on_n1.node_id = "n1".to_owned();
+        run.input(0, listed(vec![on_n1], run.at(0)));
+        run.run_until(2_000);
+        assert_eq!(run.publishes().len(), 1);
+        run.input(
+            2_000,
+            Input::Update(Update::NodeChanged(Box::new(node("n1", "dc1")))),
+        );
+        run.run_until(4_000);
+        assert_eq!(
+            run.publishes().len(),
+            1,
+            "the same columns: nothing to publish"
+        );
+        run.input(
+            4_000,
+            Input::Update(Update::NodeChanged(Box::new(node("n1", "dc2")))),
+        );
+        run.run_until(6_000);
+        assert_eq!(run.publishes().len(), 2);
+        assert_eq!(run.machine.nodes().of("n1").datacenter, "dc2");
+        // Listed without n1 while its allocation still has rows: n1 keeps its columns.
+        run.input(
+            6_000,
+            Input::Update(Update::NodesListed(vec![node("n2", "dc9")])),
+        );
+        assert_eq!(run.machine.nodes().of("n1").datacenter, "dc2");
     }
 
     #[test]
