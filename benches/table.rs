@@ -2,9 +2,10 @@
 //! and decoded from Nomad's JSON exactly as `dump` decodes them:
 //! - `pipeline/<rows>`: project + render CSV + validate, at 100 to 100,000 rows;
 //! - `stage_10000/*`: each of those stages alone at 10,000 rows;
-//! - `publish/<rows>`: an atomic publish (temp file, mtime, re-read validation, fsync, rename,
-//!   directory fsync) of a 10,000- and a 100,000-row table whose content changes every
-//!   iteration;
+//! - `publish/{full,validated}/<rows>`: an atomic publish (temp file, mtime, read back, fsync,
+//!   rename, directory fsync) of a 10,000- and a 100,000-row table whose content changes every
+//!   iteration: `full` validates what it reads back (`dump`), `validated` only hashes it (`run`,
+//!   which validated the rendering already);
 //! - `incremental/<rows>`: what `run` does for a publish after one allocation changed: the
 //!   incremental rendering (only that allocation re-projected and validated, the rest copied),
 //!   at 10,000 and 100,000 rows;
@@ -123,11 +124,30 @@ fn publish(c: &mut Criterion) {
         let mut publisher = Publisher::new(dir.path().join("allocs.csv"), FileFormat::Csv, 0o644);
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         let mut flip = false;
-        group.bench_function(BenchmarkId::from_parameter(rows), |b| {
+        // `dump`: the bytes read back are validated in full.
+        group.bench_function(BenchmarkId::new("full", rows), |b| {
             b.iter(|| {
                 flip = !flip;
                 let content = if flip { &bytes } else { &other };
                 publisher.publish(content).expect("published")
+            });
+        });
+        // `run`: validated before (incrementally); the bytes read back are only hashed.
+        let verdicts = (
+            validate::validate_csv(&bytes),
+            validate::validate_csv(&other),
+        );
+        group.bench_function(BenchmarkId::new("validated", rows), |b| {
+            b.iter(|| {
+                flip = !flip;
+                let (content, verdict) = if flip {
+                    (&bytes, verdicts.0.clone())
+                } else {
+                    (&other, verdicts.1.clone())
+                };
+                publisher
+                    .publish_validated(content, verdict)
+                    .expect("published")
             });
         });
     }

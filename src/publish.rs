@@ -158,12 +158,16 @@ impl Publisher {
     /// re-read and validated in full as Vector will read them.
     pub fn publish(&mut self, bytes: &[u8]) -> Result<Outcome, PublishError> {
         let format = self.format;
-        self.publish_checked(bytes, |written| validate::validate(written, format))
+        self.publish_checked(bytes, |path, _| {
+            let written = fs::read(path)?;
+            Ok(validate::validate(&written, format))
+        })
     }
 
     /// Publishes `bytes` that were validated already (`validated`, as
-    /// [`crate::rendered`] validates what changed): the bytes re-read from the temporary file
-    /// must be exactly them, so what is on disk is what was validated.
+    /// [`crate::rendered`] validates what changed): the bytes read back from the temporary file
+    /// must hash to theirs, so what is on disk is what was validated. They are hashed as they
+    /// are read, not held: a large table is not in memory a third time.
     pub fn publish_validated(
         &mut self,
         bytes: &[u8],
@@ -175,19 +179,23 @@ impl Publisher {
                 source,
             });
         }
-        self.publish_checked(bytes, |written| {
-            if written == bytes {
+        self.publish_checked(bytes, |path, hash| {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update_reader(File::open(path)?)?;
+            Ok(if hasher.finalize() == hash {
                 validated
             } else {
                 Err(ValidationError::Changed)
-            }
+            })
         })
     }
 
+    /// The publish; `check` reads the temporary file back (its path, and the hash of the bytes
+    /// written) and says whether it loads in Vector.
     fn publish_checked(
         &mut self,
         bytes: &[u8],
-        check: impl FnOnce(&[u8]) -> Result<Validated, ValidationError>,
+        check: impl FnOnce(&Path, blake3::Hash) -> std::io::Result<Result<Validated, ValidationError>>,
     ) -> Result<Outcome, PublishError> {
         let hash = blake3::hash(bytes);
         let current = self.current_hash()?;
@@ -226,12 +234,12 @@ impl Publisher {
                 previous: previous_mtime.unwrap_or(SystemTime::UNIX_EPOCH),
             })?;
         // Validate exactly what is on disk, as Vector will read it.
-        let written = fs::read(temp.path())
-            .map_err(|source| self.io("re-read the temporary file for", source))?;
-        let validated = check(&written).map_err(|source| PublishError::Invalid {
-            path: self.path.clone(),
-            source,
-        })?;
+        let validated = check(temp.path(), hash)
+            .map_err(|source| self.io("re-read the temporary file for", source))?
+            .map_err(|source| PublishError::Invalid {
+                path: self.path.clone(),
+                source,
+            })?;
         temp.as_file()
             .sync_all()
             .map_err(|source| self.io("fsync the temporary file for", source))?;
@@ -431,6 +439,36 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, ["allocs.csv"]);
+    }
+
+    #[test]
+    fn a_table_validated_beforehand_is_written_and_a_refused_one_never_is() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut p = publisher(dir.path());
+        let written = p
+            .publish_validated(TABLE, Ok(Validated { rows: 1 }))
+            .expect("written");
+        assert_eq!(written, Outcome::Written(Validated { rows: 1 }));
+        assert_eq!(fs::read(p.path()).expect("read"), TABLE);
+        let before = fs::metadata(p.path()).expect("exists").modified().ok();
+        let refused = p.publish_validated(
+            b"alloc_id,task\na2,web\n",
+            Err(ValidationError::DuplicateKey {
+                alloc_id: "a2".to_owned(),
+                task: "web".to_owned(),
+            }),
+        );
+        assert!(matches!(refused, Err(PublishError::Invalid { .. })));
+        assert_eq!(fs::read(p.path()).expect("read"), TABLE, "untouched");
+        assert_eq!(
+            fs::metadata(p.path()).expect("exists").modified().ok(),
+            before
+        );
+        assert_eq!(
+            p.publish_validated(TABLE, Ok(Validated { rows: 1 }))
+                .expect("ok"),
+            Outcome::Unchanged
+        );
     }
 
     #[test]
