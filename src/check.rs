@@ -166,7 +166,11 @@ async fn check_nomad(
         });
     }
     let node = node::resolve(client, node_id).await;
-    findings.push(check_token(client, &node));
+    let refused = match &node {
+        Err(NodeError::Nomad(e)) => Some(e),
+        _ => None,
+    };
+    findings.push(check_token(client, refused));
     findings.push(match node {
         Ok(node) => Finding::pass(
             "node:read and the node",
@@ -200,25 +204,23 @@ async fn check_nomad(
 /// node to resolve and no alloc dir.
 async fn check_cluster(client: &NomadClient) -> Vec<Finding> {
     const NODES: &str = "node:read (every node)";
-    let mut findings = vec![match client.nodes().await {
+    let nodes = client.nodes().await;
+    let mut findings = vec![check_token(client, nodes.as_ref().err())];
+    findings.push(match nodes {
         Ok(nodes) => Finding::pass(NODES, format!("{} nodes", nodes.value.len())),
-        Err(e) if e.to_string().contains("ACL token not found") => Finding::fail(
-            NODES,
-            e.to_string(),
-            "Nomad does not know this token: check NOMAD_TOKEN or the token file",
-        ),
         Err(e) => {
             let (detail, fix) = refusal(&e, "node { policy = \"read\" }");
             Finding::fail(NODES, detail, fix)
         }
-    }];
+    });
     findings.push(check_stream(client, CLUSTER_TOPICS).await);
     findings
 }
 
-/// Whether Nomad knows the token, judged from the node lookup: "ACL token not found" is an
-/// unknown token; any other answer, a refusal for a capability included, means it is known.
-fn check_token(client: &NomadClient, node: &Result<crate::table::NodeInfo, NodeError>) -> Finding {
+/// Whether Nomad knows the token, judged from how the first read (the node, or the nodes)
+/// failed, if it did: "ACL token not found" is an unknown token; any other answer, a refusal
+/// for a capability included, means it is known.
+fn check_token(client: &NomadClient, refused: Option<&Error>) -> Finding {
     const CHECK: &str = "the token is accepted";
     if !client.has_token() {
         return Finding::pass(
@@ -226,8 +228,8 @@ fn check_token(client: &NomadClient, node: &Result<crate::table::NodeInfo, NodeE
             "no token is set (anonymous: enough only without ACLs)",
         );
     }
-    match node {
-        Err(NodeError::Nomad(e)) if e.to_string().contains("ACL token not found") => Finding::fail(
+    match refused {
+        Some(e) if e.to_string().contains("ACL token not found") => Finding::fail(
             CHECK,
             e.to_string(),
             "Nomad does not know this token: check NOMAD_TOKEN or the token file",

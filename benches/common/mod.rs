@@ -14,30 +14,34 @@ use fake_nomad::lifecycle::{ClusterChurn, Step};
 #[path = "../../tests/util/launch.rs"]
 pub mod launch;
 
-/// Starts the release `run` against `fake`, publishing into `dir`, with `extra` flags.
+/// Starts the release `run` against `fake`, publishing into `dir`, with `extra` flags; in
+/// node scope with an (empty) alloc dir in `dir`.
 pub fn start_run(fake: &FakeNomad, dir: &std::path::Path, extra: &[&str]) -> Child {
-    std::fs::create_dir_all(dir.join("alloc")).expect("alloc dir");
-    launch::command()
-        .env("NOMAD_ADDR", fake.address())
-        .env("RUST_LOG", "warn")
-        .args(["run", "-o"])
-        .arg(dir.join("allocs.csv"))
-        .arg("--alloc-dir")
-        .arg(dir.join("alloc"))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn run")
+    let alloc_dir = dir.join("alloc");
+    std::fs::create_dir_all(&alloc_dir).expect("alloc dir");
+    let mut command = launch::command();
+    command.args(["run", "--alloc-dir"]).arg(alloc_dir);
+    spawn_run(command, fake, dir, extra)
 }
 
 /// Starts the release `run --scope cluster` against `fake`, publishing into `dir` (no alloc
 /// dir: the cluster scope has none).
 pub fn start_cluster_run(fake: &FakeNomad, dir: &std::path::Path, extra: &[&str]) -> Child {
-    launch::command()
+    let mut command = launch::command();
+    command.args(["run", "--scope", "cluster"]);
+    spawn_run(command, fake, dir, extra)
+}
+
+fn spawn_run(
+    mut command: std::process::Command,
+    fake: &FakeNomad,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> Child {
+    command
         .env("NOMAD_ADDR", fake.address())
         .env("RUST_LOG", "warn")
-        .args(["run", "--scope", "cluster", "-o"])
+        .arg("-o")
         .arg(dir.join("allocs.csv"))
         .args(extra)
         .stdout(Stdio::null())

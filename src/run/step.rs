@@ -152,9 +152,8 @@ pub enum Effect {
 /// The loop's state.
 #[derive(Debug)]
 pub struct Machine {
-    /// In node scope, the node: fetched allocations of other nodes are not applied.
-    node_filter: Option<String>,
-    /// Where the rows' node columns come from: the node, or every node of the cluster.
+    /// Where the rows' node columns come from: the node (fetched allocations of other nodes
+    /// are not applied), or every node of the cluster.
     nodes: Nodes,
     /// Fetches waiting for one of the [`MAX_SEPARATE_FETCHES`] to end (cluster scope, where a
     /// burst is not worth a listing of the whole cluster).
@@ -194,7 +193,6 @@ impl Machine {
     /// reload).
     pub fn new(nodes: Nodes, timing: Timing, unannounced_at_start: bool) -> Machine {
         Machine {
-            node_filter: nodes.single_id().map(str::to_owned),
             nodes,
             queued: VecDeque::new(),
             timing,
@@ -421,9 +419,9 @@ impl Machine {
                 let id = alloc.id.clone();
                 let new = !self.store.contains(&id);
                 let ours = self
-                    .node_filter
-                    .as_ref()
-                    .is_none_or(|node| *node == alloc.node_id);
+                    .nodes
+                    .single_id()
+                    .is_none_or(|node| node == alloc.node_id);
                 if ours && self.store.upsert(*alloc, now) {
                     self.changed(reason, now);
                     if new {
