@@ -25,7 +25,7 @@ use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
 
 use common::{
     SignalListener, SimulatedVector, churn_in_background, current_rss_kib, launch, percentile,
-    start_cluster_run, usage, wait_until,
+    setting, start_cluster_run, usage, wait_until,
 };
 
 const NODES: usize = 1_000;
@@ -143,22 +143,12 @@ fn measure(allocations: usize, churn_rate: f64, window: Duration, probes: usize)
 }
 
 fn main() {
-    let window = Duration::from_secs(
-        std::env::var("NAT_SCALE_SECONDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(60),
-    );
-    let probes = std::env::var("NAT_SCALE_PROBES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
-    let only: Option<usize> = std::env::var("NAT_CLUSTER_CELL")
-        .ok()
-        .and_then(|s| s.parse().ok());
+    let window = Duration::from_secs(setting("NAT_SCALE_SECONDS", 60));
+    let probes = setting("NAT_SCALE_PROBES", 8);
+    let only = setting("NAT_CLUSTER_CELL", usize::MAX);
     let mut cells = Vec::new();
     for (i, (allocations, churn)) in CELLS.into_iter().enumerate() {
-        if only.is_some_and(|only| only != i) {
+        if only != usize::MAX && only != i {
             continue;
         }
         let c = measure(allocations, churn, window, probes);

@@ -239,17 +239,9 @@ fn main() {
         latency(1_000, 50);
     }
     if runs("idle") {
-        let minutes = std::env::var("NAT_IDLE_MINUTES")
-            .ok()
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(5);
-        idle(minutes);
+        idle(common::setting("NAT_IDLE_MINUTES", 5));
     }
     if runs("churn") {
-        let minutes = std::env::var("NAT_CHURN_MINUTES")
-            .ok()
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(10);
-        churn(minutes);
+        churn(common::setting("NAT_CHURN_MINUTES", 10));
     }
 }

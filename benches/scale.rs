@@ -24,8 +24,8 @@ use fake_nomad::lifecycle::ClusterChurn;
 use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
 
 use common::{
-    SignalListener, SimulatedVector, churn_in_background, launch, percentile, start_run, usage,
-    wait_until,
+    SignalListener, SimulatedVector, churn_in_background, launch, percentile, setting, start_run,
+    usage, wait_until,
 };
 
 const ALLOCS_PER_NODE: usize = 30;
@@ -173,16 +173,8 @@ fn listing_size(fake: &FakeNomad, node: &str) -> u64 {
 }
 
 fn main() {
-    let window = Duration::from_secs(
-        std::env::var("NAT_SCALE_SECONDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(60),
-    );
-    let probes = std::env::var("NAT_SCALE_PROBES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
+    let window = Duration::from_secs(setting("NAT_SCALE_SECONDS", 60));
+    let probes = setting("NAT_SCALE_PROBES", 8);
     let mut cells = Vec::new();
     let mut listing_by_size = BTreeMap::new();
     for nodes in NODES {

@@ -50,6 +50,14 @@ fn spawn_run(
         .expect("spawn run")
 }
 
+/// A bench setting from the environment: `name` parsed, else `default`.
+pub fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Polls `condition` every 2 ms for up to a minute.
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
