@@ -378,6 +378,11 @@ impl Policy {
         self
     }
 
+    /// Whether the policy grants `node:read` (a management token grants everything).
+    pub fn allows_node_read(&self) -> bool {
+        self.management || self.node_read
+    }
+
     /// Whether the policy grants `capability` in `namespace` (an exact rule wins over `*`).
     pub fn allows_namespace(&self, namespace: &str, capability: &str) -> bool {
         if self.management {

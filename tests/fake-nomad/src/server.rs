@@ -528,7 +528,7 @@ async fn node(
 ) -> Response {
     blocking_read(&shared, &query, |cluster| {
         let p = policy(cluster, &headers)?;
-        if !(p.management || p.node_read) {
+        if !p.allows_node_read() {
             return Err(ApiError::forbidden());
         }
         let node = cluster
@@ -549,7 +549,7 @@ async fn nodes(
 ) -> Response {
     blocking_read(&shared, &query, |cluster| {
         let p = policy(cluster, &headers)?;
-        if !(p.management || p.node_read) {
+        if !p.allows_node_read() {
             return Err(ApiError::forbidden());
         }
         let stubs = cluster.nodes.values().map(json::node_stub).collect();
@@ -575,7 +575,7 @@ async fn node_allocations(
 ) -> Response {
     blocking_read(&shared, &query, |cluster| {
         let p = policy(cluster, &headers)?;
-        if !(p.management || p.node_read) {
+        if !p.allows_node_read() {
             return Err(ApiError::forbidden());
         }
         // Allocations in namespaces the token cannot read are silently dropped.

@@ -159,7 +159,7 @@ fn authorize(
             "Allocation" => namespaces
                 .iter()
                 .all(|ns| policy.allows_namespace(ns, "read-job")),
-            "Node" => policy.management || policy.node_read,
+            "Node" => policy.allows_node_read(),
             _ => policy.management,
         };
         if !allowed {
