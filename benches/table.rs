@@ -18,14 +18,14 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fake_nomad::generate::{Shape, cluster};
-use nomad_alloc_table::columns::Columns;
-use nomad_alloc_table::nodes::Nodes;
 use nomad_alloc_table::nomad::types::Allocation;
 use nomad_alloc_table::publish::Publisher;
-use nomad_alloc_table::render::{self, FileFormat};
-use nomad_alloc_table::rendered::{Entry, RenderCache};
+use nomad_alloc_table::table::columns::Columns;
+use nomad_alloc_table::table::incremental::{Entry, RenderCache};
+use nomad_alloc_table::table::node_columns::Nodes;
+use nomad_alloc_table::table::render::{self, FileFormat};
+use nomad_alloc_table::table::validate;
 use nomad_alloc_table::table::{self, NodeInfo};
-use nomad_alloc_table::validate;
 
 /// Allocations of one node that make exactly `rows` rows (one per task).
 fn allocations_for_rows(rows: usize) -> (Vec<Allocation>, Nodes) {

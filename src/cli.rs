@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use rustix::process::Signal;
 
 use crate::nomad::Secret;
-use crate::render::FileFormat;
+use crate::table::render::FileFormat;
 use crate::timing::{Wait, parse_wait};
 
 /// Keeps a table of the Nomad allocations on one node for Vector's `file` enrichment table, so
@@ -125,7 +125,7 @@ fn columns_help() -> String {
     let mut help = String::from(
         "Columns after alloc_id and task, in this order (default: the default columns). The catalog:",
     );
-    for entry in crate::columns::CATALOG {
+    for entry in crate::table::columns::CATALOG {
         let default = if entry.default { " [default]" } else { "" };
         help.push_str(&format!(
             "\n  {}{default}: {}",

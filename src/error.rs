@@ -1,12 +1,12 @@
 //! Why a command failed, and the exit code of each class of failure.
 
 use crate::config::ConfigError;
-use crate::diff::DiffError;
-use crate::http::ListenError;
-use crate::node::NodeError;
+use crate::listing::local_node::NodeError;
 use crate::nomad::{self, FailureClass};
+use crate::observe::http::ListenError;
 use crate::publish::PublishError;
-use crate::validate::ValidationError;
+use crate::table::diff::DiffError;
+use crate::table::validate::ValidationError;
 
 /// Process exit codes, one per failure class.
 pub mod exit_code {

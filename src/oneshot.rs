@@ -9,19 +9,19 @@ use tracing::{info, warn};
 
 use crate::check;
 use crate::cli::PrintFormat;
-use crate::cluster::ClusterLister;
-use crate::columns::Columns;
 use crate::config::{CheckSettings, PrintSettings, PublishSettings, Scope};
-use crate::diff;
 use crate::error::AppError;
-use crate::node;
-use crate::nodes::Nodes;
+use crate::listing::cluster::ClusterLister;
+use crate::listing::local_node;
 use crate::nomad::{Blocking, NomadClient};
 use crate::publish::{self, Outcome, Publisher};
 use crate::reload::{self, Reloader};
-use crate::render::{self, FileFormat};
+use crate::table::columns::Columns;
+use crate::table::diff;
+use crate::table::node_columns::Nodes;
+use crate::table::render::{self, FileFormat};
+use crate::table::validate;
 use crate::table::{self, Projection};
-use crate::validate;
 
 /// Lists what the table covers and projects it: the node's allocations, or the cluster's.
 /// Returns the projection and how the table is named in messages.
@@ -32,7 +32,7 @@ async fn list_table(
 ) -> Result<(Projection, String), AppError> {
     let (allocations, nodes, covers) = match scope {
         Scope::Node(node_id) => {
-            let node = node::resolve(client, node_id.as_deref()).await?;
+            let node = local_node::resolve(client, node_id.as_deref()).await?;
             let allocations = client
                 .node_allocations(&node.id, Blocking::default())
                 .await?

@@ -44,7 +44,7 @@ fn every_command_has_complete_help() {
         .expect("runs")
         .stdout;
     let dump_help = String::from_utf8(dump_help).expect("utf8");
-    for entry in nomad_alloc_table::columns::CATALOG {
+    for entry in nomad_alloc_table::table::columns::CATALOG {
         assert!(
             dump_help.contains(entry.name),
             "--columns help lacks {}",

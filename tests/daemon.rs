@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use fake_nomad::lifecycle::Lifecycle;
 use fake_nomad::{ClientStatus, FakeNomad, Node, StreamFault};
-use nomad_alloc_table::validate::validate_csv;
+use nomad_alloc_table::table::validate::validate_csv;
 use rustix::process::Signal;
 
 use crate::util::daemon::Daemon;

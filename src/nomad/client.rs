@@ -19,7 +19,7 @@ use super::events::EventStream;
 use super::tls::{self, TlsSettings};
 use super::token::{Secret, TokenError, TokenSource};
 use super::types::{AgentSelf, Allocation, AllocationStub, Node};
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// How long to wait for a TCP (or unix socket) connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::error::{Error, transport_error};
 use super::ndjson;
 use super::types::{Allocation, Node};
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// One line of the stream, classified.
 #[derive(Debug, PartialEq)]

@@ -6,7 +6,6 @@
 
 pub mod announced;
 pub mod command;
-pub mod schedule;
 pub mod signal;
 
 use std::path::{Path, PathBuf};

@@ -5,8 +5,7 @@
 //! [`store`], until SIGTERM or SIGINT; a second one exits at once.
 
 pub(crate) mod driver;
-pub(crate) mod step;
-pub(crate) mod store;
+pub(crate) mod machine;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,19 +16,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cli::WatchMode;
-use crate::cluster::ClusterLister;
 use crate::config::{RunSettings, Scope};
 use crate::error::AppError;
-use crate::health::Health;
-use crate::http::Listener;
-use crate::metrics::Metrics;
-use crate::node::{self, NodeError};
-use crate::nodes::Nodes;
+use crate::listing::cluster::ClusterLister;
+use crate::listing::local_node::{self, NodeError};
 use crate::nomad::{FailureClass, NomadClient};
+use crate::observe::health::Health;
+use crate::observe::http::Listener;
+use crate::observe::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::reload::Reloader;
-use crate::render;
 use crate::retry::{Backoff, ErrorLog};
+use crate::table::node_columns::Nodes;
+use crate::table::render;
 use crate::table::{self, NodeInfo};
 use crate::watch::{ResyncReason, Source};
 
@@ -180,7 +179,7 @@ pub(crate) async fn default_alloc_dir(client: &NomadClient) -> PathBuf {
     }
 }
 
-/// [`node::resolve`], retried while the failure may pass (Nomad unreachable or failing, the
+/// [`local_node::resolve`], retried while the failure may pass (Nomad unreachable or failing, the
 /// token refused); a node that does not exist or an agent without a client end it.
 async fn resolve_node_patiently(
     client: &NomadClient,
@@ -190,7 +189,7 @@ async fn resolve_node_patiently(
     let mut backoff = Backoff::default();
     let mut errors = ErrorLog::default();
     loop {
-        match node::resolve(client, node_id).await {
+        match local_node::resolve(client, node_id).await {
             Ok(node) => return Ok(node),
             Err(NodeError::Nomad(e)) if e.class() != FailureClass::Settings => {
                 health.update(|h| h.last_error = Some(e.to_string()));

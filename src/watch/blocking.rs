@@ -22,10 +22,10 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use super::{ResyncReason, Update, report_down, report_listing, report_up};
-use crate::health::Health;
-use crate::metrics::Metrics;
 use crate::nomad::client::Consistency;
 use crate::nomad::{Blocking, Error, NomadClient};
+use crate::observe::health::Health;
+use crate::observe::metrics::Metrics;
 use crate::retry::{Backoff, ErrorLog, MAX_BACKOFF};
 
 /// How a failure is logged.

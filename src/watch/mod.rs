@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::cluster::ClusterLister;
-use crate::health::Health;
-use crate::metrics::{Metrics, unix_now};
+use crate::listing::cluster::ClusterLister;
 use crate::nomad::types::{Allocation, Node};
 use crate::nomad::{Blocking, Error, NomadClient};
+use crate::observe::health::Health;
+use crate::observe::metrics::{Metrics, unix_now};
 
 /// The event-stream topics of the node scope: allocations (of every node: there is no
 /// server-side node filter).

@@ -21,11 +21,11 @@ use tracing::{debug, info, warn};
 
 use super::cost::CostMeter;
 use super::{ResyncReason, Source, Update, report_down, report_listing, report_up};
-use crate::health::Health;
-use crate::metrics::Metrics;
 use crate::nomad::events::{Frame, Message};
 use crate::nomad::types::{Allocation, Node};
 use crate::nomad::{Error, NomadClient, StreamEnd};
+use crate::observe::health::Health;
+use crate::observe::metrics::Metrics;
 use crate::retry::{Backoff, ErrorLog, MAX_BACKOFF};
 
 /// How a failure is logged.

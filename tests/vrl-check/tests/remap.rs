@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fake_nomad::{Cluster, Hook, Job, Node, Task, TaskGroup};
-use nomad_alloc_table::columns::Columns;
 use nomad_alloc_table::nomad::types::Allocation;
-use nomad_alloc_table::render::render_csv;
+use nomad_alloc_table::table::columns::Columns;
+use nomad_alloc_table::table::render::render_csv;
 use nomad_alloc_table::table::{NodeInfo, project};
 use vrl::value::Value;
 use vrl_check::{
@@ -246,7 +246,7 @@ fn the_aggregator_labels_raw_lines_from_the_cluster_table_and_keeps_labelled_one
         .values()
         .map(|a| serde_json::from_value(fake_nomad::json::allocation(a, true)).expect("decodes"))
         .collect();
-    let mut directory = nomad_alloc_table::nodes::Nodes::cluster();
+    let mut directory = nomad_alloc_table::table::node_columns::Nodes::cluster();
     let listed: Vec<nomad_alloc_table::nomad::types::Node> = cluster
         .nodes
         .values()

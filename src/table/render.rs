@@ -1,5 +1,5 @@
 //! Rendering a [`Table`] to bytes: CSV for Vector, JSON for people and tools, aligned text for a
-//! terminal. Deterministic: the same table always gives the same bytes. [`crate::validate`]
+//! terminal. Deterministic: the same table always gives the same bytes. [`crate::table::validate`]
 //! reads them back as Vector would.
 
 use serde::ser::{SerializeMap, SerializeSeq};
@@ -24,7 +24,7 @@ pub fn render_csv(table: &Table) -> Vec<u8> {
     bytes
 }
 
-/// Appends CSV records to `bytes`: how [`render_csv`] writes, and how [`crate::rendered`]
+/// Appends CSV records to `bytes`: how [`render_csv`] writes, and how [`crate::table::incremental`]
 /// writes freshly projected rows between rows kept from the last rendering.
 pub(crate) fn write_csv(bytes: &mut Vec<u8>, records: &[Vec<String>]) {
     let mut writer = csv::WriterBuilder::new()
@@ -150,7 +150,7 @@ pub fn render(table: &Table, format: FileFormat) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::{Validated, validate_csv, validate_json};
+    use crate::table::validate::{Validated, validate_csv, validate_json};
     use proptest::prelude::*;
 
     fn table(rows: &[&[&str]]) -> Table {

@@ -16,8 +16,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::health::{Health, readiness};
-use crate::metrics::{self, Metrics};
+use crate::observe::health::{Health, readiness};
+use crate::observe::metrics::{self, Metrics};
 
 /// Why the listener could not start.
 #[derive(Debug, thiserror::Error)]

@@ -1,20 +1,11 @@
 //! The projection of Nomad allocations to rows (one per allocation task), with the columns the
-//! user chose ([`crate::columns`]). Pure data in, data out.
+//! user chose ([`crate::table::columns`]). Pure data in, data out.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::columns::{Column, Columns, Field};
-use crate::nodes::Nodes;
 use crate::nomad::types::{Allocation, Job, Lifecycle, TaskGroup};
-
-/// What the table needs to know about the node beyond each allocation.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeInfo {
-    pub id: String,
-    pub name: String,
-    pub datacenter: String,
-    pub node_pool: String,
-}
+use crate::table::columns::{Column, Columns, Field};
+use crate::table::node_columns::{NodeInfo, Nodes};
 
 /// A rendered-ready table: header plus rows of strings, sorted by `(alloc_id, task)`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use rustix::fs::{FlockOperation, flock};
 
-use crate::render::FileFormat;
-use crate::validate::{self, Validated, ValidationError};
+use crate::table::render::FileFormat;
+use crate::table::validate::{self, Validated, ValidationError};
 
 /// Why a table was not published. The target file is untouched in every case.
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +165,7 @@ impl Publisher {
     }
 
     /// Publishes `bytes` that were validated already (`validated`, as
-    /// [`crate::rendered`] validates what changed): the bytes read back from the temporary file
+    /// [`crate::table::incremental`] validates what changed): the bytes read back from the temporary file
     /// must hash to theirs, so what is on disk is what was validated. They are hashed as they
     /// are read, not held: a large table is not in memory a third time.
     pub fn publish_validated(

@@ -9,7 +9,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::nomad::types::Node;
-use crate::table::NodeInfo;
+
+/// What the table needs to know about the node beyond each allocation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: String,
+    pub name: String,
+    pub datacenter: String,
+    pub node_pool: String,
+}
 
 /// The nodes the table's rows can refer to. Each is shared, and replaced (not changed) when it
 /// changes, so that a cached rendering can tell by pointer whether its node is still the same.

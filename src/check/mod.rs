@@ -11,12 +11,12 @@ use serde::Serialize;
 
 use crate::cli::{ReportFormat, WatchMode};
 use crate::config::{CheckSettings, Scope};
-use crate::node::{self, NodeError};
+use crate::listing::local_node::{self, NodeError};
 use crate::nomad::{Blocking, Error, NomadClient, StreamEnd, events::Message};
 use crate::publish::Publisher;
 use crate::reload::signal::MIN_PROCESS_AGE;
 use crate::reload::{ReloadSettings, Reloader};
-use crate::validate;
+use crate::table::validate;
 use crate::watch::{CLUSTER_TOPICS, NODE_TOPICS};
 
 /// How long the event-stream probe waits for its first heartbeat (Nomad sends one at once,
@@ -165,7 +165,7 @@ async fn check_nomad(
             }
         });
     }
-    let node = node::resolve(client, node_id).await;
+    let node = local_node::resolve(client, node_id).await;
     let refused = match &node {
         Err(NodeError::Nomad(e)) => Some(e),
         _ => None,
@@ -441,7 +441,11 @@ async fn check_reload(
             });
         }
     }
-    let publisher = Publisher::new(output.to_owned(), crate::render::FileFormat::Csv, 0o644);
+    let publisher = Publisher::new(
+        output.to_owned(),
+        crate::table::render::FileFormat::Csv,
+        0o644,
+    );
     let reloader = Reloader::new(settings, client, output);
     if let Ok(Some(stamp)) = publisher.on_disk()
         && reloader.has_record()

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use crate::render::FileFormat;
+use crate::table::render::FileFormat;
 
 /// The key columns every published table must carry, first.
 pub const KEY_COLUMNS: [&str; 2] = ["alloc_id", "task"];

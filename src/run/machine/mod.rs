@@ -16,6 +16,9 @@
 //! new files from the start on its next glob scan, so the publish and its reload go at once,
 //! past the debounce and `--min-reload-interval`, at most [`URGENT_PER_SECOND`] times a second.
 
+pub(crate) mod reload_schedule;
+pub(crate) mod store;
+
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
@@ -23,11 +26,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::store::Store;
-use crate::nodes::Nodes;
-use crate::reload::schedule::ReloadSchedule;
+use crate::table::node_columns::Nodes;
 use crate::timing::{Timing, Wait};
 use crate::watch::{ResyncReason, Update};
+use reload_schedule::ReloadSchedule;
+use store::Store;
 
 /// More unknown allocations than this in flight at once (a deployment, a burst of batch jobs)
 /// are fetched with one listing instead of one request each.

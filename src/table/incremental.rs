@@ -2,7 +2,7 @@
 //! where its rows are in the last rendering, and the next rendering re-projects only the
 //! allocations whose model entry (its generation) or node changed; every other allocation's
 //! rows are copied as bytes. The rows are concatenated in key order, so the result is byte for
-//! byte what [`crate::render::render`] makes of [`crate::table::project`].
+//! byte what [`crate::table::render::render`] makes of [`crate::table::project`].
 //!
 //! Validation follows the same rule: the rows of a re-projected allocation are validated as
 //! Vector reads a table (with the header); rows carried over were validated when they were
@@ -18,12 +18,12 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::columns::Columns;
-use crate::nodes::Nodes;
 use crate::nomad::types::Allocation;
-use crate::render::{self, FileFormat};
+use crate::table::columns::Columns;
+use crate::table::node_columns::Nodes;
+use crate::table::render::{self, FileFormat};
+use crate::table::validate::{self, Validated, ValidationError};
 use crate::table::{self, NodeInfo};
-use crate::validate::{self, Validated, ValidationError};
 
 /// When more than one allocation in this many was re-projected, the whole file is validated
 /// in one pass instead of each allocation's rows on their own.

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::validate::{ValidationError, validate_csv};
+use crate::table::validate::{ValidationError, validate_csv};
 
 /// A table read back: its columns, and each row's cells by column, by key.
 struct Parsed {

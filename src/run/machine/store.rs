@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::nomad::types::{Allocation, Job};
-use crate::rendered;
+use crate::table::incremental;
 
 /// One allocation and, once it is leaving, when its rows go.
 #[derive(Clone, Debug)]
@@ -177,8 +177,8 @@ impl Store {
 
     /// Every allocation with rows (live ones and those in their grace period) in key order,
     /// with the generation of each entry, for an incremental rendering.
-    pub fn entries(&self) -> impl Iterator<Item = rendered::Entry<'_>> {
-        self.entries.values().map(|e| rendered::Entry {
+    pub fn entries(&self) -> impl Iterator<Item = incremental::Entry<'_>> {
+        self.entries.values().map(|e| incremental::Entry {
             alloc: &e.alloc,
             generation: e.generation,
         })

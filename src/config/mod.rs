@@ -12,12 +12,12 @@ use crate::cli::{
     Cli, Command, DaemonArgs, NomadArgs, PrintFormat, PrintTableArgs, PublishArgs, ReloadArgs,
     ReloadMode, ReportFormat, ScopeArg, TableArgs, TimingArgs, WatchMode,
 };
-use crate::columns::{Column, Columns, ColumnsError, Field};
 use crate::nomad::{
     Address, AddressError, ConnectionSettings, Secret, TlsSettings, TokenFile, TokenSource,
 };
 use crate::reload::{ProcessTarget, ReloadSettings, SignalReload};
-use crate::render::FileFormat;
+use crate::table::columns::{Column, Columns, ColumnsError, Field};
+use crate::table::render::FileFormat;
 use crate::timing::Timing;
 
 /// A setting that cannot work.
@@ -171,7 +171,7 @@ impl Settings {
             }
             (ScopeArg::Node, node_id, None) => Scope::Node(node_id),
             (ScopeArg::Cluster, None, page_size) => Scope::Cluster {
-                page_size: page_size.map_or(crate::cluster::PER_PAGE, usize::from),
+                page_size: page_size.map_or(crate::listing::cluster::PER_PAGE, usize::from),
             },
             (ScopeArg::Cluster, Some(_), _) => {
                 return Err(ConfigError::NodeScopeOnly {

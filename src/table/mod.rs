@@ -1,0 +1,16 @@
+//! The table, as pure functions of the model: which columns ([`columns`]), where a row's node
+//! columns come from ([`node_columns`]), the rows ([`projection`]), their bytes ([`render`],
+//! and [`incremental`] for `run`'s rendering of what changed), whether Vector can load them
+//! ([`validate`], the one owner of [`validate::ValidTable`]), and how two tables differ
+//! ([`diff`]). No I/O here.
+
+pub mod columns;
+pub mod diff;
+pub mod incremental;
+pub mod node_columns;
+pub mod projection;
+pub mod render;
+pub mod validate;
+
+pub use node_columns::{NodeInfo, Nodes};
+pub use projection::{Projection, Table, allocation_rows, project};
