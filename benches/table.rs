@@ -4,8 +4,9 @@
 //! - `stage_10000/*`: each of those stages alone at 10,000 rows;
 //! - `publish/{full,validated}/<rows>`: an atomic publish (temp file, mtime, read back, fsync,
 //!   rename, directory fsync) of a 10,000- and a 100,000-row table whose content changes every
-//!   iteration: `full` validates what it reads back (`dump`), `validated` only hashes it (`run`,
-//!   which validated the rendering already);
+//!   iteration: `full` validates the whole table first (`dump`), `validated` publishes a table
+//!   validated already (`run`, which validates its rendering incrementally); both hash what
+//!   they read back;
 //! - `incremental/<rows>`: what `run` does for a publish after one allocation changed: the
 //!   incremental rendering (only that allocation re-projected and validated, the rest copied),
 //!   at 10,000 and 100,000 rows;
@@ -16,14 +17,15 @@
 
 use std::hint::black_box;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fake_nomad::generate::{Shape, cluster};
 use nomad_alloc_table::nomad::types::Allocation;
 use nomad_alloc_table::publish::Publisher;
 use nomad_alloc_table::table::columns::Columns;
+use nomad_alloc_table::table::format::FileFormat;
 use nomad_alloc_table::table::incremental::{Entry, RenderCache};
 use nomad_alloc_table::table::node_columns::Nodes;
-use nomad_alloc_table::table::render::{self, FileFormat};
+use nomad_alloc_table::table::render;
 use nomad_alloc_table::table::validate;
 use nomad_alloc_table::table::{self, NodeInfo};
 
@@ -82,8 +84,9 @@ fn pipeline(c: &mut Criterion) {
                 b.iter(|| {
                     let projection = table::project(black_box(allocations), &node, &columns);
                     let bytes = render::render_csv(&projection.table);
-                    validate::validate_csv(&bytes).expect("valid");
-                    bytes.len()
+                    validate::ValidTable::check(bytes, FileFormat::Csv)
+                        .expect("valid")
+                        .rows()
                 });
             },
         );
@@ -106,7 +109,11 @@ fn stages(c: &mut Criterion) {
         b.iter(|| render::render_csv(black_box(&projected)))
     });
     group.bench_function("validate_csv", |b| {
-        b.iter(|| validate::validate_csv(black_box(&bytes)).expect("valid"))
+        b.iter_batched(
+            || bytes.clone(),
+            |bytes| validate::ValidTable::check(bytes, FileFormat::Csv).expect("valid"),
+            BatchSize::LargeInput,
+        )
     });
     group.finish();
 }
@@ -121,33 +128,27 @@ fn publish(c: &mut Criterion) {
         // A second version differing in one row, so that every publish really writes.
         let other = render::render_csv(&table::project(&allocations[1..], &node, &columns).table);
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-        let mut publisher = Publisher::new(dir.path().join("allocs.csv"), FileFormat::Csv, 0o644);
+        let mut publisher = Publisher::new(dir.path().join("allocs.csv"), 0o644);
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         let mut flip = false;
-        // `dump`: the bytes read back are validated in full.
+        // `dump`: the whole table is validated, then published.
         group.bench_function(BenchmarkId::new("full", rows), |b| {
             b.iter(|| {
                 flip = !flip;
                 let content = if flip { &bytes } else { &other };
-                publisher.publish(content).expect("published")
+                let table =
+                    validate::ValidTable::check(content.clone(), FileFormat::Csv).expect("valid");
+                publisher.publish(&table).expect("published")
             });
         });
-        // `run`: validated before (incrementally); the bytes read back are only hashed.
-        let verdicts = (
-            validate::validate_csv(&bytes),
-            validate::validate_csv(&other),
-        );
+        // `run`: validated before (incrementally); only published here.
+        let tables = [&bytes, &other]
+            .map(|b| validate::ValidTable::check(b.clone(), FileFormat::Csv).expect("valid"));
         group.bench_function(BenchmarkId::new("validated", rows), |b| {
             b.iter(|| {
                 flip = !flip;
-                let (content, verdict) = if flip {
-                    (&bytes, verdicts.0.clone())
-                } else {
-                    (&other, verdicts.1.clone())
-                };
-                publisher
-                    .publish_validated(content, verdict)
-                    .expect("published")
+                let table = &tables[usize::from(flip)];
+                publisher.publish(table).expect("published")
             });
         });
     }
@@ -170,7 +171,7 @@ fn incremental(c: &mut Criterion) {
         let (allocations, nodes) = allocations_for_rows(rows);
         let mut model: Vec<(Allocation, u64)> = allocations.into_iter().map(|a| (a, 1)).collect();
         let mut cache = RenderCache::new(columns.clone(), FileFormat::Csv);
-        cache.commit(cache.render(entries(&model), &nodes));
+        cache.commit(cache.render(entries(&model), &nodes).expect("valid"));
         let mut generation = 1;
         group.throughput(Throughput::Elements(rows as u64));
         group.bench_function(BenchmarkId::from_parameter(rows), |b| {
@@ -180,8 +181,7 @@ fn incremental(c: &mut Criterion) {
                 let changed = generation as usize % model.len();
                 model[changed].0.client_status = format!("s{generation}");
                 model[changed].1 = generation;
-                let rendering = cache.render(entries(&model), &nodes);
-                assert!(rendering.validated.is_ok());
+                let rendering = cache.render(entries(&model), &nodes).expect("valid");
                 assert_eq!(rendering.projected, 1);
                 cache.commit(rendering);
             });
@@ -197,9 +197,8 @@ fn incremental(c: &mut Criterion) {
         group.throughput(Throughput::Elements(rows as u64));
         group.bench_function(BenchmarkId::from_parameter(rows), |b| {
             b.iter(|| {
-                let rendering = cache.render(entries(&model), &nodes);
-                assert!(rendering.validated.is_ok());
-                rendering.bytes.len()
+                let rendering = cache.render(entries(&model), &nodes).expect("valid");
+                rendering.table.bytes().len()
             });
         });
     }

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use rustix::process::Signal;
 
 use crate::nomad::Secret;
-use crate::table::render::FileFormat;
+use crate::table::format::FileFormat;
 use crate::timing::{Wait, parse_wait};
 
 /// Keeps a table of the Nomad allocations on one node for Vector's `file` enrichment table, so

@@ -39,7 +39,9 @@ pub enum AppError {
     Node(#[from] NodeError),
     #[error(transparent)]
     Publish(#[from] PublishError),
-    #[error("the table is not valid, so it is not printed: {0}")]
+    #[error(
+        "the table Nomad's answers give is not valid, so it is neither published nor printed: {0}"
+    )]
     Invalid(#[from] ValidationError),
     #[error("cannot write to standard output: {0}")]
     Stdout(std::io::Error),
@@ -82,9 +84,7 @@ impl AppError {
             AppError::Node(NodeError::NoClientNode { .. } | NodeError::UnknownNode { .. }) => {
                 exit_code::NOMAD
             }
-            AppError::Publish(PublishError::Invalid { .. })
-            | AppError::Invalid(_)
-            | AppError::Diff(_) => exit_code::INVALID_TABLE,
+            AppError::Invalid(_) | AppError::Diff(_) => exit_code::INVALID_TABLE,
             AppError::Publish(_) | AppError::ReadTable { .. } | AppError::WriteManPages { .. } => {
                 exit_code::FILE
             }

@@ -18,9 +18,10 @@ use crate::publish::{self, Outcome, Publisher};
 use crate::reload::{self, Reloader};
 use crate::table::columns::Columns;
 use crate::table::diff;
+use crate::table::format::FileFormat;
 use crate::table::node_columns::Nodes;
-use crate::table::render::{self, FileFormat};
-use crate::table::validate;
+use crate::table::render;
+use crate::table::validate::ValidTable;
 use crate::table::{self, Projection};
 
 /// Lists what the table covers and projects it: the node's allocations, or the cluster's.
@@ -68,15 +69,18 @@ pub async fn dump(
 ) -> Result<(), AppError> {
     let (projection, covers) = list_table(&client, scope, &settings.columns).await?;
     let rows = projection.table.rows.len();
-    let bytes = render::render(&projection.table, settings.format);
-    let mut publisher = Publisher::new(settings.output, settings.format, settings.file_mode);
+    let table = ValidTable::check(
+        render::render(&projection.table, settings.format),
+        settings.format,
+    )?;
+    let mut publisher = Publisher::new(settings.output, settings.file_mode);
     publish::clean_up_after_killed_publishes(&publisher);
     let reloader = Reloader::new(settings.reloader, client, publisher.path());
-    let outcome = publisher.publish(&bytes)?;
+    let outcome = publisher.publish(&table)?;
     let on_disk = publisher.on_disk()?;
     let path = publisher.path().display();
     let reload = match outcome {
-        Outcome::Written(_) => {
+        Outcome::Written => {
             info!(path = %path, rows, of = %covers, "table published");
             true
         }
@@ -161,9 +165,7 @@ pub async fn print_table(
             } else {
                 FileFormat::Json
             };
-            let bytes = render::render(&projection.table, format);
-            validate::validate(&bytes, format)?;
-            bytes
+            ValidTable::check(render::render(&projection.table, format), format)?.into_bytes()
         }
     };
     write_stdout(&bytes)?;

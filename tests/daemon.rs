@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use fake_nomad::lifecycle::Lifecycle;
 use fake_nomad::{ClientStatus, FakeNomad, Node, StreamFault};
-use nomad_alloc_table::table::validate::validate_csv;
+use nomad_alloc_table::table::validate::check_csv_rows;
 use rustix::process::Signal;
 
 use crate::util::daemon::Daemon;
@@ -254,7 +254,7 @@ fn sigterm_stops_with_exit_0_and_a_valid_file() {
     }
     let (code, table) = daemon.stop();
     assert_eq!(code, Some(0));
-    validate_csv(&table).expect("valid");
+    check_csv_rows(&table).expect("valid");
 }
 
 #[test]
@@ -276,7 +276,7 @@ fn an_observer_never_sees_an_invalid_table_or_a_lost_live_allocation() {
         let Ok(bytes) = std::fs::read(&daemon.table) else {
             panic!("the table vanished");
         };
-        validate_csv(&bytes).unwrap_or_else(|e| panic!("invalid table at step {step}: {e}"));
+        check_csv_rows(&bytes).unwrap_or_else(|e| panic!("invalid table at step {step}: {e}"));
         reads += 1;
         let in_table: BTreeSet<String> = parse_csv(&bytes)
             .into_iter()

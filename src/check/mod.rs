@@ -16,7 +16,7 @@ use crate::nomad::{Blocking, Error, NomadClient, StreamEnd, events::Message};
 use crate::publish::Publisher;
 use crate::reload::signal::MIN_PROCESS_AGE;
 use crate::reload::{ReloadSettings, Reloader};
-use crate::table::validate;
+use crate::table::validate::ValidTable;
 use crate::watch::{CLUSTER_TOPICS, NODE_TOPICS};
 
 /// How long the event-stream probe waits for its first heartbeat (Nomad sends one at once,
@@ -346,27 +346,35 @@ fn check_output(settings: &CheckSettings) -> Vec<Finding> {
             "create the directory and make it writable by this user (same filesystem as the table)",
         ),
     }];
-    const CHECK: &str = "the table loads in Vector";
+    let format = settings.run.publish.format;
+    // Vector's file table reads CSV only: a JSON table is checked for what it promises, and
+    // never said to load in Vector.
+    let check = if format.loaded_by_vector() {
+        "the table loads in Vector"
+    } else {
+        "the table is valid JSON (for other tools: Vector's file table reads CSV only)"
+    };
     findings.push(match std::fs::read(output) {
-        Ok(bytes) => match validate::validate(&bytes, settings.run.publish.format) {
-            Ok(valid) => {
-                Finding::pass(CHECK, format!("{} ({} rows)", output.display(), valid.rows))
-            }
+        Ok(bytes) => match ValidTable::check(bytes, format) {
+            Ok(valid) => Finding::pass(
+                check,
+                format!("{} ({} rows)", output.display(), valid.rows()),
+            ),
             Err(e) => Finding::fail(
-                CHECK,
+                check,
                 format!("{}: {e}", output.display()),
                 "run `dump` to replace it with a valid table",
             ),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Finding::pass(
-            CHECK,
+            check,
             format!(
                 "{} does not exist yet; run and dump create it",
                 output.display()
             ),
         ),
         Err(e) => Finding::fail(
-            CHECK,
+            check,
             format!("{}: {e}", output.display()),
             "make the table readable by this user and by Vector",
         ),
@@ -441,11 +449,7 @@ async fn check_reload(
             });
         }
     }
-    let publisher = Publisher::new(
-        output.to_owned(),
-        crate::table::render::FileFormat::Csv,
-        0o644,
-    );
+    let publisher = Publisher::new(output.to_owned(), 0o644);
     let reloader = Reloader::new(settings, client, output);
     if let Ok(Some(stamp)) = publisher.on_disk()
         && reloader.has_record()

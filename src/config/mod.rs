@@ -17,7 +17,7 @@ use crate::nomad::{
 };
 use crate::reload::{ProcessTarget, ReloadSettings, SignalReload};
 use crate::table::columns::{Column, Columns, ColumnsError, Field};
-use crate::table::render::FileFormat;
+use crate::table::format::FileFormat;
 use crate::timing::Timing;
 
 /// A setting that cannot work.

@@ -1,8 +1,9 @@
-//! Publishing a rendered table: only when its content differs from the file on disk, and then
-//! atomically (temp file in the same directory, mode set, written, mtime strictly later than the
-//! file it replaces, validated by re-reading, fsynced, renamed over the target, directory
-//! fsynced). Vector reloads a file table only when `mtime > last mtime`, and exits if a reload
-//! meets a bad file, so both the mtime rule and the validation are load-bearing.
+//! Publishing a table that passed validation ([`ValidTable`]): only when its content differs
+//! from the file on disk, and then atomically (temp file in the same directory, mode set,
+//! written, mtime strictly later than the file it replaces, read back and compared by hash with
+//! what was validated, fsynced, renamed over the target, directory fsynced). Vector reloads a
+//! file table only when `mtime > last mtime`, and exits if a reload meets a bad file, so both
+//! the mtime rule and the read-back are load-bearing.
 
 use std::fs::{self, File, Permissions};
 use std::io::Write;
@@ -12,8 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use rustix::fs::{FlockOperation, flock};
 
-use crate::table::render::FileFormat;
-use crate::table::validate::{self, Validated, ValidationError};
+use crate::table::validate::ValidTable;
 
 /// Why a table was not published. The target file is untouched in every case.
 #[derive(Debug, thiserror::Error)]
@@ -28,11 +28,10 @@ pub enum PublishError {
         "the directory {dir} of the output file does not exist; create it (it must be on the same filesystem as the file)"
     )]
     NoDirectory { dir: PathBuf },
-    #[error("refusing to publish {path}: {source}")]
-    Invalid {
-        path: PathBuf,
-        source: ValidationError,
-    },
+    #[error(
+        "the temporary file for {path} does not read back as the bytes validated; is the filesystem or disk failing?"
+    )]
+    ReadBack { path: PathBuf },
     #[error(
         "cannot give {path} an mtime later than the file it replaces ({previous:?}); is the clock or filesystem timestamp stuck?"
     )]
@@ -45,7 +44,7 @@ pub enum Outcome {
     /// The file already held these bytes: nothing written, mtime untouched, no reload due.
     Unchanged,
     /// The file was replaced.
-    Written(Validated),
+    Written,
 }
 
 /// What identifies the file as last written by us, so an unchanged file need not be re-read.
@@ -69,7 +68,6 @@ pub struct TableStamp {
 #[derive(Debug)]
 pub struct Publisher {
     path: PathBuf,
-    format: FileFormat,
     mode: u32,
     last: Option<Stamp>,
 }
@@ -77,10 +75,9 @@ pub struct Publisher {
 impl Publisher {
     /// A publisher for `path`; `mode` is the file mode (e.g. `0o644`, so a Vector running as
     /// another user can read it).
-    pub fn new(path: PathBuf, format: FileFormat, mode: u32) -> Publisher {
+    pub fn new(path: PathBuf, mode: u32) -> Publisher {
         Publisher {
             path,
-            format,
             mode,
             last: None,
         }
@@ -154,49 +151,12 @@ impl Publisher {
         Ok(removed)
     }
 
-    /// Publishes `bytes` unless the file already holds exactly them; the bytes written are
-    /// re-read and validated in full as Vector will read them.
-    pub fn publish(&mut self, bytes: &[u8]) -> Result<Outcome, PublishError> {
-        let format = self.format;
-        self.publish_checked(bytes, |path, _| {
-            let written = fs::read(path)?;
-            Ok(validate::validate(&written, format))
-        })
-    }
-
-    /// Publishes `bytes` that were validated already (`validated`, as
-    /// [`crate::table::incremental`] validates what changed): the bytes read back from the temporary file
-    /// must hash to theirs, so what is on disk is what was validated. They are hashed as they
-    /// are read, not held: a large table is not in memory a third time.
-    pub fn publish_validated(
-        &mut self,
-        bytes: &[u8],
-        validated: Result<Validated, ValidationError>,
-    ) -> Result<Outcome, PublishError> {
-        if let Err(source) = validated {
-            return Err(PublishError::Invalid {
-                path: self.path.clone(),
-                source,
-            });
-        }
-        self.publish_checked(bytes, |path, hash| {
-            let mut hasher = blake3::Hasher::new();
-            hasher.update_reader(File::open(path)?)?;
-            Ok(if hasher.finalize() == hash {
-                validated
-            } else {
-                Err(ValidationError::Changed)
-            })
-        })
-    }
-
-    /// The publish; `check` reads the temporary file back (its path, and the hash of the bytes
-    /// written) and says whether it loads in Vector.
-    fn publish_checked(
-        &mut self,
-        bytes: &[u8],
-        check: impl FnOnce(&Path, blake3::Hash) -> std::io::Result<Result<Validated, ValidationError>>,
-    ) -> Result<Outcome, PublishError> {
+    /// Publishes `table` unless the file already holds exactly its bytes. The bytes read back
+    /// from the temporary file must hash to the ones validated, so what is on disk is what was
+    /// validated; they are hashed as they are read, not held, so a large table is not in memory
+    /// a third time.
+    pub fn publish(&mut self, table: &ValidTable) -> Result<Outcome, PublishError> {
+        let bytes = table.bytes();
         let hash = blake3::hash(bytes);
         let current = self.current_hash()?;
         if let Some((on_disk, _)) = &current
@@ -233,13 +193,16 @@ impl Publisher {
                 path: self.path.clone(),
                 previous: previous_mtime.unwrap_or(SystemTime::UNIX_EPOCH),
             })?;
-        // Validate exactly what is on disk, as Vector will read it.
-        let validated = check(temp.path(), hash)
-            .map_err(|source| self.io("re-read the temporary file for", source))?
-            .map_err(|source| PublishError::Invalid {
+        // What is on disk is what was validated, as Vector will read it.
+        let mut read_back = blake3::Hasher::new();
+        File::open(temp.path())
+            .and_then(|file| read_back.update_reader(file).map(drop))
+            .map_err(|source| self.io("re-read the temporary file for", source))?;
+        if read_back.finalize() != hash {
+            return Err(PublishError::ReadBack {
                 path: self.path.clone(),
-                source,
-            })?;
+            });
+        }
         temp.as_file()
             .sync_all()
             .map_err(|source| self.io("fsync the temporary file for", source))?;
@@ -258,7 +221,7 @@ impl Publisher {
             len: meta.len(),
             modified,
         });
-        Ok(Outcome::Written(validated))
+        Ok(Outcome::Written)
     }
 }
 
@@ -349,21 +312,26 @@ fn advance_mtime(file: &File, previous: Option<SystemTime>) -> std::io::Result<O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::format::FileFormat;
+
+    fn valid(bytes: &[u8]) -> ValidTable {
+        ValidTable::check(bytes.to_vec(), FileFormat::Csv).expect("valid")
+    }
 
     const TABLE: &[u8] = b"alloc_id,task\na1,web\n";
     const OTHER: &[u8] = b"alloc_id,task\na1,web\na2,db\n";
 
     fn publisher(dir: &Path) -> Publisher {
-        Publisher::new(dir.join("allocs.csv"), FileFormat::Csv, 0o644)
+        Publisher::new(dir.join("allocs.csv"), 0o644)
     }
 
     #[test]
     fn unchanged_content_is_not_rewritten() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut p = publisher(dir.path());
-        assert!(matches!(p.publish(TABLE), Ok(Outcome::Written(_))));
+        assert!(matches!(p.publish(&valid(TABLE)), Ok(Outcome::Written)));
         let before = fs::metadata(p.path()).expect("exists");
-        assert_eq!(p.publish(TABLE).expect("ok"), Outcome::Unchanged);
+        assert_eq!(p.publish(&valid(TABLE)).expect("ok"), Outcome::Unchanged);
         let after = fs::metadata(p.path()).expect("exists");
         assert_eq!(before.modified().ok(), after.modified().ok());
         assert_eq!(before.ino(), after.ino(), "no rename happened");
@@ -372,13 +340,13 @@ mod tests {
     #[test]
     fn a_fresh_publisher_compares_with_the_file_on_disk() {
         let dir = tempfile::tempdir().expect("tempdir");
-        publisher(dir.path()).publish(TABLE).expect("first");
+        publisher(dir.path()).publish(&valid(TABLE)).expect("first");
         let mtime = fs::metadata(dir.path().join("allocs.csv"))
             .and_then(|m| m.modified())
             .ok();
         // As after a restart: a new publisher with no memory of the last write.
         assert_eq!(
-            publisher(dir.path()).publish(TABLE).expect("ok"),
+            publisher(dir.path()).publish(&valid(TABLE)).expect("ok"),
             Outcome::Unchanged
         );
         let again = fs::metadata(dir.path().join("allocs.csv"))
@@ -391,7 +359,7 @@ mod tests {
     fn mtime_strictly_increases_even_within_one_tick() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut p = publisher(dir.path());
-        p.publish(TABLE).expect("first");
+        p.publish(&valid(TABLE)).expect("first");
         // Push the file's mtime into the future so that "now" is not later than it.
         let future = SystemTime::now() + Duration::from_secs(3600);
         File::options()
@@ -399,12 +367,12 @@ mod tests {
             .open(p.path())
             .and_then(|f| f.set_modified(future))
             .expect("set mtime");
-        p.publish(OTHER).expect("second");
+        p.publish(&valid(OTHER)).expect("second");
         let second = fs::metadata(p.path())
             .and_then(|m| m.modified())
             .expect("mtime");
         assert!(second > future, "{second:?} must be later than {future:?}");
-        p.publish(TABLE).expect("third");
+        p.publish(&valid(TABLE)).expect("third");
         let third = fs::metadata(p.path())
             .and_then(|m| m.modified())
             .expect("mtime");
@@ -414,68 +382,21 @@ mod tests {
     #[test]
     fn the_file_gets_the_configured_mode_regardless_of_umask() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut p = Publisher::new(dir.path().join("t.csv"), FileFormat::Csv, 0o640);
-        p.publish(TABLE).expect("ok");
+        let mut p = Publisher::new(dir.path().join("t.csv"), 0o640);
+        p.publish(&valid(TABLE)).expect("ok");
         let mode = fs::metadata(p.path()).expect("exists").permissions().mode() & 0o777;
         assert_eq!(mode, 0o640);
-        let mut p = Publisher::new(dir.path().join("u.csv"), FileFormat::Csv, 0o644);
-        p.publish(TABLE).expect("ok");
+        let mut p = Publisher::new(dir.path().join("u.csv"), 0o644);
+        p.publish(&valid(TABLE)).expect("ok");
         let mode = fs::metadata(p.path()).expect("exists").permissions().mode() & 0o777;
         assert_eq!(mode, 0o644);
     }
 
     #[test]
-    fn an_invalid_table_leaves_the_target_and_no_temp_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut p = publisher(dir.path());
-        p.publish(TABLE).expect("ok");
-        let err = p
-            .publish(b"alloc_id,task\na1,web\na1,web\n")
-            .expect_err("duplicate");
-        assert!(matches!(err, PublishError::Invalid { .. }), "{err}");
-        assert_eq!(fs::read(p.path()).expect("still there"), TABLE);
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .expect("list")
-            .map(|e| e.expect("entry").file_name())
-            .collect();
-        assert_eq!(names, ["allocs.csv"]);
-    }
-
-    #[test]
-    fn a_table_validated_beforehand_is_written_and_a_refused_one_never_is() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut p = publisher(dir.path());
-        let written = p
-            .publish_validated(TABLE, Ok(Validated { rows: 1 }))
-            .expect("written");
-        assert_eq!(written, Outcome::Written(Validated { rows: 1 }));
-        assert_eq!(fs::read(p.path()).expect("read"), TABLE);
-        let before = fs::metadata(p.path()).expect("exists").modified().ok();
-        let refused = p.publish_validated(
-            b"alloc_id,task\na2,web\n",
-            Err(ValidationError::DuplicateKey {
-                alloc_id: "a2".to_owned(),
-                task: "web".to_owned(),
-            }),
-        );
-        assert!(matches!(refused, Err(PublishError::Invalid { .. })));
-        assert_eq!(fs::read(p.path()).expect("read"), TABLE, "untouched");
-        assert_eq!(
-            fs::metadata(p.path()).expect("exists").modified().ok(),
-            before
-        );
-        assert_eq!(
-            p.publish_validated(TABLE, Ok(Validated { rows: 1 }))
-                .expect("ok"),
-            Outcome::Unchanged
-        );
-    }
-
-    #[test]
     fn a_missing_directory_is_a_clear_error() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut p = Publisher::new(dir.path().join("nope/t.csv"), FileFormat::Csv, 0o644);
-        let err = p.publish(TABLE).expect_err("no dir");
+        let mut p = Publisher::new(dir.path().join("nope/t.csv"), 0o644);
+        let err = p.publish(&valid(TABLE)).expect_err("no dir");
         assert!(err.to_string().contains("does not exist"), "{err}");
     }
 
@@ -484,11 +405,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut p = publisher(dir.path());
         assert_eq!(p.on_disk().expect("ok"), None);
-        p.publish(TABLE).expect("ok");
+        p.publish(&valid(TABLE)).expect("ok");
         let first = p.on_disk().expect("ok").expect("a file");
         assert_eq!(first.hash, blake3::hash(TABLE));
         assert_eq!(Some(first), publisher(dir.path()).on_disk().expect("ok"));
-        p.publish(OTHER).expect("ok");
+        p.publish(&valid(OTHER)).expect("ok");
         let second = p.on_disk().expect("ok").expect("a file");
         assert!(second.modified > first.modified);
         assert_ne!(second.hash, first.hash);
@@ -531,9 +452,9 @@ mod tests {
     fn a_file_changed_behind_our_back_is_re_read() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut p = publisher(dir.path());
-        p.publish(TABLE).expect("ok");
+        p.publish(&valid(TABLE)).expect("ok");
         fs::write(p.path(), OTHER).expect("overwrite");
-        assert!(matches!(p.publish(TABLE), Ok(Outcome::Written(_))));
+        assert!(matches!(p.publish(&valid(TABLE)), Ok(Outcome::Written)));
         assert_eq!(fs::read(p.path()).expect("read"), TABLE);
     }
 }

@@ -24,7 +24,7 @@ use crate::listing::cluster::ClusterLister;
 use crate::nomad::{Blocking, Error, NomadClient};
 use crate::observe::health::Health;
 use crate::observe::metrics::{Metrics, unix_now};
-use crate::publish::{Outcome, PublishError, Publisher};
+use crate::publish::{Outcome, Publisher};
 use crate::reload::{self, ReloadOutcome, Reloader};
 use crate::table::incremental::RenderCache;
 use crate::table::node_columns::Nodes;
@@ -341,41 +341,41 @@ impl Driver {
     }
 
     fn publish_and_log(&mut self, reasons: &BTreeSet<ChangeReason>) -> Published {
-        let rendering = self
-            .rendered
-            .render(self.machine.store().entries(), self.machine.nodes());
         let reason = reasons
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ");
+        let rendering = match self
+            .rendered
+            .render(self.machine.store().entries(), self.machine.nodes())
+        {
+            Ok(rendering) => rendering,
+            Err(e) => {
+                error!(error = %e, "table not published, as Vector could not load it; the file keeps its last content");
+                return Published::Invalid;
+            }
+        };
         let (rows, added, removed) = (rendering.rows, rendering.added, rendering.removed);
         debug!(
             projected = rendering.projected,
             allocations_without_tasks = rendering.without_tasks,
             "rendered"
         );
-        match self
-            .publisher
-            .publish_validated(&rendering.bytes, rendering.validated.clone())
-        {
+        match self.publisher.publish(&rendering.table) {
             Ok(Outcome::Unchanged) => {
                 debug!(reason = %reason, "table unchanged; nothing written");
                 self.rendered.commit(rendering);
                 Published::Unchanged
             }
-            Ok(Outcome::Written(_)) => {
+            Ok(Outcome::Written) => {
                 info!(rows, added, removed, reason = %reason, "table published");
                 self.rendered.commit(rendering);
                 Published::Written
             }
             Err(e) => {
                 error!(error = %e, "table not published; the file keeps its last content");
-                if matches!(e, PublishError::Invalid { .. }) {
-                    Published::Invalid
-                } else {
-                    Published::Failed
-                }
+                Published::Failed
             }
         }
     }

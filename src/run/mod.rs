@@ -29,6 +29,7 @@ use crate::reload::Reloader;
 use crate::retry::{Backoff, ErrorLog};
 use crate::table::node_columns::Nodes;
 use crate::table::render;
+use crate::table::validate::ValidTable;
 use crate::table::{self, NodeInfo};
 use crate::watch::{ResyncReason, Source};
 
@@ -72,11 +73,12 @@ pub async fn run(
     }
     let _stop_listener = stop_listener.drop_guard();
     let publish = settings.publish;
-    let mut publisher = Publisher::new(publish.output.clone(), publish.format, publish.file_mode);
+    let mut publisher = Publisher::new(publish.output.clone(), publish.file_mode);
     crate::publish::clean_up_after_killed_publishes(&publisher);
     if !publish.output.exists() {
         let empty = table::project(std::iter::empty(), &Nodes::cluster(), &publish.columns);
-        publisher.publish(&render::render(&empty.table, publish.format))?;
+        let header_only = render::header_only(&empty.table.header, publish.format);
+        publisher.publish(&ValidTable::check(header_only, publish.format)?)?;
         info!(path = %publish.output.display(), "no table yet: published a header-only one so that Vector can start");
     }
     let (source, nodes, alloc_dir) = match scope {

@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::table::validate::{ValidationError, validate_csv};
+use crate::table::format::VECTOR_FILE_TABLE;
+use crate::table::validate::{ValidationError, check_csv_rows};
 
 /// A table read back: its columns, and each row's cells by column, by key.
 struct Parsed {
@@ -13,9 +14,10 @@ struct Parsed {
 }
 
 fn parse(bytes: &[u8]) -> Result<Parsed, ValidationError> {
-    validate_csv(bytes)?;
+    check_csv_rows(bytes)?;
     let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
+        .has_headers(VECTOR_FILE_TABLE.include_headers)
+        .delimiter(VECTOR_FILE_TABLE.delimiter)
         .flexible(false)
         .from_reader(bytes);
     let columns: Vec<String> = reader

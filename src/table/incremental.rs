@@ -4,12 +4,10 @@
 //! rows are copied as bytes. The rows are concatenated in key order, so the result is byte for
 //! byte what [`crate::table::render::render`] makes of [`crate::table::project`].
 //!
-//! Validation follows the same rule: the rows of a re-projected allocation are validated as
-//! Vector reads a table (with the header); rows carried over were validated when they were
-//! made. What spans allocations holds by construction: every row of an allocation carries its
-//! alloc ID (checked), and allocations come in strictly increasing ID order (checked; else the
-//! whole file is validated), so keys are unique across allocations. Property tests below hold
-//! both the bytes and the verdict to the full rendering and the full validator.
+//! The check follows the same rule ([`IncrementalCheck`], owned by [`crate::table::validate`]):
+//! the rendering tells it which rows are fresh and whether allocations came in order; rows
+//! carried over come from a rendering that passed. Property tests below hold both the bytes and
+//! the verdict to the full rendering and the full check.
 //!
 //! At 100,000 rows a full projection, render and validation took about 0.3 s; a publish after
 //! one allocation changed now costs little more than copying the bytes and validating them
@@ -20,14 +18,11 @@ use std::sync::Arc;
 
 use crate::nomad::types::Allocation;
 use crate::table::columns::Columns;
+use crate::table::format::{FileFormat, JSON_CLOSE, JSON_EMPTY, JSON_OPEN, JSON_SEPARATOR};
 use crate::table::node_columns::Nodes;
-use crate::table::render::{self, FileFormat};
-use crate::table::validate::{self, Validated, ValidationError};
+use crate::table::render;
+use crate::table::validate::{Assembled, FreshRows, IncrementalCheck, ValidTable, ValidationError};
 use crate::table::{self, NodeInfo};
-
-/// When more than one allocation in this many was re-projected, the whole file is validated
-/// in one pass instead of each allocation's rows on their own.
-const WHOLE_FILE_SHARE: usize = 8;
 
 /// One allocation of the model as a rendering sees it.
 #[derive(Clone, Copy, Debug)]
@@ -50,11 +45,11 @@ struct Span {
     tasks: Arc<[String]>,
 }
 
-/// A rendering of the model, to publish and then [`RenderCache::commit`].
+/// A valid rendering of the model, to publish and then [`RenderCache::commit`].
 #[derive(Debug)]
 pub struct Rendering {
-    /// The file's bytes.
-    pub bytes: Vec<u8>,
+    /// The file, checked.
+    pub table: ValidTable,
     spans: Vec<Span>,
     /// Rows in the table.
     pub rows: usize,
@@ -65,8 +60,6 @@ pub struct Rendering {
     pub projected: usize,
     /// Allocations that yielded no row: nothing in Nomad's answers named their tasks.
     pub without_tasks: usize,
-    /// Whether the bytes load in Vector, as [`validate::validate`] would say of them.
-    pub validated: Result<Validated, ValidationError>,
 }
 
 /// The last rendering that was published (or found already on disk), kept to render the next
@@ -76,64 +69,41 @@ pub struct RenderCache {
     columns: Columns,
     format: FileFormat,
     header: Vec<String>,
-    /// The header-only table, validated once: it holds for every rendering.
-    header_only: Vec<u8>,
-    header_verdict: Result<Validated, ValidationError>,
-    /// [`WHOLE_FILE_SHARE`]; tests set 0 to validate allocation by allocation always.
-    whole_file_share: usize,
+    /// How a rendering is checked, costing what changed.
+    check: IncrementalCheck,
     last: Option<Rendering>,
 }
 
 impl RenderCache {
     pub fn new(columns: Columns, format: FileFormat) -> RenderCache {
         let header = columns.header();
-        let header_only = Output::new(format, &header, 0).finish();
         RenderCache {
-            header_verdict: validate::validate(&header_only, format),
-            header_only,
+            check: IncrementalCheck::new(render::header_only(&header, format), format),
             header,
             columns,
             format,
-            whole_file_share: WHOLE_FILE_SHARE,
             last: None,
         }
     }
 
-    /// Validates the rows of one allocation as a table of their own.
-    fn validate_rows(&self, bytes: &[u8]) -> Result<Validated, ValidationError> {
-        let mut table = Vec::with_capacity(self.header_only.len() + bytes.len() + 2);
-        match self.format {
-            FileFormat::Csv => {
-                table.extend_from_slice(&self.header_only);
-                table.extend_from_slice(bytes);
-            }
-            FileFormat::Json => {
-                table.extend_from_slice(render::JSON_OPEN);
-                table.extend_from_slice(bytes);
-                table.extend_from_slice(render::JSON_CLOSE);
-            }
-        }
-        validate::validate(&table, self.format)
-    }
-
     /// Renders `entries` (in key order, as the model keeps them), reusing the rows of every
-    /// allocation whose generation and node are those of the last committed rendering.
+    /// allocation whose generation and node are those of the last committed rendering, and
+    /// checks the result; an error says why the table would not load.
     pub fn render<'a>(
         &self,
         entries: impl IntoIterator<Item = Entry<'a>>,
         nodes: &Nodes,
-    ) -> Rendering {
+    ) -> Result<Rendering, ValidationError> {
         let last = self.last.as_ref();
         let old_spans = last.map_or(&[][..], |l| l.spans.as_slice());
-        let old_bytes = last.map_or(&[][..], |l| l.bytes.as_slice());
+        let old_bytes = last.map_or(&[][..], |l| l.table.bytes());
         let capacity = old_bytes.len() + 4096;
         let mut out = Output::new(self.format, &self.header, capacity);
         let mut spans = Vec::with_capacity(old_spans.len() + 16);
         let (mut rows, mut added, mut removed, mut projected, mut without_tasks) = (0, 0, 0, 0, 0);
-        let mut verdict = self.header_verdict.clone().map(|_| ());
         let mut in_order = true;
-        // The rows made afresh, to validate.
-        let mut fresh: Vec<Range<usize>> = Vec::new();
+        // The rows made afresh, to check.
+        let mut fresh: Vec<FreshRows> = Vec::new();
         let mut previous_id: Option<&str> = None;
         let mut old = old_spans.iter().peekable();
         for entry in entries {
@@ -163,16 +133,15 @@ impl RenderCache {
                         None => added += tasks.len(),
                     }
                     let bytes = out.rows(&alloc_rows);
-                    if verdict.is_ok() && alloc_rows.iter().any(|r| r[0] != id) {
-                        verdict = Err(ValidationError::ForeignRow {
-                            alloc_id: id.to_owned(),
+                    let alloc_id: Arc<str> = id.into();
+                    if !alloc_rows.is_empty() {
+                        fresh.push(FreshRows {
+                            alloc_id: alloc_id.clone(),
+                            bytes: bytes.clone(),
                         });
                     }
-                    if !alloc_rows.is_empty() {
-                        fresh.push(bytes.clone());
-                    }
                     Span {
-                        alloc_id: id.into(),
+                        alloc_id,
                         generation: entry.generation,
                         node: node.clone(),
                         bytes,
@@ -187,39 +156,27 @@ impl RenderCache {
             spans.push(span);
         }
         removed += old.map(|gone| gone.tasks.len()).sum::<usize>();
-        // Where most rows are new (a first rendering, a resync after a long cut), one pass
-        // over the file is cheaper than one per allocation.
-        let whole = !in_order || fresh.len().saturating_mul(self.whole_file_share) > spans.len();
-        if verdict.is_ok() && !whole {
-            verdict = fresh
-                .iter()
-                .try_for_each(|range| self.validate_rows(out.slice(range.clone())).map(drop));
-        }
-        let bytes = out.finish();
-        let validated = match verdict {
-            Ok(()) if whole => validate::validate(&bytes, self.format),
-            Ok(()) => Ok(Validated { rows }),
-            Err(e) => Err(e),
+        let assembled = Assembled {
+            fresh,
+            in_order,
+            allocations: spans.len(),
+            rows,
         };
-        Rendering {
-            validated,
-            bytes,
+        let table = self.check.check(out.finish(), &assembled)?;
+        Ok(Rendering {
+            table,
             spans,
             rows,
             added,
             removed,
             projected,
             without_tasks,
-        }
+        })
     }
 
-    /// Makes `rendering` the base of the next one: it is what the file now holds. Only a valid
-    /// rendering may be committed: its rows are carried over unvalidated.
+    /// Makes `rendering` the base of the next one: it is what the file now holds. A rendering
+    /// is valid by construction, so its rows may be carried over unchecked.
     pub fn commit(&mut self, rendering: Rendering) {
-        debug_assert!(
-            rendering.validated.is_ok(),
-            "an invalid rendering committed"
-        );
         self.last = Some(rendering);
     }
 
@@ -243,7 +200,7 @@ impl Output {
         let mut bytes = Vec::with_capacity(capacity);
         match format {
             FileFormat::Csv => render::write_csv(&mut bytes, &[header.to_vec()]),
-            FileFormat::Json => bytes.extend_from_slice(render::JSON_OPEN),
+            FileFormat::Json => bytes.extend_from_slice(JSON_OPEN),
         }
         Output {
             format,
@@ -257,18 +214,13 @@ impl Output {
     fn copy(&mut self, rows: &[u8]) -> Range<usize> {
         if self.format == FileFormat::Json && !rows.is_empty() {
             if self.any {
-                self.bytes.extend_from_slice(render::JSON_SEPARATOR);
+                self.bytes.extend_from_slice(JSON_SEPARATOR);
             }
             self.any = true;
         }
         let start = self.bytes.len();
         self.bytes.extend_from_slice(rows);
         start..self.bytes.len()
-    }
-
-    /// Bytes written so far.
-    fn slice(&self, range: Range<usize>) -> &[u8] {
-        &self.bytes[range]
     }
 
     /// Renders and appends rows; returns where they are.
@@ -289,9 +241,9 @@ impl Output {
     fn finish(mut self) -> Vec<u8> {
         match self.format {
             FileFormat::Csv => self.bytes,
-            FileFormat::Json if !self.any => render::JSON_EMPTY.to_vec(),
+            FileFormat::Json if !self.any => JSON_EMPTY.to_vec(),
             FileFormat::Json => {
-                self.bytes.extend_from_slice(render::JSON_CLOSE);
+                self.bytes.extend_from_slice(JSON_CLOSE);
                 self.bytes.push(b'\n');
                 self.bytes
             }
@@ -366,7 +318,7 @@ mod tests {
             (alloc("b", "n2", &["x"], "1"), 2),
             (alloc("c", "n1", &["x"], "1"), 3),
         ];
-        let first = cache.render(entries(&model), &cache_nodes);
+        let first = cache.render(entries(&model), &cache_nodes).expect("valid");
         assert_eq!(
             (first.projected, first.rows, first.added, first.removed),
             (3, 4, 4, 0)
@@ -375,11 +327,14 @@ mod tests {
         // b changes its tasks, c goes, d comes; a is untouched.
         model[1] = (alloc("b", "n2", &["z"], "1"), 4);
         model[2] = (alloc("d", "n1", &["x"], "1"), 5);
-        let second = cache.render(entries(&model), &cache_nodes);
+        let second = cache.render(entries(&model), &cache_nodes).expect("valid");
         assert_eq!(second.projected, 2, "b and d");
         assert_eq!((second.added, second.removed, second.rows), (2, 2, 4));
         let allocs: Vec<Allocation> = model.iter().map(|(a, _)| a.clone()).collect();
-        assert_eq!(second.bytes, full(&allocs, &cache_nodes, FileFormat::Csv));
+        assert_eq!(
+            second.table.bytes(),
+            full(&allocs, &cache_nodes, FileFormat::Csv)
+        );
         cache.commit(second);
         assert_eq!(cache.rows(), 4);
     }
@@ -392,25 +347,30 @@ mod tests {
             (alloc("a", "n1", &["x"], "1"), 1),
             (alloc("b", "n2", &["x"], "1"), 2),
         ];
-        cache.commit(cache.render(entries(&model), &directory));
+        cache.commit(cache.render(entries(&model), &directory).expect("valid"));
         directory.update(&crate::nomad::types::Node {
             id: "n2".to_owned(),
             datacenter: "moved".to_owned(),
             ..Default::default()
         });
-        let again = cache.render(entries(&model), &directory);
+        let again = cache.render(entries(&model), &directory).expect("valid");
         assert_eq!(again.projected, 1);
         let allocs: Vec<Allocation> = model.iter().map(|(a, _)| a.clone()).collect();
-        assert_eq!(again.bytes, full(&allocs, &directory, FileFormat::Csv));
-        assert!(String::from_utf8_lossy(&again.bytes).contains("moved"));
+        assert_eq!(
+            again.table.bytes(),
+            full(&allocs, &directory, FileFormat::Csv)
+        );
+        assert!(String::from_utf8_lossy(again.table.bytes()).contains("moved"));
     }
 
     #[test]
     fn an_empty_model_renders_as_the_full_path_does() {
         for format in [FileFormat::Csv, FileFormat::Json] {
             let cache = RenderCache::new(columns(), format);
-            let rendering = cache.render(std::iter::empty(), &nodes("dc"));
-            assert_eq!(rendering.bytes, full(&[], &nodes("dc"), format));
+            let rendering = cache
+                .render(std::iter::empty(), &nodes("dc"))
+                .expect("valid");
+            assert_eq!(rendering.table.bytes(), full(&[], &nodes("dc"), format));
         }
     }
 
@@ -478,17 +438,16 @@ mod tests {
             let format = if json { FileFormat::Json } else { FileFormat::Csv };
             let directory = nodes("dc");
             let mut cache = RenderCache::new(columns(), format);
-            // Allocation by allocation, however many changed (the default validates the whole
+            // Allocation by allocation, however many changed (the default checks the whole
             // file when many did).
-            cache.whole_file_share = 0;
+            cache.check = cache.check.clone().per_allocation();
             let before = build_risky(&before);
             let first_model: Vec<(Allocation, u64)> = before.iter().cloned().map(|a| (a, 1)).collect();
             let first = cache.render(entries(&first_model), &directory);
-            let full_verdict = validate::validate(&first.bytes, format);
-            prop_assert_eq!(first.validated.as_ref().ok(), full_verdict.as_ref().ok());
-            prop_assert_eq!(first.validated.is_ok(), full_verdict.is_ok());
+            let full_verdict = ValidTable::check(full(&before, &directory, format), format);
+            prop_assert_eq!(first.as_ref().map(|r| r.table.rows()).ok(), full_verdict.as_ref().map(ValidTable::rows).ok());
             // As the driver does: only a valid rendering is published and kept.
-            if first.validated.is_ok() {
+            if let Ok(first) = first {
                 cache.commit(first);
             }
             let after = build_risky(&after);
@@ -501,9 +460,8 @@ mod tests {
                 })
                 .collect();
             let second = cache.render(entries(&second_model), &directory);
-            let full_verdict = validate::validate(&second.bytes, format);
-            prop_assert_eq!(second.validated.as_ref().ok(), full_verdict.as_ref().ok());
-            prop_assert_eq!(second.validated.is_ok(), full_verdict.is_ok());
+            let full_verdict = ValidTable::check(full(&after, &directory, format), format);
+            prop_assert_eq!(second.as_ref().map(|r| r.table.rows()).ok(), full_verdict.as_ref().map(ValidTable::rows).ok());
         }
 
         /// Whatever changes between two renderings (allocations added, removed, changed, nodes
@@ -521,8 +479,9 @@ mod tests {
             let mut directory = nodes("dc");
             let mut cache = RenderCache::new(columns(), format);
             let generations: Vec<(Allocation, u64)> = before.iter().cloned().map(|a| (a, 1)).collect();
-            let first = cache.render(entries(&generations), &directory);
-            prop_assert_eq!(&first.bytes, &full(&before, &directory, format));
+            let first = cache.render(entries(&generations), &directory).expect("valid");
+            let expected = full(&before, &directory, format);
+            prop_assert_eq!(first.table.bytes(), expected.as_slice());
             cache.commit(first);
             if node_changes {
                 directory.update(&crate::nomad::types::Node { id: "n1".to_owned(), datacenter: "other".to_owned(), ..Default::default() });
@@ -536,9 +495,9 @@ mod tests {
                     (a, if same { 1 } else { 2 })
                 })
                 .collect();
-            let second = cache.render(entries(&generations), &directory);
-            prop_assert_eq!(&second.bytes, &full(&after, &directory, format));
-            prop_assert_eq!(second.validated.is_ok(), validate::validate(&second.bytes, format).is_ok());
+            let second = cache.render(entries(&generations), &directory).expect("valid");
+            let expected = full(&after, &directory, format);
+            prop_assert_eq!(second.table.bytes(), expected.as_slice());
             let rows = table::project(&after, &directory, &columns()).table.rows.len();
             prop_assert_eq!(second.rows, rows);
         }

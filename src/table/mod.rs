@@ -6,6 +6,7 @@
 
 pub mod columns;
 pub mod diff;
+pub mod format;
 pub mod incremental;
 pub mod node_columns;
 pub mod projection;

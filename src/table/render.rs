@@ -6,15 +6,7 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
 use crate::table::Table;
-
-/// A file format `dump` can publish.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum FileFormat {
-    /// RFC 4180 CSV with a header row: what Vector's `file` enrichment table reads.
-    Csv,
-    /// An array of objects with the same keys, in the same order.
-    Json,
-}
+use crate::table::format::{FileFormat, JSON_CLOSE, JSON_OPEN, VECTOR_FILE_TABLE};
 
 /// Renders `table` as CSV: header always present, `\n` line ends, RFC 4180 quoting.
 pub fn render_csv(table: &Table) -> Vec<u8> {
@@ -28,6 +20,7 @@ pub fn render_csv(table: &Table) -> Vec<u8> {
 /// writes freshly projected rows between rows kept from the last rendering.
 pub(crate) fn write_csv(bytes: &mut Vec<u8>, records: &[Vec<String>]) {
     let mut writer = csv::WriterBuilder::new()
+        .delimiter(VECTOR_FILE_TABLE.delimiter)
         .buffer_capacity(1024)
         .from_writer(bytes);
     for record in records {
@@ -95,13 +88,6 @@ pub(crate) fn json_elements(header: &[String], rows: &[Vec<String>]) -> Vec<u8> 
     array[JSON_OPEN.len()..array.len() - JSON_CLOSE.len()].to_vec()
 }
 
-/// How [`render_json`]'s array of elements opens, separates them and closes.
-pub(crate) const JSON_OPEN: &[u8] = b"[\n";
-pub(crate) const JSON_SEPARATOR: &[u8] = b",\n";
-pub(crate) const JSON_CLOSE: &[u8] = b"\n]";
-/// [`render_json`] of no rows.
-pub(crate) const JSON_EMPTY: &[u8] = b"[]\n";
-
 /// Renders `table` for a person: columns padded to a common width, control characters escaped
 /// so that one row stays one line.
 pub fn render_text(table: &Table) -> String {
@@ -139,6 +125,15 @@ pub fn render_text(table: &Table) -> String {
     out
 }
 
+/// The table of no rows: the header (CSV), or an empty array (JSON).
+pub fn header_only(header: &[String], format: FileFormat) -> Vec<u8> {
+    let table = Table {
+        header: header.to_vec(),
+        rows: Vec::new(),
+    };
+    render(&table, format)
+}
+
 /// Renders a table in a file format.
 pub fn render(table: &Table, format: FileFormat) -> Vec<u8> {
     match format {
@@ -150,7 +145,6 @@ pub fn render(table: &Table, format: FileFormat) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::validate::{Validated, validate_csv, validate_json};
     use proptest::prelude::*;
 
     fn table(rows: &[&[&str]]) -> Table {
@@ -171,14 +165,12 @@ mod tests {
             String::from_utf8(bytes.clone()).expect("utf8"),
             "alloc_id,task,meta_x\na1,web,\"x, \"\"y\"\"\nz\"\na2,db,plain ü\n"
         );
-        assert_eq!(validate_csv(&bytes), Ok(Validated { rows: 2 }));
     }
 
     #[test]
     fn an_empty_table_is_a_header_row() {
         let bytes = render_csv(&table(&[]));
         assert_eq!(bytes, b"alloc_id,task,meta_x\n");
-        assert_eq!(validate_csv(&bytes), Ok(Validated { rows: 0 }));
     }
 
     #[test]
@@ -190,7 +182,6 @@ mod tests {
         let meta_at = text.find("meta_x").expect("present");
         assert!(alloc_at < task_at && task_at < meta_at, "{text}");
         assert!(text.ends_with("]\n"));
-        assert_eq!(validate_json(text.as_bytes()), Ok(Validated { rows: 1 }));
     }
 
     #[test]
@@ -205,7 +196,7 @@ mod tests {
 
     proptest! {
         /// Any strings (commas, quotes, newlines, any Unicode) survive a CSV round trip through
-        /// the reader Vector uses, and the result validates.
+        /// the reader Vector uses.
         #[test]
         fn csv_round_trips_any_values(values in proptest::collection::vec(("[a-f0-9]{1,8}", "\\PC{1,6}", any::<String>()), 0..20)) {
             let mut rows: Vec<Vec<String>> = values
@@ -216,7 +207,6 @@ mod tests {
             rows.sort();
             let t = Table { header: vec!["alloc_id".into(), "task".into(), "meta_x".into()], rows };
             let bytes = render_csv(&t);
-            prop_assert_eq!(validate_csv(&bytes).map(|v| v.rows), Ok(t.rows.len()));
             let mut reader = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
             let back: Vec<Vec<String>> = reader
                 .records()

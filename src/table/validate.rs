@@ -1,11 +1,20 @@
-//! Reading rendered bytes back with the rules Vector's `file` enrichment table loads them with
-//! (the `csv` crate with headers, not flexible, UTF-8), plus the table contract: key columns
-//! first, keys present and unique. A table that fails is never published: Vector exits when a
-//! reload meets a table it cannot load.
+//! Whether Vector can load a table: the one owner of that question. Bytes are read back with
+//! the rules Vector's `file` enrichment table loads them with ([`VECTOR_FILE_TABLE`]: the `csv`
+//! crate with headers, not flexible, UTF-8), plus the table contract: key columns first, keys
+//! present and unique. Only this module makes a [`ValidTable`], from a full check
+//! ([`ValidTable::check`]) or from an incremental one ([`IncrementalCheck`]); the publisher
+//! takes nothing else, so a table that fails is never published (Vector exits when a reload
+//! meets a table it cannot load).
+//!
+//! JSON tables are checked for what they promise (an array of objects of strings with unique
+//! keys), not for Vector: Vector's `file` table reads CSV only, and a JSON file there makes
+//! Vector refuse to start (or stop, on a reload). [`FileFormat::loaded_by_vector`] says which.
 
 use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::Arc;
 
-use crate::table::render::FileFormat;
+use crate::table::format::{FileFormat, JSON_CLOSE, JSON_OPEN, VECTOR_FILE_TABLE};
 
 /// The key columns every published table must carry, first.
 pub const KEY_COLUMNS: [&str; 2] = ["alloc_id", "task"];
@@ -35,27 +44,176 @@ pub enum ValidationError {
     Csv(String),
     #[error("the JSON cannot be parsed or is not an array of objects of strings: {0}")]
     Json(String),
-    #[error("the file read back differs from the bytes written and validated")]
-    Changed,
     #[error("a row of allocation {alloc_id:?} carries another alloc_id")]
     ForeignRow { alloc_id: String },
 }
 
-/// What a valid table holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Validated {
+/// Table bytes that passed validation: what may be published. Only this module constructs one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidTable {
+    bytes: Vec<u8>,
+    format: FileFormat,
+    rows: usize,
+}
+
+impl ValidTable {
+    /// Checks the whole of `bytes` as `format`'s consumer reads it.
+    pub fn check(bytes: Vec<u8>, format: FileFormat) -> Result<ValidTable, ValidationError> {
+        let rows = check(&bytes, format, None)?;
+        Ok(ValidTable {
+            bytes,
+            format,
+            rows,
+        })
+    }
+
+    /// The bytes to write.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The bytes, given up (for stdout).
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    pub fn format(&self) -> FileFormat {
+        self.format
+    }
+
+    /// Rows in the table, the header not counted.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// Rows an incremental rendering made afresh for one allocation: where they are in the file,
+/// and the allocation every one of them must belong to.
+#[derive(Clone, Debug)]
+pub struct FreshRows {
+    pub alloc_id: Arc<str>,
+    pub bytes: Range<usize>,
+}
+
+/// What an incremental rendering tells the check about the file it assembled: the rows made
+/// afresh; whether allocations came in strictly increasing ID order (then keys are unique
+/// across allocations by construction); and the counts. Rows not listed were carried over from
+/// a [`ValidTable`].
+#[derive(Clone, Debug, Default)]
+pub struct Assembled {
+    pub fresh: Vec<FreshRows>,
+    pub in_order: bool,
+    pub allocations: usize,
     pub rows: usize,
 }
 
-/// Records a row's key: it must be non-empty and not seen before.
-fn check_keys(
+/// When more than one allocation in this many was made afresh, the whole file is checked in
+/// one pass instead of each allocation's rows on their own.
+const WHOLE_FILE_SHARE: usize = 8;
+
+/// The check of a file assembled from rows carried over from a valid table and rows made
+/// afresh: it costs what changed. The fresh rows of each allocation are read as a table of
+/// their own (with the header) and must all carry that allocation's ID; the header is checked
+/// once. Where the order does not hold, or most rows are fresh, the whole file is checked.
+#[derive(Clone, Debug)]
+pub struct IncrementalCheck {
+    format: FileFormat,
+    /// The header-only table: fresh rows are checked after it.
+    header_only: Vec<u8>,
+    header_verdict: Result<(), ValidationError>,
+    /// [`WHOLE_FILE_SHARE`]; tests set 0 to check allocation by allocation always.
+    whole_file_share: usize,
+}
+
+impl IncrementalCheck {
+    /// A check of files whose table of no rows is `header_only` (see
+    /// [`crate::table::render::header_only`]).
+    pub fn new(header_only: Vec<u8>, format: FileFormat) -> IncrementalCheck {
+        IncrementalCheck {
+            header_verdict: check(&header_only, format, None).map(drop),
+            header_only,
+            format,
+            whole_file_share: WHOLE_FILE_SHARE,
+        }
+    }
+
+    /// Checks an assembled file.
+    pub fn check(
+        &self,
+        bytes: Vec<u8>,
+        assembled: &Assembled,
+    ) -> Result<ValidTable, ValidationError> {
+        self.header_verdict.clone()?;
+        let whole = !assembled.in_order
+            || assembled.fresh.len().saturating_mul(self.whole_file_share) > assembled.allocations;
+        if whole {
+            return ValidTable::check(bytes, self.format);
+        }
+        for fresh in &assembled.fresh {
+            self.check_rows(&bytes[fresh.bytes.clone()], &fresh.alloc_id)?;
+        }
+        Ok(ValidTable {
+            bytes,
+            format: self.format,
+            rows: assembled.rows,
+        })
+    }
+
+    /// Checks the rows of one allocation as a table of their own.
+    fn check_rows(&self, rows: &[u8], alloc_id: &str) -> Result<usize, ValidationError> {
+        let mut table = Vec::with_capacity(self.header_only.len() + rows.len() + 2);
+        match self.format {
+            FileFormat::Csv => {
+                table.extend_from_slice(&self.header_only);
+                table.extend_from_slice(rows);
+            }
+            FileFormat::Json => {
+                table.extend_from_slice(JSON_OPEN);
+                table.extend_from_slice(rows);
+                table.extend_from_slice(JSON_CLOSE);
+            }
+        }
+        check(&table, self.format, Some(alloc_id))
+    }
+
+    /// Checks allocation by allocation whatever the share of fresh rows (tests).
+    #[cfg(test)]
+    pub(crate) fn per_allocation(mut self) -> IncrementalCheck {
+        self.whole_file_share = 0;
+        self
+    }
+}
+
+/// Checks bytes of a format; with `owner`, every row must carry that alloc ID. Returns the rows.
+fn check(bytes: &[u8], format: FileFormat, owner: Option<&str>) -> Result<usize, ValidationError> {
+    match format {
+        FileFormat::Csv => check_csv(bytes, owner),
+        FileFormat::Json => check_json(bytes, owner),
+    }
+}
+
+/// Checks CSV bytes as Vector's file table reads them and returns how many rows they hold:
+/// for callers that read a table file rather than publish one (`print-table --diff`).
+pub fn check_csv_rows(bytes: &[u8]) -> Result<usize, ValidationError> {
+    check_csv(bytes, None)
+}
+
+/// Records a row's key: it must be non-empty, not seen before, and of `owner` if one is given.
+fn check_key(
     seen: &mut HashSet<(String, String)>,
-    alloc_id: &str,
-    task: &str,
+    (alloc_id, task): (&str, &str),
+    owner: Option<&str>,
     line: u64,
 ) -> Result<(), ValidationError> {
     if alloc_id.is_empty() || task.is_empty() {
         return Err(ValidationError::EmptyKey { line });
+    }
+    if let Some(owner) = owner
+        && owner != alloc_id
+    {
+        return Err(ValidationError::ForeignRow {
+            alloc_id: owner.to_owned(),
+        });
     }
     if !seen.insert((alloc_id.to_owned(), task.to_owned())) {
         return Err(ValidationError::DuplicateKey {
@@ -66,14 +224,15 @@ fn check_keys(
     Ok(())
 }
 
-/// Re-reads CSV bytes the way Vector's file table does (the `csv` crate with headers, not
-/// flexible, UTF-8) and checks the table contract: key columns first, unique non-empty keys.
-pub fn validate_csv(bytes: &[u8]) -> Result<Validated, ValidationError> {
+/// Re-reads CSV bytes the way Vector's file table does ([`VECTOR_FILE_TABLE`]) and checks the
+/// table contract: key columns first, unique non-empty keys.
+fn check_csv(bytes: &[u8], owner: Option<&str>) -> Result<usize, ValidationError> {
     if bytes.is_empty() {
         return Err(ValidationError::Empty);
     }
     let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
+        .has_headers(VECTOR_FILE_TABLE.include_headers)
+        .delimiter(VECTOR_FILE_TABLE.delimiter)
         .flexible(false)
         .from_reader(bytes);
     let header = reader.headers().map_err(|e| csv_error(&e))?.clone();
@@ -88,10 +247,10 @@ pub fn validate_csv(bytes: &[u8]) -> Result<Validated, ValidationError> {
     let mut record = csv::StringRecord::new();
     while reader.read_record(&mut record).map_err(|e| csv_error(&e))? {
         let line = record.position().map_or(0, csv::Position::line);
-        check_keys(&mut seen, &record[0], &record[1], line)?;
+        check_key(&mut seen, (&record[0], &record[1]), owner, line)?;
         rows += 1;
     }
-    Ok(Validated { rows })
+    Ok(rows)
 }
 
 fn csv_error(error: &csv::Error) -> ValidationError {
@@ -114,7 +273,7 @@ fn csv_error(error: &csv::Error) -> ValidationError {
 
 /// Checks JSON bytes: an array of objects of strings, every one with the key columns, keys
 /// unique.
-pub fn validate_json(bytes: &[u8]) -> Result<Validated, ValidationError> {
+fn check_json(bytes: &[u8], owner: Option<&str>) -> Result<usize, ValidationError> {
     if bytes.is_empty() {
         return Err(ValidationError::Empty);
     }
@@ -134,22 +293,18 @@ pub fn validate_json(bytes: &[u8]) -> Result<Validated, ValidationError> {
     }
     let mut seen = HashSet::with_capacity(keys.len());
     for (alloc_id, task, line) in keys {
-        check_keys(&mut seen, alloc_id, task, line)?;
+        check_key(&mut seen, (alloc_id, task), owner, line)?;
     }
-    Ok(Validated { rows: rows.len() })
-}
-
-/// Validates bytes of a file format.
-pub fn validate(bytes: &[u8], format: FileFormat) -> Result<Validated, ValidationError> {
-    match format {
-        FileFormat::Csv => validate_csv(bytes),
-        FileFormat::Json => validate_json(bytes),
-    }
+    Ok(rows.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn validate_csv(bytes: &[u8]) -> Result<usize, ValidationError> {
+        check_csv(bytes, None)
+    }
 
     #[test]
     fn ragged_rows_are_rejected() {
@@ -170,7 +325,7 @@ mod tests {
         assert!(matches!(err, ValidationError::DuplicateKey { .. }), "{err}");
         let json = br#"[{"alloc_id":"a","task":"b"},{"alloc_id":"a","task":"b"}]"#;
         assert!(matches!(
-            validate_json(json),
+            check_json(json, None),
             Err(ValidationError::DuplicateKey { .. })
         ));
     }
@@ -196,5 +351,110 @@ mod tests {
             validate_csv(b"alloc_id,task\n,b\n"),
             Err(ValidationError::EmptyKey { .. })
         ));
+    }
+
+    #[test]
+    fn a_valid_table_keeps_its_bytes_format_and_row_count() {
+        let bytes = b"alloc_id,task\na,b\na,c\n".to_vec();
+        let table = ValidTable::check(bytes.clone(), FileFormat::Csv).expect("valid");
+        assert_eq!(table.bytes(), bytes.as_slice());
+        assert_eq!((table.rows(), table.format()), (2, FileFormat::Csv));
+        assert!(ValidTable::check(b"alloc_id,task\na,b\na,b\n".to_vec(), FileFormat::Csv).is_err());
+        assert!(ValidTable::check(b"alloc_id,task\n".to_vec(), FileFormat::Json).is_err());
+    }
+
+    /// The header, and a file of `rows` of allocations `a`, `b`, `c` with the fresh ones named.
+    fn assembled(rows: &[(&str, &str)], fresh: &[&str], in_order: bool) -> (Vec<u8>, Assembled) {
+        let mut bytes = b"alloc_id,task\n".to_vec();
+        let mut assembled = Assembled {
+            in_order,
+            rows: rows.len(),
+            ..Assembled::default()
+        };
+        let mut allocations: Vec<&str> = Vec::new();
+        for (owner, line) in rows {
+            let start = bytes.len();
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.push(b'\n');
+            if fresh.contains(owner) {
+                assembled.fresh.push(FreshRows {
+                    alloc_id: (*owner).into(),
+                    bytes: start..bytes.len(),
+                });
+            }
+            if !allocations.contains(owner) {
+                allocations.push(owner);
+            }
+        }
+        assembled.allocations = allocations.len();
+        (bytes, assembled)
+    }
+
+    /// The table of no rows of the key columns.
+    fn header() -> Vec<u8> {
+        b"alloc_id,task\n".to_vec()
+    }
+
+    #[test]
+    fn an_incremental_check_reads_only_the_fresh_rows_and_their_owner() {
+        let check = IncrementalCheck::new(header(), FileFormat::Csv).per_allocation();
+        // A carried-over row that is broken is not read: it was checked when it was made.
+        let (bytes, parts) = assembled(&[("a", "a,web"), ("b", "b,x,broken")], &["a"], true);
+        assert_eq!(check.check(bytes, &parts).map(|t| t.rows()), Ok(2));
+        let (bytes, parts) = assembled(&[("a", "a,web"), ("b", "b,x,broken")], &["b"], true);
+        assert!(matches!(
+            check.check(bytes, &parts),
+            Err(ValidationError::Ragged { .. })
+        ));
+        let (bytes, parts) = assembled(&[("a", "a,web"), ("b", "c,web")], &["b"], true);
+        assert_eq!(
+            check.check(bytes, &parts),
+            Err(ValidationError::ForeignRow {
+                alloc_id: "b".to_owned()
+            })
+        );
+    }
+
+    #[test]
+    fn out_of_order_or_mostly_fresh_files_are_checked_whole() {
+        let per_allocation = IncrementalCheck::new(header(), FileFormat::Csv).per_allocation();
+        // Out of order, uniqueness across allocations no longer holds by construction.
+        let (bytes, parts) = assembled(&[("a", "a,web"), ("b", "a,web")], &[], false);
+        assert!(matches!(
+            per_allocation.check(bytes, &parts),
+            Err(ValidationError::DuplicateKey { .. })
+        ));
+        // One allocation in two fresh is more than one in eight: the whole file is read.
+        let default = IncrementalCheck::new(header(), FileFormat::Csv);
+        let (bytes, parts) = assembled(&[("a", "a,web"), ("b", "b,x,broken")], &["a"], true);
+        assert!(default.check(bytes, &parts).is_err());
+    }
+
+    #[test]
+    fn a_header_that_fails_fails_every_incremental_check() {
+        let check = IncrementalCheck::new(b"task\n".to_vec(), FileFormat::Csv);
+        let (bytes, parts) = assembled(&[], &[], true);
+        assert_eq!(
+            check.check(bytes, &parts),
+            Err(ValidationError::MissingKey { column: "alloc_id" })
+        );
+    }
+
+    proptest::proptest! {
+        /// Any strings (commas, quotes, newlines, any Unicode) rendered as CSV or JSON pass the
+        /// check, with every row counted.
+        #[test]
+        fn any_rendered_values_pass(values in proptest::collection::vec(("[a-f0-9]{1,8}", "\\PC{1,6}", proptest::prelude::any::<String>()), 0..20)) {
+            let rows: Vec<Vec<String>> = values
+                .into_iter()
+                .enumerate()
+                .map(|(i, (id, task, meta))| vec![format!("{id}-{i}"), task, meta])
+                .collect();
+            let table = crate::table::Table { header: vec!["alloc_id".into(), "task".into(), "meta_x".into()], rows };
+            for format in [FileFormat::Csv, FileFormat::Json] {
+                let bytes = crate::table::render::render(&table, format);
+                proptest::prop_assert_eq!(ValidTable::check(bytes, format).map(|t| t.rows()), Ok(table.rows.len()));
+            }
+        }
     }
 }
