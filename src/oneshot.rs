@@ -11,54 +11,33 @@ use crate::check;
 use crate::cli::PrintFormat;
 use crate::config::{CheckSettings, PrintSettings, PublishSettings, Scope};
 use crate::error::AppError;
-use crate::listing::cluster::ClusterLister;
-use crate::listing::local_node;
-use crate::nomad::{Blocking, NomadClient};
+use crate::listing;
+use crate::nomad::NomadClient;
 use crate::publish::{self, Outcome, Publisher};
 use crate::reload::{self, Reloader};
 use crate::table::columns::Columns;
 use crate::table::diff;
 use crate::table::format::FileFormat;
-use crate::table::node_columns::Nodes;
 use crate::table::render;
 use crate::table::validate::ValidTable;
 use crate::table::{self, Projection};
 
-/// Lists what the table covers and projects it: the node's allocations, or the cluster's.
-/// Returns the projection and how the table is named in messages.
+/// Lists what the table covers and projects it. Returns the projection and how the table is
+/// named in messages.
 async fn list_table(
     client: &Arc<NomadClient>,
     scope: &Scope,
     columns: &Columns,
 ) -> Result<(Projection, String), AppError> {
-    let (allocations, nodes, covers) = match scope {
-        Scope::Node(node_id) => {
-            let node = local_node::resolve(client, node_id.as_deref()).await?;
-            let allocations = client
-                .node_allocations(&node.id, Blocking::default())
-                .await?
-                .value;
-            let covers = format!("node {}", node.id);
-            (allocations, Nodes::single(node), covers)
-        }
-        Scope::Cluster { page_size } => {
-            let listed = ClusterLister::with_page_size(client.clone(), *page_size)
-                .list()
-                .await?;
-            let mut nodes = Nodes::cluster();
-            nodes.replace(&listed.nodes, |_| false);
-            let covers = format!("the cluster ({} nodes)", listed.nodes.len());
-            (listed.allocations, nodes, covers)
-        }
-    };
-    let projection = table::project(&allocations, &nodes, columns);
+    let listed = listing::list_once(client, scope).await?;
+    let projection = table::project(&listed.allocations, &listed.nodes, columns);
     if !projection.allocations_without_tasks.is_empty() {
         warn!(
             allocations = ?projection.allocations_without_tasks,
             "Nomad's answer names no task for some allocations; they have no rows"
         );
     }
-    Ok((projection, covers))
+    Ok((projection, listed.covers))
 }
 
 /// `dump`.

@@ -226,3 +226,33 @@ fn the_cluster_scope_checks_what_it_needs_and_names_what_is_missing() {
         "both name node:read: {text}"
     );
 }
+
+/// Vector's file table reads CSV only: a JSON table is checked for what it promises, and
+/// `check` never says Vector loads it.
+#[test]
+fn a_json_table_is_never_said_to_load_in_vector() {
+    let (cluster, node) = web_cluster();
+    let fake = FakeNomad::start(cluster);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = dir.path().join("allocs.csv");
+    std::fs::write(
+        &table,
+        "[\n  {\"alloc_id\": \"a1\", \"task\": \"web\"}\n]\n",
+    )
+    .expect("write");
+    let mut json = bin_at(fake.address());
+    json.env("NOMAD_ALLOC_TABLE_FORMAT", "json");
+    let text = check_report(json, &node, dir.path(), &[], 0);
+    let line = text
+        .lines()
+        .find(|l| l.contains("the table"))
+        .unwrap_or_else(|| panic!("no table line: {text}"));
+    assert!(
+        line.starts_with("✓ the table is valid JSON") && line.contains("reads CSV only"),
+        "{line}"
+    );
+    assert!(!text.contains("loads in Vector"), "{text}");
+    // The same bytes read as the CSV Vector would load are refused.
+    let text = check_report(bin_at(fake.address()), &node, dir.path(), &[], 1);
+    assert!(text.contains("✗ the table loads in Vector"), "{text}");
+}

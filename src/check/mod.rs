@@ -12,12 +12,12 @@ use serde::Serialize;
 use crate::cli::{ReportFormat, WatchMode};
 use crate::config::{CheckSettings, Scope};
 use crate::listing::local_node::{self, NodeError};
+use crate::listing::{CLUSTER_TOPICS, NODE_TOPICS};
 use crate::nomad::{Blocking, Error, NomadClient, StreamEnd, events::Message};
 use crate::publish::Publisher;
 use crate::reload::signal::MIN_PROCESS_AGE;
 use crate::reload::{ReloadSettings, Reloader};
 use crate::table::validate::ValidTable;
-use crate::watch::{CLUSTER_TOPICS, NODE_TOPICS};
 
 /// How long the event-stream probe waits for its first heartbeat (Nomad sends one at once,
 /// then every 30 s).

@@ -1,6 +1,151 @@
 //! Listing what the table covers, for every command: the node this runs on
 //! ([`local_node`]) and its allocations, or every allocation of the cluster with their nodes
-//! ([`cluster`]).
+//! ([`cluster`]). `dump`, `print-table` and `check` list once ([`list_once`]); `run`'s watchers
+//! list on every (re)connect and resync through the same [`Source::list`].
 
 pub mod cluster;
 pub mod local_node;
+
+use std::sync::Arc;
+
+use crate::config::Scope;
+use crate::error::AppError;
+use crate::nomad::types::{Allocation, Node};
+use crate::nomad::{Blocking, Error, NomadClient};
+use crate::table::node_columns::Nodes;
+use cluster::ClusterLister;
+
+/// The event-stream topics of the node scope: allocations (of every node: there is no
+/// server-side node filter).
+pub const NODE_TOPICS: &[&str] = &["Allocation:*"];
+/// The cluster scope's: allocations, and nodes for their columns.
+pub const CLUSTER_TOPICS: &[&str] = &["Allocation:*", "Node:*"];
+
+/// What the table covers, as the watchers see it.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// One node's allocations: events of other nodes are dropped.
+    Node(String),
+    /// Every allocation of the cluster, and the nodes for their columns.
+    Cluster(Arc<ClusterLister>),
+}
+
+/// A full listing of what the table covers.
+#[derive(Debug)]
+pub struct Listing {
+    pub allocations: Vec<Allocation>,
+    /// Cluster scope: every node.
+    pub nodes: Option<Vec<Node>>,
+    /// Where the event stream continues.
+    pub index: u64,
+    /// Bytes received for it.
+    pub bytes: usize,
+}
+
+impl Source {
+    /// The event-stream topics to follow.
+    pub fn topics(&self) -> &'static [&'static str] {
+        match self {
+            Source::Node(_) => NODE_TOPICS,
+            Source::Cluster(_) => CLUSTER_TOPICS,
+        }
+    }
+
+    /// Whether an allocation event concerns the table.
+    pub fn wants(&self, alloc: &Allocation) -> bool {
+        match self {
+            Source::Node(node_id) => alloc.node_id == *node_id,
+            Source::Cluster(_) => true,
+        }
+    }
+
+    /// Lists everything the table covers.
+    pub async fn list(&self, client: &NomadClient) -> Result<Listing, Error> {
+        match self {
+            Source::Node(node_id) => {
+                let listed = client
+                    .node_allocations(node_id, Blocking::default())
+                    .await?;
+                Ok(Listing {
+                    allocations: listed.value,
+                    nodes: None,
+                    index: listed.index.unwrap_or(0),
+                    bytes: listed.bytes,
+                })
+            }
+            Source::Cluster(lister) => {
+                let listed = lister.list().await?;
+                tracing::debug!(
+                    allocations = listed.allocations.len(),
+                    nodes = listed.nodes.len(),
+                    fetched_jobs = listed.fetched_jobs,
+                    cached_jobs = listed.cached_jobs,
+                    "listed the cluster"
+                );
+                Ok(Listing {
+                    allocations: listed.allocations,
+                    nodes: Some(listed.nodes),
+                    index: listed.index,
+                    bytes: listed.bytes,
+                })
+            }
+        }
+    }
+
+    /// A plain read that needs what the event stream needs, to explain a refused
+    /// subscription: its error, if it fails.
+    pub async fn probe(&self, client: &NomadClient) -> Option<Error> {
+        let probed = match self {
+            Source::Node(node_id) => client
+                .node_allocations(node_id, Blocking::default())
+                .await
+                .map(drop),
+            Source::Cluster(_) => match client.nodes().await {
+                Ok(_) => client.allocation_stubs(1, None).await.map(drop),
+                Err(e) => Err(e),
+            },
+        };
+        probed.err()
+    }
+}
+
+/// What a one-shot command lists: the allocations, their node columns, and how the table is
+/// named in messages.
+#[derive(Debug)]
+pub struct Listed {
+    pub allocations: Vec<Allocation>,
+    pub nodes: Nodes,
+    pub covers: String,
+}
+
+/// Lists what the table of `scope` covers once: the node (resolved from the agent unless
+/// given) and its allocations, or the cluster's allocations and nodes.
+pub async fn list_once(client: &Arc<NomadClient>, scope: &Scope) -> Result<Listed, AppError> {
+    let (source, mut nodes) = match scope {
+        Scope::Node(node_id) => {
+            let node = local_node::resolve(client, node_id.as_deref()).await?;
+            (Source::Node(node.id.clone()), Nodes::single(node))
+        }
+        Scope::Cluster { page_size } => (
+            Source::Cluster(Arc::new(ClusterLister::with_page_size(
+                client.clone(),
+                *page_size,
+            ))),
+            Nodes::cluster(),
+        ),
+    };
+    let listing = source.list(client).await?;
+    let covers = match (&source, &listing.nodes) {
+        (Source::Node(node_id), _) => format!("node {node_id}"),
+        (Source::Cluster(_), listed) => {
+            let listed = listed.as_deref().unwrap_or_default();
+            nodes.replace(listed, |_| false);
+            format!("the cluster ({} nodes)", listed.len())
+        }
+    };
+    Ok(Listed {
+        allocations: listing.allocations,
+        nodes,
+        covers,
+    })
+}

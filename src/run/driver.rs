@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use super::machine::{ChangeReason, Effect, Input, Machine, Published};
-use crate::cli::WatchMode;
+use super::machine::{ChangeReason, Effect, Input, Machine, Published, ResyncReason, Update};
 use crate::config::PublishSettings;
+use crate::listing::Source;
 use crate::listing::cluster::ClusterLister;
 use crate::nomad::{Blocking, Error, NomadClient};
 use crate::observe::health::Health;
@@ -28,10 +27,7 @@ use crate::publish::{Outcome, Publisher};
 use crate::reload::{self, ReloadOutcome, Reloader};
 use crate::table::incremental::RenderCache;
 use crate::table::node_columns::Nodes;
-use crate::timing::Timing;
-use crate::watch::blocking::{self, BlockingWatcher};
-use crate::watch::stream::StreamWatcher;
-use crate::watch::{ResyncReason, Source, Update, alloc_dir};
+use crate::watch::{WatchHandle, WatchSettings};
 
 /// How long a fetch waits for the answering server to reach the event's index.
 const FETCH_WAIT: Duration = Duration::from_secs(5);
@@ -40,25 +36,16 @@ const TASKS_SETTLE: Duration = Duration::from_millis(100);
 
 /// What the loop starts with.
 pub struct Setup {
-    /// What the table covers, for the watchers.
-    pub source: Source,
-    /// Its node columns: the node, or the cluster's nodes as they are listed.
+    /// The watchers to start, and what the table covers.
+    pub watch: WatchSettings,
+    /// Resync requests: SIGHUP's sender is outside, the watcher takes the receiver.
+    pub resyncs: (mpsc::Sender<ResyncReason>, mpsc::Receiver<ResyncReason>),
+    /// The rows' node columns: the node, or the cluster's nodes as they are listed.
     pub nodes: Nodes,
     pub publish: PublishSettings,
     /// Already used for the header-only table, so it knows the file.
     pub publisher: Publisher,
     pub reloader: Reloader,
-    pub timing: Timing,
-    /// Node scope: the alloc dir to watch.
-    pub alloc_dir: Option<PathBuf>,
-    /// Resync requests: SIGHUP's sender is outside, the loop adds its own.
-    pub resync: (mpsc::Sender<ResyncReason>, mpsc::Receiver<ResyncReason>),
-    pub metrics: Arc<Metrics>,
-    pub health: Health,
-    /// How changes are learnt.
-    pub watch: WatchMode,
-    /// How often events mode compares its cost with blocking queries'.
-    pub cost_report_interval: Duration,
 }
 
 /// The loop's I/O side.
@@ -71,11 +58,10 @@ struct Driver {
     publisher: Publisher,
     reloader: Reloader,
     machine: Machine,
-    /// Where fetch tasks send their results.
-    updates: mpsc::Sender<Update>,
+    /// The watchers' updates; fetch tasks add their results to the same queue.
+    watch: WatchHandle,
     /// Where the end of a reload is reported.
     reloaded: mpsc::Sender<()>,
-    resync: mpsc::Sender<ResyncReason>,
     /// Every task the loop started, so that it can wait for them.
     tasks: TaskTracker,
     /// Broadcast to the watchers and fetches when the loop stops.
@@ -85,20 +71,14 @@ struct Driver {
 }
 
 /// Runs until `shutdown` resolves and what is owed is done (or the shutdown timeout passed).
-pub async fn run(client: Arc<NomadClient>, setup: Setup, shutdown: impl Future<Output = ()>) {
+pub async fn run(setup: Setup, shutdown: impl Future<Output = ()>) {
     let Setup {
-        source,
+        watch,
+        resyncs,
         nodes,
         publish,
         publisher,
         reloader,
-        timing,
-        alloc_dir,
-        resync: (resync, resync_requests),
-        metrics,
-        health,
-        watch,
-        cost_report_interval,
     } = setup;
     let unannounced = match publisher.on_disk() {
         Ok(Some(stamp)) => reloader.owes_announcement(&stamp),
@@ -113,69 +93,26 @@ pub async fn run(client: Arc<NomadClient>, setup: Setup, shutdown: impl Future<O
             "Vector was never told about the table on disk: it is announced after the first listing"
         );
     }
-    let (updates, mut incoming) = mpsc::channel(1024);
     let (reloaded, mut reloads_ended) = mpsc::channel(1);
     let tasks = TaskTracker::new();
     let stop_tasks = CancellationToken::new();
-    let blocking_wait = timing.resync_interval.min(blocking::MAX_WAIT);
-    let lister = match &source {
+    let lister = match &watch.source {
         Source::Cluster(lister) => Some(lister.clone()),
         Source::Node(_) => None,
     };
-    let covers = match &source {
+    let covers = match &watch.source {
         Source::Node(node_id) => format!("node {node_id}"),
         Source::Cluster(_) => "the cluster".to_owned(),
     };
-    match (watch, &source) {
-        (WatchMode::Blocking, Source::Node(node_id)) => tasks.spawn(
-            stop_tasks.clone().run_until_cancelled_owned(
-                BlockingWatcher {
-                    client: client.clone(),
-                    node_id: node_id.clone(),
-                    updates: updates.clone(),
-                    wait: blocking_wait,
-                    min_relist_interval: timing.min_relist_interval,
-                    metrics: metrics.clone(),
-                    health: health.clone(),
-                }
-                .run(resync_requests),
-            ),
-        ),
-        // The cluster scope follows the event stream (the settings refuse blocking there).
-        (WatchMode::Events | WatchMode::Blocking, _) => tasks.spawn(
-            stop_tasks.clone().run_until_cancelled_owned(
-                StreamWatcher {
-                    client: client.clone(),
-                    source,
-                    updates: updates.clone(),
-                    resync_interval: timing.resync_interval,
-                    stream_timeout: timing.stream_timeout,
-                    cost_report_interval,
-                    blocking_wait,
-                    metrics: metrics.clone(),
-                    health: health.clone(),
-                }
-                .run(resync_requests),
-            ),
-        ),
-    };
-    // Not in cluster scope: the table is not for the node this runs on.
-    let _alloc_dir_watch = alloc_dir.as_ref().and_then(|alloc_dir| {
-        match alloc_dir::watch(
-            alloc_dir.clone(),
-            updates.clone(),
-            &tasks,
-            stop_tasks.clone(),
-        ) {
-            Ok(watch) => Some(watch),
-            Err(e) => {
-                warn!(alloc_dir = %alloc_dir.display(), error = %e, "cannot watch the alloc dir; new allocations wait for the event stream (set --alloc-dir)");
-                None
-            }
-        }
-    });
-    let shown_alloc_dir = alloc_dir.as_ref().map(|d| d.display().to_string());
-    info!(of = %covers, path = %publisher.path().display(), alloc_dir = ?shown_alloc_dir, watch = ?watch, "following Nomad");
+    let shown_alloc_dir = watch.alloc_dir.as_ref().map(|d| d.display().to_string());
+    info!(of = %covers, path = %publisher.path().display(), alloc_dir = ?shown_alloc_dir, watch = ?watch.mode, "following Nomad");
+    let (client, timing, metrics, health) = (
+        watch.client.clone(),
+        watch.timing,
+        watch.metrics.clone(),
+        watch.health.clone(),
+    );
+    let watch = crate::watch::spawn(watch, resyncs, &tasks, &stop_tasks);
     let mut driver = Driver {
         client,
         lister,
@@ -183,9 +120,8 @@ pub async fn run(client: Arc<NomadClient>, setup: Setup, shutdown: impl Future<O
         rendered: RenderCache::new(publish.columns, publish.format),
         publisher,
         reloader,
-        updates,
+        watch,
         reloaded,
-        resync,
         tasks,
         stop_tasks,
         metrics,
@@ -202,7 +138,7 @@ pub async fn run(client: Arc<NomadClient>, setup: Setup, shutdown: impl Future<O
                 Input::Stop
             }
             Some(()) = reloads_ended.recv() => Input::Reloaded,
-            Some(update) = incoming.recv() => Input::Update(update),
+            Some(update) = driver.watch.next() => Input::Update(update),
             () = sleep_until(wakeup) => Input::Tick,
         };
         if driver.perform(input) {
@@ -236,8 +172,7 @@ impl Driver {
                         debug!(
                             "many unknown allocations at once: one listing instead of separate fetches"
                         );
-                        // A full queue means a resync is requested already.
-                        let _ = self.resync.try_send(ResyncReason::Burst);
+                        self.watch.resync(ResyncReason::Burst);
                     }
                     Effect::Publish { reasons, since } => {
                         inputs.push_back(Input::Published(self.publish(&reasons, since)));
@@ -256,7 +191,7 @@ impl Driver {
     fn fetch(&self, alloc_id: String, modify_index: u64) {
         debug!(alloc_id = %alloc_id, "fetching an allocation");
         let client = self.client.clone();
-        let updates = self.updates.clone();
+        let updates = self.watch.sender();
         let lister = self.lister.clone();
         self.tasks
             .spawn(self.stop_tasks.clone().run_until_cancelled_owned(async move {

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use crate::cli::WatchMode;
 use crate::config::{RunSettings, Scope};
 use crate::error::AppError;
+use crate::listing::Source;
 use crate::listing::cluster::ClusterLister;
 use crate::listing::local_node::{self, NodeError};
 use crate::nomad::{FailureClass, NomadClient};
@@ -27,11 +28,12 @@ use crate::observe::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::reload::Reloader;
 use crate::retry::{Backoff, ErrorLog};
+use crate::run::machine::ResyncReason;
+use crate::table::NodeInfo;
 use crate::table::node_columns::Nodes;
 use crate::table::render;
 use crate::table::validate::ValidTable;
-use crate::table::{self, NodeInfo};
-use crate::watch::{ResyncReason, Source};
+use crate::watch::WatchSettings;
 
 /// Runs `run` until a stop has been carried out.
 pub async fn run(
@@ -39,7 +41,7 @@ pub async fn run(
     scope: Scope,
     settings: RunSettings,
 ) -> Result<(), AppError> {
-    let (resync, resync_requests) = mpsc::channel(4);
+    let (resync, resync_requests) = crate::watch::resync_requests();
     let stop = CancellationToken::new();
     handle_signals(resync.clone(), stop.clone())?;
     let metrics = Arc::new(Metrics::new());
@@ -75,9 +77,13 @@ pub async fn run(
     let publish = settings.publish;
     let mut publisher = Publisher::new(publish.output.clone(), publish.file_mode);
     crate::publish::clean_up_after_killed_publishes(&publisher);
+    if !publish.format.loaded_by_vector() {
+        info!(
+            "--format json: Vector's file enrichment table reads CSV only; this table is for other tools"
+        );
+    }
     if !publish.output.exists() {
-        let empty = table::project(std::iter::empty(), &Nodes::cluster(), &publish.columns);
-        let header_only = render::header_only(&empty.table.header, publish.format);
+        let header_only = render::header_only(&publish.columns.header(), publish.format);
         publisher.publish(&ValidTable::check(header_only, publish.format)?)?;
         info!(path = %publish.output.display(), "no table yet: published a header-only one so that Vector can start");
     }
@@ -111,20 +117,23 @@ pub async fn run(
     };
     let reloader = Reloader::new(publish.reloader.clone(), client.clone(), publisher.path());
     let setup = driver::Setup {
-        source,
+        watch: WatchSettings {
+            client,
+            source,
+            mode: settings.watch,
+            timing: settings.timing,
+            cost_report_interval: settings.cost_report_interval,
+            alloc_dir,
+            metrics,
+            health,
+        },
+        resyncs: (resync, resync_requests),
         nodes,
         publish,
         publisher,
         reloader,
-        timing: settings.timing,
-        alloc_dir,
-        resync: (resync, resync_requests),
-        metrics,
-        health,
-        watch: settings.watch,
-        cost_report_interval: settings.cost_report_interval,
     };
-    driver::run(client, setup, stop.cancelled_owned()).await;
+    driver::run(setup, stop.cancelled_owned()).await;
     Ok(())
 }
 

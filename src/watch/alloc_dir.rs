@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Update;
+use crate::run::machine::Update;
 
 /// Keeps the watch alive; dropping it stops watching.
 pub struct AllocDirWatch {

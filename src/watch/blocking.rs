@@ -21,12 +21,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::{ResyncReason, Update, report_down, report_listing, report_up};
+use super::report::{report_down, report_listing, report_up};
 use crate::nomad::client::Consistency;
 use crate::nomad::{Blocking, Error, NomadClient};
 use crate::observe::health::Health;
 use crate::observe::metrics::Metrics;
 use crate::retry::{Backoff, ErrorLog, MAX_BACKOFF};
+use crate::run::machine::{ResyncReason, Update};
 
 /// How a failure is logged.
 const QUERY_FAILED: &str = "Nomad query failed; keeping the last table";

@@ -20,13 +20,15 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::cost::CostMeter;
-use super::{ResyncReason, Source, Update, report_down, report_listing, report_up};
+use super::report::{report_down, report_listing, report_up};
+use crate::listing::Source;
 use crate::nomad::events::{Frame, Message};
 use crate::nomad::types::{Allocation, Node};
 use crate::nomad::{Error, NomadClient, StreamEnd};
 use crate::observe::health::Health;
 use crate::observe::metrics::Metrics;
 use crate::retry::{Backoff, ErrorLog, MAX_BACKOFF};
+use crate::run::machine::{ResyncReason, Update};
 
 /// How a failure is logged.
 const CONNECTION_FAILED: &str = "Nomad connection failed; keeping the last table";
