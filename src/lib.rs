@@ -14,6 +14,7 @@ pub(crate) mod listing;
 pub mod nomad;
 pub(crate) mod observe;
 pub mod oneshot;
+pub mod open_files;
 pub mod publish;
 pub(crate) mod reload;
 pub(crate) mod retry;

@@ -62,6 +62,7 @@ async fn execute(settings: Settings) -> Result<Finished, AppError> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
+    nomad_alloc_table::open_files::raise_to_hard_limit();
     let result = Settings::from_process(cli)
         .map_err(AppError::from)
         .and_then(|settings| {

@@ -12,6 +12,7 @@ mod deploy;
 mod dump;
 mod failures;
 mod faults;
+mod listener;
 mod observe;
 mod print_table;
 mod race;

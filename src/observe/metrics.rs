@@ -47,6 +47,9 @@ pub struct Metrics {
     pub response_bytes: IntCounterVec,
     pub event_bytes: IntCounterVec,
     pub change_to_publish: Histogram,
+    pub listener_open: IntGauge,
+    pub listener_full: prometheus::IntCounter,
+    pub listener_closed: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -175,6 +178,24 @@ impl Metrics {
                 .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             )
             .expect("valid metric"),
+            listener_open: IntGauge::with_opts(opts(
+                "listener_connections_open",
+                "Connections to --listen being served now (at most the listener's cap).",
+            ))
+            .expect("valid metric"),
+            listener_full: prometheus::IntCounter::with_opts(opts(
+                "listener_full_total",
+                "Times the listener reached its cap of open connections: further ones waited in the kernel's backlog, never taking a descriptor of the process.",
+            ))
+            .expect("valid metric"),
+            listener_closed: IntCounterVec::new(
+                opts(
+                    "listener_connections_closed_total",
+                    "Connections to --listen closed, by why: done (the client or a graceful end), timeout (no complete request head in time, or the connection's lifetime ran out), error (garbage or a broken socket).",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -193,6 +214,9 @@ impl Metrics {
             Box::new(metrics.response_bytes.clone()),
             Box::new(metrics.event_bytes.clone()),
             Box::new(metrics.change_to_publish.clone()),
+            Box::new(metrics.listener_open.clone()),
+            Box::new(metrics.listener_full.clone()),
+            Box::new(metrics.listener_closed.clone()),
         ];
         for collector in collectors {
             metrics
@@ -215,6 +239,9 @@ impl Metrics {
         }
         for reason in ["interval", "signal", "reconnect", "burst", "change"] {
             metrics.resyncs.with_label_values(&[reason]);
+        }
+        for reason in ["done", "timeout", "error"] {
+            metrics.listener_closed.with_label_values(&[reason]);
         }
         for reason in RECONNECT_REASONS {
             metrics.stream_reconnects.with_label_values(&[reason]);

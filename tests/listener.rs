@@ -1,0 +1,133 @@
+//! The table never depends on the listener's clients: hundreds of idle, half-sent and garbage
+//! connections to `--listen`, under a descriptor limit as low as a small container gives,
+//! leave the process's descriptors bounded and placements reaching the table; the server
+//! closes the idle ones by itself and answers `/healthz` once they are gone.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use fake_nomad::FakeNomad;
+use rustix::process::{Pid, Resource, Rlimit, prlimit};
+
+use crate::util::daemon::{BOUND, Daemon};
+use crate::util::{eventually, free_address, http_get, web_cluster};
+
+/// The limit a small container or unit gives: 300 connections would exhaust it if each took
+/// a descriptor of the process.
+const LOW_LIMIT: u64 = 256;
+const IDLE: usize = 220;
+const HALF_SENT: usize = 40;
+const GARBAGE: usize = 40;
+/// `observe::http::MAX_CONNECTIONS`, the cap the server keeps to.
+const CAP: usize = 32;
+
+fn open_descriptors(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the process's descriptors")
+        .count()
+}
+
+/// Whether the server closed this connection (end of file or a reset), without waiting.
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1024];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => closed_by_server(stream),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+        Err(_) => true,
+    }
+}
+
+fn connect(address: SocketAddr, sending: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(address).expect("the kernel completes the handshake");
+    stream.write_all(sending).expect("write");
+    stream.set_nonblocking(true).expect("nonblocking");
+    stream
+}
+
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[test]
+fn idle_and_hostile_clients_cannot_freeze_the_table() {
+    let (cluster, node) = web_cluster();
+    let fake = FakeNomad::start(cluster);
+    let address = free_address();
+    let daemon = Daemon::start(&fake, &["--listen", &address.to_string()]);
+    let first = fake.read(|c| c.allocations.keys().next().expect("one").clone());
+    daemon.wait_for_alloc(&first);
+    let pid = daemon.pid();
+    // Lowered from outside once running: the program raises its soft limit to the hard one
+    // at start, so both go down here, as in a unit with LimitNOFILE=256.
+    prlimit(
+        Pid::from_raw(pid),
+        Resource::Nofile,
+        Rlimit {
+            current: Some(LOW_LIMIT),
+            maximum: Some(LOW_LIMIT),
+        },
+    )
+    .expect("lower the daemon's descriptor limit");
+    let baseline = open_descriptors(pid);
+
+    let mut clients: Vec<TcpStream> = Vec::new();
+    clients.extend((0..IDLE).map(|_| connect(address, b"")));
+    clients
+        .extend((0..HALF_SENT).map(|_| connect(address, b"GET /metrics HTTP/1.1\r\nHost: x\r\n")));
+    clients.extend((0..GARBAGE).map(|_| connect(address, b"\x16\x03\x01\x00\xffgarbage\r\n\r\n")));
+
+    let placed = fake.update(|c| c.place("default", "web", "api", &node));
+    daemon.wait_for_alloc(&placed);
+    let held = open_descriptors(pid);
+    assert!(
+        held <= baseline + CAP + 4,
+        "{held} descriptors held under {} connections (baseline {baseline}, cap {CAP})",
+        clients.len()
+    );
+    // The server closes what it accepted by itself: idle and half-sent heads time out,
+    // garbage is refused at once.
+    eventually(
+        "the server to close a cap's worth of connections",
+        BOUND,
+        || {
+            clients
+                .iter_mut()
+                .map(closed_by_server)
+                .filter(|closed| *closed)
+                .count()
+                >= CAP
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(open_descriptors(pid) <= baseline + CAP + 4);
+
+    drop(clients);
+    let mut healthz = None;
+    eventually("/healthz once the clients are gone", BOUND, || {
+        healthz = http_get(address, "/healthz");
+        healthz.is_some()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(healthz, Some((200, "ok\n".to_owned())));
+    let mut metrics = String::new();
+    let counted = |metrics: &str, series: &str| sample(metrics, series).is_some_and(|v| v >= 1.0);
+    eventually("the listener's metrics to count the storm", BOUND, || {
+        metrics = http_get(address, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        [
+            "nomad_alloc_table_listener_connections_closed_total{reason=\"timeout\"}",
+            "nomad_alloc_table_listener_connections_closed_total{reason=\"error\"}",
+            "nomad_alloc_table_listener_full_total",
+        ]
+        .iter()
+        .all(|series| counted(&metrics, series))
+    })
+    .unwrap_or_else(|e| panic!("{e}; last scrape:\n{metrics}"));
+    // Still following Nomad after the storm.
+    let after = fake.update(|c| c.place("default", "web", "api", &node));
+    daemon.wait_for_alloc(&after);
+}
