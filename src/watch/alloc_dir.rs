@@ -3,15 +3,26 @@
 //! discovery even when the event stream is slow or down; a removed one starts its allocation's
 //! grace period. Event kinds differ between kernels and renames, so after any event on a child
 //! the watcher looks at what is there now.
+//!
+//! Bounded: at most [`QUEUED_EVENTS`] events wait between notify's thread and the forwarder.
+//! When more come at once, or the kernel's own queue overflowed (notify's rescan flag), the
+//! events are dropped and the directory is read again instead, and what changed since the
+//! forwarder last looked is reported: nothing is lost and nothing grows without bound.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::run::machine::Update;
+
+/// Events waiting for the forwarder; a node runs a few hundred allocations at most.
+pub const QUEUED_EVENTS: usize = 4096;
 
 /// Keeps the watch alive; dropping it stops watching.
 pub struct AllocDirWatch {
@@ -45,6 +56,31 @@ pub fn classify(alloc_dir: &Path, path: &Path) -> Option<Update> {
     })
 }
 
+/// The allocation directories in `alloc_dir` now (none if it cannot be read).
+fn present(alloc_dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(alloc_dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|name| is_alloc_id(name))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What changed between the directories reported (`known`) and those `present` now. Pure.
+pub fn changes(known: &BTreeSet<String>, present: &BTreeSet<String>) -> Vec<Update> {
+    let created = present.difference(known).map(|id| Update::DirCreated {
+        alloc_id: id.clone(),
+    });
+    let removed = known.difference(present).map(|id| Update::DirRemoved {
+        alloc_id: id.clone(),
+    });
+    created.chain(removed).collect()
+}
+
 /// Starts watching `alloc_dir`; updates go to `updates` from a task on `tasks` that ends when
 /// `stop` is cancelled.
 pub fn watch(
@@ -53,21 +89,66 @@ pub fn watch(
     tasks: &TaskTracker,
     stop: CancellationToken,
 ) -> notify::Result<AllocDirWatch> {
-    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<PathBuf>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            for path in event.paths {
-                let _ = raw_tx.send(path);
+    watch_with_queue(alloc_dir, updates, tasks, stop, QUEUED_EVENTS)
+}
+
+fn watch_with_queue(
+    alloc_dir: PathBuf,
+    updates: mpsc::Sender<Update>,
+    tasks: &TaskTracker,
+    stop: CancellationToken,
+    queued: usize,
+) -> notify::Result<AllocDirWatch> {
+    let (raw_tx, mut raw_rx) = mpsc::channel::<PathBuf>(queued);
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(Notify::new());
+    let mut watcher = notify::recommended_watcher({
+        let (overflowed, wake, dir) = (overflowed.clone(), wake.clone(), alloc_dir.clone());
+        move |event: notify::Result<notify::Event>| {
+            let lost = match event {
+                Ok(event) if event.need_rescan() => true,
+                Ok(event) => event
+                    .paths
+                    .into_iter()
+                    .filter(|path| path.parent() == Some(dir.as_path()))
+                    .any(|path| raw_tx.try_send(path).is_err()),
+                Err(_) => true,
+            };
+            if lost {
+                overflowed.store(true, Ordering::SeqCst);
+                wake.notify_one();
             }
         }
     })?;
     watcher.watch(&alloc_dir, RecursiveMode::NonRecursive)?;
+    let mut known = present(&alloc_dir);
     tasks.spawn(async move {
-        while let Some(Some(path)) = stop.run_until_cancelled(raw_rx.recv()).await {
-            if let Some(update) = classify(&alloc_dir, &path)
-                && updates.send(update).await.is_err()
-            {
-                return;
+        loop {
+            let next = tokio::select! {
+                () = stop.cancelled() => return,
+                path = raw_rx.recv() => match path {
+                    Some(path) => classify(&alloc_dir, &path).into_iter().collect(),
+                    None => return,
+                },
+                () = wake.notified() => Vec::new(),
+            };
+            let next = if overflowed.swap(false, Ordering::SeqCst) {
+                // Events were dropped: what is there now says what they would have.
+                while raw_rx.try_recv().is_ok() {}
+                changes(&known, &present(&alloc_dir))
+            } else {
+                next
+            };
+            for update in next {
+                // Only what changes the directories reported: a directory appears once.
+                let news = match &update {
+                    Update::DirCreated { alloc_id } => known.insert(alloc_id.clone()),
+                    Update::DirRemoved { alloc_id } => known.remove(alloc_id),
+                    _ => false,
+                };
+                if news && updates.send(update).await.is_err() {
+                    return;
+                }
             }
         }
     });
@@ -132,5 +213,54 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(10), tasks.wait())
             .await
             .expect("the forwarder ends on stop");
+    }
+
+    #[test]
+    fn changes_are_what_appeared_and_what_went() {
+        let set = |ids: &[&str]| ids.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>();
+        let changed = changes(&set(&["a", "b"]), &set(&["b", "c"]));
+        assert!(matches!(&changed[..], [
+            Update::DirCreated { alloc_id: created },
+            Update::DirRemoved { alloc_id: removed },
+        ] if created == "c" && removed == "a"));
+        assert!(changes(&set(&["a"]), &set(&["a"])).is_empty());
+    }
+
+    /// With room for one event, a burst of directories overflows the queue: the directory is
+    /// read again and every new one is reported once, none twice.
+    #[tokio::test]
+    async fn a_burst_beyond_the_queue_is_read_again_not_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let existing = "ffffffff-2d3e-4f50-8a9b-0c1d2e3f4a5b";
+        std::fs::create_dir(dir.path().join(existing)).expect("mkdir");
+        let (tx, mut rx) = mpsc::channel(1024);
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let _watch =
+            watch_with_queue(dir.path().to_owned(), tx, &tasks, stop.clone(), 1).expect("watch");
+        let ids: BTreeSet<String> = (0..200)
+            .map(|i| format!("{i:08x}-2d3e-4f50-8a9b-0c1d2e3f4a5b"))
+            .collect();
+        for id in &ids {
+            std::fs::create_dir(dir.path().join(id)).expect("mkdir");
+        }
+        let mut reported = Vec::new();
+        while reported.len() < ids.len() {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv()).await {
+                Ok(Some(Update::DirCreated { alloc_id })) => reported.push(alloc_id),
+                other => panic!(
+                    "{} of {} reported, then {other:?}",
+                    reported.len(),
+                    ids.len()
+                ),
+            }
+        }
+        let unique: BTreeSet<String> = reported.iter().cloned().collect();
+        assert_eq!(
+            unique, ids,
+            "each new directory, and not the one there before"
+        );
+        assert_eq!(unique.len(), reported.len(), "none twice");
+        stop.cancel();
     }
 }
