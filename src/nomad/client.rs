@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 
 use super::address::Address;
 use super::error::{Error, root_cause, status_error, transport_error};
-use super::events::EventStream;
+use super::events::{EventStream, STREAM_ROUTE};
 use super::tls::{self, TlsSettings};
 use super::token::{Secret, TokenError, TokenSource};
 use super::types::{AgentSelf, Allocation, AllocationStub, Node};
@@ -29,8 +29,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// answers these from its state store in milliseconds; a request without headers after this
 /// long sits on a half-open connection or a stuck proxy or server, and is better retried.
 const HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
-/// The event stream's route, for metrics.
-pub const STREAM_ROUTE: &str = "/v1/event/stream";
 /// How often a wait to retry looks at the token file.
 const TOKEN_POLL: Duration = Duration::from_secs(1);
 /// Extra time over a blocking query's `wait` (Nomad adds up to wait/16 of jitter).
@@ -371,7 +369,7 @@ impl NomadClient {
     /// hijacking transport of newer Nomad an ACL failure is a 200 that ends before its first
     /// heartbeat instead.
     pub async fn event_stream(&self, topics: &[&str], index: u64) -> Result<EventStream, Error> {
-        let mut url = self.url("/v1/event/stream", &[], Blocking::default());
+        let mut url = self.url(STREAM_ROUTE, &[], Blocking::default());
         for topic in topics {
             url.query_pairs_mut().append_pair("topic", topic);
         }
