@@ -6,13 +6,15 @@ pub mod client;
 pub mod error;
 pub mod events;
 pub mod ndjson;
+pub mod query;
 pub mod tls;
 pub mod token;
 pub mod types;
 
 pub use address::{Address, AddressError};
-pub use client::{Blocking, ConnectionSettings, Indexed, NomadClient};
+pub use client::{ConnectionSettings, NomadClient};
 pub use error::{Error, FailureClass};
 pub use events::{EventStream, StreamEnd};
+pub use query::{Blocking, Consistency, Indexed};
 pub use tls::{TlsError, TlsSettings};
 pub use token::{Secret, TokenError, TokenFile, TokenSource};

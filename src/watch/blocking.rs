@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use super::{ResyncReason, Update, report_down, report_listing, report_up};
-use crate::nomad::client::Consistency;
+use crate::nomad::query::Consistency;
 use crate::nomad::{Blocking, Error, NomadClient};
 use crate::observe::health::Health;
 use crate::observe::metrics::Metrics;
