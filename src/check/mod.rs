@@ -110,7 +110,12 @@ pub async fn run(
             ));
             true
         }
-        Err(e @ (Error::Status { .. } | Error::PermissionDenied { .. } | Error::Decode { .. })) => {
+        Err(
+            e @ (Error::Status { .. }
+            | Error::PermissionDenied { .. }
+            | Error::UnknownToken { .. }
+            | Error::Decode { .. }),
+        ) => {
             findings.push(Finding::pass("Nomad answers", format!("{address} ({e})")));
             true
         }
@@ -285,7 +290,7 @@ async fn check_alloc_lifecycle(client: &NomadClient, alloc_id: &str) -> Finding 
         .await
     {
         Ok(()) => Finding::pass(CHECK, format!("allocation {alloc_id}")),
-        Err(e @ Error::PermissionDenied { .. }) => {
+        Err(e @ (Error::PermissionDenied { .. } | Error::UnknownToken { .. })) => {
             let (detail, fix) = refusal(&e, "namespace:alloc-lifecycle on Vector's namespace");
             Finding::fail(CHECK, detail, fix)
         }

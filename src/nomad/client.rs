@@ -13,6 +13,7 @@ use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde::de::DeserializeOwned;
 
+use super::acl::Needs;
 use super::address::Address;
 use super::error::{Error, root_cause, status_error, transport_error};
 use super::events::{EventStream, STREAM_ROUTE};
@@ -45,18 +46,6 @@ pub struct ConnectionSettings {
     /// `NOMAD_HTTP_AUTH`: user and optional password for HTTP basic auth.
     pub basic_auth: Option<(String, Option<Secret>)>,
 }
-
-/// The ACL each endpoint needs, for 403 messages.
-const NEEDS_NODE_READ: &str =
-    "node:read (and namespace \"*\" { capabilities = [\"read-job\"] } to see allocations)";
-const NEEDS_NODE_READ_CLUSTER: &str =
-    "node:read (--scope cluster lists every node and follows the Node topic)";
-const NEEDS_AGENT_READ: &str =
-    "agent:read to ask the agent for its node ID; or pass --node-id (NOMAD_NODE_ID) instead";
-const NEEDS_READ_JOB: &str = "namespace:read-job on the allocation's namespace";
-const NEEDS_ALLOC_LIFECYCLE: &str =
-    "namespace:alloc-lifecycle on the namespace of Vector's allocation (to signal its task)";
-const NEEDS_READ_JOB_EVERYWHERE: &str = "namespace \"*\" { capabilities = [\"read-job\"] }: the stream of namespace=* needs read-job on every namespace";
 
 /// A client for one Nomad agent.
 pub struct NomadClient {
@@ -237,7 +226,7 @@ impl NomadClient {
         params: &[(&str, &str)],
         route: &'static str,
         blocking: Blocking,
-        needs: &'static str,
+        needs: Needs,
     ) -> Result<Indexed<T>, Error> {
         let first = self.get_once(path, params, route, blocking, needs).await;
         if blocking.consistency == Consistency::Leader {
@@ -265,7 +254,7 @@ impl NomadClient {
         params: &[(&str, &str)],
         route: &'static str,
         blocking: Blocking,
-        needs: &'static str,
+        needs: Needs,
     ) -> Result<(Indexed<T>, Option<Staleness>), Error> {
         let url = self.url(path, params, blocking);
         let shown = self.display_url(&url);
@@ -344,12 +333,7 @@ impl NomadClient {
         let status = response.status();
         if !status.is_success() {
             let body = response.bytes().await.unwrap_or_default();
-            return Err(status_error(
-                status,
-                &body,
-                shown,
-                NEEDS_READ_JOB_EVERYWHERE,
-            ));
+            return Err(status_error(status, &body, shown, Needs::ReadJobEverywhere));
         }
         Ok(EventStream::new(
             response,
@@ -392,7 +376,7 @@ impl NomadClient {
             return Ok(());
         }
         let body = response.bytes().await.unwrap_or_default();
-        Err(status_error(status, &body, shown, NEEDS_ALLOC_LIFECYCLE))
+        Err(status_error(status, &body, shown, Needs::AllocLifecycle))
     }
 
     /// `GET /v1/status/leader`: the leader's address. Needs no ACL: it tells whether the agent
@@ -404,7 +388,7 @@ impl NomadClient {
                 &[],
                 "/v1/status/leader",
                 Blocking::AGENT,
-                "nothing (this endpoint needs no ACL)",
+                Needs::Nothing,
             )
             .await?
             .value)
@@ -418,7 +402,7 @@ impl NomadClient {
                 &[],
                 "/v1/agent/self",
                 Blocking::AGENT,
-                NEEDS_AGENT_READ,
+                Needs::AgentRead,
             )
             .await?
             .value)
@@ -431,7 +415,7 @@ impl NomadClient {
             &[],
             "/v1/node/:id",
             Blocking::default(),
-            NEEDS_NODE_READ,
+            Needs::NodeRead,
         )
         .await
     }
@@ -448,7 +432,7 @@ impl NomadClient {
             &[],
             "/v1/node/:id/allocations",
             blocking,
-            NEEDS_NODE_READ,
+            Needs::NodeRead,
         )
         .await
     }
@@ -460,7 +444,7 @@ impl NomadClient {
             &[],
             "/v1/nodes",
             Blocking::default(),
-            NEEDS_NODE_READ_CLUSTER,
+            Needs::NodeReadCluster,
         )
         .await
     }
@@ -487,7 +471,7 @@ impl NomadClient {
             &params,
             "/v1/allocations",
             Blocking::default(),
-            NEEDS_READ_JOB_EVERYWHERE,
+            Needs::ReadJobEverywhere,
         )
         .await
     }
@@ -503,7 +487,7 @@ impl NomadClient {
             &[],
             "/v1/allocation/:id",
             blocking,
-            NEEDS_READ_JOB,
+            Needs::ReadJob,
         )
         .await
     }

@@ -1,6 +1,8 @@
-//! Talking to Nomad: the address, the client and its errors, TLS and token settings, the wire
-//! types, and the event stream with its NDJSON framing.
+//! Talking to Nomad: the address, the client and its errors, what a token's policy must grant,
+//! TLS and token settings, a read's parameters, the wire types, and the event stream with its
+//! NDJSON framing.
 
+pub mod acl;
 pub mod address;
 pub mod client;
 pub mod error;
@@ -11,6 +13,7 @@ pub mod tls;
 pub mod token;
 pub mod types;
 
+pub use acl::{Capability, Needs};
 pub use address::{Address, AddressError};
 pub use client::{ConnectionSettings, NomadClient};
 pub use error::{Error, FailureClass};

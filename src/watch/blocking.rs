@@ -129,7 +129,7 @@ impl RelistState {
         self.next_reason = ResyncReason::Connect;
         self.blocking = false;
         match error {
-            Error::PermissionDenied { .. } => MAX_BACKOFF,
+            Error::PermissionDenied { .. } | Error::UnknownToken { .. } => MAX_BACKOFF,
             _ => self.backoff.next_delay(),
         }
     }
@@ -271,7 +271,7 @@ mod tests {
         state.answered(5, Consistency::Stale);
         let refused = Error::PermissionDenied {
             url: String::new(),
-            needs: "",
+            needs: crate::nomad::Needs::Nothing,
             body: String::new(),
         };
         assert_eq!(state.failed(&refused), MAX_BACKOFF);
