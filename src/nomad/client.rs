@@ -21,6 +21,7 @@ use super::query::{Blocking, Consistency, Indexed, Staleness};
 use super::tls::{self, TlsSettings};
 use super::token::{Secret, TokenError, TokenSource};
 use super::types::{AgentSelf, Allocation, AllocationStub, Node};
+use super::urls::{Urls, path_segment};
 use crate::observe::metrics::Metrics;
 
 /// How long to wait for a TCP (or unix socket) connection.
@@ -31,8 +32,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// answers these from its state store in milliseconds; a request without headers after this
 /// long sits on a half-open connection or a stuck proxy or server, and is better retried.
 const HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a wait to retry looks at the token file.
-const TOKEN_POLL: Duration = Duration::from_secs(1);
 /// Extra time over a blocking query's `wait` (Nomad adds up to wait/16 of jitter).
 const BLOCKING_MARGIN: Duration = Duration::from_secs(15);
 
@@ -50,11 +49,8 @@ pub struct ConnectionSettings {
 /// A client for one Nomad agent.
 pub struct NomadClient {
     http: reqwest::Client,
-    /// The URL requests are built on (`http://127.0.0.1` for a unix socket).
-    base: Url,
-    address: Address,
+    urls: Urls,
     token: TokenSource,
-    region: Option<String>,
     basic_auth: Option<(String, Option<Secret>)>,
     /// Where requests are counted, once `run` has metrics.
     metrics: OnceLock<Arc<Metrics>>,
@@ -63,7 +59,7 @@ pub struct NomadClient {
 impl std::fmt::Debug for NomadClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NomadClient")
-            .field("address", &self.address.to_string())
+            .field("address", &self.urls.address().to_string())
             .field("token", &self.token)
             .finish_non_exhaustive()
     }
@@ -78,21 +74,14 @@ impl NomadClient {
             .no_proxy()
             .user_agent(concat!("nomad-alloc-table/", env!("CARGO_PKG_VERSION")))
             .tls_backend_preconfigured(tls);
-        let base = match &settings.address {
-            Address::Url(url) => url.clone(),
-            Address::Unix(path) => {
-                builder = builder.unix_socket(path.as_path());
-                // Nomad's Go client uses this host for unix sockets too.
-                Url::parse("http://127.0.0.1").expect("a valid constant URL")
-            }
-        };
+        if let Address::Unix(path) = &settings.address {
+            builder = builder.unix_socket(path.as_path());
+        }
         let http = builder.build().map_err(|e| Error::Client(root_cause(&e)))?;
         Ok(NomadClient {
             http,
-            base,
-            address: settings.address,
+            urls: Urls::new(settings.address, settings.region),
             token: settings.token,
-            region: settings.region,
             basic_auth: settings.basic_auth,
             metrics: OnceLock::new(),
         })
@@ -148,55 +137,12 @@ impl NomadClient {
     /// Resolves when the token file changes (a rotated token): a wait to retry after a
     /// refusal ends at once instead of after its full delay. Never resolves without a file.
     pub async fn token_rotated(&self) {
-        if matches!(self.token, TokenSource::None | TokenSource::Static(_)) {
-            return std::future::pending().await;
-        }
-        loop {
-            tokio::time::sleep(TOKEN_POLL).await;
-            if self.token.changed() {
-                return;
-            }
-        }
+        self.token.rotated().await;
     }
 
     /// The address this client talks to, for messages.
     pub fn address(&self) -> &Address {
-        &self.address
-    }
-
-    /// What to call a URL in messages: the user's address plus the path and query.
-    fn display_url(&self, url: &Url) -> String {
-        let path_and_query = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_owned(),
-        };
-        format!("{}{path_and_query}", self.address)
-    }
-
-    fn url(&self, path: &str, params: &[(&str, &str)], blocking: Blocking) -> Url {
-        let mut url = self.base.clone();
-        let prefix = url.path().trim_end_matches('/').to_owned();
-        url.set_path(&format!("{prefix}{path}"));
-        {
-            let mut query = url.query_pairs_mut();
-            query.extend_pairs(params);
-            if let Some(region) = &self.region {
-                query.append_pair("region", region);
-            }
-            if blocking.index > 0 {
-                query.append_pair("index", &blocking.index.to_string());
-            }
-            if let Some(wait) = blocking.wait {
-                query.append_pair("wait", &format!("{}ms", wait.as_millis()));
-            }
-            if blocking.consistency == Consistency::Stale {
-                query.append_pair("stale", "true");
-            }
-        }
-        if url.query() == Some("") {
-            url.set_query(None);
-        }
-        url
+        self.urls.address()
     }
 
     /// A request to `url` carrying the token and basic auth.
@@ -256,8 +202,8 @@ impl NomadClient {
         blocking: Blocking,
         needs: Needs,
     ) -> Result<(Indexed<T>, Option<Staleness>), Error> {
-        let url = self.url(path, params, blocking);
-        let shown = self.display_url(&url);
+        let url = self.urls.url(path, params, blocking);
+        let shown = self.urls.shown(&url);
         // A blocking query answers (headers included) only when it returns.
         let (timeout, headers_timeout) = match blocking.wait {
             Some(wait) => {
@@ -312,14 +258,14 @@ impl NomadClient {
     /// hijacking transport of newer Nomad an ACL failure is a 200 that ends before its first
     /// heartbeat instead.
     pub async fn event_stream(&self, topics: &[&str], index: u64) -> Result<EventStream, Error> {
-        let mut url = self.url(STREAM_ROUTE, &[], Blocking::default());
+        let mut url = self.urls.url(STREAM_ROUTE, &[], Blocking::default());
         for topic in topics {
             url.query_pairs_mut().append_pair("topic", topic);
         }
         url.query_pairs_mut()
             .append_pair("namespace", "*")
             .append_pair("index", &index.to_string());
-        let shown = self.display_url(&url);
+        let shown = self.urls.shown(&url);
         let request = self.request(reqwest::Method::GET, url)?;
         let response = self
             .send(
@@ -351,12 +297,12 @@ impl NomadClient {
         task: &str,
         signal: &str,
     ) -> Result<(), Error> {
-        let url = self.url(
+        let url = self.urls.url(
             &format!("/v1/client/allocation/{}/signal", path_segment(alloc_id)),
             &[],
             Blocking::default(),
         );
-        let shown = self.display_url(&url);
+        let shown = self.urls.shown(&url);
         let body = serde_json::json!({"Signal": signal, "Task": task});
         let request = self
             .request(reqwest::Method::POST, url)?
@@ -490,67 +436,5 @@ impl NomadClient {
             Needs::ReadJob,
         )
         .await
-    }
-}
-
-/// Percent-encodes one path segment (IDs are UUIDs, but never trust input to be one).
-fn path_segment(raw: &str) -> String {
-    let mut url = Url::parse("http://x/").expect("a valid constant URL");
-    url.path_segments_mut()
-        .expect("http URLs have path segments")
-        .push(raw);
-    url.path().trim_start_matches('/').to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn path_segments_are_escaped() {
-        assert_eq!(path_segment("abc-123"), "abc-123");
-        assert_eq!(path_segment("../x y"), "..%2Fx%20y");
-    }
-
-    fn client(address: &str, region: Option<&str>) -> NomadClient {
-        NomadClient::new(ConnectionSettings {
-            address: Address::parse(address).expect("valid"),
-            token: TokenSource::None,
-            region: region.map(str::to_owned),
-            tls: TlsSettings::default(),
-            basic_auth: None,
-        })
-        .expect("client")
-    }
-
-    #[test]
-    fn urls_carry_region_and_blocking_parameters() {
-        let c = client("http://127.0.0.1:4646", Some("eu"));
-        let url = c.url(
-            "/v1/node/n1/allocations",
-            &[],
-            Blocking {
-                index: 42,
-                wait: Some(Duration::from_secs(5)),
-                consistency: Consistency::Stale,
-            },
-        );
-        assert_eq!(
-            url.as_str(),
-            "http://127.0.0.1:4646/v1/node/n1/allocations?region=eu&index=42&wait=5000ms&stale=true"
-        );
-        let leader = Blocking {
-            consistency: Consistency::Leader,
-            ..Blocking::default()
-        };
-        let plain = client("http://127.0.0.1:4646", None).url("/v1/agent/self", &[], leader);
-        assert_eq!(plain.as_str(), "http://127.0.0.1:4646/v1/agent/self");
-    }
-
-    #[test]
-    fn unix_socket_urls_are_shown_with_the_socket_path() {
-        let c = client("unix:///tmp/api.sock", None);
-        let url = c.url("/v1/agent/self", &[], Blocking::AGENT);
-        assert_eq!(c.display_url(&url), "unix:///tmp/api.sock/v1/agent/self");
     }
 }

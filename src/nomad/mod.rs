@@ -12,6 +12,7 @@ pub mod query;
 pub mod tls;
 pub mod token;
 pub mod types;
+mod urls;
 
 pub use acl::{Capability, Needs};
 pub use address::{Address, AddressError};
