@@ -80,8 +80,8 @@ pub(super) async fn check_nomad(
     if run.watch == WatchMode::Events {
         findings.push(check_stream(client, NODE_TOPICS).await);
     }
-    if let ReloadSettings::NomadTask { alloc_id, .. } = &run.publish.reloader {
-        findings.push(check_alloc_lifecycle(client, alloc_id).await);
+    if let ReloadSettings::NomadTask(reload) = &run.publish.reloader {
+        findings.push(check_alloc_lifecycle(client, &reload.alloc_id).await);
     }
     findings
 }

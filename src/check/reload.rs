@@ -8,7 +8,7 @@ use super::report::Finding;
 use crate::nomad::{Blocking, NomadClient};
 use crate::publish::Publisher;
 use crate::reload::signal::MIN_PROCESS_AGE;
-use crate::reload::{ReloadSettings, Reloader};
+use crate::reload::{NomadTaskReload, ReloadSettings, Reloader};
 
 /// The reload target, and whether Vector was told about the table on disk.
 pub(super) async fn check_reload(
@@ -41,7 +41,7 @@ pub(super) async fn check_reload(
                 "start Vector, or point --vector-pid/--vector-pidfile/--vector-process-name at it",
             ),
         }),
-        ReloadSettings::NomadTask { alloc_id, task, .. } => {
+        ReloadSettings::NomadTask(NomadTaskReload { alloc_id, task, .. }) => {
             findings.push(match client.allocation(alloc_id, Blocking::default()).await {
                 Ok(alloc) => match alloc.value.task_states.get(task) {
                     Some(state) if state.state == "running" => Finding::pass(
@@ -64,9 +64,9 @@ pub(super) async fn check_reload(
                 ),
             });
         }
-        ReloadSettings::Command { argv, .. } => {
-            let program = argv.first().cloned().unwrap_or_default();
-            findings.push(if is_executable(&program) {
+        ReloadSettings::Command(reload) => {
+            let program = reload.program();
+            findings.push(if is_executable(program) {
                 Finding::pass(CHECK, format!("command {program:?}"))
             } else {
                 Finding::fail(

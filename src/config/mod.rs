@@ -15,7 +15,7 @@ use crate::cli::{
 use crate::nomad::{
     Address, AddressError, ConnectionSettings, Secret, TlsSettings, TokenFile, TokenSource,
 };
-use crate::reload::{ProcessTarget, ReloadSettings, SignalReload};
+use crate::reload::{CommandReload, NomadTaskReload, ProcessTarget, ReloadSettings, SignalReload};
 use crate::table::columns::{Column, Columns, ColumnsError, Field};
 use crate::table::render::FileFormat;
 use crate::timing::Timing;
@@ -385,11 +385,11 @@ fn reloader(args: ReloadArgs) -> Result<ReloadSettings, ConfigError> {
                     mode: "nomad-task",
                     option: "--reload-alloc-id (or NOMAD_ALLOC_ID, set inside a Nomad task)",
                 })?;
-            Ok(ReloadSettings::NomadTask {
+            Ok(ReloadSettings::NomadTask(NomadTaskReload {
                 alloc_id,
                 task,
                 signal,
-            })
+            }))
         }
         ReloadMode::Command => {
             if args.reload_command.is_empty() {
@@ -403,10 +403,10 @@ fn reloader(args: ReloadArgs) -> Result<ReloadSettings, ConfigError> {
                     option: "--reload-timeout",
                 });
             }
-            Ok(ReloadSettings::Command {
+            Ok(ReloadSettings::Command(CommandReload {
                 argv: args.reload_command,
                 timeout: args.reload_timeout,
-            })
+            }))
         }
     }
 }
@@ -561,20 +561,20 @@ mod tests {
             dump_settings(&["--reload-task", "vector", "--reload-alloc-id", "a1"])
                 .expect("valid")
                 .reloader,
-            ReloadSettings::NomadTask {
+            ReloadSettings::NomadTask(NomadTaskReload {
                 alloc_id: "a1".to_owned(),
                 task: "vector".to_owned(),
                 signal: Signal::HUP
-            }
+            })
         );
         assert_eq!(
             dump_settings(&["--", "systemctl", "reload", "vector"])
                 .expect("valid")
                 .reloader,
-            ReloadSettings::Command {
+            ReloadSettings::Command(CommandReload {
                 argv: vec!["systemctl".into(), "reload".into(), "vector".into()],
                 timeout: std::time::Duration::from_secs(30)
-            }
+            })
         );
     }
 
