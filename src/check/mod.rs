@@ -3,9 +3,9 @@
 //! a probe file in the output directory, removed at once), and never sends a signal or prints a
 //! token.
 //!
-//! One file per kind of check: [`reachability`] (does Nomad answer), [`token`] (does it know
-//! the token), [`acl`] (what it grants), [`stream`] (the event-stream probe), [`local`] (alloc
-//! dir and output), [`reload`] (Vector's reload target); [`report`] renders the findings.
+//! One file per kind of check: `reachability` (does Nomad answer), `token` (does it know the
+//! token), `acl` (what it grants), `stream` (the event-stream probe), `local` (alloc dir and
+//! output), `reload` (Vector's reload target); `report` renders the findings.
 
 mod acl;
 mod local;
