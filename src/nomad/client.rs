@@ -13,12 +13,15 @@ use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde::de::DeserializeOwned;
 
+use super::acl::Needs;
 use super::address::Address;
 use super::error::{Error, root_cause, status_error, transport_error};
-use super::events::EventStream;
+use super::events::{EventStream, STREAM_ROUTE};
+use super::query::{Blocking, Consistency, Indexed, Staleness};
 use super::tls::{self, TlsSettings};
 use super::token::{Secret, TokenError, TokenSource};
 use super::types::{AgentSelf, Allocation, AllocationStub, Node};
+use super::urls::{Urls, path_segment};
 use crate::observe::metrics::Metrics;
 
 /// How long to wait for a TCP (or unix socket) connection.
@@ -29,10 +32,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// answers these from its state store in milliseconds; a request without headers after this
 /// long sits on a half-open connection or a stuck proxy or server, and is better retried.
 const HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
-/// The event stream's route, for metrics.
-pub const STREAM_ROUTE: &str = "/v1/event/stream";
-/// How often a wait to retry looks at the token file.
-const TOKEN_POLL: Duration = Duration::from_secs(1);
 /// Extra time over a blocking query's `wait` (Nomad adds up to wait/16 of jitter).
 const BLOCKING_MARGIN: Duration = Duration::from_secs(15);
 
@@ -47,74 +46,11 @@ pub struct ConnectionSettings {
     pub basic_auth: Option<(String, Option<Secret>)>,
 }
 
-/// An answer from a server that last heard from the leader longer ago than this (or that knows
-/// no leader) is too stale to trust: the read is repeated against the leader. Raft followers
-/// hear from the leader every few hundred milliseconds, so only a partitioned or wedged server
-/// gets here.
-pub const MAX_STALE: Duration = Duration::from_secs(5);
-
-/// A read's parameters: a blocking query returns once the index passes `index`, or after
-/// `wait`; `consistency` says which server may answer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Blocking {
-    pub index: u64,
-    pub wait: Option<Duration>,
-    pub consistency: Consistency,
-}
-
-impl Blocking {
-    /// For endpoints the agent answers itself, without a raft read: no query parameters.
-    const AGENT: Blocking = Blocking {
-        index: 0,
-        wait: None,
-        consistency: Consistency::Leader,
-    };
-}
-
-/// Which server answers a read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Consistency {
-    /// `stale=true`: any server answers from its own state, so reads spread over the servers
-    /// instead of all going to the leader. An answer staler than [`MAX_STALE`] is repeated
-    /// against the leader.
-    #[default]
-    Stale,
-    /// The leader answers (Nomad's default): for the rare answer that must be the truth.
-    Leader,
-}
-
-/// A decoded answer, its `X-Nomad-Index` (absent on endpoints that are not indexed) and the
-/// size of its body.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Indexed<T> {
-    pub value: T,
-    pub index: Option<u64>,
-    /// Response body bytes.
-    pub bytes: usize,
-    /// `X-Nomad-NextToken` of a paginated listing: where the next page starts, if any.
-    pub next_token: Option<String>,
-}
-
-/// The ACL each endpoint needs, for 403 messages.
-const NEEDS_NODE_READ: &str =
-    "node:read (and namespace \"*\" { capabilities = [\"read-job\"] } to see allocations)";
-const NEEDS_NODE_READ_CLUSTER: &str =
-    "node:read (--scope cluster lists every node and follows the Node topic)";
-const NEEDS_AGENT_READ: &str =
-    "agent:read to ask the agent for its node ID; or pass --node-id (NOMAD_NODE_ID) instead";
-const NEEDS_READ_JOB: &str = "namespace:read-job on the allocation's namespace";
-const NEEDS_ALLOC_LIFECYCLE: &str =
-    "namespace:alloc-lifecycle on the namespace of Vector's allocation (to signal its task)";
-const NEEDS_READ_JOB_EVERYWHERE: &str = "namespace \"*\" { capabilities = [\"read-job\"] }: the stream of namespace=* needs read-job on every namespace";
-
 /// A client for one Nomad agent.
 pub struct NomadClient {
     http: reqwest::Client,
-    /// The URL requests are built on (`http://127.0.0.1` for a unix socket).
-    base: Url,
-    address: Address,
+    urls: Urls,
     token: TokenSource,
-    region: Option<String>,
     basic_auth: Option<(String, Option<Secret>)>,
     /// Where requests are counted, once `run` has metrics.
     metrics: OnceLock<Arc<Metrics>>,
@@ -123,7 +59,7 @@ pub struct NomadClient {
 impl std::fmt::Debug for NomadClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NomadClient")
-            .field("address", &self.address.to_string())
+            .field("address", &self.urls.address().to_string())
             .field("token", &self.token)
             .finish_non_exhaustive()
     }
@@ -138,21 +74,14 @@ impl NomadClient {
             .no_proxy()
             .user_agent(concat!("nomad-alloc-table/", env!("CARGO_PKG_VERSION")))
             .tls_backend_preconfigured(tls);
-        let base = match &settings.address {
-            Address::Url(url) => url.clone(),
-            Address::Unix(path) => {
-                builder = builder.unix_socket(path.as_path());
-                // Nomad's Go client uses this host for unix sockets too.
-                Url::parse("http://127.0.0.1").expect("a valid constant URL")
-            }
-        };
+        if let Address::Unix(path) = &settings.address {
+            builder = builder.unix_socket(path.as_path());
+        }
         let http = builder.build().map_err(|e| Error::Client(root_cause(&e)))?;
         Ok(NomadClient {
             http,
-            base,
-            address: settings.address,
+            urls: Urls::new(settings.address, settings.region),
             token: settings.token,
-            region: settings.region,
             basic_auth: settings.basic_auth,
             metrics: OnceLock::new(),
         })
@@ -208,55 +137,12 @@ impl NomadClient {
     /// Resolves when the token file changes (a rotated token): a wait to retry after a
     /// refusal ends at once instead of after its full delay. Never resolves without a file.
     pub async fn token_rotated(&self) {
-        if matches!(self.token, TokenSource::None | TokenSource::Static(_)) {
-            return std::future::pending().await;
-        }
-        loop {
-            tokio::time::sleep(TOKEN_POLL).await;
-            if self.token.changed() {
-                return;
-            }
-        }
+        self.token.rotated().await;
     }
 
     /// The address this client talks to, for messages.
     pub fn address(&self) -> &Address {
-        &self.address
-    }
-
-    /// What to call a URL in messages: the user's address plus the path and query.
-    fn display_url(&self, url: &Url) -> String {
-        let path_and_query = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_owned(),
-        };
-        format!("{}{path_and_query}", self.address)
-    }
-
-    fn url(&self, path: &str, params: &[(&str, &str)], blocking: Blocking) -> Url {
-        let mut url = self.base.clone();
-        let prefix = url.path().trim_end_matches('/').to_owned();
-        url.set_path(&format!("{prefix}{path}"));
-        {
-            let mut query = url.query_pairs_mut();
-            query.extend_pairs(params);
-            if let Some(region) = &self.region {
-                query.append_pair("region", region);
-            }
-            if blocking.index > 0 {
-                query.append_pair("index", &blocking.index.to_string());
-            }
-            if let Some(wait) = blocking.wait {
-                query.append_pair("wait", &format!("{}ms", wait.as_millis()));
-            }
-            if blocking.consistency == Consistency::Stale {
-                query.append_pair("stale", "true");
-            }
-        }
-        if url.query() == Some("") {
-            url.set_query(None);
-        }
-        url
+        self.urls.address()
     }
 
     /// A request to `url` carrying the token and basic auth.
@@ -277,15 +163,16 @@ impl NomadClient {
     }
 
     /// A read; a stale read whose server has lost touch with the leader (no known leader, or
-    /// no contact for longer than [`MAX_STALE`]), or that answers 404 (a follower may not have
-    /// applied a write the leader has), is repeated once against the leader.
+    /// no contact for longer than [`MAX_STALE`](super::query::MAX_STALE)), or that answers 404
+    /// (a follower may not have applied a write the leader has), is repeated once against the
+    /// leader.
     async fn get<T: DeserializeOwned>(
         &self,
         path: &str,
         params: &[(&str, &str)],
         route: &'static str,
         blocking: Blocking,
-        needs: &'static str,
+        needs: Needs,
     ) -> Result<Indexed<T>, Error> {
         let first = self.get_once(path, params, route, blocking, needs).await;
         if blocking.consistency == Consistency::Leader {
@@ -313,10 +200,10 @@ impl NomadClient {
         params: &[(&str, &str)],
         route: &'static str,
         blocking: Blocking,
-        needs: &'static str,
+        needs: Needs,
     ) -> Result<(Indexed<T>, Option<Staleness>), Error> {
-        let url = self.url(path, params, blocking);
-        let shown = self.display_url(&url);
+        let url = self.urls.url(path, params, blocking);
+        let shown = self.urls.shown(&url);
         // A blocking query answers (headers included) only when it returns.
         let (timeout, headers_timeout) = match blocking.wait {
             Some(wait) => {
@@ -371,14 +258,14 @@ impl NomadClient {
     /// hijacking transport of newer Nomad an ACL failure is a 200 that ends before its first
     /// heartbeat instead.
     pub async fn event_stream(&self, topics: &[&str], index: u64) -> Result<EventStream, Error> {
-        let mut url = self.url("/v1/event/stream", &[], Blocking::default());
+        let mut url = self.urls.url(STREAM_ROUTE, &[], Blocking::default());
         for topic in topics {
             url.query_pairs_mut().append_pair("topic", topic);
         }
         url.query_pairs_mut()
             .append_pair("namespace", "*")
             .append_pair("index", &index.to_string());
-        let shown = self.display_url(&url);
+        let shown = self.urls.shown(&url);
         let request = self.request(reqwest::Method::GET, url)?;
         let response = self
             .send(
@@ -392,12 +279,7 @@ impl NomadClient {
         let status = response.status();
         if !status.is_success() {
             let body = response.bytes().await.unwrap_or_default();
-            return Err(status_error(
-                status,
-                &body,
-                shown,
-                NEEDS_READ_JOB_EVERYWHERE,
-            ));
+            return Err(status_error(status, &body, shown, Needs::ReadJobEverywhere));
         }
         Ok(EventStream::new(
             response,
@@ -415,12 +297,12 @@ impl NomadClient {
         task: &str,
         signal: &str,
     ) -> Result<(), Error> {
-        let url = self.url(
+        let url = self.urls.url(
             &format!("/v1/client/allocation/{}/signal", path_segment(alloc_id)),
             &[],
             Blocking::default(),
         );
-        let shown = self.display_url(&url);
+        let shown = self.urls.shown(&url);
         let body = serde_json::json!({"Signal": signal, "Task": task});
         let request = self
             .request(reqwest::Method::POST, url)?
@@ -440,7 +322,7 @@ impl NomadClient {
             return Ok(());
         }
         let body = response.bytes().await.unwrap_or_default();
-        Err(status_error(status, &body, shown, NEEDS_ALLOC_LIFECYCLE))
+        Err(status_error(status, &body, shown, Needs::AllocLifecycle))
     }
 
     /// `GET /v1/status/leader`: the leader's address. Needs no ACL: it tells whether the agent
@@ -452,7 +334,7 @@ impl NomadClient {
                 &[],
                 "/v1/status/leader",
                 Blocking::AGENT,
-                "nothing (this endpoint needs no ACL)",
+                Needs::Nothing,
             )
             .await?
             .value)
@@ -466,7 +348,7 @@ impl NomadClient {
                 &[],
                 "/v1/agent/self",
                 Blocking::AGENT,
-                NEEDS_AGENT_READ,
+                Needs::AgentRead,
             )
             .await?
             .value)
@@ -479,7 +361,7 @@ impl NomadClient {
             &[],
             "/v1/node/:id",
             Blocking::default(),
-            NEEDS_NODE_READ,
+            Needs::NodeRead,
         )
         .await
     }
@@ -496,7 +378,7 @@ impl NomadClient {
             &[],
             "/v1/node/:id/allocations",
             blocking,
-            NEEDS_NODE_READ,
+            Needs::NodeRead,
         )
         .await
     }
@@ -508,7 +390,7 @@ impl NomadClient {
             &[],
             "/v1/nodes",
             Blocking::default(),
-            NEEDS_NODE_READ_CLUSTER,
+            Needs::NodeReadCluster,
         )
         .await
     }
@@ -535,7 +417,7 @@ impl NomadClient {
             &params,
             "/v1/allocations",
             Blocking::default(),
-            NEEDS_READ_JOB_EVERYWHERE,
+            Needs::ReadJobEverywhere,
         )
         .await
     }
@@ -551,117 +433,8 @@ impl NomadClient {
             &[],
             "/v1/allocation/:id",
             blocking,
-            NEEDS_READ_JOB,
+            Needs::ReadJob,
         )
         .await
-    }
-}
-
-/// Why an answer is too stale to trust.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Staleness {
-    /// `X-Nomad-KnownLeader: false`: the server knows no leader.
-    NoLeader,
-    /// `X-Nomad-LastContact` in milliseconds, above [`MAX_STALE`].
-    LastContact(u64),
-}
-
-impl std::fmt::Display for Staleness {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Staleness::NoLeader => f.write_str("the server knows no leader"),
-            Staleness::LastContact(ms) => {
-                write!(f, "the server last heard from the leader {ms} ms ago")
-            }
-        }
-    }
-}
-
-impl Staleness {
-    /// Judges the headers Nomad's `setMeta` sets on every read (an endpoint without them, such
-    /// as the agent's own, is never stale).
-    fn of(known_leader: Option<&str>, last_contact: Option<&str>) -> Option<Staleness> {
-        if known_leader == Some("false") {
-            return Some(Staleness::NoLeader);
-        }
-        let ms: u64 = last_contact?.parse().ok()?;
-        (u128::from(ms) > MAX_STALE.as_millis()).then_some(Staleness::LastContact(ms))
-    }
-}
-
-/// Percent-encodes one path segment (IDs are UUIDs, but never trust input to be one).
-fn path_segment(raw: &str) -> String {
-    let mut url = Url::parse("http://x/").expect("a valid constant URL");
-    url.path_segments_mut()
-        .expect("http URLs have path segments")
-        .push(raw);
-    url.path().trim_start_matches('/').to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn path_segments_are_escaped() {
-        assert_eq!(path_segment("abc-123"), "abc-123");
-        assert_eq!(path_segment("../x y"), "..%2Fx%20y");
-    }
-
-    fn client(address: &str, region: Option<&str>) -> NomadClient {
-        NomadClient::new(ConnectionSettings {
-            address: Address::parse(address).expect("valid"),
-            token: TokenSource::None,
-            region: region.map(str::to_owned),
-            tls: TlsSettings::default(),
-            basic_auth: None,
-        })
-        .expect("client")
-    }
-
-    #[test]
-    fn urls_carry_region_and_blocking_parameters() {
-        let c = client("http://127.0.0.1:4646", Some("eu"));
-        let url = c.url(
-            "/v1/node/n1/allocations",
-            &[],
-            Blocking {
-                index: 42,
-                wait: Some(Duration::from_secs(5)),
-                consistency: Consistency::Stale,
-            },
-        );
-        assert_eq!(
-            url.as_str(),
-            "http://127.0.0.1:4646/v1/node/n1/allocations?region=eu&index=42&wait=5000ms&stale=true"
-        );
-        let leader = Blocking {
-            consistency: Consistency::Leader,
-            ..Blocking::default()
-        };
-        let plain = client("http://127.0.0.1:4646", None).url("/v1/agent/self", &[], leader);
-        assert_eq!(plain.as_str(), "http://127.0.0.1:4646/v1/agent/self");
-    }
-
-    #[test]
-    fn answers_from_a_server_out_of_touch_with_the_leader_are_stale() {
-        assert_eq!(Staleness::of(Some("true"), Some("0")), None);
-        assert_eq!(Staleness::of(Some("true"), Some("5000")), None);
-        assert_eq!(
-            Staleness::of(Some("true"), Some("5001")),
-            Some(Staleness::LastContact(5001))
-        );
-        assert_eq!(
-            Staleness::of(Some("false"), Some("0")),
-            Some(Staleness::NoLeader)
-        );
-        assert_eq!(Staleness::of(None, None), None, "the agent's own endpoints");
-    }
-
-    #[test]
-    fn unix_socket_urls_are_shown_with_the_socket_path() {
-        let c = client("unix:///tmp/api.sock", None);
-        let url = c.url("/v1/agent/self", &[], Blocking::AGENT);
-        assert_eq!(c.display_url(&url), "unix:///tmp/api.sock/v1/agent/self");
     }
 }

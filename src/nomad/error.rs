@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
+use super::acl::Needs;
 use super::address::AddressError;
 use super::tls::TlsError;
 use super::token::TokenError;
@@ -38,11 +39,20 @@ pub enum Error {
         "Nomad at {url} sent no response headers within {seconds} s (a stuck server or proxy, or a half-open connection)"
     )]
     NoHeaders { url: String, seconds: u64 },
+    /// A 403 for a token Nomad knows: its policy lacks what the request needs.
     #[error("Nomad refused {url} with 403 {body:?}: the token needs {needs}")]
     PermissionDenied {
         url: String,
         body: String,
-        needs: &'static str,
+        needs: Needs,
+    },
+    /// A 403 because Nomad does not know the token (never issued, deleted, or from another
+    /// cluster): no policy change helps, only another token.
+    #[error("Nomad refused {url} with 403 {body:?}: the token needs {needs}")]
+    UnknownToken {
+        url: String,
+        body: String,
+        needs: Needs,
     },
     #[error("Nomad answered {url} with {status}: {body}")]
     Status {
@@ -69,7 +79,7 @@ impl Error {
             Error::Connect { .. } | Error::Timeout { .. } | Error::NoHeaders { .. } => {
                 FailureClass::Connection
             }
-            Error::PermissionDenied { .. } => FailureClass::Auth,
+            Error::PermissionDenied { .. } | Error::UnknownToken { .. } => FailureClass::Auth,
             Error::Status { .. } => FailureClass::Nomad,
             Error::Decode { .. } => FailureClass::BadResponse,
             Error::Token(_) | Error::Tls(_) | Error::Address(_) | Error::Client(_) => {
@@ -79,15 +89,22 @@ impl Error {
     }
 }
 
+/// Nomad's answer to a token it does not know: `structs.ErrTokenNotFound`. Its HTTP layer
+/// (`errCodeFromHandler` in `command/agent/http.go`) answers 403 with this exact text for any
+/// error that ends with it, and 403 `Permission denied` to a known token that lacks a
+/// capability; the body is the only thing that tells the two apart.
+const TOKEN_NOT_FOUND: &str = "ACL token not found";
+
 /// An error for a non-success answer: 403 names the ACL needed, others quote Nomad's body.
-pub(super) fn status_error(
-    status: StatusCode,
-    body: &[u8],
-    url: String,
-    needs: &'static str,
-) -> Error {
-    let text = one_line(&String::from_utf8_lossy(body), 300);
+pub(super) fn status_error(status: StatusCode, body: &[u8], url: String, needs: Needs) -> Error {
+    let raw = String::from_utf8_lossy(body);
+    let text = one_line(&raw, 300);
     match status {
+        StatusCode::FORBIDDEN if raw.trim_end().ends_with(TOKEN_NOT_FOUND) => Error::UnknownToken {
+            url,
+            body: text,
+            needs,
+        },
         StatusCode::FORBIDDEN => Error::PermissionDenied {
             url,
             body: text,
@@ -125,5 +142,40 @@ pub(super) fn transport_error(url: &str, error: &reqwest::Error, timeout: Durati
             url: url.to_owned(),
             cause: root_cause(error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forbidden(body: &str) -> Error {
+        status_error(
+            StatusCode::FORBIDDEN,
+            body.as_bytes(),
+            "http://127.0.0.1:4646/v1/nodes".to_owned(),
+            Needs::NodeReadCluster,
+        )
+    }
+
+    #[test]
+    fn a_refusal_of_an_unknown_token_is_told_from_a_missing_capability() {
+        assert!(matches!(
+            forbidden("ACL token not found"),
+            Error::UnknownToken { .. }
+        ));
+        assert!(matches!(
+            forbidden("rpc error: ACL token not found\n"),
+            Error::UnknownToken { .. }
+        ));
+        assert!(matches!(
+            forbidden("Permission denied"),
+            Error::PermissionDenied { .. }
+        ));
+        assert!(matches!(
+            forbidden("ACL token expired"),
+            Error::PermissionDenied { .. }
+        ));
+        assert_eq!(forbidden("ACL token not found").class(), FailureClass::Auth);
     }
 }

@@ -13,6 +13,10 @@ use super::ndjson;
 use super::types::{Allocation, Node};
 use crate::observe::metrics::Metrics;
 
+/// The event stream's route, for metrics: the client counts the subscription under it, the
+/// stream its bytes.
+pub const STREAM_ROUTE: &str = "/v1/event/stream";
+
 /// One line of the stream, classified.
 #[derive(Debug, PartialEq)]
 pub enum Message {
@@ -149,7 +153,7 @@ impl EventStream {
             match chunk {
                 Some(bytes) => {
                     if let Some(metrics) = &self.metrics {
-                        metrics.bytes(super::client::STREAM_ROUTE, bytes.len());
+                        metrics.bytes(STREAM_ROUTE, bytes.len());
                     }
                     let lines = self
                         .decoder

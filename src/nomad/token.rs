@@ -5,7 +5,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+/// How often a wait to retry looks at the token file.
+const TOKEN_POLL: Duration = Duration::from_secs(1);
 
 /// A secret string whose `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -120,6 +123,20 @@ impl TokenFile {
 }
 
 impl TokenSource {
+    /// Resolves when the token file changes (a rotated token): a wait to retry after a
+    /// refusal ends at once instead of after its full delay. Never resolves without a file.
+    pub async fn rotated(&self) {
+        if matches!(self, TokenSource::None | TokenSource::Static(_)) {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(TOKEN_POLL).await;
+            if self.changed() {
+                return;
+            }
+        }
+    }
+
     /// Whether the token file differs from the version last read (a rotated token), so that a
     /// caller waiting to retry after a refusal can retry at once. Always false without a file.
     pub fn changed(&self) -> bool {

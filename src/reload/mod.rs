@@ -1,43 +1,32 @@
 //! Telling Vector to reload its enrichment table, after a publish that changed the file and
-//! never otherwise: by a signal to a local process ([`signal`]), through Nomad's signal API
-//! (Vector as a task in a container or another PID namespace), or by running a command
-//! ([`command`]). [`schedule`] decides when a reload is owed and due; [`announced`] remembers
-//! which table Vector was last told about, across restarts.
+//! never otherwise. One file per method: a signal to a local process ([`signal`]), a signal
+//! through Nomad's signal API for Vector as a task in a container or another PID namespace
+//! ([`nomad_task`]), or a command ([`command`]), each with its own error. [`settings`] is what
+//! was configured, [`outcome`] what a reload did and how it is logged, [`signal_names`] the
+//! signals by name, and [`announced`] remembers which table Vector was last told about, across
+//! restarts. [`Reloader`] is the one entry the daemon and the one-shot commands use.
 
 pub mod announced;
 pub mod command;
+pub mod nomad_task;
+pub mod outcome;
+pub mod settings;
 pub mod signal;
+pub mod signal_names;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-use rustix::process::Signal;
 
 use crate::nomad::NomadClient;
 use crate::publish::TableStamp;
 use announced::AnnouncementRecord;
+pub use command::CommandReload;
+pub use nomad_task::NomadTaskReload;
+pub use outcome::{ReloadError, ReloadOutcome, log_outcome};
+pub use settings::ReloadSettings;
 pub use signal::{ProcessTarget, SignalReload};
-
-/// How Vector is told to reload, as configured.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReloadSettings {
-    /// Nothing is sent: Vector ≥ 0.49 with `--watch-config` reloads the table by itself.
-    None,
-    /// A signal to a local process.
-    Signal(SignalReload),
-    /// A signal to a task through Nomad (`POST /v1/client/allocation/:id/signal`).
-    NomadTask {
-        alloc_id: String,
-        task: String,
-        signal: Signal,
-    },
-    /// A command, run without a shell, killed after `timeout`.
-    Command {
-        argv: Vec<String>,
-        timeout: Duration,
-    },
-}
+pub use signal_names::parse_signal;
+use signal_names::signal_name;
 
 /// How Vector is told to reload, ready to act: the settings, the client that talks to Nomad
 /// (for `nomad-task`), and the record of the table last announced (none with `--reload none`:
@@ -47,127 +36,6 @@ pub struct Reloader {
     settings: ReloadSettings,
     client: Arc<NomadClient>,
     record: Option<AnnouncementRecord>,
-}
-
-/// What a reload did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReloadOutcome {
-    /// No reload is configured.
-    NotConfigured,
-    /// The signal was delivered.
-    Signalled { pid: i32, signal: &'static str },
-    /// Nomad accepted the signal for the task.
-    NomadSignalled {
-        alloc_id: String,
-        task: String,
-        signal: &'static str,
-    },
-    /// The command exited successfully.
-    CommandSucceeded { program: String },
-}
-
-/// Why Vector was not told. The table is published all the same; this is a warning.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    #[error("cannot read the Vector pidfile {path}: {source}")]
-    PidFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the Vector pidfile {path} does not hold a PID: {content:?}")]
-    BadPidFile { path: PathBuf, content: String },
-    #[error("no process with PID {pid}: is Vector running?")]
-    NoProcess { pid: i32 },
-    #[error(
-        "process {pid} is {found:?}, not {expected:?}: not signalling it (see --vector-process-name)"
-    )]
-    WrongProcess {
-        pid: i32,
-        found: String,
-        expected: String,
-    },
-    #[error("cannot inspect process {pid}: {source}")]
-    Inspect { pid: i32, source: std::io::Error },
-    #[error("cannot send {signal} to process {pid}: {source}")]
-    Send {
-        pid: i32,
-        signal: &'static str,
-        source: std::io::Error,
-    },
-    #[error(
-        "no process is named {name:?}: is Vector running? (or give --vector-pid/--vector-pidfile)"
-    )]
-    NoProcessNamed { name: String },
-    #[error("{} processes are named {name:?} (PIDs {pids:?}): not guessing; give --vector-pid or --vector-pidfile", pids.len())]
-    SeveralProcessesNamed { name: String, pids: Vec<i32> },
-    #[error("cannot list processes in /proc: {0}")]
-    ListProcesses(std::io::Error),
-    #[error("Nomad did not signal task {task:?} of allocation {alloc_id}: {source}")]
-    Nomad {
-        alloc_id: String,
-        task: String,
-        source: crate::nomad::Error,
-    },
-    #[error(
-        "task {task:?} of allocation {alloc_id} is not running (state {state:?}): not signalling it; Vector loads the table when it starts"
-    )]
-    TaskNotRunning {
-        alloc_id: String,
-        task: String,
-        state: String,
-    },
-    #[error("cannot start the reload command {program:?}: {source}")]
-    CommandStart {
-        program: String,
-        source: std::io::Error,
-    },
-    #[error("the reload command {program:?} failed ({status}){}", if .stderr.is_empty() { String::new() } else { format!(": {}", .stderr) })]
-    CommandFailed {
-        program: String,
-        status: std::process::ExitStatus,
-        stderr: String,
-    },
-    #[error(
-        "the reload command {program:?} did not finish within {seconds} s and was killed (see --reload-timeout)"
-    )]
-    CommandTimeout { program: String, seconds: u64 },
-}
-
-/// The signals a reload may use, by name.
-const SIGNALS: &[(&str, Signal)] = &[
-    ("SIGHUP", Signal::HUP),
-    ("SIGUSR1", Signal::USR1),
-    ("SIGUSR2", Signal::USR2),
-    ("SIGINT", Signal::INT),
-    ("SIGTERM", Signal::TERM),
-    ("SIGQUIT", Signal::QUIT),
-    ("SIGWINCH", Signal::WINCH),
-    ("SIGCONT", Signal::CONT),
-];
-
-/// Parses `SIGHUP`, `HUP` or `hup` (and the other signals in [`SIGNALS`]).
-pub fn parse_signal(name: &str) -> Result<Signal, String> {
-    let upper = name.trim().to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    SIGNALS
-        .iter()
-        .find(|(n, _)| *n == full)
-        .map(|(_, s)| *s)
-        .ok_or_else(|| {
-            let known: Vec<&str> = SIGNALS.iter().map(|(n, _)| *n).collect();
-            format!("unknown signal {name:?}; use one of {}", known.join(", "))
-        })
-}
-
-pub(crate) fn signal_name(signal: Signal) -> &'static str {
-    SIGNALS
-        .iter()
-        .find(|(_, s)| *s == signal)
-        .map_or("signal", |(n, _)| n)
 }
 
 impl Reloader {
@@ -207,117 +75,28 @@ impl Reloader {
         Ok(outcome)
     }
 
-    /// Nomad's signal API has no age gate of its own, and a SIGHUP that reaches Vector before
-    /// it installs its handler kills it: read the task's state first. A task Nomad reports as
-    /// not running is not signalled (it loads the table when it starts); one that started less
-    /// than [`signal::MIN_PROCESS_AGE`] ago is signalled once it is that old, and a start time
-    /// that cannot be read counts as "just now". When the state cannot be read at all (the
-    /// request fails, or Nomad reports no state for the task), the signal goes as it would
-    /// without this check: Nomad itself refuses a task that is not running.
-    async fn wait_until_task_is_old_enough(
-        &self,
-        alloc_id: &str,
-        task: &str,
-    ) -> Result<(), ReloadError> {
-        let state = match self
-            .client
-            .allocation(alloc_id, crate::nomad::Blocking::default())
-            .await
-        {
-            Ok(alloc) => alloc.value.task_states.get(task).cloned(),
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot read the Vector task's state; signalling without the age check");
-                None
-            }
-        };
-        let Some(state) = state else {
-            return Ok(());
-        };
-        if state.state != "running" {
-            return Err(ReloadError::TaskNotRunning {
-                alloc_id: alloc_id.to_owned(),
-                task: task.to_owned(),
-                state: state.state,
-            });
-        }
-        let age = humantime::parse_rfc3339_weak(&state.started_at)
-            .ok()
-            .and_then(|started| SystemTime::now().duration_since(started).ok())
-            .unwrap_or(Duration::ZERO);
-        let needed = signal::MIN_PROCESS_AGE + signal::AGE_ROUNDING_MARGIN;
-        tokio::time::sleep(needed.saturating_sub(age)).await;
-        Ok(())
-    }
-
-    /// Tells Vector to reload.
+    /// Tells Vector to reload, by the configured method.
     async fn reload(&self) -> Result<ReloadOutcome, ReloadError> {
         match &self.settings {
             ReloadSettings::None => Ok(ReloadOutcome::NotConfigured),
-            ReloadSettings::Signal(signal) => signal.send().await,
-            ReloadSettings::NomadTask {
-                alloc_id,
-                task,
-                signal,
-            } => {
-                self.wait_until_task_is_old_enough(alloc_id, task).await?;
-                let signal = signal_name(*signal);
-                self.client
-                    .signal_allocation(alloc_id, task, signal)
-                    .await
-                    .map_err(|source| ReloadError::Nomad {
-                        alloc_id: alloc_id.clone(),
-                        task: task.clone(),
-                        source,
-                    })?;
+            ReloadSettings::Signal(reload) => Ok(ReloadOutcome::Signalled {
+                pid: reload.send().await?,
+                signal: signal_name(reload.signal),
+            }),
+            ReloadSettings::NomadTask(reload) => {
+                reload.send(&self.client).await?;
                 Ok(ReloadOutcome::NomadSignalled {
-                    alloc_id: alloc_id.clone(),
-                    task: task.clone(),
-                    signal,
+                    alloc_id: reload.alloc_id.clone(),
+                    task: reload.task.clone(),
+                    signal: signal_name(reload.signal),
                 })
             }
-            ReloadSettings::Command { argv, timeout } => command::run(argv, *timeout).await,
+            ReloadSettings::Command(reload) => {
+                reload.run().await?;
+                Ok(ReloadOutcome::CommandSucceeded {
+                    program: reload.program().to_owned(),
+                })
+            }
         }
-    }
-}
-
-/// Logs what a reload did: info on success, a warning otherwise (the table is published all
-/// the same; Vector picks it up at its next reload or start).
-pub fn log_outcome(outcome: Result<ReloadOutcome, ReloadError>) {
-    match outcome {
-        Ok(ReloadOutcome::NotConfigured) => {}
-        Ok(ReloadOutcome::Signalled { pid, signal }) => {
-            tracing::info!(pid, signal, "Vector told to reload")
-        }
-        Ok(ReloadOutcome::NomadSignalled {
-            alloc_id,
-            task,
-            signal,
-        }) => {
-            tracing::info!(
-                alloc_id,
-                task,
-                signal,
-                "Vector told to reload through Nomad"
-            );
-        }
-        Ok(ReloadOutcome::CommandSucceeded { program }) => {
-            tracing::info!(program, "Vector told to reload by command");
-        }
-        Err(e) => tracing::warn!(error = %e, "Vector was not told to reload"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signals_parse_with_or_without_prefix() {
-        assert_eq!(parse_signal("SIGHUP"), Ok(Signal::HUP));
-        assert_eq!(parse_signal("hup"), Ok(Signal::HUP));
-        assert_eq!(parse_signal("SIGUSR1"), Ok(Signal::USR1));
-        let err = parse_signal("SIGKILLME").expect_err("unknown");
-        assert!(err.contains("SIGHUP"), "{err}");
-        assert_eq!(signal_name(Signal::USR2), "SIGUSR2");
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
-use super::{ReloadError, ReloadOutcome, signal_name};
+use super::signal_names::signal_name;
 
 /// A process younger than this is not signalled yet.
 pub const MIN_PROCESS_AGE: Duration = Duration::from_secs(1);
@@ -34,6 +34,45 @@ pub struct SignalReload {
     pub signal: Signal,
     /// The process's name (`/proc/<pid>/comm`, or the basename of its `argv[0]`) must be this.
     pub process_name: String,
+}
+
+/// Why a signal did not reach the process: it could not be found, was not the one meant, or
+/// refused the signal.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    #[error("cannot read the Vector pidfile {path}: {source}")]
+    PidFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the Vector pidfile {path} does not hold a PID: {content:?}")]
+    BadPidFile { path: PathBuf, content: String },
+    #[error("no process with PID {pid}: is Vector running?")]
+    NoProcess { pid: i32 },
+    #[error(
+        "process {pid} is {found:?}, not {expected:?}: not signalling it (see --vector-process-name)"
+    )]
+    WrongProcess {
+        pid: i32,
+        found: String,
+        expected: String,
+    },
+    #[error("cannot inspect process {pid}: {source}")]
+    Inspect { pid: i32, source: std::io::Error },
+    #[error("cannot send {signal} to process {pid}: {source}")]
+    Send {
+        pid: i32,
+        signal: &'static str,
+        source: std::io::Error,
+    },
+    #[error(
+        "no process is named {name:?}: is Vector running? (or give --vector-pid/--vector-pidfile)"
+    )]
+    NoProcessNamed { name: String },
+    #[error("{} processes are named {name:?} (PIDs {pids:?}): not guessing; give --vector-pid or --vector-pidfile", pids.len())]
+    SeveralProcessesNamed { name: String, pids: Vec<i32> },
+    #[error("cannot list processes in /proc: {0}")]
+    ListProcesses(std::io::Error),
 }
 
 /// What `/proc/<pid>/stat` says about a process.
@@ -77,8 +116,8 @@ fn argv0(proc_dir: &Path) -> String {
     String::from_utf8_lossy(cmdline.split(|b| *b == 0).next().unwrap_or_default()).into_owned()
 }
 
-fn process_age(pid: i32, stat: &ProcStat) -> Result<Duration, ReloadError> {
-    let inspect = |source| ReloadError::Inspect { pid, source };
+fn process_age(pid: i32, stat: &ProcStat) -> Result<Duration, SignalError> {
+    let inspect = |source| SignalError::Inspect { pid, source };
     let uptime = std::fs::read_to_string("/proc/uptime").map_err(inspect)?;
     let uptime_secs: f64 = uptime
         .split_whitespace()
@@ -91,10 +130,10 @@ fn process_age(pid: i32, stat: &ProcStat) -> Result<Duration, ReloadError> {
 }
 
 /// The PIDs of the processes named `name` (by `comm` or `argv[0]`), this one excluded.
-fn processes_named(name: &str) -> Result<Vec<i32>, ReloadError> {
+fn processes_named(name: &str) -> Result<Vec<i32>, SignalError> {
     let own = std::process::id() as i32;
     let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").map_err(ReloadError::ListProcesses)? {
+    for entry in std::fs::read_dir("/proc").map_err(SignalError::ListProcesses)? {
         let Ok(entry) = entry else { continue };
         let Some(pid) = entry
             .file_name()
@@ -122,22 +161,22 @@ fn processes_named(name: &str) -> Result<Vec<i32>, ReloadError> {
 }
 
 impl SignalReload {
-    fn pid(&self) -> Result<i32, ReloadError> {
+    fn pid(&self) -> Result<i32, SignalError> {
         match &self.target {
             ProcessTarget::Pid(pid) => Ok(*pid),
             ProcessTarget::Named => match processes_named(&self.process_name)?.as_slice() {
-                [] => Err(ReloadError::NoProcessNamed {
+                [] => Err(SignalError::NoProcessNamed {
                     name: self.process_name.clone(),
                 }),
                 [pid] => Ok(*pid),
-                several => Err(ReloadError::SeveralProcessesNamed {
+                several => Err(SignalError::SeveralProcessesNamed {
                     name: self.process_name.clone(),
                     pids: several.to_vec(),
                 }),
             },
             ProcessTarget::PidFile(path) => {
                 let content =
-                    std::fs::read_to_string(path).map_err(|source| ReloadError::PidFile {
+                    std::fs::read_to_string(path).map_err(|source| SignalError::PidFile {
                         path: path.clone(),
                         source,
                     })?;
@@ -146,7 +185,7 @@ impl SignalReload {
                     .parse::<i32>()
                     .ok()
                     .filter(|p| *p > 0)
-                    .ok_or_else(|| ReloadError::BadPidFile {
+                    .ok_or_else(|| SignalError::BadPidFile {
                         path: path.clone(),
                         content: content.trim().chars().take(40).collect(),
                     })
@@ -156,12 +195,12 @@ impl SignalReload {
 
     /// Finds the process and checks it: it exists, is pinned by a pidfd (so a recycled PID
     /// cannot be hit later), and has the expected name. Returns it with its age.
-    fn target(&self) -> Result<(Target, Duration), ReloadError> {
+    fn target(&self) -> Result<(Target, Duration), SignalError> {
         let pid = self.pid()?;
-        let raw = Pid::from_raw(pid).ok_or(ReloadError::NoProcess { pid })?;
+        let raw = Pid::from_raw(pid).ok_or(SignalError::NoProcess { pid })?;
         let pidfd = pidfd_open(raw, PidfdFlags::empty()).map_err(|e| match e {
-            rustix::io::Errno::SRCH => ReloadError::NoProcess { pid },
-            other => ReloadError::Inspect {
+            rustix::io::Errno::SRCH => SignalError::NoProcess { pid },
+            other => SignalError::Inspect {
                 pid,
                 source: other.into(),
             },
@@ -169,12 +208,12 @@ impl SignalReload {
         // The pidfd now pins the process: if it exits and its PID is reused, sending through
         // the pidfd fails instead of hitting the newcomer.
         let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-        let inspect = |source| ReloadError::Inspect { pid, source };
+        let inspect = |source| SignalError::Inspect { pid, source };
         let stat_text = std::fs::read_to_string(proc_dir.join("stat")).map_err(inspect)?;
         let stat = parse_stat(&stat_text)
             .ok_or_else(|| inspect(std::io::Error::other("unparseable /proc/<pid>/stat")))?;
         if !name_matches(&stat.comm, &argv0(&proc_dir), &self.process_name) {
-            return Err(ReloadError::WrongProcess {
+            return Err(SignalError::WrongProcess {
                 pid,
                 found: stat.comm,
                 expected: self.process_name.clone(),
@@ -185,11 +224,12 @@ impl SignalReload {
     }
 
     /// The process a signal would go to, and its age, without signalling it (for `check`).
-    pub fn inspect(&self) -> Result<(i32, Duration), ReloadError> {
+    pub fn inspect(&self) -> Result<(i32, Duration), SignalError> {
         self.target().map(|(target, age)| (target.pid, age))
     }
 
-    pub(super) async fn send(&self) -> Result<ReloadOutcome, ReloadError> {
+    /// Signals the process once it is old enough to survive the signal; returns its PID.
+    pub async fn send(&self) -> Result<i32, SignalError> {
         let (Target { pid, pidfd }, age) = self.target()?;
         let needed = MIN_PROCESS_AGE + AGE_ROUNDING_MARGIN;
         if age < needed {
@@ -197,14 +237,14 @@ impl SignalReload {
         }
         let signal = signal_name(self.signal);
         pidfd_send_signal(&pidfd, self.signal).map_err(|e| match e {
-            rustix::io::Errno::SRCH => ReloadError::NoProcess { pid },
-            other => ReloadError::Send {
+            rustix::io::Errno::SRCH => SignalError::NoProcess { pid },
+            other => SignalError::Send {
                 pid,
                 signal,
                 source: other.into(),
             },
         })?;
-        Ok(ReloadOutcome::Signalled { pid, signal })
+        Ok(pid)
     }
 }
 
@@ -252,7 +292,7 @@ mod tests {
             process_name: "vector".to_owned(),
         };
         let err = reload.send().await.expect_err("we are not vector");
-        assert!(matches!(err, ReloadError::WrongProcess { .. }), "{err}");
+        assert!(matches!(err, SignalError::WrongProcess { .. }), "{err}");
     }
 
     #[tokio::test]
@@ -266,6 +306,6 @@ mod tests {
             process_name: "vector".to_owned(),
         };
         let err = reload.send().await.expect_err("bad pidfile");
-        assert!(matches!(err, ReloadError::BadPidFile { .. }), "{err}");
+        assert!(matches!(err, SignalError::BadPidFile { .. }), "{err}");
     }
 }

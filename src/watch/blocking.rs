@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use super::report::{report_down, report_listing, report_up};
-use crate::nomad::client::Consistency;
+use crate::nomad::query::Consistency;
 use crate::nomad::{Blocking, Error, NomadClient};
 use crate::observe::health::Health;
 use crate::observe::metrics::Metrics;
@@ -130,7 +130,7 @@ impl RelistState {
         self.next_reason = ResyncReason::Connect;
         self.blocking = false;
         match error {
-            Error::PermissionDenied { .. } => MAX_BACKOFF,
+            Error::PermissionDenied { .. } | Error::UnknownToken { .. } => MAX_BACKOFF,
             _ => self.backoff.next_delay(),
         }
     }
@@ -272,7 +272,7 @@ mod tests {
         state.answered(5, Consistency::Stale);
         let refused = Error::PermissionDenied {
             url: String::new(),
-            needs: "",
+            needs: crate::nomad::Needs::Nothing,
             body: String::new(),
         };
         assert_eq!(state.failed(&refused), MAX_BACKOFF);

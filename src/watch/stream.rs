@@ -226,7 +226,7 @@ impl WatchState {
         self.next_listing = ResyncReason::Connect;
         self.list_on_connect = true;
         match error {
-            Error::PermissionDenied { .. } => MAX_BACKOFF,
+            Error::PermissionDenied { .. } | Error::UnknownToken { .. } => MAX_BACKOFF,
             _ => self.backoff.next_delay(),
         }
     }
