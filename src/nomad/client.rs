@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use super::acl::Needs;
 use super::address::Address;
+use super::body::{MAX_ANSWER, error_body, read_answer};
 use super::error::{Error, root_cause, status_error, transport_error};
 use super::events::{EventStream, STREAM_ROUTE};
 use super::query::{Blocking, Consistency, Indexed, Staleness};
@@ -71,6 +72,9 @@ impl NomadClient {
         let tls = tls::client_config(&settings.tls, settings.address.is_https())?;
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            // Nomad's API never redirects, and reqwest would carry X-Nomad-Token to another
+            // host (it strips only Authorization and cookies).
+            .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .user_agent(concat!("nomad-alloc-table/", env!("CARGO_PKG_VERSION")))
             .tls_backend_preconfigured(tls);
@@ -230,14 +234,13 @@ impl NomadClient {
             header("X-Nomad-KnownLeader").as_deref(),
             header("X-Nomad-LastContact").as_deref(),
         );
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| transport_error(&shown, &e, timeout))?;
-        self.count_bytes(route, body.len());
         if !status.is_success() {
+            let body = error_body(response).await;
+            self.count_bytes(route, body.len());
             return Err(status_error(status, &body, shown, needs));
         }
+        let body = read_answer(response, MAX_ANSWER, &shown, timeout).await?;
+        self.count_bytes(route, body.len());
         let value = serde_json::from_slice(&body).map_err(|e| Error::Decode {
             url: shown,
             cause: e.to_string(),
@@ -278,7 +281,10 @@ impl NomadClient {
             .await?;
         let status = response.status();
         if !status.is_success() {
-            let body = response.bytes().await.unwrap_or_default();
+            // The refusal's body is bounded in size and time like any other answer.
+            let body = tokio::time::timeout(HEADERS_TIMEOUT, error_body(response))
+                .await
+                .unwrap_or_default();
             return Err(status_error(status, &body, shown, Needs::ReadJobEverywhere));
         }
         Ok(EventStream::new(
@@ -321,7 +327,7 @@ impl NomadClient {
         if status.is_success() {
             return Ok(());
         }
-        let body = response.bytes().await.unwrap_or_default();
+        let body = error_body(response).await;
         Err(status_error(status, &body, shown, Needs::AllocLifecycle))
     }
 

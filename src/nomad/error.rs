@@ -62,6 +62,10 @@ pub enum Error {
     },
     #[error("Nomad's answer to {url} is not the JSON expected: {cause}")]
     Decode { url: String, cause: String },
+    #[error(
+        "Nomad's answer to {url} is larger than {limit} bytes, far beyond any real one; is NOMAD_ADDR a Nomad agent?"
+    )]
+    TooLarge { url: String, limit: usize },
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error(transparent)]
@@ -81,7 +85,7 @@ impl Error {
             }
             Error::PermissionDenied { .. } | Error::UnknownToken { .. } => FailureClass::Auth,
             Error::Status { .. } => FailureClass::Nomad,
-            Error::Decode { .. } => FailureClass::BadResponse,
+            Error::Decode { .. } | Error::TooLarge { .. } => FailureClass::BadResponse,
             Error::Token(_) | Error::Tls(_) | Error::Address(_) | Error::Client(_) => {
                 FailureClass::Settings
             }

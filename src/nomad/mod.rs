@@ -4,6 +4,7 @@
 
 pub mod acl;
 pub mod address;
+mod body;
 pub mod client;
 pub mod error;
 pub mod events;

@@ -44,9 +44,31 @@ pub enum TokenError {
     )]
     Empty { path: PathBuf },
     #[error(
+        "the token file {path} (--token-file) is not a regular file of at most {MAX_TOKEN_FILE} bytes; point it at the file that holds the token's secret ID"
+    )]
+    NotATokenFile { path: PathBuf },
+    #[error(
         "the ACL token holds characters that cannot be sent in an HTTP header; check --token/NOMAD_TOKEN or --token-file"
     )]
     NotAHeaderValue,
+}
+
+/// The largest token file read: a secret ID is 36 bytes, a workload identity's JWT a few KiB.
+pub const MAX_TOKEN_FILE: u64 = 64 * 1024;
+
+/// The text of a regular file of at most [`MAX_TOKEN_FILE`] bytes; `None` for anything else (a
+/// FIFO would block the reader for ever, a huge file would be held whole).
+fn read_bounded(path: &std::path::Path) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    // Looked at before it is opened: opening a FIFO blocks until a writer comes.
+    if !std::fs::metadata(path)?.is_file() {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_TOKEN_FILE + 1)
+        .read_to_string(&mut text)?;
+    Ok((text.len() as u64 <= MAX_TOKEN_FILE).then_some(text))
 }
 
 /// Where the token comes from.
@@ -109,7 +131,11 @@ impl TokenFile {
         {
             return Ok(secret.clone());
         }
-        let text = std::fs::read_to_string(&self.path).map_err(read_error)?;
+        let text = read_bounded(&self.path)
+            .map_err(read_error)?
+            .ok_or_else(|| TokenError::NotATokenFile {
+                path: self.path.clone(),
+            })?;
         let token = text.trim();
         if token.is_empty() {
             return Err(TokenError::Empty {
@@ -159,6 +185,42 @@ impl TokenSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_small_regular_file_is_read_as_a_token() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = |name: &str, content: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).expect("write");
+            TokenFile::new(path)
+        };
+        let fine = file("token", b"  0b6f4a1c-secret\n");
+        assert_eq!(fine.current().expect("read").expose(), "0b6f4a1c-secret");
+        let huge = file("huge", &vec![b'a'; MAX_TOKEN_FILE as usize + 1]);
+        assert!(matches!(
+            huge.current(),
+            Err(TokenError::NotATokenFile { .. })
+        ));
+        // A FIFO is refused without being opened: opening it would wait for a writer.
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            0,
+        )
+        .expect("mkfifo");
+        assert!(matches!(
+            TokenFile::new(fifo).current(),
+            Err(TokenError::NotATokenFile { .. })
+        ));
+        let directory = TokenFile::new(dir.path().to_owned());
+        assert!(matches!(
+            directory.current(),
+            Err(TokenError::NotATokenFile { .. })
+        ));
+    }
 
     #[test]
     fn debug_output_never_shows_the_secret() {

@@ -140,10 +140,14 @@ fn watch_with_queue(
                 next
             };
             for update in next {
-                // Only what changes the directories reported: a directory appears once.
+                // A directory appears once; a removal always counts (it may have come and gone
+                // between two looks).
                 let news = match &update {
                     Update::DirCreated { alloc_id } => known.insert(alloc_id.clone()),
-                    Update::DirRemoved { alloc_id } => known.remove(alloc_id),
+                    Update::DirRemoved { alloc_id } => {
+                        known.remove(alloc_id);
+                        true
+                    }
                     _ => false,
                 };
                 if news && updates.send(update).await.is_err() {
