@@ -139,7 +139,12 @@ fn func_file(args: FuncArgs) -> Result<Value, String> {
 fn func_concat(args: FuncArgs) -> Result<Value, String> {
     let mut out = Vec::new();
     for list in args.iter() {
-        out.extend(list.as_array().ok_or("concat of a non-list")?.iter().cloned());
+        out.extend(
+            list.as_array()
+                .ok_or("concat of a non-list")?
+                .iter()
+                .cloned(),
+        );
     }
     Ok(Value::Array(out))
 }
@@ -216,7 +221,9 @@ fn expand(body: &Body, ctx: &Context, place: &str) -> Body {
                         .enumerate()
                         .map(|(i, v)| (Value::from(i as u64), v))
                         .collect(),
-                    Value::Object(map) => map.into_iter().map(|(k, v)| (Value::from(k), v)).collect(),
+                    Value::Object(map) => {
+                        map.into_iter().map(|(k, v)| (Value::from(k), v)).collect()
+                    }
                     other => panic!("{place}: for_each {other:?}"),
                 };
                 let content = blocks(b.body(), "content")
@@ -269,7 +276,11 @@ struct Variant {
 
 impl Variant {
     fn place(&self) -> String {
-        let vars: Vec<String> = self.vars.iter().map(|(k, v)| format!("-var {k}={v}")).collect();
+        let vars: Vec<String> = self
+            .vars
+            .iter()
+            .map(|(k, v)| format!("-var {k}={v}"))
+            .collect();
         format!("{} {}", relative(&self.file), vars.join(" "))
     }
 
@@ -348,8 +359,9 @@ fn variants(file: &Path) -> Vec<Variant> {
             }
             ctx.declare_var("var", Value::Object(var));
             // Locals may use each other: evaluate until every one resolves.
-            let pending: Vec<&Attribute> =
-                blocks(&body, "locals").flat_map(|l| l.body().attributes()).collect();
+            let pending: Vec<&Attribute> = blocks(&body, "locals")
+                .flat_map(|l| l.body().attributes())
+                .collect();
             let mut locals = hcl::Map::new();
             for _ in 0..=pending.len() {
                 for a in &pending {
@@ -430,16 +442,22 @@ fn invocations(variant: &Variant) -> Vec<Invocation> {
         .map(|task| {
             let config = task_config(task).expect("config");
             let args = match attribute(config, "args") {
-                Some(Expression::Array(items)) => {
-                    items.iter().map(|i| string(i).expect("string args")).collect()
-                }
-                _ => panic!("{}: task {} runs nomad-alloc-table without args", variant.place(), label(task)),
+                Some(Expression::Array(items)) => items
+                    .iter()
+                    .map(|i| string(i).expect("string args"))
+                    .collect(),
+                _ => panic!(
+                    "{}: task {} runs nomad-alloc-table without args",
+                    variant.place(),
+                    label(task)
+                ),
             };
             let lifecycle = blocks(task.body(), "lifecycle").next().map(|l| {
                 let hook = attribute(l.body(), "hook")
                     .and_then(string)
                     .unwrap_or_default();
-                let sidecar = matches!(attribute(l.body(), "sidecar"), Some(Expression::Bool(true)));
+                let sidecar =
+                    matches!(attribute(l.body(), "sidecar"), Some(Expression::Bool(true)));
                 (hook, sidecar)
             });
             Invocation {
@@ -493,7 +511,10 @@ fn every_job_runs_dump_before_vector_and_run_beside_it_with_flags_that_exist() {
         exporter_variants += 1;
         let place = variant.place();
         for invocation in &found {
-            assert_parses(&invocation.args, &format!("{place} task {}", invocation.task));
+            assert_parses(
+                &invocation.args,
+                &format!("{place} task {}", invocation.task),
+            );
         }
         let dump = found
             .iter()
@@ -527,7 +548,9 @@ fn every_job_runs_dump_before_vector_and_run_beside_it_with_flags_that_exist() {
         );
         let reloaded = value_of(&run.args, "--reload-task").expect("--reload-task");
         assert!(
-            variant.tasks().any(|t| label(t) == reloaded && runs_vector(t)),
+            variant
+                .tasks()
+                .any(|t| label(t) == reloaded && runs_vector(t)),
             "{place}: --reload-task {reloaded} names no Vector task of the job"
         );
     }
@@ -558,7 +581,10 @@ fn every_exporter_finds_its_node_and_alloc_dir_without_agent_read() {
                 "{place}: the node ID"
             );
             if invocation.args[0] == "run" {
-                assert!(value_of(&invocation.args, "--alloc-dir").is_some(), "{place}: --alloc-dir");
+                assert!(
+                    value_of(&invocation.args, "--alloc-dir").is_some(),
+                    "{place}: --alloc-dir"
+                );
             }
         }
     }
@@ -659,16 +685,18 @@ fn one_acl_policy_name_per_job_in_every_file_that_applies_one() {
     }
     // Each job whose exporter uses its workload identity has a policy of its own in its header.
     for variant in all_variants() {
-        let identity = variant.tasks().any(|t| {
-            runs_exporter(t) && blocks(t.body(), "identity").next().is_some()
-        });
+        let identity = variant
+            .tasks()
+            .any(|t| runs_exporter(t) && blocks(t.body(), "identity").next().is_some());
         if !identity {
             continue;
         }
         let job = label(&variant.job);
         let applied = policy_applications(&variant.header());
         assert!(
-            applied.iter().any(|(_, j)| j.as_deref() == Some(job.as_str())),
+            applied
+                .iter()
+                .any(|(_, j)| j.as_deref() == Some(job.as_str())),
             "{}: its header applies no policy to job {job}",
             variant.place()
         );
@@ -686,7 +714,9 @@ fn the_acl_policy_grants_what_the_exporter_needs() {
     let every_namespace = blocks(&policy, "namespace")
         .find(|b| label(b) == "*")
         .expect("namespace \"*\"");
-    assert!(strings(attribute(every_namespace.body(), "capabilities")).contains(&"read-job".to_owned()));
+    assert!(
+        strings(attribute(every_namespace.body(), "capabilities")).contains(&"read-job".to_owned())
+    );
     let default = blocks(&policy, "namespace")
         .find(|b| label(b) == "default")
         .expect("namespace \"default\"");
@@ -770,7 +800,10 @@ fn systemd_units_invoke_commands_and_flags_that_exist() {
             continue;
         };
         if key.chars().all(|c| c.is_ascii_uppercase() || c == '_') && !key.is_empty() {
-            assert!(names.contains(key), "env.example sets {key}, which the binary does not read");
+            assert!(
+                names.contains(key),
+                "env.example sets {key}, which the binary does not read"
+            );
         }
     }
     let drop_in = drop_in();
@@ -799,7 +832,9 @@ fn a_failed_first_dump_cannot_leave_vector_down_for_good() {
         .expect("RestartSec in seconds");
     assert!(seconds >= 1.0, "RestartSec={restart_sec}");
     assert!(
-        !lines.iter().any(|(s, k, _)| s == "Service" && k.starts_with("StartLimit")),
+        !lines
+            .iter()
+            .any(|(s, k, _)| s == "Service" && k.starts_with("StartLimit")),
         "StartLimit…= belongs in [Unit]"
     );
 }
@@ -846,7 +881,11 @@ fn systemd_analyze_verify_accepts_the_units() {
         "network-online.target",
         "multi-user.target",
     ] {
-        write(&format!("{units}/{target}"), "[Unit]\nDescription=stand-in\n", 0o644);
+        write(
+            &format!("{units}/{target}"),
+            "[Unit]\nDescription=stand-in\n",
+            0o644,
+        );
     }
     write(
         &format!("{units}/nomad.service"),
@@ -960,7 +999,11 @@ fn parse_template(text: &str, left: &str, right: &str) -> Vec<Node> {
     let mut rest = text;
     loop {
         let Some(at) = rest.find(left) else {
-            stack.last_mut().expect("frame").0.push(Node::Text(rest.to_owned()));
+            stack
+                .last_mut()
+                .expect("frame")
+                .0
+                .push(Node::Text(rest.to_owned()));
             break;
         };
         stack
@@ -969,14 +1012,20 @@ fn parse_template(text: &str, left: &str, right: &str) -> Vec<Node> {
             .0
             .push(Node::Text(rest[..at].to_owned()));
         let after = &rest[at + left.len()..];
-        let end = after.find(right).unwrap_or_else(|| panic!("unclosed {left} in template"));
+        let end = after
+            .find(right)
+            .unwrap_or_else(|| panic!("unclosed {left} in template"));
         let action = after[..end].trim();
         rest = &after[end + right.len()..];
         if action.starts_with("/*") {
             continue;
         }
         if let Some(args) = action.strip_prefix("env ") {
-            stack.last_mut().expect("frame").0.push(Node::Env(quoted(args)));
+            stack
+                .last_mut()
+                .expect("frame")
+                .0
+                .push(Node::Env(quoted(args)));
         } else if let Some(field) = action.strip_prefix('.') {
             stack
                 .last_mut()
@@ -1015,9 +1064,7 @@ fn parse_template(text: &str, left: &str, right: &str) -> Vec<Node> {
         } else if action == "end" {
             let (nodes, open, in_else) = stack.pop().expect("an open action");
             let node = match open.expect("end without an open action") {
-                Node::Range {
-                    service, body, ..
-                } => {
+                Node::Range { service, body, .. } => {
                     if in_else {
                         Node::Range {
                             service,
@@ -1113,14 +1160,22 @@ fn nomad_services() -> BTreeMap<String, (String, u16)> {
                 })
                 .collect();
             let group_services = blocks(group.body(), "service");
-            let task_services = blocks(group.body(), "task").flat_map(|t| blocks(t.body(), "service"));
+            let task_services =
+                blocks(group.body(), "task").flat_map(|t| blocks(t.body(), "service"));
             for service in group_services.chain(task_services) {
-                if attribute(service.body(), "provider").and_then(string).as_deref() != Some("nomad")
+                if attribute(service.body(), "provider")
+                    .and_then(string)
+                    .as_deref()
+                    != Some("nomad")
                 {
                     continue;
                 }
-                let name = attribute(service.body(), "name").and_then(string).expect("name");
-                let port_label = attribute(service.body(), "port").and_then(string).expect("port");
+                let name = attribute(service.body(), "name")
+                    .and_then(string)
+                    .expect("name");
+                let port_label = attribute(service.body(), "port")
+                    .and_then(string)
+                    .expect("port");
                 let port = *ports.get(&port_label).unwrap_or(&23456);
                 services.insert(name, (SERVICE_ADDRESS.to_owned(), port));
             }
@@ -1176,22 +1231,34 @@ impl VectorRun {
         let mut data_dir = None;
         for (file, text) in &self.files {
             let doc = yaml_rust2::YamlLoader::load_from_str(text)
-                .unwrap_or_else(|e| panic!("{}: {file} is not YAML as Vector reads it: {e}", self.place))
+                .unwrap_or_else(|e| {
+                    panic!("{}: {file} is not YAML as Vector reads it: {e}", self.place)
+                })
                 .into_iter()
                 .next()
                 .unwrap_or(Yaml::Null);
             if let Some(dir) = doc["data_dir"].as_str() {
-                assert!(data_dir.is_none(), "{}: data_dir set twice ({file})", self.place);
+                assert!(
+                    data_dir.is_none(),
+                    "{}: data_dir set twice ({file})",
+                    self.place
+                );
                 data_dir = Some(dir.to_owned());
             }
             for kind in KINDS {
-                let Some(map) = doc[kind].as_hash() else { continue };
+                let Some(map) = doc[kind].as_hash() else {
+                    continue;
+                };
                 for (id, component) in map {
                     let id = id.as_str().expect("an id").to_owned();
                     let previous = config
                         .components
                         .insert((kind.to_owned(), id.clone()), component.clone());
-                    assert!(previous.is_none(), "{}: {kind}.{id} defined twice", self.place);
+                    assert!(
+                        previous.is_none(),
+                        "{}: {kind}.{id} defined twice",
+                        self.place
+                    );
                 }
             }
         }
@@ -1214,7 +1281,11 @@ impl VectorConfig {
 
 fn yaml_strings(yaml: &Yaml) -> Vec<String> {
     yaml.as_vec()
-        .map(|v| v.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+        .map(|v| {
+            v.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -1255,7 +1326,10 @@ fn valid_address(address: &str) -> bool {
 /// The tables a VRL program looks rows up in.
 fn tables_used(vrl: &str) -> Vec<String> {
     let mut tables = Vec::new();
-    for function in ["get_enrichment_table_record(", "find_enrichment_table_records("] {
+    for function in [
+        "get_enrichment_table_record(",
+        "find_enrichment_table_records(",
+    ] {
         let mut rest = vrl;
         while let Some(at) = rest.find(function) {
             let after = rest[at + function.len()..].trim_start();
@@ -1309,7 +1383,10 @@ fn check_vector(run: &VectorRun) -> VectorConfig {
             }
         }
     }
-    let tables: BTreeSet<&str> = config.of_kind("enrichment_tables").map(|(id, _)| id).collect();
+    let tables: BTreeSet<&str> = config
+        .of_kind("enrichment_tables")
+        .map(|(id, _)| id)
+        .collect();
     for (id, transform) in config.of_kind("transforms") {
         for table in tables_used(transform["source"].as_str().unwrap_or_default()) {
             assert!(
@@ -1352,7 +1429,11 @@ fn nomad_vectors() -> Vec<(Variant, VectorRun)> {
     let services = nomad_services();
     let mut runs = Vec::new();
     for variant in all_variants() {
-        let vector_tasks: Vec<Block> = variant.tasks().filter(|t| runs_vector(t)).cloned().collect();
+        let vector_tasks: Vec<Block> = variant
+            .tasks()
+            .filter(|t| runs_vector(t))
+            .cloned()
+            .collect();
         for task in vector_tasks {
             let place = format!("{} task {}", variant.place(), label(&task));
             let config = task_config(&task).expect("config");
@@ -1373,12 +1454,16 @@ fn nomad_vectors() -> Vec<(Variant, VectorRun)> {
             let mut rendered = BTreeMap::new();
             for template in blocks(task.body(), "template") {
                 let get = |k: &str| attribute(template.body(), k).and_then(string);
-                let data = get("data").unwrap_or_else(|| panic!("{place}: a template without data"));
+                let data =
+                    get("data").unwrap_or_else(|| panic!("{place}: a template without data"));
                 let left = get("left_delimiter").unwrap_or_else(|| "{{".to_owned());
                 let right = get("right_delimiter").unwrap_or_else(|| "}}".to_owned());
                 let destination = get("destination").expect("destination");
                 let text = render_template(&data, &left, &right, &world);
-                if matches!(attribute(template.body(), "env"), Some(Expression::Bool(true))) {
+                if matches!(
+                    attribute(template.body(), "env"),
+                    Some(Expression::Bool(true))
+                ) {
                     for line in text.lines() {
                         if let Some((k, v)) = line.split_once('=') {
                             env.insert(k.to_owned(), v.to_owned());
@@ -1388,7 +1473,9 @@ fn nomad_vectors() -> Vec<(Variant, VectorRun)> {
                 rendered.insert(destination, text);
             }
             let args = strings(attribute(config, "args"));
-            let interpolation = args.iter().any(|a| a == "--dangerously-allow-env-var-interpolation")
+            let interpolation = args
+                .iter()
+                .any(|a| a == "--dangerously-allow-env-var-interpolation")
                 || env
                     .get("VECTOR_DANGEROUSLY_ALLOW_ENV_VAR_INTERPOLATION")
                     .is_some_and(|v| v == "true");
@@ -1405,9 +1492,9 @@ fn nomad_vectors() -> Vec<(Variant, VectorRun)> {
                 } else {
                     path.to_owned()
                 };
-                let text = rendered
-                    .get(&path)
-                    .unwrap_or_else(|| panic!("{place}: --config {} is rendered by no template", pair[1]));
+                let text = rendered.get(&path).unwrap_or_else(|| {
+                    panic!("{place}: --config {} is rendered by no template", pair[1])
+                });
                 let text = if interpolation {
                     interpolate(text, &env)
                 } else {
@@ -1464,7 +1551,10 @@ fn the_systemd_vector_loads_the_table_its_vrl_uses_and_reads_every_task() {
     let files: Vec<(String, String)> = config
         .split(',')
         .map(|path| {
-            let name = Path::new(path).file_name().expect("a file").to_string_lossy();
+            let name = Path::new(path)
+                .file_name()
+                .expect("a file")
+                .to_string_lossy();
             (path.to_owned(), read(&format!("vector/{name}")))
         })
         .collect();
@@ -1482,7 +1572,9 @@ fn the_systemd_vector_loads_the_table_its_vrl_uses_and_reads_every_task() {
     };
     let config = check_vector(&run);
     assert!(config.get("enrichment_tables", "nomad_allocs").is_some());
-    let source = config.get("sources", "nomad_task_logs").expect("the file source");
+    let source = config
+        .get("sources", "nomad_task_logs")
+        .expect("the file source");
     // Read as it stands, the Nomad-only exclude matches no allocation.
     assert!(vector_reads(
         source,
@@ -1499,59 +1591,75 @@ fn agents_reach_the_aggregator_by_nomad_service_and_verify_its_certificate() {
     for (_, run) in &runs {
         let config = run.config();
         for (_, sink) in config.of_kind("sinks") {
-        if sink["type"].as_str() != Some("vector") {
-            continue;
-        }
-        let place = &run.place;
-        let address = sink["address"].as_str().expect("an address");
-        let (host, port) = address.rsplit_once(':').expect("host:port");
-        // The address comes from Nomad's service discovery: the port is the registered
-        // service's, and the host resolves to its address inside the task.
-        let (service_address, service_port) = services
-            .values()
-            .find(|(_, p)| p.to_string() == port)
-            .unwrap_or_else(|| panic!("{place}: {address} is no registered Nomad service's port"));
-        let resolved = run.hosts.get(host).map(String::as_str).unwrap_or(host);
-        assert_eq!(
-            resolved, service_address,
-            "{place}: {host} does not lead to the aggregator (only docker's extra_hosts make a \
+            if sink["type"].as_str() != Some("vector") {
+                continue;
+            }
+            let place = &run.place;
+            let address = sink["address"].as_str().expect("an address");
+            let (host, port) = address.rsplit_once(':').expect("host:port");
+            // The address comes from Nomad's service discovery: the port is the registered
+            // service's, and the host resolves to its address inside the task.
+            let (service_address, service_port) = services
+                .values()
+                .find(|(_, p)| p.to_string() == port)
+                .unwrap_or_else(|| {
+                    panic!("{place}: {address} is no registered Nomad service's port")
+                });
+            let resolved = run.hosts.get(host).map(String::as_str).unwrap_or(host);
+            assert_eq!(
+                resolved, service_address,
+                "{place}: {host} does not lead to the aggregator (only docker's extra_hosts make a \
              name resolve inside the task)"
-        );
-        assert_eq!(port, service_port.to_string());
-        // verify_hostname checks the name connected to: the aggregator's certificate must
-        // carry it, as the aggregator job's header says.
-        assert_eq!(sink["tls"]["verify_hostname"].as_bool(), Some(true), "{place}");
-        assert_eq!(sink["tls"]["verify_certificate"].as_bool(), Some(true), "{place}");
-        let aggregator_header = read("deploy/nomad/vector-aggregator.nomad.hcl");
-        assert!(
-            aggregator_header.contains(&format!("DNS:{host}")),
-            "{place}: the aggregator's certificate is not said to carry DNS:{host}"
-        );
-        // The client certificate and key are rendered (from Nomad Variables) where the sink
-        // reads them.
-        for key in ["ca_file", "crt_file", "key_file"] {
-            let path = sink["tls"][key].as_str().unwrap_or_else(|| panic!("{place}: tls.{key}"));
-            let relative = path
-                .strip_prefix(&run.secrets_dir)
-                .map(|p| format!("secrets{p}"))
-                .unwrap_or_else(|| panic!("{place}: tls.{key} {path} is not in the task's secrets"));
-            let pem = run
-                .rendered
-                .get(&relative)
-                .unwrap_or_else(|| panic!("{place}: no template renders {relative}"));
-            assert!(pem.contains("PEM"), "{place}: {relative} from nomadVar");
-        }
-        let inputs = yaml_strings(&sink["inputs"]);
-        let labelled = inputs.iter().all(|i| config.get("transforms", i).is_some());
-        let raw = inputs
-            .iter()
-            .all(|i| config.get("sources", i).is_some_and(|s| s["type"].as_str() == Some("file")));
-        if labelled {
-            topologies.insert("labels at the edge");
-        }
-        if raw && config.of_kind("enrichment_tables").next().is_none() {
-            topologies.insert("forward-only, no table on the node");
-        }
+            );
+            assert_eq!(port, service_port.to_string());
+            // verify_hostname checks the name connected to: the aggregator's certificate must
+            // carry it, as the aggregator job's header says.
+            assert_eq!(
+                sink["tls"]["verify_hostname"].as_bool(),
+                Some(true),
+                "{place}"
+            );
+            assert_eq!(
+                sink["tls"]["verify_certificate"].as_bool(),
+                Some(true),
+                "{place}"
+            );
+            let aggregator_header = read("deploy/nomad/vector-aggregator.nomad.hcl");
+            assert!(
+                aggregator_header.contains(&format!("DNS:{host}")),
+                "{place}: the aggregator's certificate is not said to carry DNS:{host}"
+            );
+            // The client certificate and key are rendered (from Nomad Variables) where the sink
+            // reads them.
+            for key in ["ca_file", "crt_file", "key_file"] {
+                let path = sink["tls"][key]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{place}: tls.{key}"));
+                let relative = path
+                    .strip_prefix(&run.secrets_dir)
+                    .map(|p| format!("secrets{p}"))
+                    .unwrap_or_else(|| {
+                        panic!("{place}: tls.{key} {path} is not in the task's secrets")
+                    });
+                let pem = run
+                    .rendered
+                    .get(&relative)
+                    .unwrap_or_else(|| panic!("{place}: no template renders {relative}"));
+                assert!(pem.contains("PEM"), "{place}: {relative} from nomadVar");
+            }
+            let inputs = yaml_strings(&sink["inputs"]);
+            let labelled = inputs.iter().all(|i| config.get("transforms", i).is_some());
+            let raw = inputs.iter().all(|i| {
+                config
+                    .get("sources", i)
+                    .is_some_and(|s| s["type"].as_str() == Some("file"))
+            });
+            if labelled {
+                topologies.insert("labels at the edge");
+            }
+            if raw && config.of_kind("enrichment_tables").next().is_none() {
+                topologies.insert("forward-only, no table on the node");
+            }
         }
     }
     assert_eq!(
@@ -1564,7 +1672,9 @@ fn agents_reach_the_aggregator_by_nomad_service_and_verify_its_certificate() {
 #[test]
 fn the_two_agent_sinks_differ_only_in_their_input() {
     let sink = |path: &str| {
-        let yaml = yaml_rust2::YamlLoader::load_from_str(&read(path)).expect("YAML").remove(0);
+        let yaml = yaml_rust2::YamlLoader::load_from_str(&read(path))
+            .expect("YAML")
+            .remove(0);
         let mut sink = yaml["sinks"]["aggregator"].clone();
         if let Yaml::Hash(h) = &mut sink {
             h.remove(&Yaml::String("inputs".to_owned()));
@@ -1616,7 +1726,11 @@ fn aggregators_label_with_a_table_only_where_the_agents_do_not() {
             );
         }
         let sinks: Vec<_> = config.of_kind("sinks").collect();
-        assert_eq!(sinks.len(), 1, "{place}: one sink enabled, the others commented out");
+        assert_eq!(
+            sinks.len(),
+            1,
+            "{place}: one sink enabled, the others commented out"
+        );
         labels.insert(labelled_here);
     }
     assert_eq!(labels.len(), 2, "both aggregators are shipped");
@@ -1646,7 +1760,10 @@ fn docker_tasks_with_host_volumes_run_only_where_docker_allows_them() {
             attribute(c.body(), "attribute").and_then(string).as_deref()
                 == Some("${attr.driver.docker.volumes.enabled}")
         });
-        assert!(constrained, "{place}: Docker refuses host-path volumes unless volumes are enabled");
+        assert!(
+            constrained,
+            "{place}: Docker refuses host-path volumes unless volumes are enabled"
+        );
         assert!(
             variant.header().contains("volumes { enabled = true }"),
             "{place}: the header states the client prerequisite"
@@ -1673,8 +1790,11 @@ fn the_jobs_serve_metrics_and_let_nomad_check_readiness() {
             .unwrap_or_else(|| panic!("{place}: a port labelled metrics"));
         let listen = task_env(task).get("NOMAD_ALLOC_TABLE_LISTEN").cloned();
         // On the host's network, the port's address; in a container, the port it is mapped to.
-        let in_container = task_config(task)
-            .is_some_and(|c| strings(attribute(c, "ports")).iter().any(|p| p == "metrics"));
+        let in_container = task_config(task).is_some_and(|c| {
+            strings(attribute(c, "ports"))
+                .iter()
+                .any(|p| p == "metrics")
+        });
         let expected = if in_container {
             let to = attribute(port.body(), "to")
                 .map(|to| to.to_string())
@@ -1683,19 +1803,31 @@ fn the_jobs_serve_metrics_and_let_nomad_check_readiness() {
         } else {
             "${NOMAD_ADDR_metrics}".to_owned()
         };
-        assert_eq!(listen.as_deref(), Some(expected.as_str()), "{place}: run listens on the metrics port");
+        assert_eq!(
+            listen.as_deref(),
+            Some(expected.as_str()),
+            "{place}: run listens on the metrics port"
+        );
         let service = blocks(task.body(), "service")
             .next()
             .unwrap_or_else(|| panic!("{place}: a service for run"));
         assert_eq!(
-            attribute(service.body(), "port").and_then(string).as_deref(),
+            attribute(service.body(), "port")
+                .and_then(string)
+                .as_deref(),
             Some("metrics")
         );
         let check = blocks(service.body(), "check")
             .next()
             .unwrap_or_else(|| panic!("{place}: a check"));
-        assert_eq!(attribute(check.body(), "type").and_then(string).as_deref(), Some("http"));
-        assert_eq!(attribute(check.body(), "path").and_then(string).as_deref(), Some("/readyz"));
+        assert_eq!(
+            attribute(check.body(), "type").and_then(string).as_deref(),
+            Some("http")
+        );
+        assert_eq!(
+            attribute(check.body(), "path").and_then(string).as_deref(),
+            Some("/readyz")
+        );
     }
     let listen = systemd_env()
         .get("NOMAD_ALLOC_TABLE_LISTEN")
@@ -1764,7 +1896,9 @@ fn pinned_vector() -> String {
     let mut pinned = BTreeSet::new();
     for variant in all_variants() {
         for task in variant.tasks().filter(|t| runs_vector(t)) {
-            if let Some(image) = task_config(task).and_then(|c| attribute(c, "image")).and_then(string)
+            if let Some(image) = task_config(task)
+                .and_then(|c| attribute(c, "image"))
+                .and_then(string)
             {
                 let version = image
                     .trim_start_matches("timberio/vector:")
@@ -1776,7 +1910,11 @@ fn pinned_vector() -> String {
             }
         }
     }
-    assert_eq!(pinned.len(), 1, "one Vector release across the jobs: {pinned:?}");
+    assert_eq!(
+        pinned.len(),
+        1,
+        "one Vector release across the jobs: {pinned:?}"
+    );
     pinned.pop_first().expect("one")
 }
 
@@ -1807,7 +1945,10 @@ fn the_readme_compatibility_table_names_the_pinned_releases() {
     let table = table.split("\n## ").next().expect("the section");
     let vector = pinned_vector();
     let minor = vector.rsplit_once('.').expect("x.y.z").0;
-    assert!(table.contains(minor), "the pinned Vector {vector} has a row");
+    assert!(
+        table.contains(minor),
+        "the pinned Vector {vector} has a row"
+    );
     for claim in [
         "--dangerously-allow-env-var-interpolation",
         "NOMAD_UNIX_ADDR",
@@ -1815,7 +1956,10 @@ fn the_readme_compatibility_table_names_the_pinned_releases() {
         "--watch-config",
         "api.sock",
     ] {
-        assert!(table.contains(claim), "the compatibility table covers {claim}");
+        assert!(
+            table.contains(claim),
+            "the compatibility table covers {claim}"
+        );
     }
 }
 
@@ -1839,19 +1983,35 @@ fn a_renamed_flag_would_be_caught() {
 fn the_test_models_vector_057_and_nomads_templates() {
     // Vector 0.57 leaves ${…} as it is; an exclude with it matches nothing.
     let env = BTreeMap::from([("NOMAD_ALLOC_ID".to_owned(), OWN.to_owned())]);
-    assert_eq!(interpolate("a/${NOMAD_ALLOC_ID:-x}/b", &env), format!("a/{OWN}/b"));
+    assert_eq!(
+        interpolate("a/${NOMAD_ALLOC_ID:-x}/b", &env),
+        format!("a/{OWN}/b")
+    );
     // Nomad's template step, with the template's delimiters.
     let world = TemplateWorld {
         env,
         services: BTreeMap::from([("agg".to_owned(), ("10.1.2.3".to_owned(), 6001))]),
     };
-    assert_eq!(render_template("x/[[ env \"NOMAD_ALLOC_ID\" ]]/{{ y }}", "[[", "]]", &world), format!("x/{OWN}/{{{{ y }}}}"));
     assert_eq!(
-        render_template("[[ range nomadService \"agg\" ]][[ .Address ]]:[[ .Port ]][[ break ]][[ else ]]none[[ end ]]", "[[", "]]", &world),
+        render_template("x/[[ env \"NOMAD_ALLOC_ID\" ]]/{{ y }}", "[[", "]]", &world),
+        format!("x/{OWN}/{{{{ y }}}}")
+    );
+    assert_eq!(
+        render_template(
+            "[[ range nomadService \"agg\" ]][[ .Address ]]:[[ .Port ]][[ break ]][[ else ]]none[[ end ]]",
+            "[[",
+            "]]",
+            &world
+        ),
         "10.1.2.3:6001"
     );
     assert_eq!(
-        render_template("[[ range nomadService \"gone\" ]][[ .Port ]][[ else ]]none[[ end ]]", "[[", "]]", &world),
+        render_template(
+            "[[ range nomadService \"gone\" ]][[ .Port ]][[ else ]]none[[ end ]]",
+            "[[",
+            "]]",
+            &world
+        ),
         "none"
     );
     // Nomad's HCL2: run-time references stay, variables resolve.
@@ -1863,12 +2023,18 @@ fn the_test_models_vector_057_and_nomads_templates() {
     let mut var = hcl::Map::new();
     var.insert("v".to_owned(), Value::from("d"));
     ctx.declare_var("var", Value::Object(var));
-    let job = expand(blocks(&body, "job").next().expect("job").body(), &ctx, "model");
+    let job = expand(
+        blocks(&body, "job").next().expect("job").body(),
+        &ctx,
+        "model",
+    );
     let meta = blocks(&job, "meta").next().expect("meta");
     assert_eq!(
         attribute(meta.body(), "a").and_then(string).as_deref(),
         Some("${NOMAD_ALLOC_ID}/d")
     );
     assert!(valid_address("vector-aggregator:6000"));
-    assert!(!valid_address("${VECTOR_AGGREGATOR_ADDRESS:-vector-aggregator.service.consul:6000}"));
+    assert!(!valid_address(
+        "${VECTOR_AGGREGATOR_ADDRESS:-vector-aggregator.service.consul:6000}"
+    ));
 }
