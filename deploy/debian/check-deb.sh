@@ -11,7 +11,11 @@ fail=0
 for wanted in \
   ./usr/bin/nomad-alloc-table \
   ./usr/lib/systemd/system/nomad-alloc-table.service \
-  ./usr/lib/systemd/system/vector.service.d/10-nomad-alloc-table.conf \
+  ./usr/share/doc/nomad-alloc-table/examples/vector.service.d/10-nomad-alloc-table.conf \
+  ./usr/share/doc/nomad-alloc-table/examples/vector/task-logs.yaml \
+  ./usr/share/doc/nomad-alloc-table/examples/vector/labels.yaml \
+  ./usr/share/doc/nomad-alloc-table/examples/vector/enrichment-table.yaml \
+  ./usr/share/doc/nomad-alloc-table/examples/vector/vector.yaml \
   ./etc/nomad-alloc-table/env \
   ./usr/share/man/man1/nomad-alloc-table.1.gz \
   ./usr/share/man/man1/nomad-alloc-table-run.1.gz \
@@ -24,6 +28,12 @@ for wanted in \
     fail=1
   fi
 done
+# Nothing of Vector's unit is live: the drop-in is an example (it would start the exporter with
+# the unedited env file whenever Vector starts).
+if grep -q -- '^\./usr/lib/systemd/system/vector\.service\.d/\|^\./etc/systemd/system/vector\.service\.d/' <<<"$files"; then
+  echo "the package installs a live drop-in for vector.service" >&2
+  fail=1
+fi
 check_field() {
   local value
   value=$(dpkg-deb -f "$deb" "$1")

@@ -1,9 +1,10 @@
-# The least nomad-alloc-table needs. Apply it under two names, one for tokens and one attached
-# to the job's workload identity: `nomad acl policy apply` without -namespace/-job replaces a
-# same-named policy and silently detaches it from the job.
-#   nomad acl policy apply nomad-alloc-table deploy/nomad/acl-policy.hcl             (for a token)
-#   nomad acl policy apply -namespace default -job vector nomad-alloc-table-job \
-#     deploy/nomad/acl-policy.hcl                                                   (for the job's workload identity)
+# The least nomad-alloc-table needs. A policy has one unique name and belongs to at most one
+# job (`nomad acl policy apply -job J NAME` attaches NAME to J and detaches it from any job it
+# was attached to before, whose exporter then gets 403s). So every job gets its own name, and
+# tokens another:
+#   nomad acl policy apply -namespace default -job vector nomad-alloc-table-vector deploy/nomad/acl-policy.hcl
+#   nomad acl policy apply -namespace default -job vector-aggregator nomad-alloc-table-vector-aggregator deploy/nomad/acl-policy.hcl
+#   nomad acl policy apply nomad-alloc-table deploy/nomad/acl-policy.hcl      (for tokens: systemd, by hand)
 # A policy attached to a job may grant node and agent rules too: Nomad compiles it like a
 # token's.
 
@@ -25,7 +26,9 @@ namespace "default" {
   capabilities = ["read-job", "alloc-lifecycle"]
 }
 
-# Only without --node-id (or NOMAD_NODE_ID) and --alloc-dir: ask the local agent for them.
+# Only without --node-id (or NOMAD_NODE_ID) and --alloc-dir: ask the local agent for them. The
+# shipped deployments set both (the jobs from ${node.unique.id}, systemd in its env file), so
+# none needs it.
 # agent {
 #   policy = "read"
 # }

@@ -1,17 +1,91 @@
-# The Vector aggregator of the agent → aggregator topology: one service that receives the
-# labelled lines of every agent (vector/agent.yaml) over TLS and sends them on
-# (vector/aggregator.yaml). Agents reach it through its service, vector-aggregator.
+# The aggregator of the agent → aggregator topologies: one Vector service, vector-aggregator,
+# that receives what the agents of deploy/nomad/vector.nomad.hcl send over TLS (verifying each
+# agent's client certificate) and holds the sinks. Run it with the same -var topology as the
+# agents, from the repository root (file() paths are relative to it):
 #
-# Minimum Nomad version: 1.6.0 (node pools; Nomad service discovery and nomadVar templates
-# exist since 1.3.0 and 1.4.0).
+#   nomad job run deploy/nomad/vector-aggregator.nomad.hcl                           (agents label: vector/aggregator.yaml)
+#   nomad job run -var topology=forward-agent deploy/nomad/vector-aggregator.nomad.hcl
+#       (agents forward raw lines; this job also runs nomad-alloc-table --scope cluster, one
+#        table of every allocation of the cluster, and labels them: vector/aggregator-cluster.yaml.
+#        For Nomad's servers that is one event-stream subscriber instead of one per node.)
 #
-# The certificates come from Nomad Variables, rendered into the task's secrets:
+# Minimum Nomad version: 1.7.0 (ACL policies attached to a job's workload identity, for
+# forward-agent; the Task API socket, unix://${NOMAD_SECRETS_DIR}/api.sock, exists since 1.5.0,
+# inside containers too; node pools since 1.6.0; Nomad service discovery and nomadVar
+# templates since 1.3.0 and 1.4.0).
+#
+# Prerequisites on the client that runs it:
+#   - the Docker plugin allowing host-path volumes, which it refuses by default:
+#       plugin "docker" { config { volumes { enabled = true } } }
+#     (the constraint below keeps the job off clients without it instead of failing its tasks);
+#   - /var/lib/vector-aggregator for Vector's buffers and files;
+#   - forward-agent: the image, docker build -t nomad-alloc-table:0.1.0 . (or your registry,
+#     -var exporter_image=...), and /var/lib/nomad-alloc-table owned by uid 65532 (the image's
+#     non-root user).
+#
+# The certificates come from Nomad Variables at this job's path, rendered into the task's
+# secrets; the certificate names DNS:vector-aggregator, the name the agents connect to and
+# verify (README, Deploy):
 #   nomad var put nomad/jobs/vector-aggregator ca=@ca.pem cert=@aggregator.pem key=@aggregator-key.pem
-# (the agents need a client certificate from the same CA). Then, from the repository root:
-#   nomad job run deploy/nomad/vector-aggregator.nomad.hcl
+# forward-agent: attach the policy (node:read and read-job in every namespace; alloc-lifecycle
+# to signal Vector) to this job under this job's own policy name before running it:
+#   nomad acl policy apply -namespace default -job vector-aggregator nomad-alloc-table-vector-aggregator deploy/nomad/acl-policy.hcl
+
+variable "topology" {
+  type        = string
+  default     = "agent"
+  description = "agent: the agents label (vector/aggregator.yaml). forward-agent: the agents forward raw lines; this job keeps the cluster's table and labels them (vector/aggregator-cluster.yaml)."
+
+  validation {
+    condition     = contains(["agent", "forward-agent"], var.topology)
+    error_message = "The topology is agent or forward-agent, as for deploy/nomad/vector.nomad.hcl."
+  }
+}
+
+variable "vector_image" {
+  type    = string
+  default = "timberio/vector:0.57.0-debian"
+}
+
+variable "exporter_image" {
+  type    = string
+  default = "nomad-alloc-table:0.1.0"
+}
+
+locals {
+  cluster_table = var.topology == "forward-agent"
+  config        = local.cluster_table ? "aggregator-cluster.yaml" : "aggregator.yaml"
+  table         = "/var/lib/nomad-alloc-table/cluster.csv"
+  # forward-agent: dump publishes the cluster's table once before Vector starts (Vector exits if
+  # the file is missing); run keeps it current and signals the Vector task through Nomad.
+  exporter_tasks = {
+    "table-init" = {
+      args    = ["dump", "--scope", "cluster", "--output", local.table]
+      sidecar = false
+    }
+    "table" = {
+      args = [
+        "run",
+        "--scope", "cluster",
+        "--output", local.table,
+        "--reload", "nomad-task",
+        "--reload-task", "vector",
+        "--log-format", "json",
+      ]
+      sidecar = true
+    }
+  }
+}
+
 job "vector-aggregator" {
   type      = "service"
   node_pool = "default"
+
+  # Host-path volumes: only on clients whose Docker plugin allows them.
+  constraint {
+    attribute = "${attr.driver.docker.volumes.enabled}"
+    value     = "true"
+  }
 
   group "aggregator" {
     count = 1
@@ -21,8 +95,13 @@ job "vector-aggregator" {
         static = 6000
         to     = 6000
       }
+      # The exporter's /metrics, /healthz and /readyz (forward-agent).
+      port "metrics" {
+        to = 9466
+      }
     }
 
+    # The agents find it by this name (nomadService), and connect to DNS:vector-aggregator.
     service {
       name     = "vector-aggregator"
       provider = "nomad"
@@ -35,46 +114,103 @@ job "vector-aggregator" {
       }
     }
 
+    restart {
+      attempts = 10
+      interval = "5m"
+      delay    = "10s"
+      mode     = "delay"
+    }
+
+    dynamic "task" {
+      for_each = local.cluster_table ? local.exporter_tasks : {}
+      labels   = [task.key]
+
+      content {
+        driver = "docker"
+
+        lifecycle {
+          hook    = "prestart"
+          sidecar = task.value.sidecar
+        }
+
+        identity {
+          env = true
+        }
+
+        env {
+          NOMAD_ADDR               = "unix://${NOMAD_SECRETS_DIR}/api.sock"
+          NOMAD_ALLOC_TABLE_LISTEN = "0.0.0.0:9466"
+        }
+
+        config {
+          image = var.exporter_image
+          args  = task.value.args
+          ports = task.value.sidecar ? ["metrics"] : []
+          # The table's directory: a renamed table is seen through a directory mount, never a
+          # file mount.
+          volumes = ["/var/lib/nomad-alloc-table:/var/lib/nomad-alloc-table"]
+        }
+
+        # Peak RSS measured: 123 MiB for 48,000 rows of 12,000 job versions, 238 MiB for
+        # 100,000 rows of 25,000 (BENCHMARKS.md, cluster scope): size it for your cluster.
+        resources {
+          cpu    = 300
+          memory = 512
+        }
+
+        dynamic "service" {
+          for_each = task.value.sidecar ? [1] : []
+          content {
+            name     = "nomad-alloc-table-cluster"
+            provider = "nomad"
+            port     = "metrics"
+            tags     = ["metrics"]
+
+            check {
+              type     = "http"
+              path     = "/readyz"
+              interval = "30s"
+              timeout  = "5s"
+            }
+          }
+        }
+      }
+    }
+
     task "vector" {
       driver = "docker"
 
       config {
-        image = "timberio/vector:0.57.0-debian"
-        args  = ["--config", "/local/aggregator.yaml"]
+        image = var.vector_image
+        args  = ["--config", "/local/${local.config}"]
         ports = ["vector"]
-        # Certificates at the paths aggregator.yaml names; buffers and files on the host.
-        volumes = [
-          "secrets/tls:/etc/vector/tls:ro",
-          "/var/lib/vector-aggregator:/var/lib/vector",
-        ]
+        # Certificates at the paths the aggregator configurations name; buffers and files on
+        # the host; forward-agent: the cluster's table, read-only.
+        volumes = concat(
+          ["secrets/tls:/etc/vector/tls:ro", "/var/lib/vector-aggregator:/var/lib/vector"],
+          local.cluster_table ? ["/var/lib/nomad-alloc-table:/var/lib/nomad-alloc-table:ro"] : [],
+        )
       }
 
+      # [[ ]] are the template's delimiters ({{ }} belong to Vector's own templates).
       template {
-        data            = file("vector/aggregator.yaml")
-        destination     = "local/aggregator.yaml"
+        data            = file("vector/${local.config}")
+        destination     = "local/${local.config}"
         left_delimiter  = "[["
         right_delimiter = "]]"
         change_mode     = "signal"
         change_signal   = "SIGHUP"
       }
 
-      template {
-        data        = "{{ with nomadVar \"nomad/jobs/vector-aggregator\" }}{{ .ca }}{{ end }}"
-        destination = "secrets/tls/ca.pem"
-        change_mode = "restart"
-      }
-
-      template {
-        data        = "{{ with nomadVar \"nomad/jobs/vector-aggregator\" }}{{ .cert }}{{ end }}"
-        destination = "secrets/tls/aggregator.pem"
-        change_mode = "restart"
-      }
-
-      template {
-        data        = "{{ with nomadVar \"nomad/jobs/vector-aggregator\" }}{{ .key }}{{ end }}"
-        destination = "secrets/tls/aggregator-key.pem"
-        perms       = "0400"
-        change_mode = "restart"
+      dynamic "template" {
+        for_each = { "ca.pem" = "ca", "aggregator.pem" = "cert", "aggregator-key.pem" = "key" }
+        iterator = pem
+        content {
+          data        = "{{ with nomadVar \"nomad/jobs/vector-aggregator\" }}{{ .${pem.value} }}{{ end }}"
+          destination = "secrets/tls/${pem.key}"
+          perms       = "0400"
+          change_mode = "restart"
+        }
       }
 
       kill_timeout = "30s"

@@ -1,4 +1,4 @@
-//! Runs the VRL that `vector/vector.yaml` ships, with the `vrl` crate and no Vector: the
+//! Runs the VRL that `vector/labels.yaml` ships, with the `vrl` crate and no Vector: the
 //! remap's inline source is compiled with VRL's standard library plus a stand-in for Vector's
 //! `get_enrichment_table_record` that reproduces its semantics (a literal table name, exact
 //! case-sensitive matching on every condition field, `No rows found` and `More than one row

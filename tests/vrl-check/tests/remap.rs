@@ -67,7 +67,7 @@ fn fixture() -> Table {
 
 fn remap(table: Table) -> Remap {
     let source =
-        remap_source(&read("vector/vector.yaml"), "nomad_labelled").expect("inline source");
+        remap_source(&read("vector/labels.yaml"), "nomad_labelled").expect("inline source");
     let tables = Tables([("nomad_allocs".to_owned(), Arc::new(table))].into());
     Remap::compile(&source, tables)
         .unwrap_or_else(|e| panic!("the shipped VRL does not compile:\n{e}"))
