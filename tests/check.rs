@@ -256,3 +256,35 @@ fn a_json_table_is_never_said_to_load_in_vector() {
     let text = check_report(bin_at(fake.address()), &node, dir.path(), &[], 1);
     assert!(text.contains("✗ the table loads in Vector"), "{text}");
 }
+
+/// Without a node ID the node is asked of the agent: a token without `agent:read` is one
+/// cause, told in one line with both ways out.
+#[test]
+fn a_token_without_agent_read_and_no_node_id_is_one_line_with_its_fix() {
+    let (mut cluster, _node) = web_cluster();
+    cluster.enable_acl();
+    cluster.add_token(
+        "reader",
+        Policy::default().node_read().namespace("*", &["read-job"]),
+    );
+    let fake = FakeNomad::start(cluster);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = bin_at(fake.address())
+        .env("NOMAD_TOKEN", "reader")
+        .args(["check", "--alloc-dir"])
+        .arg(dir.path())
+        .arg("-o")
+        .arg(dir.path().join("allocs.csv"))
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(output).expect("utf8");
+    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with('✗')).collect();
+    assert_eq!(failed.len(), 1, "{text}");
+    for needle in ["/v1/agent/self", "403", "agent:read", "NOMAD_NODE_ID"] {
+        assert!(failed[0].contains(needle), "{needle}: {}", failed[0]);
+    }
+    assert!(!text.contains("reader"), "never the token: {text}");
+}

@@ -38,27 +38,68 @@ pub(super) async fn check_nomad(
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
     let run = &settings.run;
-    let agent_needed = node_id.is_none() || run.alloc_dir.is_none();
-    if agent_needed {
-        findings.push(match client.agent_self().await {
-            Ok(_) => Finding::pass("agent:read", "the local agent answers /v1/agent/self"),
-            Err(e) => {
-                let (detail, fix) = refusal(&e, Capability::AgentRead);
-                Finding::fail(
-                    "agent:read",
-                    detail,
-                    format!("{fix}; or pass --node-id and --alloc-dir, which need no agent:read"),
-                )
+    let agent = if node_id.is_none() || run.alloc_dir.is_none() {
+        Some(client.agent_self().await.map(drop))
+    } else {
+        None
+    };
+    match (&agent, node_id) {
+        // Without a node ID, the node itself is asked of the agent: one cause, one line.
+        (Some(Err(e @ Error::PermissionDenied { .. })), None) => {
+            findings.push(Finding::fail(
+                "the node",
+                format!(
+                    "{e}; without NOMAD_NODE_ID (--node-id) the node is asked of /v1/agent/self, which needs agent:read"
+                ),
+                format!(
+                    "set NOMAD_NODE_ID to this client's node ID (sudo cat <data_dir>/client/client-id, or `nomad node status -self -short`), or grant {}",
+                    Capability::AgentRead
+                ),
+            ));
+            findings.push(check_token(client, None));
+        }
+        _ => {
+            if let Some(answer) = agent {
+                findings.push(agent_finding(answer, node_id.is_some()));
             }
-        });
+            findings.extend(check_node(client, node_id).await);
+        }
     }
+    // Blocking queries need no event-stream permission: the listing already answered above.
+    if run.watch == WatchMode::Events {
+        findings.push(check_stream(client, NODE_TOPICS).await);
+    }
+    if let ReloadSettings::NomadTask(reload) = &run.publish.reloader {
+        findings.push(check_alloc_lifecycle(client, &reload.alloc_id).await);
+    }
+    findings
+}
+
+/// The agent's answer, asked for the node ID or the alloc dir; `has_node_id` says which.
+fn agent_finding(answer: Result<(), Error>, has_node_id: bool) -> Finding {
+    match answer {
+        Ok(()) => Finding::pass("agent:read", "the local agent answers /v1/agent/self"),
+        Err(e) => {
+            let (detail, fix) = refusal(&e, Capability::AgentRead);
+            let instead = if has_node_id {
+                "or pass --alloc-dir (NOMAD_ALLOC_TABLE_ALLOC_DIR), which needs no agent:read"
+            } else {
+                "or pass --node-id and --alloc-dir, which need no agent:read"
+            };
+            Finding::fail("agent:read", detail, format!("{fix}; {instead}"))
+        }
+    }
+}
+
+/// The token (judged from how the node's read failed, if it did) and the node.
+async fn check_node(client: &NomadClient, node_id: Option<&str>) -> [Finding; 2] {
     let node = local_node::resolve(client, node_id).await;
     let refused = match &node {
         Err(NodeError::Nomad(e)) => Some(e),
         _ => None,
     };
-    findings.push(check_token(client, refused));
-    findings.push(match node {
+    let token = check_token(client, refused);
+    let node = match node {
         Ok(node) => Finding::pass(
             "node:read and the node",
             format!(
@@ -75,15 +116,8 @@ pub(super) async fn check_nomad(
             e.to_string(),
             "set --node-id (NOMAD_NODE_ID) to this client's node ID",
         ),
-    });
-    // Blocking queries need no event-stream permission: the listing already answered above.
-    if run.watch == WatchMode::Events {
-        findings.push(check_stream(client, NODE_TOPICS).await);
-    }
-    if let ReloadSettings::NomadTask(reload) = &run.publish.reloader {
-        findings.push(check_alloc_lifecycle(client, &reload.alloc_id).await);
-    }
-    findings
+    };
+    [token, node]
 }
 
 /// What the cluster scope needs of Nomad: every node (`node:read`), every namespace's
