@@ -19,6 +19,7 @@ pub mod publish;
 pub(crate) mod reload;
 pub(crate) mod retry;
 pub mod run;
+pub(crate) mod small_file;
 pub mod table;
 pub(crate) mod text;
 pub(crate) mod timing;

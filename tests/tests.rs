@@ -3,6 +3,7 @@
 
 mod util;
 
+mod bounds;
 mod check;
 mod cli;
 mod client;

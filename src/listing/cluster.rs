@@ -97,6 +97,10 @@ struct Resolved {
     bytes: usize,
 }
 
+/// The most pages of allocation stubs one listing follows: 100 million allocations at the
+/// default page size, far beyond any cluster; only a server whose pages never end reaches it.
+const MAX_PAGES: usize = 100_000;
+
 /// Lists the cluster, and keeps the job cache between listings and fetches.
 #[derive(Debug)]
 pub struct ClusterLister {
@@ -130,6 +134,7 @@ impl ClusterLister {
         let mut bytes = nodes.bytes;
         let mut stubs = Vec::new();
         let mut next_token: Option<String> = None;
+        let mut tokens_seen = HashSet::new();
         let mut index: Option<u64> = None;
         loop {
             let page = self
@@ -142,6 +147,18 @@ impl ClusterLister {
             }
             stubs.extend(page.value);
             match page.next_token {
+                // Nomad's paginator never repeats a token, and no real cluster needs
+                // MAX_PAGES: anything else (a broken proxy or server) would page for ever.
+                Some(token)
+                    if !tokens_seen.insert(token.clone()) || tokens_seen.len() > MAX_PAGES =>
+                {
+                    return Err(Error::Decode {
+                        url: "/v1/allocations".to_owned(),
+                        cause: format!(
+                            "the pages do not end: X-Nomad-NextToken {token:?} repeats, or more than {MAX_PAGES} pages"
+                        ),
+                    });
+                }
                 Some(token) => next_token = Some(token),
                 None => break,
             }

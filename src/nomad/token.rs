@@ -56,21 +56,6 @@ pub enum TokenError {
 /// The largest token file read: a secret ID is 36 bytes, a workload identity's JWT a few KiB.
 pub const MAX_TOKEN_FILE: u64 = 64 * 1024;
 
-/// The text of a regular file of at most [`MAX_TOKEN_FILE`] bytes; `None` for anything else (a
-/// FIFO would block the reader for ever, a huge file would be held whole).
-fn read_bounded(path: &std::path::Path) -> std::io::Result<Option<String>> {
-    use std::io::Read;
-    // Looked at before it is opened: opening a FIFO blocks until a writer comes.
-    if !std::fs::metadata(path)?.is_file() {
-        return Ok(None);
-    }
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(MAX_TOKEN_FILE + 1)
-        .read_to_string(&mut text)?;
-    Ok((text.len() as u64 <= MAX_TOKEN_FILE).then_some(text))
-}
-
 /// Where the token comes from.
 #[derive(Debug)]
 pub enum TokenSource {
@@ -131,7 +116,7 @@ impl TokenFile {
         {
             return Ok(secret.clone());
         }
-        let text = read_bounded(&self.path)
+        let text = crate::small_file::read(&self.path, MAX_TOKEN_FILE)
             .map_err(read_error)?
             .ok_or_else(|| TokenError::NotATokenFile {
                 path: self.path.clone(),
@@ -199,20 +184,6 @@ mod tests {
         let huge = file("huge", &vec![b'a'; MAX_TOKEN_FILE as usize + 1]);
         assert!(matches!(
             huge.current(),
-            Err(TokenError::NotATokenFile { .. })
-        ));
-        // A FIFO is refused without being opened: opening it would wait for a writer.
-        let fifo = dir.path().join("fifo");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
-            0,
-        )
-        .expect("mkfifo");
-        assert!(matches!(
-            TokenFile::new(fifo).current(),
             Err(TokenError::NotATokenFile { .. })
         ));
         let directory = TokenFile::new(dir.path().to_owned());

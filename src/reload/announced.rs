@@ -58,9 +58,11 @@ impl AnnouncementRecord {
 
     /// Whether Vector was last told about exactly this table.
     pub fn is_announced(&self, stamp: &TableStamp) -> bool {
-        std::fs::read(&self.path)
+        // A record is about 150 bytes; anything else is not one of ours.
+        crate::small_file::read(&self.path, 4096)
             .ok()
-            .and_then(|bytes| serde_json::from_slice::<Record>(&bytes).ok())
+            .flatten()
+            .and_then(|text| serde_json::from_str::<Record>(&text).ok())
             .is_some_and(|record| record == Record::of(stamp))
     }
 

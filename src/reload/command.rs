@@ -3,7 +3,12 @@
 
 use std::time::Duration;
 
+use tokio::io::AsyncReadExt;
+
 use crate::text::one_line;
+
+/// The most of the reload command's stderr kept: only its first line is shown.
+const MAX_STDERR: u64 = 64 * 1024;
 
 /// A command reload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,7 +48,7 @@ impl CommandReload {
     /// Runs the reload command without a shell; it must exit 0 within the timeout.
     pub async fn run(&self) -> Result<(), CommandError> {
         let program = self.program().to_owned();
-        let child = tokio::process::Command::new(&program)
+        let mut child = tokio::process::Command::new(&program)
             .args(self.argv.iter().skip(1))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -54,7 +59,22 @@ impl CommandReload {
                 program: program.clone(),
                 source,
             })?;
-        let output = tokio::time::timeout(self.timeout, child.wait_with_output())
+        // Only the first line of stderr is shown: keep the first MAX_STDERR bytes, drain the
+        // rest so that the command never blocks on a full pipe.
+        let mut stderr = child.stderr.take();
+        let capture = async move {
+            let mut kept = Vec::new();
+            if let Some(stderr) = &mut stderr {
+                let _ = stderr.take(MAX_STDERR).read_to_end(&mut kept).await;
+                let _ = tokio::io::copy(stderr, &mut tokio::io::sink()).await;
+            }
+            kept
+        };
+        let waited = async {
+            let (status, stderr) = tokio::join!(child.wait(), capture);
+            status.map(|status| (status, stderr))
+        };
+        let (status, stderr) = tokio::time::timeout(self.timeout, waited)
             .await
             .map_err(|_| CommandError::Timeout {
                 program: program.clone(),
@@ -64,13 +84,47 @@ impl CommandReload {
                 program: program.clone(),
                 source,
             })?;
-        if output.status.success() {
+        if status.success() {
             return Ok(());
         }
         Err(CommandError::Failed {
             program,
-            status: output.status,
-            stderr: one_line(&String::from_utf8_lossy(&output.stderr), 300),
+            status,
+            stderr: one_line(&String::from_utf8_lossy(&stderr), 300),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> CommandReload {
+        CommandReload {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            timeout: Duration::from_secs(20),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_command_is_told_by_its_first_stderr_line_however_much_it_writes() {
+        // A megabyte of stderr: the command is never blocked on a full pipe, and only the
+        // first line is shown.
+        let noisy =
+            sh("echo 'cannot reload: vector is down' >&2; head -c 1048576 /dev/zero >&2; exit 3");
+        let err = noisy.run().await.expect_err("exit 3");
+        let CommandError::Failed { stderr, .. } = &err else {
+            panic!("{err}");
+        };
+        assert!(
+            stderr.starts_with("cannot reload: vector is down"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.chars().count() <= 301,
+            "{} chars",
+            stderr.chars().count()
+        );
+        assert!(sh("exit 0").run().await.is_ok());
     }
 }

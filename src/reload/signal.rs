@@ -10,6 +10,9 @@ use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 use super::signal_names::signal_name;
 
+/// The largest pidfile read: a PID is a few digits.
+const MAX_PIDFILE: u64 = 4096;
+
 /// A process younger than this is not signalled yet.
 pub const MIN_PROCESS_AGE: Duration = Duration::from_secs(1);
 /// Process start time and uptime are read in clock ticks (10 ms): wait this much longer so that
@@ -175,11 +178,14 @@ impl SignalReload {
                 }),
             },
             ProcessTarget::PidFile(path) => {
-                let content =
-                    std::fs::read_to_string(path).map_err(|source| SignalError::PidFile {
+                let content = crate::small_file::read(path, MAX_PIDFILE)
+                    .map_err(|source| SignalError::PidFile {
                         path: path.clone(),
                         source,
-                    })?;
+                    })?
+                    .unwrap_or_else(|| {
+                        format!("<not a regular file of at most {MAX_PIDFILE} bytes>")
+                    });
                 content
                     .trim()
                     .parse::<i32>()

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cli::WatchMode;
 use crate::config::{RunSettings, Scope};
@@ -151,9 +151,13 @@ fn handle_signals(
         loop {
             let number = tokio::select! {
                 Some(()) = hangup.recv() => {
-                    info!("SIGHUP: resyncing");
-                    // A full queue means a resync is requested already.
-                    let _ = resync.try_send(ResyncReason::Signal);
+                    // A full queue means a resync is requested already: a flood of SIGHUPs is
+                    // a few listings and a few log lines.
+                    if resync.try_send(ResyncReason::Signal).is_ok() {
+                        info!("SIGHUP: resyncing");
+                    } else {
+                        debug!("SIGHUP: a resync is requested already");
+                    }
                     continue;
                 }
                 Some(()) = terminate.recv() => SignalKind::terminate().as_raw_value(),

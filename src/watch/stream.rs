@@ -70,6 +70,9 @@ pub struct WatchState {
     pub list_on_connect: bool,
     /// What the stream costs, against blocking queries.
     pub cost: CostMeter,
+    /// How long the last listing took: a resync request does not cut a connection younger
+    /// than that (see [`resync_allowed_from`]).
+    pub last_listing_took: Duration,
 }
 
 impl WatchState {
@@ -83,8 +86,20 @@ impl WatchState {
             next_listing: ResyncReason::Connect,
             list_on_connect: true,
             cost,
+            last_listing_took: Duration::ZERO,
         }
     }
+}
+
+/// The least time between two listings that resync requests (SIGHUP, bursts) ask for.
+pub const MIN_RESYNC_GAP: Duration = Duration::from_secs(1);
+
+/// When a resync request may cut a connection that began at `started`: once it is at least
+/// [`MIN_RESYNC_GAP`] old and as old as the last listing took, so that a flood of SIGHUPs or
+/// bursts can neither keep a listing from ever completing nor list back to back. Requests
+/// that come sooner wait (coalesced in their queue); the resync timer is not held back.
+pub fn resync_allowed_from(started: Instant, last_listing_took: Duration) -> Instant {
+    started + last_listing_took.max(MIN_RESYNC_GAP)
 }
 
 /// What a new frame brought.
@@ -253,11 +268,15 @@ impl StreamWatcher {
                 resync_at = Instant::now() + jittered(self.resync_interval);
             }
             let resubscribe_at = Instant::now() + jittered(RESUBSCRIBE_INTERVAL);
+            let requests_from = resync_allowed_from(Instant::now(), state.last_listing_took);
             // The timers and the requests cut the connection in any phase: a listing or a
             // subscription that never answers must not hold up the resync.
             let outcome = tokio::select! {
                 outcome = self.connect_and_follow(&mut state) => outcome,
-                Some(why) = resync.recv() => Ok(Ended::Resync(why)),
+                Some(why) = async {
+                    tokio::time::sleep_until(requests_from).await;
+                    resync.recv().await
+                } => Ok(Ended::Resync(why)),
                 () = tokio::time::sleep_until(resync_at) => Ok(Ended::Resync(ResyncReason::Interval)),
                 () = tokio::time::sleep_until(resubscribe_at), if resubscribe_at < resync_at => Ok(Ended::Resubscribe),
             };
@@ -384,6 +403,7 @@ impl StreamWatcher {
     async fn list(&self, state: &mut WatchState) -> Result<Option<Ended>, Error> {
         let requested_at = Instant::now();
         let listed = self.source.list(&self.client).await?;
+        state.last_listing_took = requested_at.elapsed();
         if state.errors.recovered() {
             info!("Nomad answers again");
         }
@@ -448,6 +468,17 @@ impl StreamWatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resync_request_waits_for_the_gap_and_for_as_long_as_a_listing_takes() {
+        let started = Instant::now();
+        assert_eq!(
+            resync_allowed_from(started, Duration::ZERO),
+            started + MIN_RESYNC_GAP
+        );
+        let slow = Duration::from_secs(6);
+        assert_eq!(resync_allowed_from(started, slow), started + slow);
+    }
     use crate::nomad::events::{Event, Payload};
 
     fn state() -> WatchState {
