@@ -1,0 +1,134 @@
+//! What the `--listen` bounds give, measured on the release binary against the fake Nomad:
+//! - how long after it is accepted an idle connection (no byte sent) is closed by the server;
+//! - the process's descriptors at idle, and while 300 idle, half-sent and garbage connections
+//!   are held against a limit of 256 open files, and how long a placement then takes to reach
+//!   the table.
+//!
+//! Run with `cargo bench --bench listener`; results go in BENCHMARKS.md.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use fake_nomad::{Cluster, FakeNomad, Job, Node, Task, TaskGroup};
+use rustix::process::{Pid, Resource, Rlimit, prlimit};
+
+mod common;
+
+use common::{start_run, wait_until};
+
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("descriptors")
+        .count()
+}
+
+fn rows(table: &std::path::Path) -> String {
+    std::fs::read_to_string(table).unwrap_or_default()
+}
+
+fn closed(stream: &mut TcpStream) -> bool {
+    let mut buffer = [0u8; 1024];
+    match stream.read(&mut buffer) {
+        Ok(0) => true,
+        Ok(_) => closed(stream),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+        Err(_) => true,
+    }
+}
+
+fn connect(address: SocketAddr, sending: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(address).expect("connect");
+    stream.write_all(sending).expect("write");
+    stream.set_nonblocking(true).expect("nonblocking");
+    stream
+}
+
+fn main() {
+    let mut cluster = Cluster::new(7);
+    let node = cluster.add_node(Node::new("client-1"));
+    cluster.set_agent_node(&node);
+    cluster.register_job(
+        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
+    );
+    cluster.place("default", "web", "api", &node);
+    let fake = FakeNomad::start(cluster);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = dir.path().join("allocs.csv");
+    let address: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let mut child = start_run(&fake, dir.path(), &["--listen", &address.to_string()]);
+    let pid = child.id();
+    wait_until("the first table", || rows(&table).lines().count() == 2);
+    wait_until("the listener", || TcpStream::connect(address).is_ok());
+    std::thread::sleep(Duration::from_millis(200));
+
+    // One idle connection, alone: the time from connect to the server's close.
+    let mut closes = Vec::new();
+    for _ in 0..3 {
+        let mut idle = connect(address, b"");
+        let start = Instant::now();
+        wait_until("the idle connection to close", || closed(&mut idle));
+        closes.push(start.elapsed());
+    }
+    let idle_descriptors = descriptors(pid);
+
+    prlimit(
+        Pid::from_raw(pid as i32),
+        Resource::Nofile,
+        Rlimit {
+            current: Some(256),
+            maximum: Some(256),
+        },
+    )
+    .expect("lower the limit");
+    let mut clients: Vec<TcpStream> = Vec::new();
+    clients.extend((0..220).map(|_| connect(address, b"")));
+    clients.extend((0..40).map(|_| connect(address, b"GET /metrics HTTP/1.1\r\nHost: x\r\n")));
+    clients.extend((0..40).map(|_| connect(address, b"\x16\x03\x01garbage\r\n\r\n")));
+    std::thread::sleep(Duration::from_millis(500));
+    let held = descriptors(pid);
+    let start = Instant::now();
+    let placed = fake.update(|c| c.place("default", "web", "api", &node));
+    wait_until("the placement in the table", || {
+        rows(&table).contains(&placed)
+    });
+    let placement = start.elapsed();
+    let mut peak = held;
+    let drain_start = Instant::now();
+    // At most 32 served at once, each given 5 s for a request head: about ten rounds.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !clients.iter_mut().all(closed) {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not close every connection"
+        );
+        peak = peak.max(descriptors(pid));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let drained = drain_start.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("| measure | value |");
+    println!("|---|---:|");
+    for (i, close) in closes.iter().enumerate() {
+        println!(
+            "| idle connection closed after (run {}) | {:.0} ms |",
+            i + 1,
+            ms(*close)
+        );
+    }
+    println!("| descriptors at idle | {idle_descriptors} |");
+    println!("| descriptors with 300 connections held (limit 256) | {held} (peak {peak}) |");
+    println!(
+        "| placement → table, during the storm | {:.0} ms |",
+        ms(placement)
+    );
+    println!(
+        "| all 300 connections closed by the server | {:.1} s |",
+        drained.as_secs_f64()
+    );
+}
