@@ -23,10 +23,9 @@ use fake_nomad::generate::{Shape, cluster};
 use fake_nomad::lifecycle::ClusterChurn;
 use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
 
-use common::{
-    SignalListener, SimulatedVector, churn_in_background, current_rss_kib, launch, percentile,
-    setting, start_cluster_run, usage, wait_until,
-};
+use common::util::daemon::Daemon;
+use common::util::vector::SimulatedVector;
+use common::{churn_in_background, current_rss_kib, percentile, setting, usage, wait_until};
 
 const NODES: usize = 1_000;
 /// (allocations, churn per second): 30 allocations a node at two churns, and about 100,000
@@ -67,20 +66,17 @@ fn measure(allocations: usize, churn_rate: f64, window: Duration, probes: usize)
     let churn = ClusterChurn::new(&generated, 33);
     let fake = Arc::new(FakeNomad::start(generated));
     let dir = tempfile::tempdir().expect("tempdir");
-    let table = dir.path().join("allocs.csv");
-    let vector = Arc::new(SimulatedVector::new(table.clone()));
-    let listener = SignalListener::start({
-        let vector = vector.clone();
-        move || vector.reload()
-    });
-    let flags = launch::reload_this_process("SIGUSR1");
+    let table = Daemon::table_in(dir.path());
+    let vector = SimulatedVector::listen(table.clone(), "SIGUSR1");
+    let mut flags = vec!["--scope".to_owned(), "cluster".to_owned()];
+    flags.extend(vector.flags());
     let started = Instant::now();
-    let mut run = start_cluster_run(
+    let run = Daemon::start_deployed_in(
+        dir,
         &fake,
-        dir.path(),
         &flags.iter().map(String::as_str).collect::<Vec<_>>(),
     );
-    wait_until("the first reload", || vector.count() > 0);
+    wait_until("the first reload", || vector.reloads() > 0);
     let start_seconds = started.elapsed().as_secs_f64();
     let start_bytes = fake.bytes_sent();
     let routes = fake.bytes_by_route();
@@ -96,15 +92,15 @@ fn measure(allocations: usize, churn_rate: f64, window: Duration, probes: usize)
     let (stop, churning) = churn_in_background(fake.clone(), churn, churn_rate, |_, _| {});
     let bytes_before = fake.bytes_sent();
     let requests_before = fake.requests().len();
-    let reloads_before = vector.count();
-    let (cpu_before, _) = usage(run.id());
+    let reloads_before = vector.reloads();
+    let (cpu_before, _) = usage(run.pid());
     let window_start = Instant::now();
     std::thread::sleep(window);
     let elapsed = window_start.elapsed();
     let bytes = fake.bytes_sent() - bytes_before;
     let requests = fake.requests().len() - requests_before;
-    let reloads = vector.count() - reloads_before;
-    let (cpu_after, _) = usage(run.id());
+    let reloads = vector.reloads() - reloads_before;
+    let (cpu_after, _) = usage(run.pid());
     let mut latencies = Vec::with_capacity(probes);
     for i in 0..probes {
         std::thread::sleep(Duration::from_millis(2_500));
@@ -113,13 +109,11 @@ fn measure(allocations: usize, churn_rate: f64, window: Duration, probes: usize)
     }
     stop.store(true, Ordering::Relaxed);
     churning.join().expect("churn");
-    let (_, peak_rss_kib) = usage(run.id());
-    let rss_kib = current_rss_kib(run.id());
+    let (_, peak_rss_kib) = usage(run.pid());
+    let rss_kib = current_rss_kib(run.pid());
     let content = std::fs::read(&table).expect("table");
     let rows = content.iter().filter(|b| **b == b'\n').count() - 1;
-    let _ = run.kill();
-    let _ = run.wait();
-    listener.stop();
+    drop(run);
     latencies.sort();
     let per_hour = 3600.0 / elapsed.as_secs_f64();
     Cell {

@@ -5,101 +5,29 @@
 //! interval and the grace period (a collection without an event) are not timed: their cost is
 //! those two settings.
 
-use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use fake_nomad::{Cluster, FakeNomad, Fault, Job, Node, Policy, StreamFault, Task, TaskGroup};
+use fake_nomad::{FakeNomad, Fault, Policy, StreamFault};
 
 mod common;
 
-use common::launch;
-
-/// A cluster with one node running one allocation of `web`.
-fn cluster() -> (Cluster, String) {
-    let mut cluster = Cluster::new(42);
-    let node = cluster.add_node(Node::new("client-1"));
-    cluster.set_agent_node(&node);
-    cluster.register_job(
-        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
-    );
-    cluster.place("default", "web", "api", &node);
-    (cluster, node)
-}
-
-struct Run {
-    child: Child,
-    table: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Run {
-    fn start(fake: &FakeNomad, extra: &[&str]) -> Run {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let table = dir.path().join("allocs.csv");
-        std::fs::create_dir_all(dir.path().join("alloc")).expect("alloc dir");
-        let child = launch::command()
-            .env("NOMAD_ADDR", fake.address())
-            .env("RUST_LOG", "error")
-            .args(["run", "-o"])
-            .arg(&table)
-            .arg("--alloc-dir")
-            .arg(dir.path().join("alloc"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn run");
-        Run {
-            child,
-            table,
-            _dir: dir,
-        }
-    }
-
-    fn alloc_ids(&self) -> BTreeSet<String> {
-        ids(&self.table)
-    }
-
-    /// Waits for `id` in the table; returns when it appeared, measured from `since`.
-    fn time_to_row(&self, id: &str, since: Instant) -> Duration {
-        let deadline = Instant::now() + Duration::from_secs(240);
-        while !self.alloc_ids().contains(id) {
-            assert!(Instant::now() < deadline, "{id} never reached the table");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        since.elapsed()
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn ids(table: &Path) -> BTreeSet<String> {
-    let Ok(bytes) = std::fs::read(table) else {
-        return BTreeSet::new();
-    };
-    let mut reader = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
-    reader
-        .records()
-        .filter_map(Result::ok)
-        .map(|r| r[0].to_owned())
-        .collect()
-}
+use common::util::daemon::Daemon;
+use common::util::{TokenFileCluster, web_cluster};
 
 fn first(fake: &FakeNomad) -> String {
     fake.read(|c| c.allocations.keys().next().expect("one").clone())
 }
 
+/// Waits for `id` in the table; returns when it appeared, measured from `since`.
+fn time_to_row(run: &Daemon, id: &str, since: Instant) -> Duration {
+    run.wait_for_alloc(id);
+    since.elapsed()
+}
+
 /// A started `run` with its first table published.
-fn started(fake: &FakeNomad, extra: &[&str]) -> Run {
-    let run = Run::start(fake, extra);
-    run.time_to_row(&first(fake), Instant::now());
+fn started(fake: &FakeNomad, extra: &[&str]) -> Daemon {
+    let run = Daemon::start_deployed(fake, extra);
+    run.wait_for_alloc(&first(fake));
     // Past the first heartbeat: the stream is healthy.
     std::thread::sleep(Duration::from_millis(500));
     run
@@ -123,25 +51,25 @@ fn main() {
     );
 
     // Nomad down at start for 20 s (every request 500), then back.
-    let (c, _node) = cluster();
+    let (c, _node) = web_cluster();
     let fake = FakeNomad::start(c);
     fake.set_fault(Some(Fault::Status(
         500,
         "rpc error: No cluster leader".into(),
     )));
-    let run = Run::start(&fake, &[]);
+    let run = Daemon::start_deployed(&fake, &[]);
     std::thread::sleep(Duration::from_secs(20));
     fake.set_fault(None);
     let back = Instant::now();
     report(
         "Nomad down for 20 s at start",
         "its return",
-        run.time_to_row(&first(&fake), back),
+        time_to_row(&run, &first(&fake), back),
     );
     drop(run);
 
     // A 5xx burst of 20 s mid-run, with a placement during it.
-    let (c, node) = cluster();
+    let (c, node) = web_cluster();
     let fake = FakeNomad::start(c);
     let run = started(&fake, &[]);
     fake.set_fault(Some(Fault::Status(
@@ -156,12 +84,12 @@ fn main() {
     report(
         "5xx for 20 s mid-run",
         "its end",
-        run.time_to_row(&during, back),
+        time_to_row(&run, &during, back),
     );
     drop(run);
 
     // The stream cut mid-frame.
-    let (c, node) = cluster();
+    let (c, node) = web_cluster();
     let fake = FakeNomad::start(c);
     let run = started(&fake, &[]);
     fake.set_stream(|s| s.fault = Some(StreamFault::CloseMidFrame));
@@ -170,12 +98,12 @@ fn main() {
     report(
         "stream cut mid-frame",
         "the placement",
-        run.time_to_row(&cut, placed_at),
+        time_to_row(&run, &cut, placed_at),
     );
     drop(run);
 
     // A server restart with a placement while it was down (an index gap).
-    let (c, node) = cluster();
+    let (c, node) = web_cluster();
     let fake = FakeNomad::start(c);
     let run = started(&fake, &[]);
     let restarted_at = Instant::now();
@@ -187,12 +115,12 @@ fn main() {
     report(
         "server restart, placement while down",
         "the restart",
-        run.time_to_row(&lost, restarted_at),
+        time_to_row(&run, &lost, restarted_at),
     );
     drop(run);
 
     // A silent stream (no byte, not even heartbeats): the read deadline (75 s) ends it.
-    let (c, node) = cluster();
+    let (c, node) = web_cluster();
     let fake = FakeNomad::start(c);
     let run = started(&fake, &[]);
     fake.set_stream(|s| s.fault = Some(StreamFault::Stall));
@@ -201,12 +129,12 @@ fn main() {
     report(
         "silent stream",
         "the placement",
-        run.time_to_row(&missed, placed_at),
+        time_to_row(&run, &missed, placed_at),
     );
     drop(run);
 
     // A subscription that never gets response headers: the header deadline (10 s) ends it.
-    let (c, node) = cluster();
+    let (c, node) = web_cluster();
     let fake = FakeNomad::start(c);
     let run = started(&fake, &[]);
     fake.set_stream(|s| s.fault = Some(StreamFault::NoHeaders));
@@ -218,12 +146,12 @@ fn main() {
     report(
         "subscription without response headers",
         "the placement",
-        run.time_to_row(&hung, placed_at),
+        time_to_row(&run, &hung, placed_at),
     );
     drop(run);
 
     // Every request hangs without headers for 5 s (the listing too), then answers again.
-    let (c, node) = cluster();
+    let (c, node) = web_cluster();
     let fake = FakeNomad::start(c);
     let run = started(&fake, &[]);
     fake.set_fault(Some(Fault::NoHeaders));
@@ -235,42 +163,37 @@ fn main() {
     report(
         "hung listing for 5 s",
         "its end",
-        run.time_to_row(&during, back),
+        time_to_row(&run, &during, back),
     );
     drop(run);
 
     // The token revoked, then rotated in the token file.
-    let (mut c, node) = cluster();
-    c.enable_acl();
-    c.add_token("first", Policy::alloc_table_reader());
-    let fake = FakeNomad::start(c);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "first").expect("write");
-    let token_arg = token_file.to_str().expect("utf8").to_owned();
-    let run = started(&fake, &["--token-file", &token_arg, "--node-id", &node]);
+    let setup = TokenFileCluster::start("first", "first");
+    let (fake, node) = (&setup.fake, &setup.node);
+    let args = setup.args();
+    let run = started(fake, &args.iter().map(String::as_str).collect::<Vec<_>>());
     fake.update(|c| {
         c.revoke_token("first");
         c.add_token("second", Policy::alloc_table_reader());
     });
-    let during = place(&fake, &node);
+    let during = place(fake, node);
     std::thread::sleep(Duration::from_secs(2));
     let rotated = Instant::now();
-    std::fs::write(&token_file, "second").expect("write");
+    setup.write_token("second");
     report(
         "403, then the token file rotated",
         "the rotation",
-        run.time_to_row(&during, rotated),
+        time_to_row(&run, &during, rotated),
     );
     drop(run);
 
     // A snapshot restore (indexes go backwards), then an in-place update.
-    let (mut c, node) = cluster();
+    let (mut c, node) = web_cluster();
     c.index = 5_000;
     let fake = FakeNomad::start(c);
     let run = started(&fake, &["--columns", "job_version"]);
     let kept = place(&fake, &node);
-    run.time_to_row(&kept, Instant::now());
+    time_to_row(&run, &kept, Instant::now());
     fake.update(|c| c.restore_snapshot(100));
     std::thread::sleep(Duration::from_millis(500));
     let updated_at = Instant::now();
@@ -280,23 +203,11 @@ fn main() {
         })
     });
     let version = fake.read(|c| c.allocation(&kept).job.version.to_string());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let bytes = std::fs::read(&run.table).unwrap_or_default();
-        let mut reader = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
-        if reader
-            .records()
-            .filter_map(Result::ok)
-            .any(|r| r[0] == *kept && r[2] == *version)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the new version never reached the table"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    run.wait_until("the new version in the table", || {
+        run.rows()
+            .iter()
+            .any(|r| r["alloc_id"] == kept && r["job_version"] == version)
+    });
     report(
         "index reset, then an in-place update",
         "the update",

@@ -23,10 +23,9 @@ use fake_nomad::generate::{Shape, cluster};
 use fake_nomad::lifecycle::ClusterChurn;
 use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
 
-use common::{
-    SignalListener, SimulatedVector, churn_in_background, launch, percentile, setting, start_run,
-    usage, wait_until,
-};
+use common::util::daemon::Daemon;
+use common::util::vector::SimulatedVector;
+use common::{churn_in_background, listing_bytes, percentile, setting, usage, wait_until};
 
 const ALLOCS_PER_NODE: usize = 30;
 const NODES: [usize; 3] = [10, 100, 1_000];
@@ -71,19 +70,15 @@ fn measure(
     let churn = ClusterChurn::new(&generated, 21);
     let fake = Arc::new(FakeNomad::start(generated));
     let dir = tempfile::tempdir().expect("tempdir");
-    let vector = Arc::new(SimulatedVector::new(dir.path().join("allocs.csv")));
-    let listener = SignalListener::start({
-        let vector = vector.clone();
-        move || vector.reload()
-    });
+    let vector = SimulatedVector::listen(Daemon::table_in(dir.path()), "SIGUSR1");
     let mut flags = vec!["--watch".to_owned(), mode.to_owned()];
-    flags.extend(launch::reload_this_process("SIGUSR1"));
-    let mut run = start_run(
+    flags.extend(vector.flags());
+    let run = Daemon::start_deployed_in(
+        dir,
         &fake,
-        dir.path(),
         &flags.iter().map(String::as_str).collect::<Vec<_>>(),
     );
-    wait_until("the first reload", || vector.count() > 0);
+    wait_until("the first reload", || vector.reloads() > 0);
     // Churn over the whole cluster, in its own thread, for the window and the probes.
     let own_changes = Arc::new(Mutex::new(0u64));
     let (stop, churning) = churn_in_background(fake.clone(), churn, churn_rate, {
@@ -102,14 +97,14 @@ fn measure(
     let bytes_before = fake.bytes_sent();
     let requests_before = fake.requests().len();
     let own_before = *own_changes.lock().expect("lock");
-    let (cpu_before, _) = usage(run.id());
+    let (cpu_before, _) = usage(run.pid());
     let started = Instant::now();
     std::thread::sleep(window);
     let elapsed = started.elapsed();
     let bytes = fake.bytes_sent() - bytes_before;
     let requests = fake.requests().len() - requests_before;
     let own = *own_changes.lock().expect("lock") - own_before;
-    let (cpu_after, _) = usage(run.id());
+    let (cpu_after, _) = usage(run.pid());
     // The probes: placement → the first reload whose table holds the probe.
     let mut latencies = Vec::with_capacity(probes);
     for _ in 0..probes {
@@ -118,11 +113,9 @@ fn measure(
     }
     stop.store(true, Ordering::Relaxed);
     churning.join().expect("churn");
-    let (_, peak_rss_kib) = usage(run.id());
-    let listing_bytes = listing_size(&fake, &node);
-    let _ = run.kill();
-    let _ = run.wait();
-    listener.stop();
+    let (_, peak_rss_kib) = usage(run.pid());
+    let listing_bytes = listing_bytes(&fake, &node);
+    drop(run);
     latencies.sort();
     let per_hour = 3600.0 / elapsed.as_secs_f64();
     let own_changes_per_hour = own as f64 * per_hour;
@@ -147,29 +140,6 @@ fn measure(
         own_changes_per_hour,
         listing_bytes,
     }
-}
-
-/// The size of the node's listing now, as the fake serves it.
-fn listing_size(fake: &FakeNomad, node: &str) -> u64 {
-    let route = "/v1/node/{node_id}/allocations";
-    let before = fake.bytes_by_route().get(route).copied().unwrap_or(0);
-    let url = format!("{}/v1/node/{node}/allocations", fake.address());
-    let address = url
-        .strip_prefix("http://")
-        .expect("plain HTTP")
-        .split_once('/')
-        .expect("a path");
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address.0).expect("the fake");
-    write!(
-        stream,
-        "GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        address.1
-    )
-    .expect("request");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("response");
-    fake.bytes_by_route().get(route).copied().unwrap_or(0) - before
 }
 
 fn main() {

@@ -35,7 +35,7 @@ fn running(
     let pid = vector.pid().to_string();
     let mut args = vec!["--vector-pid", &pid];
     args.extend_from_slice(extra);
-    let daemon = Daemon::start_in(dir, fake, &args, &[]);
+    let daemon = Daemon::start_in(dir, fake, &args);
     let first = fake.read(|c| c.allocations.keys().next().expect("one").clone());
     daemon.wait_for_alloc(&first);
     daemon

@@ -1,9 +1,12 @@
-//! The one test harness: the launcher of the binary, a bounded [`eventually`], scenario
-//! builders, a CSV reader with the rules Vector uses, a running `run` ([`daemon`]) and a
-//! stand-in for Vector ([`vector`]). Test modules import only this, never each other.
+//! The one harness of the integration tests and the benchmarks (which include this module by
+//! path): the launcher of the binary, bounded waits ([`Patience`]), scenario builders, a CSV
+//! reader with the rules Vector uses, a running `run` ([`daemon`]) with its metrics
+//! ([`metrics`]), and the stand-ins for Vector ([`vector`]). Test modules import only this,
+//! never each other.
 
 pub mod daemon;
 pub mod launch;
+pub mod metrics;
 pub mod vector;
 
 use std::collections::BTreeMap;
@@ -18,21 +21,47 @@ pub fn bin() -> Command {
     Command::from_std(launch::command())
 }
 
-/// Waits until `condition` holds, polling every 10 ms, for at most `limit`; the error says
-/// what was awaited (callers add context, such as the program's log).
-pub fn eventually(
-    what: &str,
-    limit: Duration,
-    mut condition: impl FnMut() -> bool,
-) -> Result<(), String> {
-    let deadline = Instant::now() + limit;
-    while !condition() {
-        if Instant::now() >= deadline {
-            return Err(format!("timed out after {limit:?} waiting for {what}"));
+/// How long to wait for something, and how often to look.
+#[derive(Clone, Copy, Debug)]
+pub struct Patience {
+    pub limit: Duration,
+    pub every: Duration,
+}
+
+impl Patience {
+    /// The tests': 20 s, looking every 10 ms.
+    pub const TEST: Patience = Patience {
+        limit: Duration::from_secs(20),
+        every: Duration::from_millis(10),
+    };
+    /// For `run` with the operator's defaults (the benchmarks; the slowest recovery, a silent
+    /// stream, waits out a 75 s read deadline): 5 minutes, looking every 2 ms, so that a timed
+    /// wait is as precise as that.
+    pub const DEPLOYED: Patience = Patience {
+        limit: Duration::from_secs(300),
+        every: Duration::from_millis(2),
+    };
+
+    /// Waits until `condition` holds; the error says what was awaited (callers add context,
+    /// such as the program's log).
+    pub fn wait(self, what: &str, mut condition: impl FnMut() -> bool) -> Result<(), String> {
+        let deadline = Instant::now() + self.limit;
+        while !condition() {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "timed out after {:?} waiting for {what}",
+                    self.limit
+                ));
+            }
+            std::thread::sleep(self.every);
         }
-        std::thread::sleep(Duration::from_millis(10));
+        Ok(())
     }
-    Ok(())
+}
+
+/// Waits with the tests' [`Patience`] until `condition` holds.
+pub fn eventually(what: &str, condition: impl FnMut() -> bool) -> Result<(), String> {
+    Patience::TEST.wait(what, condition)
 }
 
 /// A free loopback address (bound and released: a tiny race, as every test that picks a port
