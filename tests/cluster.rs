@@ -28,11 +28,11 @@ fn three_node_cluster() -> (Cluster, Vec<String>) {
     (cluster, nodes)
 }
 
-/// `run --scope cluster`.
+/// `run --scope cluster`, with its metrics (they count the listings it applies).
 fn start(fake: &FakeNomad, extra: &[&str]) -> Daemon {
     let mut args = vec!["--scope", "cluster"];
     args.extend_from_slice(extra);
-    Daemon::start(fake, &args)
+    Daemon::start_observed(fake, &args)
 }
 
 fn requests_to(fake: &FakeNomad, prefix: &str) -> Vec<fake_nomad::RecordedRequest> {
@@ -110,8 +110,10 @@ fn a_node_that_leaves_keeps_its_rows_for_the_grace_period_then_they_go() {
     assert_eq!(lost.len(), 1);
     // A listing after the collection has seen the allocation gone: its rows are in grace, with
     // the node columns of a node Nomad no longer lists.
-    let listings = daemon.count("listed the cluster");
-    daemon.wait_for_log("listed the cluster", listings + 2);
+    let listings = daemon.listings();
+    daemon.wait_until("two listings after the collection", || {
+        daemon.listings() >= listings + 2.0
+    });
     let rows = daemon.rows();
     let kept: Vec<_> = rows.iter().filter(|r| r["alloc_id"] == lost[0]).collect();
     assert_eq!(kept.len(), 2, "rows stay during the grace period");
@@ -157,9 +159,10 @@ fn a_job_version_is_fetched_once_for_all_its_allocations() {
         "one fetch per job version, not per allocation"
     );
     // A resync with no new version fetches nothing.
-    let listings = daemon.count("listed the cluster");
     daemon.signal(rustix::process::Signal::HUP);
-    daemon.wait_for_log("listed the cluster", listings + 1);
+    daemon.wait_until("the SIGHUP listing", || {
+        daemon.listings_for("signal") >= 1.0
+    });
     assert_eq!(requests_to(&fake, "/v1/allocation/").len(), 2);
 }
 
@@ -205,7 +208,8 @@ fn a_node_event_changes_its_rows_without_a_resync() {
     let fake = FakeNomad::start(cluster);
     let daemon = start(&fake, &[]);
     daemon.wait_until("six rows", || daemon.rows().len() == 6);
-    let listings = daemon.count("listed the cluster");
+    let listings = daemon.listings();
+    assert!(listings >= 1.0, "the first listing is counted");
     // The node re-registers in another datacenter (a client restarted with a new config).
     fake.update(|c| c.add_node(Node::new("client-a").id(&nodes[0]).datacenter("dc-moved")));
     daemon.wait_until("the moved node's rows", || {
@@ -215,11 +219,7 @@ fn a_node_event_changes_its_rows_without_a_resync() {
             .filter(|r| r["node_id"] == nodes[0])
             .all(|r| r["datacenter"] == "dc-moved")
     });
-    assert_eq!(
-        daemon.count("listed the cluster"),
-        listings,
-        "the Node event did it"
-    );
+    assert_eq!(daemon.listings(), listings, "the Node event did it");
 }
 
 #[test]

@@ -2,10 +2,10 @@
 //! stand-in for Vector is bash run through a symlink named `vector` (so the kernel calls it `vector`),
 //! recording every signal it receives in a log file.
 
+use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
 use fake_nomad::FakeNomad;
-use predicates::str::contains;
 
 use crate::util::vector::SignalRecorder;
 use crate::util::{bin_at, web_cluster};
@@ -27,10 +27,7 @@ fn a_changed_table_reloads_vector_once_and_an_unchanged_one_never() {
             .arg(&table);
         cmd
     };
-    dump()
-        .assert()
-        .success()
-        .stderr(contains("Vector told to reload"));
+    dump().assert().success();
     vector.sync();
     assert_eq!(vector.names(), ["ready", "HUP", "USR2"]);
     let entries = vector.entries();
@@ -39,7 +36,14 @@ fn a_changed_table_reloads_vector_once_and_an_unchanged_one_never() {
         "a process younger than a second must not be signalled: {entries:?}"
     );
 
-    dump().assert().success().stderr(contains("unchanged"));
+    let published = std::fs::metadata(&table).expect("table");
+    dump().assert().success();
+    let after = std::fs::metadata(&table).expect("table");
+    assert_eq!(
+        (after.ino(), after.modified().ok()),
+        (published.ino(), published.modified().ok()),
+        "unchanged content is not published again"
+    );
     vector.sync();
     assert_eq!(
         vector.names(),
@@ -68,8 +72,7 @@ fn a_process_with_another_name_is_never_signalled() {
         .args(["dump", "--vector-pid", &impostor.pid().to_string(), "-o"])
         .arg(&table)
         .assert()
-        .success()
-        .stderr(contains("not signalling"));
+        .success();
     impostor.sync();
     assert_eq!(impostor.names(), ["ready", "USR2"]);
     assert!(
@@ -108,8 +111,7 @@ fn a_vanished_process_is_a_warning_not_a_lost_table() {
         .args(["dump", "--vector-pid", &pid.to_string(), "-o"])
         .arg(&table)
         .assert()
-        .success()
-        .stderr(contains("Vector was not told to reload"));
+        .success();
     assert!(table.exists());
 }
 
@@ -160,9 +162,7 @@ mod nomad_task {
         let (mut cluster, vector_alloc) = with_vector_task();
         cluster.set_client_status(&vector_alloc, ClientStatus::Pending);
         let fake = FakeNomad::start(cluster);
-        dump_reloading_the_task(&fake, &vector_alloc)
-            .success()
-            .stderr(contains("is not running"));
+        dump_reloading_the_task(&fake, &vector_alloc).success();
         assert!(fake.signals().is_empty());
     }
 
@@ -178,10 +178,7 @@ mod nomad_task {
                 .arg(dir.path().join("allocs.csv"));
             cmd
         };
-        dump()
-            .assert()
-            .success()
-            .stderr(contains("Vector told to reload through Nomad"));
+        dump().assert().success();
         assert_eq!(
             fake.signals(),
             [SignalRecord {
@@ -190,7 +187,7 @@ mod nomad_task {
                 signal: "SIGHUP".to_owned()
             }]
         );
-        dump().assert().success().stderr(contains("unchanged"));
+        dump().assert().success();
         assert_eq!(fake.signals().len(), 1, "no signal for an unchanged table");
     }
 
@@ -222,8 +219,6 @@ mod nomad_task {
 }
 
 mod command {
-    use predicates::str::contains;
-
     use crate::util::{bin_at, web_cluster};
 
     #[test]
@@ -241,8 +236,7 @@ mod command {
             .arg(&table)
             .arg(&copy)
             .assert()
-            .success()
-            .stderr(contains("Vector told to reload by command"));
+            .success();
         assert_eq!(
             std::fs::read(&copy).expect("copied"),
             std::fs::read(&table).expect("table")
@@ -259,22 +253,24 @@ mod command {
             .arg(dir.path().join("a.csv"))
             .args(["--", "false"])
             .assert()
-            .success()
-            .stderr(contains("the reload command \"false\" failed"));
+            .success();
+        assert!(dir.path().join("a.csv").exists());
+        let started = std::time::Instant::now();
         bin_at(fake.address())
             .args(["dump", "--reload-timeout", "200ms", "-o"])
             .arg(dir.path().join("b.csv"))
             .args(["--", "sleep", "30"])
             .assert()
-            .success()
-            .stderr(contains("did not finish within"));
+            .success();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the hanging command was given up after its timeout"
+        );
         assert!(dir.path().join("b.csv").exists());
     }
 }
 
 mod discovery {
-    use predicates::str::contains;
-
     use super::SignalRecorder;
     use crate::util::{bin_at, web_cluster};
 
@@ -318,7 +314,7 @@ mod discovery {
         let name = unique_name("two");
         let first = SignalRecorder::spawn(first_dir.path(), &name);
         let second = SignalRecorder::spawn(second_dir.path(), &name);
-        dump_reloading_by_name(&name, first_dir.path()).stderr(contains("2 processes are named"));
+        dump_reloading_by_name(&name, first_dir.path());
         first.sync();
         second.sync();
         assert_eq!(first.count("HUP") + second.count("HUP"), 0);

@@ -1,9 +1,10 @@
 //! A running `nomad-alloc-table run` against the fake Nomad, observed through what it does: the
-//! table file (its rows, and each rename over it, counted with inotify), the requests the fake
-//! received and the signals the stand-in Vector got. Its log is kept for failure messages and
-//! for the few tests of the log lines themselves.
+//! table file (its rows, and each rename over it, counted with inotify), its metrics when it
+//! listens, the requests the fake received and the signals the stand-in Vector got. Its log is
+//! kept for failure messages, never for a test to read.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use notify::event::{ModifyKind, RenameMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use rustix::process::{Pid, Signal, kill_process};
 
-use super::{Patience, launch, parse_csv};
+use super::{Patience, free_address, launch, metrics, parse_csv};
 
 /// The timings `run` starts with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +76,8 @@ pub struct Daemon {
     pub alloc_dir: PathBuf,
     log: PathBuf,
     publishes: PublishCounter,
+    /// Where it serves `/metrics`, when it was started with `--listen`.
+    listen: Option<SocketAddr>,
     patience: Patience,
     /// Holds the table, the log and the alloc dir; handed back by [`Daemon::kill`].
     dir: Option<tempfile::TempDir>,
@@ -86,6 +89,14 @@ impl Daemon {
     pub fn start(fake: &FakeNomad, extra: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         Daemon::start_in(dir, fake, extra)
+    }
+
+    /// [`Daemon::start`] with `--listen` on a free address, for tests that read its metrics.
+    pub fn start_observed(fake: &FakeNomad, extra: &[&str]) -> Daemon {
+        let listen = free_address().to_string();
+        let mut args = vec!["--listen", &listen];
+        args.extend_from_slice(extra);
+        Daemon::start(fake, &args)
     }
 
     /// Starts `run` with the operator's defaults, as deployed: for the race test and the
@@ -158,12 +169,17 @@ impl Daemon {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn run");
+        let listen = extra
+            .windows(2)
+            .find(|w| w[0] == "--listen")
+            .map(|w| w[1].parse().expect("--listen takes an address"));
         Daemon {
             child,
             table,
             alloc_dir,
             log,
             publishes,
+            listen,
             patience,
             dir: Some(dir),
         }
@@ -186,15 +202,32 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("{e}; log:\n{}", self.log()));
     }
 
-    /// How many log lines contain `needle`.
-    pub fn count(&self, needle: &str) -> usize {
-        self.log().lines().filter(|l| l.contains(needle)).count()
+    /// Its metrics now (it must have been started with `--listen`).
+    pub fn scrape(&self) -> String {
+        metrics::scrape(self.listen.expect("started with --listen"))
     }
 
-    pub fn wait_for_log(&self, needle: &str, count: usize) {
-        self.wait_until(&format!("{count} log lines with {needle:?}"), || {
-            self.count(needle) >= count
-        });
+    /// How many full listings it has applied, whatever their reason (`resyncs_total`).
+    pub fn listings(&self) -> f64 {
+        metrics::total(&self.scrape(), "nomad_alloc_table_resyncs_total", &[])
+    }
+
+    /// How many of its listings were for `reason` (`interval`, `signal`, `reconnect`, …).
+    pub fn listings_for(&self, reason: &str) -> f64 {
+        metrics::total(
+            &self.scrape(),
+            "nomad_alloc_table_resyncs_total",
+            &[("reason", reason)],
+        )
+    }
+
+    /// How many responses with status `code` it has had from Nomad, on any endpoint.
+    pub fn responses(&self, code: &str) -> f64 {
+        metrics::total(
+            &self.scrape(),
+            "nomad_alloc_table_nomad_requests_total",
+            &[("code", code)],
+        )
     }
 
     /// The rows of the published table.
