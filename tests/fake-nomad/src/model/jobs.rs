@@ -44,18 +44,14 @@ impl Cluster {
         parent_id: &str,
         launch_unix: i64,
     ) -> String {
-        let parent = self
-            .job(namespace, parent_id)
-            .unwrap_or_else(|| panic!("no periodic job {namespace}/{parent_id}"))
-            .clone();
-        let mut child = parent;
-        child.id = format!("{parent_id}/periodic-{launch_unix}");
-        child.name = child.id.clone();
-        child.parent_id = parent_id.to_owned();
-        child.periodic = false;
-        let id = child.id.clone();
-        self.register_job(child);
-        id
+        self.register_child(
+            namespace,
+            parent_id,
+            format!("periodic-{launch_unix}"),
+            |child| {
+                child.periodic = false;
+            },
+        )
     }
 
     /// Dispatches a parameterized job; the dispatch meta is merged into the child's meta.
@@ -66,20 +62,37 @@ impl Cluster {
         meta: &[(&str, &str)],
         launch_unix: i64,
     ) -> String {
-        let parent = self
-            .job(namespace, parent_id)
-            .unwrap_or_else(|| panic!("no parameterized job {namespace}/{parent_id}"))
-            .clone();
         let suffix = self.rng.u32(..);
-        let mut child = parent;
-        child.id = format!("{parent_id}/dispatch-{launch_unix}-{suffix:08x}");
+        self.register_child(
+            namespace,
+            parent_id,
+            format!("dispatch-{launch_unix}-{suffix:08x}"),
+            |child| {
+                child.parameterized = false;
+                child.dispatched = true;
+                for (key, value) in meta {
+                    child.meta.insert((*key).to_owned(), (*value).to_owned());
+                }
+            },
+        )
+    }
+
+    /// Registers a child of `parent_id` named `<parent_id>/<suffix>`, with `edit` applied.
+    fn register_child(
+        &mut self,
+        namespace: &str,
+        parent_id: &str,
+        suffix: String,
+        edit: impl FnOnce(&mut Job),
+    ) -> String {
+        let mut child = self
+            .job(namespace, parent_id)
+            .unwrap_or_else(|| panic!("no parent job {namespace}/{parent_id}"))
+            .clone();
+        child.id = format!("{parent_id}/{suffix}");
         child.name = child.id.clone();
         child.parent_id = parent_id.to_owned();
-        child.parameterized = false;
-        child.dispatched = true;
-        for (key, value) in meta {
-            child.meta.insert((*key).to_owned(), (*value).to_owned());
-        }
+        edit(&mut child);
         let id = child.id.clone();
         self.register_job(child);
         id

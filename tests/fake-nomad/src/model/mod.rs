@@ -168,21 +168,25 @@ impl Cluster {
     /// closing every subscription.
     pub fn restore_snapshot(&mut self, index: u64) {
         self.index = index;
-        self.allocs_table_index = self.allocs_table_index.min(index);
-        self.nodes_table_index = self.nodes_table_index.min(index);
-        for alloc in self.allocations.values_mut() {
-            alloc.create_index = alloc.create_index.min(index);
-            alloc.modify_index = alloc.modify_index.min(index);
-            alloc.alloc_modify_index = alloc.alloc_modify_index.min(index);
-        }
-        for node in self.nodes.values_mut() {
-            node.create_index = node.create_index.min(index);
-            node.modify_index = node.modify_index.min(index);
-        }
-        for job in self.jobs.values_mut() {
-            job.create_index = job.create_index.min(index);
-            job.modify_index = job.modify_index.min(index);
-            job.job_modify_index = job.job_modify_index.min(index);
+        let allocs = self.allocations.values_mut().flat_map(|a| {
+            [
+                &mut a.create_index,
+                &mut a.modify_index,
+                &mut a.alloc_modify_index,
+            ]
+        });
+        let nodes =
+            (self.nodes.values_mut()).flat_map(|n| [&mut n.create_index, &mut n.modify_index]);
+        let jobs = self.jobs.values_mut().flat_map(|j| {
+            [
+                &mut j.create_index,
+                &mut j.modify_index,
+                &mut j.job_modify_index,
+            ]
+        });
+        let tables = [&mut self.allocs_table_index, &mut self.nodes_table_index];
+        for object_index in allocs.chain(nodes).chain(jobs).chain(tables) {
+            *object_index = (*object_index).min(index);
         }
         self.events.restart();
     }

@@ -1,23 +1,20 @@
 //! `GET /v1/allocations`: the stub listing of a namespace (or all), filtered by prefix and by a
 //! go-bexpr subset, cut in pages by Nomad's paginator.
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::Query;
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::authorize::authorize;
-use super::blocking::{Answer, BlockingQuery, blocking_read};
-use super::{AppState, text};
+use super::blocking::{Answer, Read};
+use super::text;
 use crate::json;
 use crate::model::Capability;
 
+/// What the listing takes from the query string beside a blocking read's parameters.
 #[derive(Deserialize)]
 pub(super) struct ListQuery {
-    index: Option<String>,
-    wait: Option<String>,
-    stale: Option<String>,
     namespace: Option<String>,
     prefix: Option<String>,
     filter: Option<String>,
@@ -70,11 +67,7 @@ fn create_index_and_id_token(
     (token, compared)
 }
 
-pub(super) async fn allocations(
-    State(shared): State<AppState>,
-    Query(query): Query<ListQuery>,
-    headers: HeaderMap,
-) -> Response {
+pub(super) async fn allocations(read: Read, Query(query): Query<ListQuery>) -> Response {
     let filter = match query.filter.as_deref().map(Filter::parse).transpose() {
         Ok(f) => f,
         Err(message) => {
@@ -97,19 +90,13 @@ pub(super) async fn allocations(
             );
         }
     };
-    let blocking = BlockingQuery {
-        index: query.index.clone(),
-        wait: query.wait.clone(),
-        stale: query.stale.clone(),
+    // `*` lists what the token may read; a namespace named must be readable as a whole.
+    let needs = if namespace == "*" {
+        Vec::new()
+    } else {
+        vec![Capability::read_job(&namespace)]
     };
-    blocking_read(&shared, &blocking, |cluster| {
-        // `*` lists what the token may read; a namespace named must be readable as a whole.
-        let needs = if namespace == "*" {
-            Vec::new()
-        } else {
-            vec![Capability::read_job(&namespace)]
-        };
-        let p = authorize(cluster, &headers, &needs)?;
+    read.answer(&needs, |cluster, p| {
         let mut matching: Vec<_> = cluster
             .allocations
             .values()

@@ -5,13 +5,16 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ApiError, Shared};
-use crate::model::Cluster;
+use super::authorize::authorize;
+use super::{ApiError, AppState};
+use crate::model::{Capability, Cluster, Policy};
 
 /// The longest a blocking query may wait (`MaxBlockingRPCQueryTime`).
 const MAX_BLOCKING_WAIT: Duration = Duration::from_secs(300);
@@ -25,10 +28,33 @@ struct Blocking {
 }
 
 #[derive(Deserialize)]
-pub(super) struct BlockingQuery {
-    pub(super) index: Option<String>,
-    pub(super) wait: Option<String>,
-    pub(super) stale: Option<String>,
+struct BlockingQuery {
+    index: Option<String>,
+    wait: Option<String>,
+    stale: Option<String>,
+}
+
+/// A blocking read of a request: what every read route takes from it (the shared state, its
+/// `index`, `wait` and `stale`, and the headers with its token), answered by [`Read::answer`].
+pub(super) struct Read {
+    shared: AppState,
+    query: BlockingQuery,
+    headers: HeaderMap,
+}
+
+impl FromRequestParts<AppState> for Read {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Read, Response> {
+        let Query(query) = Query::<BlockingQuery>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Read {
+            shared: state.clone(),
+            query,
+            headers: parts.headers.clone(),
+        })
+    }
 }
 
 impl Blocking {
@@ -103,81 +129,91 @@ pub fn parse_go_duration(raw: &str) -> Option<Duration> {
     Some(total)
 }
 
-/// Answers a read (after parsing `index`, `wait` and `stale`), blocking until its index passes
-/// `index` or `wait` (plus up to wait/16 of jitter) runs out. `read` returns the index and
-/// body, or an error response. A `stale` read is answered by the [`Follower`] when one is set.
-pub(super) async fn blocking_read<F, A>(shared: &Shared, query: &BlockingQuery, read: F) -> Response
-where
-    F: Fn(&Cluster) -> Result<A, ApiError>,
-    A: Into<Answer>,
-{
-    let blocking = match Blocking::parse(query) {
-        Ok(b) => b,
-        Err(error) => return error.into_response(),
-    };
-    let jitter = blocking.wait.mul_f64(fastrand::f64() / 16.0);
-    let deadline = tokio::time::Instant::now() + blocking.wait + jitter;
-    let mut changes = shared.index.subscribe();
-    loop {
-        let follower = if blocking.stale {
-            shared
-                .follower
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-        } else {
-            None
-        };
-        let answer = match &follower {
-            Some(follower) => read(&follower.frozen),
-            None => read(&shared.cluster()),
-        };
-        let timed_out = tokio::time::Instant::now() >= deadline;
-        let Answer {
-            index,
-            body,
-            next_token,
-        } = match answer {
-            Ok(answer) => answer.into(),
-            // Nomad's RPC blocks on the index first; the handler makes the 404 afterwards.
-            Err(error)
-                if !timed_out
-                    && blocking.min_index != 0
-                    && error.index.is_some_and(|index| index <= blocking.min_index) =>
-            {
-                if tokio::time::timeout_at(deadline, changes.changed())
-                    .await
-                    .is_ok_and(|changed| changed.is_err())
-                {
-                    return error.into_response();
-                }
-                continue;
-            }
+impl Read {
+    /// Answers the read (after parsing `index`, `wait` and `stale`), blocking until its index
+    /// passes `index` or `wait` (plus up to wait/16 of jitter) runs out. Each evaluation first
+    /// checks the caller's token for `needs` (a token revoked while the query waits is refused
+    /// then), then `read` returns the index and body, or an error response. A `stale` read is
+    /// answered by the [`Follower`](super::Follower) when one is set.
+    pub(super) async fn answer<F, A>(self, needs: &[Capability<'_>], read: F) -> Response
+    where
+        F: Fn(&Cluster, &Policy) -> Result<A, ApiError>,
+        A: Into<Answer>,
+    {
+        let Read {
+            shared,
+            query,
+            headers,
+        } = self;
+        let read = |cluster: &Cluster| read(cluster, &authorize(cluster, &headers, needs)?);
+        let blocking = match Blocking::parse(&query) {
+            Ok(b) => b,
             Err(error) => return error.into_response(),
         };
-        let respond = || {
-            let mut response = match &follower {
-                Some(f) => json_response_from(index, &body, f.known_leader, f.last_contact),
-                None => json_response(index, &body),
+        let jitter = blocking.wait.mul_f64(fastrand::f64() / 16.0);
+        let deadline = tokio::time::Instant::now() + blocking.wait + jitter;
+        let mut changes = shared.index.subscribe();
+        loop {
+            let follower = if blocking.stale {
+                shared
+                    .follower
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+            } else {
+                None
             };
-            if let Some(token) = next_token
-                .as_deref()
-                .and_then(|t| HeaderValue::from_str(t).ok())
-            {
-                response.headers_mut().insert("x-nomad-nexttoken", token);
+            let answer = match &follower {
+                Some(follower) => read(&follower.frozen),
+                None => read(&shared.cluster()),
+            };
+            let timed_out = tokio::time::Instant::now() >= deadline;
+            let Answer {
+                index,
+                body,
+                next_token,
+            } = match answer {
+                Ok(answer) => answer.into(),
+                // Nomad's RPC blocks on the index first; the handler makes the 404 afterwards.
+                Err(error)
+                    if !timed_out
+                        && blocking.min_index != 0
+                        && error.index.is_some_and(|index| index <= blocking.min_index) =>
+                {
+                    if tokio::time::timeout_at(deadline, changes.changed())
+                        .await
+                        .is_ok_and(|changed| changed.is_err())
+                    {
+                        return error.into_response();
+                    }
+                    continue;
+                }
+                Err(error) => return error.into_response(),
+            };
+            let respond = || {
+                let mut response = match &follower {
+                    Some(f) => json_response_from(index, &body, f.known_leader, f.last_contact),
+                    None => json_response(index, &body),
+                };
+                if let Some(token) = next_token
+                    .as_deref()
+                    .and_then(|t| HeaderValue::from_str(t).ok())
+                {
+                    response.headers_mut().insert("x-nomad-nexttoken", token);
+                }
+                response
+            };
+            let satisfied = blocking.min_index == 0 || index > blocking.min_index;
+            if satisfied || timed_out {
+                return respond();
             }
-            response
-        };
-        let satisfied = blocking.min_index == 0 || index > blocking.min_index;
-        if satisfied || timed_out {
-            return respond();
-        }
-        if tokio::time::timeout_at(deadline, changes.changed())
-            .await
-            .is_ok_and(|changed| changed.is_err())
-        {
-            // The fake is shutting down.
-            return respond();
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_ok_and(|changed| changed.is_err())
+            {
+                // The fake is shutting down.
+                return respond();
+            }
         }
     }
 }

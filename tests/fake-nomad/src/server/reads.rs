@@ -1,13 +1,13 @@
 //! The reads of the agent, nodes and single allocations: `/v1/agent/self`, `/v1/status/leader`,
 //! `/v1/nodes`, `/v1/node/:id`, `/v1/node/:id/allocations` and `/v1/allocation/:id`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::authorize::authorize;
-use super::blocking::{BlockingQuery, blocking_read};
+use super::blocking::Read;
 use super::{ApiError, AppState};
 use crate::json;
 use crate::model::Capability;
@@ -26,14 +26,8 @@ pub(super) async fn agent_self(State(shared): State<AppState>, headers: HeaderMa
         .into_response()
 }
 
-pub(super) async fn node(
-    State(shared): State<AppState>,
-    Path(node_id): Path<String>,
-    Query(query): Query<BlockingQuery>,
-    headers: HeaderMap,
-) -> Response {
-    blocking_read(&shared, &query, |cluster| {
-        authorize(cluster, &headers, &[Capability::NodeRead])?;
+pub(super) async fn node(Path(node_id): Path<String>, read: Read) -> Response {
+    read.answer(&[Capability::NodeRead], |cluster, _| {
         let node = cluster
             .nodes
             .get(&node_id)
@@ -45,13 +39,8 @@ pub(super) async fn node(
 
 /// `GET /v1/nodes`: every node as a `NodeListStub`, by ID (ACL `node:read`); the index is the
 /// nodes table's.
-pub(super) async fn nodes(
-    State(shared): State<AppState>,
-    Query(query): Query<BlockingQuery>,
-    headers: HeaderMap,
-) -> Response {
-    blocking_read(&shared, &query, |cluster| {
-        authorize(cluster, &headers, &[Capability::NodeRead])?;
+pub(super) async fn nodes(read: Read) -> Response {
+    read.answer(&[Capability::NodeRead], |cluster, _| {
         let stubs = cluster.nodes.values().map(json::node_stub).collect();
         Ok((cluster.nodes_table_index, Value::Array(stubs)))
     })
@@ -67,14 +56,8 @@ pub(super) async fn status_leader() -> Response {
         .into_response()
 }
 
-pub(super) async fn node_allocations(
-    State(shared): State<AppState>,
-    Path(node_id): Path<String>,
-    Query(query): Query<BlockingQuery>,
-    headers: HeaderMap,
-) -> Response {
-    blocking_read(&shared, &query, |cluster| {
-        let p = authorize(cluster, &headers, &[Capability::NodeRead])?;
+pub(super) async fn node_allocations(Path(node_id): Path<String>, read: Read) -> Response {
+    read.answer(&[Capability::NodeRead], |cluster, p| {
         // Allocations in namespaces the token cannot read are silently dropped.
         let allocs: Vec<Value> = cluster
             .node_allocations(&node_id)
@@ -90,14 +73,8 @@ pub(super) async fn node_allocations(
     .await
 }
 
-pub(super) async fn allocation(
-    State(shared): State<AppState>,
-    Path(alloc_id): Path<String>,
-    Query(query): Query<BlockingQuery>,
-    headers: HeaderMap,
-) -> Response {
-    blocking_read(&shared, &query, |cluster| {
-        let p = authorize(cluster, &headers, &[])?;
+pub(super) async fn allocation(Path(alloc_id): Path<String>, read: Read) -> Response {
+    read.answer(&[], |cluster, p| {
         // Not found: the RPC answers with the allocs table's index.
         let alloc = cluster.allocations.get(&alloc_id).ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, "alloc not found")
