@@ -104,6 +104,14 @@ impl Cluster {
         self.acl_enabled = true;
     }
 
+    /// Enables ACLs, with `tokens` (secret and policy) known.
+    pub fn enable_acl_with<'a>(&mut self, tokens: impl IntoIterator<Item = (&'a str, Policy)>) {
+        self.enable_acl();
+        for (secret, policy) in tokens {
+            self.add_token(secret, policy);
+        }
+    }
+
     pub fn add_token(&mut self, secret: &str, policy: Policy) {
         self.tokens.insert(secret.to_owned(), policy);
         self.commit(MessageType::Other, &[]);

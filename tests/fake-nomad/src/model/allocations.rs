@@ -270,14 +270,12 @@ fn task_state_for(status: ClientStatus, task: &Task, now: i64) -> Option<TaskSta
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Node, TaskGroup};
+    use crate::model::Node;
 
     fn cluster_with_web() -> (Cluster, String) {
         let mut c = Cluster::new(7);
         let node = c.add_node(Node::new("n1"));
-        c.register_job(
-            Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
-        );
+        c.register_job(Job::web());
         (c, node)
     }
 

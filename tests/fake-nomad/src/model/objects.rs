@@ -252,6 +252,12 @@ impl Job {
         Job::new(id, JobType::Batch)
     }
 
+    /// The scenarios' usual job: the service `web`, one group `api` running one task `server`
+    /// (docker).
+    pub fn web() -> Job {
+        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker")))
+    }
+
     pub fn namespace(mut self, namespace: &str) -> Job {
         self.namespace = namespace.to_owned();
         self
