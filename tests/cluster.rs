@@ -5,7 +5,7 @@
 use fake_nomad::{Cluster, FakeNomad, Hook, Job, Node, Task, TaskGroup};
 
 use crate::util::daemon::Daemon;
-use crate::util::{bin_at, parse_csv};
+use crate::util::{bin_at, dump_rows, fake_and_dir, stdout_of};
 
 /// Three nodes in three datacenters, none of them the agent's; the job `web` (a server and a
 /// prestart task) placed once on each. Returns the node IDs in order.
@@ -35,6 +35,16 @@ fn start(fake: &FakeNomad, extra: &[&str]) -> Daemon {
     Daemon::start_observed(fake, &args)
 }
 
+/// [`three_node_cluster`] served, and `run --scope cluster` with `extra` flags once it has
+/// published its six rows.
+fn following(extra: &[&str]) -> (FakeNomad, Vec<String>, Daemon) {
+    let (cluster, nodes) = three_node_cluster();
+    let fake = FakeNomad::start(cluster);
+    let daemon = start(&fake, extra);
+    daemon.wait_until("six rows", || daemon.rows().len() == 6);
+    (fake, nodes, daemon)
+}
+
 fn requests_to(fake: &FakeNomad, prefix: &str) -> Vec<fake_nomad::RecordedRequest> {
     fake.requests()
         .into_iter()
@@ -44,10 +54,7 @@ fn requests_to(fake: &FakeNomad, prefix: &str) -> Vec<fake_nomad::RecordedReques
 
 #[test]
 fn every_nodes_rows_have_their_own_node_columns_and_placements_anywhere_arrive() {
-    let (cluster, nodes) = three_node_cluster();
-    let fake = FakeNomad::start(cluster);
-    let daemon = start(&fake, &[]);
-    daemon.wait_until("six rows", || daemon.rows().len() == 6);
+    let (fake, nodes, daemon) = following(&[]);
     for (i, node) in nodes.iter().enumerate() {
         let name = ["a", "b", "c"][i];
         let rows: Vec<_> = daemon
@@ -88,10 +95,7 @@ fn every_nodes_rows_have_their_own_node_columns_and_placements_anywhere_arrive()
 
 #[test]
 fn a_node_that_leaves_keeps_its_rows_for_the_grace_period_then_they_go() {
-    let (cluster, nodes) = three_node_cluster();
-    let fake = FakeNomad::start(cluster);
-    let daemon = start(&fake, &["--grace", "4s", "--resync-interval", "1s"]);
-    daemon.wait_until("six rows", || daemon.rows().len() == 6);
+    let (fake, nodes, daemon) = following(&["--grace", "4s", "--resync-interval", "1s"]);
     let leaving = nodes[2].clone();
     let lost: Vec<String> = fake.update(|c| {
         c.node_down(&leaving);
@@ -171,15 +175,13 @@ fn the_listing_pages_through_every_allocation() {
     let (mut cluster, nodes) = three_node_cluster();
     cluster.place("default", "web", "api", &nodes[0]);
     cluster.place("default", "web", "api", &nodes[1]);
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, dir) = fake_and_dir(cluster);
     let table = dir.path().join("cluster.csv");
-    bin_at(fake.address())
-        .args(["dump", "--scope", "cluster", "--page-size", "2", "-o"])
-        .arg(&table)
-        .assert()
-        .success();
-    let rows = parse_csv(&std::fs::read(&table).expect("table"));
+    let rows = dump_rows(
+        fake.address(),
+        &table,
+        &["--scope", "cluster", "--page-size", "2"],
+    );
     assert_eq!(rows.len(), 10, "five allocations of two tasks");
     let pages = requests_to(&fake, "/v1/allocations");
     assert_eq!(pages.len(), 3, "pages of 2, 2 and 1: {pages:?}");
@@ -192,22 +194,14 @@ fn the_listing_pages_through_every_allocation() {
         2
     );
     // print-table shows exactly what dump wrote.
-    let printed = bin_at(fake.address())
-        .args(["print-table", "--scope", "cluster", "--format", "csv"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let print_table = ["print-table", "--scope", "cluster", "--format", "csv"];
+    let printed = stdout_of(bin_at(fake.address()).args(print_table));
     assert_eq!(printed, std::fs::read(&table).expect("table"));
 }
 
 #[test]
 fn a_node_event_changes_its_rows_without_a_resync() {
-    let (cluster, nodes) = three_node_cluster();
-    let fake = FakeNomad::start(cluster);
-    let daemon = start(&fake, &[]);
-    daemon.wait_until("six rows", || daemon.rows().len() == 6);
+    let (fake, nodes, daemon) = following(&[]);
     let listings = daemon.listings();
     assert!(listings >= 1.0, "the first listing is counted");
     // The node re-registers in another datacenter (a client restarted with a new config).

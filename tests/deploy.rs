@@ -158,26 +158,19 @@ fn every_job_runs_dump_before_vector_and_run_beside_it_with_flags_that_exist() {
                 &format!("{} task {}", job.display(), invocation.task),
             );
         }
-        let dump = found
-            .iter()
-            .find(|i| i.args.first().map(String::as_str) == Some("dump"))
-            .unwrap_or_else(|| panic!("{}: no dump task", job.display()));
-        assert_eq!(
-            dump.lifecycle,
-            Some(("prestart".to_owned(), false)),
-            "{}: dump must finish before Vector",
-            job.display()
-        );
-        let run = found
-            .iter()
-            .find(|i| i.args.first().map(String::as_str) == Some("run"))
-            .unwrap_or_else(|| panic!("{}: no run task", job.display()));
-        assert_eq!(
-            run.lifecycle,
-            Some(("prestart".to_owned(), true)),
-            "{}: run is a prestart sidecar",
-            job.display()
-        );
+        // dump finishes before Vector starts; run is a prestart sidecar beside it.
+        for (command, lifecycle) in [("dump", false), ("run", true)] {
+            let task = found
+                .iter()
+                .find(|i| i.args.first().map(String::as_str) == Some(command))
+                .unwrap_or_else(|| panic!("{}: no {command} task", job.display()));
+            assert_eq!(
+                task.lifecycle,
+                Some(("prestart".to_owned(), lifecycle)),
+                "{}: {command}",
+                job.display()
+            );
+        }
     }
 }
 
@@ -534,6 +527,16 @@ fn the_vrl_check_uses_the_vrl_of_the_pinned_vector() {
     assert_eq!(vrl, expected, "Vector {vector} runs vrl {expected}");
 }
 
+/// The aggregator's one enabled sink (the others are commented out), fed by `input`.
+fn the_one_sink<'a>(aggregator: &'a yaml_rust2::Yaml, input: &str) -> &'a yaml_rust2::Yaml {
+    let sinks = aggregator["sinks"].as_hash().expect("sinks");
+    assert_eq!(sinks.len(), 1, "one sink enabled, the others commented out");
+    let sink = sinks.values().next().expect("one");
+    let inputs = sink["inputs"].as_vec().expect("inputs");
+    assert_eq!(inputs[0].as_str(), Some(input));
+    sink
+}
+
 fn yaml_file(path: &str) -> yaml_rust2::Yaml {
     let text = std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
     yaml_rust2::YamlLoader::load_from_str(&text)
@@ -562,12 +565,7 @@ fn the_cluster_aggregator_labels_from_the_cluster_table() {
         Some("/var/lib/nomad-alloc-table/cluster.csv"),
         "the cluster-scope table"
     );
-    let sinks = aggregator["sinks"].as_hash().expect("sinks");
-    assert_eq!(sinks.len(), 1, "one sink enabled, the others commented out");
-    for sink in sinks.values() {
-        let inputs = sink["inputs"].as_vec().expect("inputs");
-        assert_eq!(inputs[0].as_str(), Some("nomad_labelled"));
-    }
+    the_one_sink(&aggregator, "nomad_labelled");
 }
 
 #[test]
@@ -596,13 +594,10 @@ fn agents_send_labelled_lines_to_the_aggregator_over_verified_tls() {
         Some(true),
         "only agents with a certificate from the CA may send"
     );
-    let sinks = aggregator["sinks"].as_hash().expect("sinks");
-    assert_eq!(sinks.len(), 1, "one sink enabled, the others commented out");
-    for sink in sinks.values() {
-        let inputs = sink["inputs"].as_vec().expect("inputs");
-        assert_eq!(inputs[0].as_str(), Some("agents"));
-        assert_ne!(sink["type"].as_str(), Some("console"));
-    }
+    assert_ne!(
+        the_one_sink(&aggregator, "agents")["type"].as_str(),
+        Some("console")
+    );
     assert!(
         aggregator["transforms"].is_badvalue(),
         "no VRL at the aggregator: the lines arrive labelled"

@@ -11,7 +11,7 @@ use rustix::process::Signal;
 
 use crate::util::daemon::Daemon;
 use crate::util::vector::SignalRecorder;
-use crate::util::{TokenFileCluster, bin_at, web_cluster};
+use crate::util::{TokenFileCluster, bin_at, dump, fake_and_dir, web_cluster};
 
 fn place(fake: &FakeNomad, node: &str) -> String {
     fake.update(|c| c.place("default", "web", "api", node))
@@ -137,8 +137,7 @@ fn two_processes_retry_with_different_jitter() {
 #[test]
 fn publishes_waiting_out_the_reload_interval_are_one_reload() {
     let (cluster, node) = web_cluster();
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, dir) = fake_and_dir(cluster);
     let vector = SignalRecorder::spawn(dir.path(), "vector");
     let daemon = Daemon::start(
         &fake,
@@ -168,8 +167,7 @@ fn publishes_waiting_out_the_reload_interval_are_one_reload() {
 #[test]
 fn temporary_files_of_killed_publishes_are_removed_at_start() {
     let (cluster, _node) = web_cluster();
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, dir) = fake_and_dir(cluster);
     let table = dir.path().join("allocs.csv");
     let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3_600);
     let left = |name: &str| {
@@ -186,11 +184,7 @@ fn temporary_files_of_killed_publishes_are_removed_at_start() {
         .map(|i| left(&format!(".allocs.csv.k{i}lLeD.tmp")))
         .collect();
     let foreign = left(".other.csv.k0lLeD.tmp");
-    bin_at(fake.address())
-        .args(["dump", "-o"])
-        .arg(&table)
-        .assert()
-        .success();
+    dump(&mut bin_at(fake.address()), &table, &[]);
     for path in &stale {
         assert!(!path.exists(), "{} left behind", path.display());
     }

@@ -12,11 +12,11 @@
 
 use std::time::{Duration, Instant};
 
-use fake_nomad::{FakeNomad, StreamFault};
+use fake_nomad::StreamFault;
 
 use crate::util::daemon::Daemon;
 use crate::util::vector::SimulatedVector;
-use crate::util::web_cluster;
+use crate::util::{fake_and_dir, web_cluster};
 
 /// Client delays, as the issue asks.
 const DELAYS_MS: [u64; 5] = [0, 50, 200, 500, 1_000];
@@ -56,8 +56,7 @@ enum Watch {
 fn measure(watch: Watch, signal: &'static str) -> Vec<Outcome> {
     let (mut cluster, node) = web_cluster();
     cluster.events.capacity = 1_000;
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, dir) = fake_and_dir(cluster);
     let vector = SimulatedVector::listen(Daemon::table_in(dir.path()), signal);
     let mut flags = vector.flags();
     flags.extend([

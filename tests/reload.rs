@@ -3,31 +3,55 @@
 //! recording every signal it receives in a log file.
 
 use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::process::Command;
 
 use fake_nomad::FakeNomad;
 
 use crate::util::vector::SignalRecorder;
-use crate::util::{bin_at, web_cluster};
+use crate::util::{bin_at, dump, fake_and_dir, web_cluster};
 
-fn fake_with_one_alloc() -> (FakeNomad, String) {
-    let (cluster, node) = web_cluster();
-    (FakeNomad::start(cluster), node)
+/// The fake with one placed allocation, a stand-in process named `name`, and where `dump`
+/// publishes; `dump(extra)` runs it there.
+struct Setup {
+    fake: FakeNomad,
+    node: String,
+    process: SignalRecorder,
+    table: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(name: &str) -> Setup {
+        let (cluster, node) = web_cluster();
+        let (fake, dir) = fake_and_dir(cluster);
+        let process = SignalRecorder::spawn(dir.path(), name);
+        let table = dir.path().join("allocs.csv");
+        Setup {
+            fake,
+            node,
+            process,
+            table,
+            dir,
+        }
+    }
+
+    /// `dump <extra>` into the table.
+    fn dump(&self, extra: &[&str]) {
+        dump(&mut bin_at(self.fake.address()), &self.table, extra);
+    }
+
+    /// `dump --vector-pid <the stand-in's PID>` into the table.
+    fn dump_reloading_it(&self) {
+        self.dump(&["--vector-pid", &self.process.pid().to_string()]);
+    }
 }
 
 #[test]
 fn a_changed_table_reloads_vector_once_and_an_unchanged_one_never() {
-    let (fake, node) = fake_with_one_alloc();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let vector = SignalRecorder::spawn(dir.path(), "vector");
-    let table = dir.path().join("allocs.csv");
-    let dump = || {
-        let mut cmd = bin_at(fake.address());
-        cmd.args(["dump", "--vector-pid", &vector.pid().to_string(), "-o"])
-            .arg(&table);
-        cmd
-    };
-    dump().assert().success();
+    let setup = Setup::new("vector");
+    let vector = &setup.process;
+    setup.dump_reloading_it();
     vector.sync();
     assert_eq!(vector.names(), ["ready", "HUP", "USR2"]);
     let entries = vector.entries();
@@ -36,9 +60,9 @@ fn a_changed_table_reloads_vector_once_and_an_unchanged_one_never() {
         "a process younger than a second must not be signalled: {entries:?}"
     );
 
-    let published = std::fs::metadata(&table).expect("table");
-    dump().assert().success();
-    let after = std::fs::metadata(&table).expect("table");
+    let published = std::fs::metadata(&setup.table).expect("table");
+    setup.dump_reloading_it();
+    let after = std::fs::metadata(&setup.table).expect("table");
     assert_eq!(
         (after.ino(), after.modified().ok()),
         (published.ino(), published.modified().ok()),
@@ -51,10 +75,10 @@ fn a_changed_table_reloads_vector_once_and_an_unchanged_one_never() {
         "no reload for unchanged content"
     );
 
-    fake.update(|c| {
-        c.place("default", "web", "api", &node);
-    });
-    dump().assert().success();
+    setup
+        .fake
+        .update(|c| c.place("default", "web", "api", &setup.node));
+    setup.dump_reloading_it();
     vector.sync();
     assert_eq!(
         vector.names(),
@@ -64,55 +88,35 @@ fn a_changed_table_reloads_vector_once_and_an_unchanged_one_never() {
 
 #[test]
 fn a_process_with_another_name_is_never_signalled() {
-    let (fake, _node) = fake_with_one_alloc();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let impostor = SignalRecorder::spawn(dir.path(), "not-vector");
-    let table = dir.path().join("allocs.csv");
-    bin_at(fake.address())
-        .args(["dump", "--vector-pid", &impostor.pid().to_string(), "-o"])
-        .arg(&table)
-        .assert()
-        .success();
-    impostor.sync();
-    assert_eq!(impostor.names(), ["ready", "USR2"]);
+    let setup = Setup::new("not-vector");
+    setup.dump_reloading_it();
+    setup.process.sync();
+    assert_eq!(setup.process.names(), ["ready", "USR2"]);
     assert!(
-        table.exists(),
+        setup.table.exists(),
         "the table is published even when the reload is refused"
     );
 }
 
 #[test]
 fn a_pidfile_and_a_custom_signal_are_honoured() {
-    let (fake, _node) = fake_with_one_alloc();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let vector = SignalRecorder::spawn(dir.path(), "vector");
-    let pidfile = dir.path().join("vector.pid");
-    std::fs::write(&pidfile, format!("{}\n", vector.pid())).expect("write pidfile");
-    bin_at(fake.address())
-        .args(["dump", "--reload-signal", "SIGUSR1", "--vector-pidfile"])
-        .arg(&pidfile)
-        .arg("-o")
-        .arg(dir.path().join("allocs.csv"))
-        .assert()
-        .success();
-    vector.sync();
-    assert_eq!(vector.names(), ["ready", "USR1", "USR2"]);
+    let setup = Setup::new("vector");
+    let pidfile = setup.dir.path().join("vector.pid");
+    std::fs::write(&pidfile, format!("{}\n", setup.process.pid())).expect("write pidfile");
+    let pidfile = pidfile.to_str().expect("utf8");
+    setup.dump(&["--reload-signal", "SIGUSR1", "--vector-pidfile", pidfile]);
+    setup.process.sync();
+    assert_eq!(setup.process.names(), ["ready", "USR1", "USR2"]);
 }
 
 #[test]
 fn a_vanished_process_is_a_warning_not_a_lost_table() {
-    let (fake, _node) = fake_with_one_alloc();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let setup = Setup::new("vector");
     let mut gone = Command::new("true").spawn().expect("spawn");
     let pid = gone.id();
     gone.wait().expect("reaped");
-    let table = dir.path().join("allocs.csv");
-    bin_at(fake.address())
-        .args(["dump", "--vector-pid", &pid.to_string(), "-o"])
-        .arg(&table)
-        .assert()
-        .success();
-    assert!(table.exists());
+    setup.dump(&["--vector-pid", &pid.to_string()]);
+    assert!(setup.table.exists());
 }
 
 mod nomad_task {
@@ -120,7 +124,7 @@ mod nomad_task {
     use predicates::prelude::*;
     use predicates::str::contains;
 
-    use crate::util::{bin_at, web_cluster};
+    use crate::util::{bin_at, fake_and_dir, web_cluster};
 
     /// The fake with a Vector system job allocation beside the web allocation.
     fn with_vector_task() -> (fake_nomad::Cluster, String) {
@@ -169,8 +173,7 @@ mod nomad_task {
     #[test]
     fn a_changed_table_signals_the_vector_task_through_nomad() {
         let (cluster, vector_alloc) = with_vector_task();
-        let fake = FakeNomad::start(cluster);
-        let dir = tempfile::tempdir().expect("tempdir");
+        let (fake, dir) = fake_and_dir(cluster);
         let dump = || {
             let mut cmd = bin_at(fake.address());
             cmd.env("NOMAD_ALLOC_ID", &vector_alloc)
@@ -194,10 +197,8 @@ mod nomad_task {
     #[test]
     fn without_alloc_lifecycle_the_reload_is_a_warning_naming_it() {
         let (mut cluster, vector_alloc) = with_vector_task();
-        cluster.enable_acl();
-        cluster.add_token("reader", Policy::alloc_table_reader());
-        let fake = FakeNomad::start(cluster);
-        let dir = tempfile::tempdir().expect("tempdir");
+        cluster.enable_acl_with([("reader", Policy::alloc_table_reader())]);
+        let (fake, dir) = fake_and_dir(cluster);
         let table = dir.path().join("allocs.csv");
         bin_at(fake.address())
             .env("NOMAD_TOKEN", "reader")
