@@ -7,41 +7,206 @@
 
 use std::time::{Duration, Instant};
 
-use fake_nomad::{FakeNomad, Fault, Policy, StreamFault};
+use fake_nomad::{Cluster, FakeNomad, Fault, Policy, StreamFault};
 
 mod common;
 
 use common::util::daemon::Daemon;
 use common::util::{TokenFileCluster, web_cluster};
 
+/// A fault: what it is, what the time is measured from, and the scenario that measures it.
+type Scenario = (&'static str, &'static str, fn() -> Duration);
+
+const FAULTS: [Scenario; 9] = [
+    ("Nomad down for 20 s at start", "its return", down_at_start),
+    ("5xx for 20 s mid-run", "its end", errors_mid_run),
+    ("stream cut mid-frame", "the placement", cut_mid_frame),
+    (
+        "server restart, placement while down",
+        "the restart",
+        restart_with_a_gap,
+    ),
+    ("silent stream", "the placement", silent_stream),
+    (
+        "subscription without response headers",
+        "the placement",
+        subscription_without_headers,
+    ),
+    ("hung listing for 5 s", "its end", hung_requests),
+    (
+        "403, then the token file rotated",
+        "the rotation",
+        token_rotated,
+    ),
+    (
+        "index reset, then an in-place update",
+        "the update",
+        index_reset_then_update,
+    ),
+];
+
+/// `run` as deployed against the fake, once its first table is published.
+struct Running {
+    fake: FakeNomad,
+    node: String,
+    run: Daemon,
+}
+
+impl Running {
+    /// The web cluster (as `change` leaves it) served, and `run` with `extra` flags past its
+    /// first heartbeat: the stream is healthy.
+    fn start(change: impl FnOnce(&mut Cluster), extra: &[&str]) -> Running {
+        let (mut cluster, node) = web_cluster();
+        change(&mut cluster);
+        let fake = FakeNomad::start(cluster);
+        let run = Daemon::start_deployed(&fake, extra);
+        run.wait_for_alloc(&first(&fake));
+        std::thread::sleep(Duration::from_millis(500));
+        Running { fake, node, run }
+    }
+
+    fn place(&self) -> String {
+        self.fake
+            .update(|c| c.place("default", "web", "api", &self.node))
+    }
+
+    /// Waits for `id` in the table; returns when it appeared, measured from `since`.
+    fn time_to_row(&self, id: &str, since: Instant) -> Duration {
+        self.run.wait_for_alloc(id);
+        since.elapsed()
+    }
+}
+
 fn first(fake: &FakeNomad) -> String {
     fake.read(|c| c.allocations.keys().next().expect("one").clone())
 }
 
-/// Waits for `id` in the table; returns when it appeared, measured from `since`.
-fn time_to_row(run: &Daemon, id: &str, since: Instant) -> Duration {
-    run.wait_for_alloc(id);
-    since.elapsed()
+fn no_leader() -> Option<Fault> {
+    Some(Fault::Status(500, "rpc error: No cluster leader".into()))
 }
 
-/// A started `run` with its first table published.
-fn started(fake: &FakeNomad, extra: &[&str]) -> Daemon {
-    let run = Daemon::start_deployed(fake, extra);
-    run.wait_for_alloc(&first(fake));
-    // Past the first heartbeat: the stream is healthy.
+fn down_at_start() -> Duration {
+    let (cluster, _node) = web_cluster();
+    let fake = FakeNomad::start(cluster);
+    fake.set_fault(no_leader());
+    let run = Daemon::start_deployed(&fake, &[]);
+    std::thread::sleep(Duration::from_secs(20));
+    fake.set_fault(None);
+    let back = Instant::now();
+    run.wait_for_alloc(&first(&fake));
+    back.elapsed()
+}
+
+/// Every request fails with `fault` (and the stream is cut) for `duration`, with a placement
+/// made meanwhile; the time from the end of the fault to its row.
+fn failing_for(fault: Option<Fault>, duration: Duration) -> Duration {
+    let running = Running::start(|_| {}, &[]);
+    running.fake.set_fault(fault);
+    running.fake.update(|c| c.restart_server(|_| {}));
+    let during = running.place();
+    std::thread::sleep(duration);
+    running.fake.set_fault(None);
+    running.time_to_row(&during, Instant::now())
+}
+
+fn errors_mid_run() -> Duration {
+    failing_for(no_leader(), Duration::from_secs(20))
+}
+
+fn hung_requests() -> Duration {
+    failing_for(Some(Fault::NoHeaders), Duration::from_secs(5))
+}
+
+/// The stream suffers `fault`; the time from a placement then to its row.
+fn stream_fault(fault: StreamFault) -> Duration {
+    let running = Running::start(|_| {}, &[]);
+    running.fake.set_stream(|s| s.fault = Some(fault));
+    let placed_at = Instant::now();
+    let placed = running.place();
+    running.time_to_row(&placed, placed_at)
+}
+
+fn cut_mid_frame() -> Duration {
+    stream_fault(StreamFault::CloseMidFrame)
+}
+
+/// No byte, not even heartbeats: the read deadline (75 s) ends it.
+fn silent_stream() -> Duration {
+    stream_fault(StreamFault::Stall)
+}
+
+fn restart_with_a_gap() -> Duration {
+    let running = Running::start(|_| {}, &[]);
+    let restarted_at = Instant::now();
+    let lost = running.fake.update(|c| {
+        let mut lost = String::new();
+        c.restart_server(|c| lost = c.place("default", "web", "api", &running.node));
+        lost
+    });
+    running.time_to_row(&lost, restarted_at)
+}
+
+/// The header deadline (10 s) ends the subscription that never got its headers.
+fn subscription_without_headers() -> Duration {
+    let running = Running::start(|_| {}, &[]);
+    running
+        .fake
+        .set_stream(|s| s.fault = Some(StreamFault::NoHeaders));
+    running.fake.update(|c| c.restart_server(|_| {}));
     std::thread::sleep(Duration::from_millis(500));
-    run
+    running.fake.set_stream(|s| s.fault = None);
+    let placed_at = Instant::now();
+    let hung = running.place();
+    running.time_to_row(&hung, placed_at)
 }
 
-fn place(fake: &FakeNomad, node: &str) -> String {
-    fake.update(|c| c.place("default", "web", "api", node))
-}
-
-fn report(fault: &str, measured_from: &str, took: Duration) {
-    println!(
-        "{fault:<52} {measured_from:<28} {:>8.2} s",
-        took.as_secs_f64()
+fn token_rotated() -> Duration {
+    let setup = TokenFileCluster::start("first", "first");
+    let args = setup.args();
+    let run = Daemon::start_deployed(
+        &setup.fake,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
+    run.wait_for_alloc(&first(&setup.fake));
+    std::thread::sleep(Duration::from_millis(500));
+    setup.fake.update(|c| {
+        c.revoke_token("first");
+        c.add_token("second", Policy::alloc_table_reader());
+    });
+    let during = setup
+        .fake
+        .update(|c| c.place("default", "web", "api", &setup.node));
+    std::thread::sleep(Duration::from_secs(2));
+    let rotated = Instant::now();
+    setup.write_token("second");
+    run.wait_for_alloc(&during);
+    rotated.elapsed()
+}
+
+/// A snapshot restore (indexes go backwards), then an in-place update.
+fn index_reset_then_update() -> Duration {
+    let running = Running::start(|c| c.index = 5_000, &["--columns", "job_version"]);
+    let kept = running.place();
+    running.time_to_row(&kept, Instant::now());
+    running.fake.update(|c| c.restore_snapshot(100));
+    std::thread::sleep(Duration::from_millis(500));
+    let updated_at = Instant::now();
+    running.fake.update(|c| {
+        c.update_in_place(&kept, |job| {
+            job.meta.insert("rev".into(), "2".into());
+        })
+    });
+    let version = running
+        .fake
+        .read(|c| c.allocation(&kept).job.version.to_string());
+    running.run.wait_until("the new version in the table", || {
+        running
+            .run
+            .rows()
+            .iter()
+            .any(|r| r["alloc_id"] == kept && r["job_version"] == version)
+    });
+    updated_at.elapsed()
 }
 
 fn main() {
@@ -49,169 +214,10 @@ fn main() {
         "{:<52} {:<28} {:>10}",
         "fault", "measured from", "to the row"
     );
-
-    // Nomad down at start for 20 s (every request 500), then back.
-    let (c, _node) = web_cluster();
-    let fake = FakeNomad::start(c);
-    fake.set_fault(Some(Fault::Status(
-        500,
-        "rpc error: No cluster leader".into(),
-    )));
-    let run = Daemon::start_deployed(&fake, &[]);
-    std::thread::sleep(Duration::from_secs(20));
-    fake.set_fault(None);
-    let back = Instant::now();
-    report(
-        "Nomad down for 20 s at start",
-        "its return",
-        time_to_row(&run, &first(&fake), back),
-    );
-    drop(run);
-
-    // A 5xx burst of 20 s mid-run, with a placement during it.
-    let (c, node) = web_cluster();
-    let fake = FakeNomad::start(c);
-    let run = started(&fake, &[]);
-    fake.set_fault(Some(Fault::Status(
-        500,
-        "rpc error: No cluster leader".into(),
-    )));
-    fake.update(|c| c.restart_server(|_| {}));
-    let during = place(&fake, &node);
-    std::thread::sleep(Duration::from_secs(20));
-    fake.set_fault(None);
-    let back = Instant::now();
-    report(
-        "5xx for 20 s mid-run",
-        "its end",
-        time_to_row(&run, &during, back),
-    );
-    drop(run);
-
-    // The stream cut mid-frame.
-    let (c, node) = web_cluster();
-    let fake = FakeNomad::start(c);
-    let run = started(&fake, &[]);
-    fake.set_stream(|s| s.fault = Some(StreamFault::CloseMidFrame));
-    let placed_at = Instant::now();
-    let cut = place(&fake, &node);
-    report(
-        "stream cut mid-frame",
-        "the placement",
-        time_to_row(&run, &cut, placed_at),
-    );
-    drop(run);
-
-    // A server restart with a placement while it was down (an index gap).
-    let (c, node) = web_cluster();
-    let fake = FakeNomad::start(c);
-    let run = started(&fake, &[]);
-    let restarted_at = Instant::now();
-    let lost = fake.update(|c| {
-        let mut lost = String::new();
-        c.restart_server(|c| lost = c.place("default", "web", "api", &node));
-        lost
-    });
-    report(
-        "server restart, placement while down",
-        "the restart",
-        time_to_row(&run, &lost, restarted_at),
-    );
-    drop(run);
-
-    // A silent stream (no byte, not even heartbeats): the read deadline (75 s) ends it.
-    let (c, node) = web_cluster();
-    let fake = FakeNomad::start(c);
-    let run = started(&fake, &[]);
-    fake.set_stream(|s| s.fault = Some(StreamFault::Stall));
-    let placed_at = Instant::now();
-    let missed = place(&fake, &node);
-    report(
-        "silent stream",
-        "the placement",
-        time_to_row(&run, &missed, placed_at),
-    );
-    drop(run);
-
-    // A subscription that never gets response headers: the header deadline (10 s) ends it.
-    let (c, node) = web_cluster();
-    let fake = FakeNomad::start(c);
-    let run = started(&fake, &[]);
-    fake.set_stream(|s| s.fault = Some(StreamFault::NoHeaders));
-    fake.update(|c| c.restart_server(|_| {}));
-    std::thread::sleep(Duration::from_millis(500));
-    fake.set_stream(|s| s.fault = None);
-    let placed_at = Instant::now();
-    let hung = place(&fake, &node);
-    report(
-        "subscription without response headers",
-        "the placement",
-        time_to_row(&run, &hung, placed_at),
-    );
-    drop(run);
-
-    // Every request hangs without headers for 5 s (the listing too), then answers again.
-    let (c, node) = web_cluster();
-    let fake = FakeNomad::start(c);
-    let run = started(&fake, &[]);
-    fake.set_fault(Some(Fault::NoHeaders));
-    fake.update(|c| c.restart_server(|_| {}));
-    let during = place(&fake, &node);
-    std::thread::sleep(Duration::from_secs(5));
-    fake.set_fault(None);
-    let back = Instant::now();
-    report(
-        "hung listing for 5 s",
-        "its end",
-        time_to_row(&run, &during, back),
-    );
-    drop(run);
-
-    // The token revoked, then rotated in the token file.
-    let setup = TokenFileCluster::start("first", "first");
-    let (fake, node) = (&setup.fake, &setup.node);
-    let args = setup.args();
-    let run = started(fake, &args.iter().map(String::as_str).collect::<Vec<_>>());
-    fake.update(|c| {
-        c.revoke_token("first");
-        c.add_token("second", Policy::alloc_table_reader());
-    });
-    let during = place(fake, node);
-    std::thread::sleep(Duration::from_secs(2));
-    let rotated = Instant::now();
-    setup.write_token("second");
-    report(
-        "403, then the token file rotated",
-        "the rotation",
-        time_to_row(&run, &during, rotated),
-    );
-    drop(run);
-
-    // A snapshot restore (indexes go backwards), then an in-place update.
-    let (mut c, node) = web_cluster();
-    c.index = 5_000;
-    let fake = FakeNomad::start(c);
-    let run = started(&fake, &["--columns", "job_version"]);
-    let kept = place(&fake, &node);
-    time_to_row(&run, &kept, Instant::now());
-    fake.update(|c| c.restore_snapshot(100));
-    std::thread::sleep(Duration::from_millis(500));
-    let updated_at = Instant::now();
-    fake.update(|c| {
-        c.update_in_place(&kept, |job| {
-            job.meta.insert("rev".into(), "2".into());
-        })
-    });
-    let version = fake.read(|c| c.allocation(&kept).job.version.to_string());
-    run.wait_until("the new version in the table", || {
-        run.rows()
-            .iter()
-            .any(|r| r["alloc_id"] == kept && r["job_version"] == version)
-    });
-    report(
-        "index reset, then an in-place update",
-        "the update",
-        updated_at.elapsed(),
-    );
-    drop(run);
+    for (fault, measured_from, heal) in FAULTS {
+        println!(
+            "{fault:<52} {measured_from:<28} {:>8.2} s",
+            heal().as_secs_f64()
+        );
+    }
 }
