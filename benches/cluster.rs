@@ -15,17 +15,13 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fake_nomad::generate::{Shape, cluster};
-use fake_nomad::lifecycle::ClusterChurn;
-use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
+use fake_nomad::generate::Shape;
 
 use common::{
-    SignalListener, SimulatedVector, churn_in_background, current_rss_kib, launch, percentile,
-    setting, start_cluster_run, usage, wait_until,
+    Experiment, Latencies, churn_in_background, current_rss_kib, print_table, setting, usage,
 };
 
 const NODES: usize = 1_000;
@@ -44,8 +40,7 @@ struct Cell {
     listing_bytes: u64,
     bytes_per_hour: f64,
     requests_per_hour: f64,
-    p50: Duration,
-    p99: Duration,
+    latencies: Latencies,
     cpu_seconds_per_hour: f64,
     peak_rss_mib: f64,
     rss_mib: f64,
@@ -55,33 +50,13 @@ struct Cell {
 }
 
 fn measure(allocations: usize, churn_rate: f64, window: Duration, probes: usize) -> Cell {
-    let mut generated = cluster(&Shape {
+    let shape = Shape {
         allocations,
         nodes: NODES,
         seed: 33,
-    });
-    generated.register_job(
-        Job::service("probe").group(TaskGroup::new("g").task(Task::new("t", "exec"))),
-    );
-    let node_ids: Vec<String> = generated.nodes.keys().cloned().collect();
-    let churn = ClusterChurn::new(&generated, 33);
-    let fake = Arc::new(FakeNomad::start(generated));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let table = dir.path().join("allocs.csv");
-    let vector = Arc::new(SimulatedVector::new(table.clone()));
-    let listener = SignalListener::start({
-        let vector = vector.clone();
-        move || vector.reload()
-    });
-    let flags = launch::reload_this_process("SIGUSR1");
-    let started = Instant::now();
-    let mut run = start_cluster_run(
-        &fake,
-        dir.path(),
-        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    wait_until("the first reload", || vector.count() > 0);
-    let start_seconds = started.elapsed().as_secs_f64();
+    };
+    let (experiment, churn) = Experiment::start(&shape, &["--scope", "cluster"]);
+    let Experiment { fake, run, .. } = &experiment;
     let start_bytes = fake.bytes_sent();
     let routes = fake.bytes_by_route();
     let listing_bytes = ["/v1/allocations", "/v1/nodes"]
@@ -93,53 +68,55 @@ fn measure(allocations: usize, churn_rate: f64, window: Duration, probes: usize)
         .iter()
         .filter(|r| r.path.starts_with("/v1/allocation/"))
         .count();
+    let node_ids: Vec<String> = fake.read(|c| c.nodes.keys().cloned().collect());
     let (stop, churning) = churn_in_background(fake.clone(), churn, churn_rate, |_, _| {});
-    let bytes_before = fake.bytes_sent();
-    let requests_before = fake.requests().len();
-    let reloads_before = vector.count();
-    let (cpu_before, _) = usage(run.id());
-    let window_start = Instant::now();
-    std::thread::sleep(window);
-    let elapsed = window_start.elapsed();
-    let bytes = fake.bytes_sent() - bytes_before;
-    let requests = fake.requests().len() - requests_before;
-    let reloads = vector.count() - reloads_before;
-    let (cpu_after, _) = usage(run.id());
-    let mut latencies = Vec::with_capacity(probes);
-    for i in 0..probes {
-        std::thread::sleep(Duration::from_millis(2_500));
-        let node = &node_ids[(i * 397) % node_ids.len()];
-        latencies.push(vector.probe(|| fake.update(|c| c.place("default", "probe", "g", node))));
-    }
+    let cost = experiment.window(window);
+    let latencies = experiment.probe(probes, |i| node_ids[(i * 397) % node_ids.len()].clone());
     stop.store(true, Ordering::Relaxed);
     churning.join().expect("churn");
-    let (_, peak_rss_kib) = usage(run.id());
-    let rss_kib = current_rss_kib(run.id());
-    let content = std::fs::read(&table).expect("table");
+    let (_, peak_rss_kib) = usage(run.pid());
+    let rss_kib = current_rss_kib(run.pid());
+    let content = std::fs::read(&run.table).expect("table");
     let rows = content.iter().filter(|b| **b == b'\n').count() - 1;
-    let _ = run.kill();
-    let _ = run.wait();
-    listener.stop();
-    latencies.sort();
-    let per_hour = 3600.0 / elapsed.as_secs_f64();
     Cell {
         allocations,
         churn: churn_rate,
-        start_seconds,
+        start_seconds: experiment.start.as_secs_f64(),
         start_bytes,
         job_fetches,
         listing_bytes,
-        bytes_per_hour: bytes as f64 * per_hour + RESYNCS_PER_HOUR * listing_bytes as f64,
-        requests_per_hour: requests as f64 * per_hour,
-        p50: percentile(&latencies, 50.0),
-        p99: percentile(&latencies, 99.0),
-        cpu_seconds_per_hour: (cpu_after - cpu_before) * per_hour,
+        bytes_per_hour: cost.bytes as f64 * cost.per_hour + RESYNCS_PER_HOUR * listing_bytes as f64,
+        requests_per_hour: cost.requests as f64 * cost.per_hour,
+        latencies,
+        cpu_seconds_per_hour: cost.cpu_seconds * cost.per_hour,
         peak_rss_mib: peak_rss_kib as f64 / 1024.0,
         rss_mib: rss_kib as f64 / 1024.0,
         rows,
         table_bytes: content.len() as u64,
-        reloads_per_hour: reloads as f64 * per_hour,
+        reloads_per_hour: cost.reloads as f64 * cost.per_hour,
     }
+}
+
+/// A cell's row of the table in BENCHMARKS.md.
+fn row(c: &Cell) -> String {
+    format!(
+        "| {} | {} | {:.1} / {:.1} / {} | {:.1} | {:.1} | {:.0} | {} | {:.1} | {:.1} / {:.1} | {} / {:.1} | {:.0} |",
+        c.allocations,
+        c.churn,
+        c.start_seconds,
+        c.start_bytes as f64 / 1e6,
+        c.job_fetches,
+        c.listing_bytes as f64 / 1e6,
+        c.bytes_per_hour / 1e6,
+        c.requests_per_hour,
+        c.latencies,
+        c.cpu_seconds_per_hour,
+        c.rss_mib,
+        c.peak_rss_mib,
+        c.rows,
+        c.table_bytes as f64 / 1e6,
+        c.reloads_per_hour,
+    )
 }
 
 fn main() {
@@ -151,47 +128,13 @@ fn main() {
         if only != usize::MAX && only != i {
             continue;
         }
-        let c = measure(allocations, churn, window, probes);
-        eprintln!(
-            "cluster: {allocations} allocations, {churn}/s: start {:.1} s / {:.1} MB / {} job fetches, {:.1} MB/h, p50 {:.0} ms, p99 {:.0} ms, CPU {:.1} s/h, RSS {:.1} MiB (peak {:.1}), {} rows, {:.1} MB, {:.0} reloads/h",
-            c.start_seconds,
-            c.start_bytes as f64 / 1e6,
-            c.job_fetches,
-            c.bytes_per_hour / 1e6,
-            c.p50.as_secs_f64() * 1e3,
-            c.p99.as_secs_f64() * 1e3,
-            c.cpu_seconds_per_hour,
-            c.rss_mib,
-            c.peak_rss_mib,
-            c.rows,
-            c.table_bytes as f64 / 1e6,
-            c.reloads_per_hour,
-        );
-        cells.push(c);
+        let cell = measure(allocations, churn, window, probes);
+        eprintln!("cluster: {}", row(&cell));
+        cells.push(cell);
     }
-    println!(
-        "| allocations (1,000 nodes) | churn/s | start: s / MB / job fetches | full listing MB | MB/h from Nomad | requests/h | reload p50 / p99 ms | CPU s/h | RSS MiB at the end / peak | table rows / MB | reloads/h |"
+    print_table(
+        "| allocations (1,000 nodes) | churn/s | start: s / MB / job fetches | full listing MB | MB/h from Nomad | requests/h | reload p50 / p99 ms | CPU s/h | RSS MiB at the end / peak | table rows / MB | reloads/h |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        cells.iter().map(row),
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for c in &cells {
-        println!(
-            "| {} | {} | {:.1} / {:.1} / {} | {:.1} | {:.1} | {:.0} | {:.0} / {:.0} | {:.1} | {:.1} / {:.1} | {} / {:.1} | {:.0} |",
-            c.allocations,
-            c.churn,
-            c.start_seconds,
-            c.start_bytes as f64 / 1e6,
-            c.job_fetches,
-            c.listing_bytes as f64 / 1e6,
-            c.bytes_per_hour / 1e6,
-            c.requests_per_hour,
-            c.p50.as_secs_f64() * 1e3,
-            c.p99.as_secs_f64() * 1e3,
-            c.cpu_seconds_per_hour,
-            c.rss_mib,
-            c.peak_rss_mib,
-            c.rows,
-            c.table_bytes as f64 / 1e6,
-            c.reloads_per_hour,
-        );
-    }
 }

@@ -10,19 +10,18 @@
 //! `NAT_CHURN_MINUTES` sets the churn duration (default 10), `NAT_IDLE_MINUTES` the idle one
 //! (default 5). Results go in BENCHMARKS.md.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fake_nomad::generate::{Shape, cluster};
 use fake_nomad::lifecycle::Lifecycle;
 use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
-use nomad_alloc_table::nomad::{
-    Address, Blocking, ConnectionSettings, NomadClient, TlsSettings, TokenSource,
-};
 
 mod common;
 
-use common::{SignalListener, launch, percentile, start_run, usage, wait_until};
+use common::util::daemon::Daemon;
+use common::util::vector::SimulatedVector;
+use common::util::{free_address, http_get};
+use common::{current_rss_kib, listing_bytes, percentile, usage, wait_until};
 
 /// Placement → reload signal, `samples` times, with `allocations` already on the node.
 fn latency(allocations: usize, samples: usize) {
@@ -36,37 +35,27 @@ fn latency(allocations: usize, samples: usize) {
     );
     let node = generated.agent.client_node_id.clone().expect("agent node");
     let fake = FakeNomad::start(generated);
-    let dir = tempfile::tempdir().expect("tempdir");
     // The daemon signals this process, standing in for Vector.
-    let signalled: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
-    let listener = SignalListener::start({
-        let signalled = signalled.clone();
-        move || signalled.lock().expect("lock").push(Instant::now())
-    });
-    let flags = launch::reload_this_process("SIGUSR1");
-    let mut run = start_run(
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vector = SimulatedVector::listen(Daemon::table_in(dir.path()), "SIGUSR1");
+    let flags = vector.flags();
+    let run = Daemon::start_deployed_in(
+        dir,
         &fake,
-        dir.path(),
         &flags.iter().map(String::as_str).collect::<Vec<_>>(),
     );
-    wait_until("the first reload", || {
-        !signalled.lock().expect("lock").is_empty()
-    });
+    wait_until("the first reload", || vector.reloads() > 0);
     let mut latencies = Vec::with_capacity(samples);
     for _ in 0..samples {
         // Clear of the one-second reload rate limit.
         std::thread::sleep(Duration::from_millis(1_100));
-        let before = signalled.lock().expect("lock").len();
+        let before = vector.reloads();
         let placed = Instant::now();
         fake.update(|c| c.place("default", "probe", "g", &node));
-        wait_until("the reload", || {
-            signalled.lock().expect("lock").len() > before
-        });
-        latencies.push(signalled.lock().expect("lock")[before] - placed);
+        wait_until("the reload", || vector.reloads() > before);
+        latencies.push(vector.reload_times()[before] - placed);
     }
-    let _ = run.kill();
-    let _ = run.wait();
-    listener.stop();
+    drop(run);
     latencies.sort();
     println!(
         "latency/{allocations} allocations: placement to reload signal p50 {:.1} ms, p99 {:.1} ms, min {:.1} ms, max {:.1} ms ({samples} samples, --wait 100ms:1s)",
@@ -86,11 +75,8 @@ fn churn(minutes: u64) {
     });
     let mut script = Lifecycle::new(&mut generated, 9);
     let fake = FakeNomad::start(generated);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut run = start_run(&fake, dir.path(), &["--reload", "none"]);
-    wait_until("the first table", || {
-        std::fs::read_to_string(dir.path().join("allocs.csv")).is_ok_and(|t| t.lines().count() > 1)
-    });
+    let run = Daemon::start_deployed(&fake, &["--reload", "none"]);
+    run.wait_until("the first table", || !run.rows().is_empty());
     let requests_before = fake.requests().len();
     let bytes_before = fake.bytes_sent();
     let started = Instant::now();
@@ -101,28 +87,14 @@ fn churn(minutes: u64) {
         steps += 1;
     }
     let elapsed = started.elapsed();
-    let (cpu_seconds, peak_rss_kib) = usage(run.id());
+    let (cpu_seconds, peak_rss_kib) = usage(run.pid());
     let requests = fake.requests().len() - requests_before;
     let bytes = fake.bytes_sent() - bytes_before;
     // What one 30 s poll of the node listing costs now.
-    let listing_before = fake.bytes_sent();
     let node = fake.read(|c| c.agent.client_node_id.clone().expect("node"));
-    let client = NomadClient::new(ConnectionSettings {
-        address: Address::parse(fake.address()).expect("address"),
-        token: TokenSource::None,
-        region: None,
-        tls: TlsSettings::default(),
-        basic_auth: None,
-    })
-    .expect("client");
-    tokio::runtime::Runtime::new()
-        .expect("runtime")
-        .block_on(client.node_allocations(&node, Blocking::default()))
-        .expect("listing");
-    let listing_bytes = fake.bytes_sent() - listing_before;
+    let listing_bytes = listing_bytes(&fake, &node);
     let live = fake.read(|c| c.allocations.values().filter(|a| a.node_id == node).count());
-    let _ = run.kill();
-    let _ = run.wait();
+    drop(run);
     let per_hour = 3600.0 / elapsed.as_secs_f64();
     println!(
         "churn: {steps} lifecycle steps in {:.0} s on a node with {live} allocations at the end",
@@ -151,70 +123,39 @@ fn idle(minutes: u64) {
         seed: 11,
     });
     let fake = FakeNomad::start(generated);
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .to_string()
-    };
-    let (quiet, scraped) = (free(), free());
-    let dirs: Vec<tempfile::TempDir> = (0..3)
-        .map(|_| tempfile::tempdir().expect("tempdir"))
-        .collect();
-    let mut runs = [
+    let (quiet, scraped) = (free_address(), free_address());
+    let runs = [
         (
             "no listener",
-            start_run(&fake, dirs[0].path(), &["--reload", "none"]),
+            Daemon::start_deployed(&fake, &["--reload", "none"]),
         ),
         (
             "listener, never scraped",
-            start_run(
-                &fake,
-                dirs[1].path(),
-                &["--reload", "none", "--listen", &quiet],
-            ),
+            Daemon::start_deployed(&fake, &["--reload", "none", "--listen", &quiet.to_string()]),
         ),
         (
             "listener, scraped every 15 s",
-            start_run(
+            Daemon::start_deployed(
                 &fake,
-                dirs[2].path(),
-                &["--reload", "none", "--listen", &scraped],
+                &["--reload", "none", "--listen", &scraped.to_string()],
             ),
         ),
     ];
-    for dir in &dirs {
-        wait_until("the first table", || {
-            std::fs::read_to_string(dir.path().join("allocs.csv"))
-                .is_ok_and(|t| t.lines().count() > 1)
-        });
+    for (_, run) in &runs {
+        run.wait_until("the first table", || !run.rows().is_empty());
     }
-    let before: Vec<(f64, u64)> = runs.iter().map(|(_, run)| usage(run.id())).collect();
+    let before: Vec<(f64, u64)> = runs.iter().map(|(_, run)| usage(run.pid())).collect();
     let started = Instant::now();
     let mut scrapes = 0;
     while started.elapsed() < Duration::from_secs(minutes * 60) {
-        let mut stream = std::net::TcpStream::connect(&scraped).expect("the listener");
-        use std::io::{Read, Write};
-        write!(
-            stream,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .expect("request");
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).expect("response");
+        http_get(scraped, "/metrics").expect("the listener answers");
         scrapes += 1;
         std::thread::sleep(Duration::from_secs(15));
     }
     let elapsed = started.elapsed().as_secs_f64();
-    for ((name, run), (cpu_before, _)) in runs.iter_mut().zip(before) {
-        let (cpu, peak) = usage(run.id());
-        let status = std::fs::read_to_string(format!("/proc/{}/status", run.id())).expect("status");
-        let rss: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmRSS");
+    for ((name, run), (cpu_before, _)) in runs.into_iter().zip(before) {
+        let (cpu, peak) = usage(run.pid());
+        let rss = current_rss_kib(run.pid());
         println!(
             "idle: {name:<30} CPU {:.3} s in {elapsed:.0} s ({:.4} % of a core), RSS {:.1} MiB, peak {:.1} MiB",
             cpu - cpu_before,
@@ -222,8 +163,6 @@ fn idle(minutes: u64) {
             rss as f64 / 1024.0,
             peak as f64 / 1024.0
         );
-        let _ = run.kill();
-        let _ = run.wait();
     }
     println!("idle: {scrapes} scrapes");
 }

@@ -5,115 +5,208 @@
 //! interval and the grace period (a collection without an event) are not timed: their cost is
 //! those two settings.
 
-use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use fake_nomad::{Cluster, FakeNomad, Fault, Job, Node, Policy, StreamFault, Task, TaskGroup};
+use fake_nomad::{Cluster, FakeNomad, Fault, Policy, StreamFault};
 
 mod common;
 
-use common::launch;
+use common::util::daemon::Daemon;
+use common::util::{TokenFileCluster, web_cluster};
 
-/// A cluster with one node running one allocation of `web`.
-fn cluster() -> (Cluster, String) {
-    let mut cluster = Cluster::new(42);
-    let node = cluster.add_node(Node::new("client-1"));
-    cluster.set_agent_node(&node);
-    cluster.register_job(
-        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
-    );
-    cluster.place("default", "web", "api", &node);
-    (cluster, node)
+/// A fault: what it is, what the time is measured from, and the scenario that measures it.
+type Scenario = (&'static str, &'static str, fn() -> Duration);
+
+const FAULTS: [Scenario; 9] = [
+    ("Nomad down for 20 s at start", "its return", down_at_start),
+    ("5xx for 20 s mid-run", "its end", errors_mid_run),
+    ("stream cut mid-frame", "the placement", cut_mid_frame),
+    (
+        "server restart, placement while down",
+        "the restart",
+        restart_with_a_gap,
+    ),
+    ("silent stream", "the placement", silent_stream),
+    (
+        "subscription without response headers",
+        "the placement",
+        subscription_without_headers,
+    ),
+    ("hung listing for 5 s", "its end", hung_requests),
+    (
+        "403, then the token file rotated",
+        "the rotation",
+        token_rotated,
+    ),
+    (
+        "index reset, then an in-place update",
+        "the update",
+        index_reset_then_update,
+    ),
+];
+
+/// `run` as deployed against the fake, once its first table is published.
+struct Running {
+    fake: FakeNomad,
+    node: String,
+    run: Daemon,
 }
 
-struct Run {
-    child: Child,
-    table: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Run {
-    fn start(fake: &FakeNomad, extra: &[&str]) -> Run {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let table = dir.path().join("allocs.csv");
-        std::fs::create_dir_all(dir.path().join("alloc")).expect("alloc dir");
-        let child = launch::command()
-            .env("NOMAD_ADDR", fake.address())
-            .env("RUST_LOG", "error")
-            .args(["run", "-o"])
-            .arg(&table)
-            .arg("--alloc-dir")
-            .arg(dir.path().join("alloc"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn run");
-        Run {
-            child,
-            table,
-            _dir: dir,
-        }
+impl Running {
+    /// The web cluster (as `change` leaves it) served, and `run` with `extra` flags past its
+    /// first heartbeat: the stream is healthy.
+    fn start(change: impl FnOnce(&mut Cluster), extra: &[&str]) -> Running {
+        let (mut cluster, node) = web_cluster();
+        change(&mut cluster);
+        let fake = FakeNomad::start(cluster);
+        let run = Daemon::start_deployed(&fake, extra);
+        run.wait_for_alloc(&first(&fake));
+        std::thread::sleep(Duration::from_millis(500));
+        Running { fake, node, run }
     }
 
-    fn alloc_ids(&self) -> BTreeSet<String> {
-        ids(&self.table)
+    fn place(&self) -> String {
+        self.fake
+            .update(|c| c.place("default", "web", "api", &self.node))
     }
 
     /// Waits for `id` in the table; returns when it appeared, measured from `since`.
     fn time_to_row(&self, id: &str, since: Instant) -> Duration {
-        let deadline = Instant::now() + Duration::from_secs(240);
-        while !self.alloc_ids().contains(id) {
-            assert!(Instant::now() < deadline, "{id} never reached the table");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        self.run.wait_for_alloc(id);
         since.elapsed()
     }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn ids(table: &Path) -> BTreeSet<String> {
-    let Ok(bytes) = std::fs::read(table) else {
-        return BTreeSet::new();
-    };
-    let mut reader = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
-    reader
-        .records()
-        .filter_map(Result::ok)
-        .map(|r| r[0].to_owned())
-        .collect()
 }
 
 fn first(fake: &FakeNomad) -> String {
     fake.read(|c| c.allocations.keys().next().expect("one").clone())
 }
 
-/// A started `run` with its first table published.
-fn started(fake: &FakeNomad, extra: &[&str]) -> Run {
-    let run = Run::start(fake, extra);
-    run.time_to_row(&first(fake), Instant::now());
-    // Past the first heartbeat: the stream is healthy.
+fn no_leader() -> Option<Fault> {
+    Some(Fault::Status(500, "rpc error: No cluster leader".into()))
+}
+
+fn down_at_start() -> Duration {
+    let (cluster, _node) = web_cluster();
+    let fake = FakeNomad::start(cluster);
+    fake.set_fault(no_leader());
+    let run = Daemon::start_deployed(&fake, &[]);
+    std::thread::sleep(Duration::from_secs(20));
+    fake.set_fault(None);
+    let back = Instant::now();
+    run.wait_for_alloc(&first(&fake));
+    back.elapsed()
+}
+
+/// Every request fails with `fault` (and the stream is cut) for `duration`, with a placement
+/// made meanwhile; the time from the end of the fault to its row.
+fn failing_for(fault: Option<Fault>, duration: Duration) -> Duration {
+    let running = Running::start(|_| {}, &[]);
+    running.fake.set_fault(fault);
+    running.fake.update(|c| c.restart_server(|_| {}));
+    let during = running.place();
+    std::thread::sleep(duration);
+    running.fake.set_fault(None);
+    running.time_to_row(&during, Instant::now())
+}
+
+fn errors_mid_run() -> Duration {
+    failing_for(no_leader(), Duration::from_secs(20))
+}
+
+fn hung_requests() -> Duration {
+    failing_for(Some(Fault::NoHeaders), Duration::from_secs(5))
+}
+
+/// The stream suffers `fault`; the time from a placement then to its row.
+fn stream_fault(fault: StreamFault) -> Duration {
+    let running = Running::start(|_| {}, &[]);
+    running.fake.set_stream(|s| s.fault = Some(fault));
+    let placed_at = Instant::now();
+    let placed = running.place();
+    running.time_to_row(&placed, placed_at)
+}
+
+fn cut_mid_frame() -> Duration {
+    stream_fault(StreamFault::CloseMidFrame)
+}
+
+/// No byte, not even heartbeats: the read deadline (75 s) ends it.
+fn silent_stream() -> Duration {
+    stream_fault(StreamFault::Stall)
+}
+
+fn restart_with_a_gap() -> Duration {
+    let running = Running::start(|_| {}, &[]);
+    let restarted_at = Instant::now();
+    let lost = running.fake.update(|c| {
+        let mut lost = String::new();
+        c.restart_server(|c| lost = c.place("default", "web", "api", &running.node));
+        lost
+    });
+    running.time_to_row(&lost, restarted_at)
+}
+
+/// The header deadline (10 s) ends the subscription that never got its headers.
+fn subscription_without_headers() -> Duration {
+    let running = Running::start(|_| {}, &[]);
+    running
+        .fake
+        .set_stream(|s| s.fault = Some(StreamFault::NoHeaders));
+    running.fake.update(|c| c.restart_server(|_| {}));
     std::thread::sleep(Duration::from_millis(500));
-    run
+    running.fake.set_stream(|s| s.fault = None);
+    let placed_at = Instant::now();
+    let hung = running.place();
+    running.time_to_row(&hung, placed_at)
 }
 
-fn place(fake: &FakeNomad, node: &str) -> String {
-    fake.update(|c| c.place("default", "web", "api", node))
-}
-
-fn report(fault: &str, measured_from: &str, took: Duration) {
-    println!(
-        "{fault:<52} {measured_from:<28} {:>8.2} s",
-        took.as_secs_f64()
+fn token_rotated() -> Duration {
+    let setup = TokenFileCluster::start("first", "first");
+    let args = setup.args();
+    let run = Daemon::start_deployed(
+        &setup.fake,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
+    run.wait_for_alloc(&first(&setup.fake));
+    std::thread::sleep(Duration::from_millis(500));
+    setup.fake.update(|c| {
+        c.revoke_token("first");
+        c.add_token("second", Policy::alloc_table_reader());
+    });
+    let during = setup
+        .fake
+        .update(|c| c.place("default", "web", "api", &setup.node));
+    std::thread::sleep(Duration::from_secs(2));
+    let rotated = Instant::now();
+    setup.write_token("second");
+    run.wait_for_alloc(&during);
+    rotated.elapsed()
+}
+
+/// A snapshot restore (indexes go backwards), then an in-place update.
+fn index_reset_then_update() -> Duration {
+    let running = Running::start(|c| c.index = 5_000, &["--columns", "job_version"]);
+    let kept = running.place();
+    running.time_to_row(&kept, Instant::now());
+    running.fake.update(|c| c.restore_snapshot(100));
+    std::thread::sleep(Duration::from_millis(500));
+    let updated_at = Instant::now();
+    running.fake.update(|c| {
+        c.update_in_place(&kept, |job| {
+            job.meta.insert("rev".into(), "2".into());
+        })
+    });
+    let version = running
+        .fake
+        .read(|c| c.allocation(&kept).job.version.to_string());
+    running.run.wait_until("the new version in the table", || {
+        running
+            .run
+            .rows()
+            .iter()
+            .any(|r| r["alloc_id"] == kept && r["job_version"] == version)
+    });
+    updated_at.elapsed()
 }
 
 fn main() {
@@ -121,186 +214,10 @@ fn main() {
         "{:<52} {:<28} {:>10}",
         "fault", "measured from", "to the row"
     );
-
-    // Nomad down at start for 20 s (every request 500), then back.
-    let (c, _node) = cluster();
-    let fake = FakeNomad::start(c);
-    fake.set_fault(Some(Fault::Status(
-        500,
-        "rpc error: No cluster leader".into(),
-    )));
-    let run = Run::start(&fake, &[]);
-    std::thread::sleep(Duration::from_secs(20));
-    fake.set_fault(None);
-    let back = Instant::now();
-    report(
-        "Nomad down for 20 s at start",
-        "its return",
-        run.time_to_row(&first(&fake), back),
-    );
-    drop(run);
-
-    // A 5xx burst of 20 s mid-run, with a placement during it.
-    let (c, node) = cluster();
-    let fake = FakeNomad::start(c);
-    let run = started(&fake, &[]);
-    fake.set_fault(Some(Fault::Status(
-        500,
-        "rpc error: No cluster leader".into(),
-    )));
-    fake.update(|c| c.restart_server(|_| {}));
-    let during = place(&fake, &node);
-    std::thread::sleep(Duration::from_secs(20));
-    fake.set_fault(None);
-    let back = Instant::now();
-    report(
-        "5xx for 20 s mid-run",
-        "its end",
-        run.time_to_row(&during, back),
-    );
-    drop(run);
-
-    // The stream cut mid-frame.
-    let (c, node) = cluster();
-    let fake = FakeNomad::start(c);
-    let run = started(&fake, &[]);
-    fake.set_stream(|s| s.fault = Some(StreamFault::CloseMidFrame));
-    let placed_at = Instant::now();
-    let cut = place(&fake, &node);
-    report(
-        "stream cut mid-frame",
-        "the placement",
-        run.time_to_row(&cut, placed_at),
-    );
-    drop(run);
-
-    // A server restart with a placement while it was down (an index gap).
-    let (c, node) = cluster();
-    let fake = FakeNomad::start(c);
-    let run = started(&fake, &[]);
-    let restarted_at = Instant::now();
-    let lost = fake.update(|c| {
-        let mut lost = String::new();
-        c.restart_server(|c| lost = c.place("default", "web", "api", &node));
-        lost
-    });
-    report(
-        "server restart, placement while down",
-        "the restart",
-        run.time_to_row(&lost, restarted_at),
-    );
-    drop(run);
-
-    // A silent stream (no byte, not even heartbeats): the read deadline (75 s) ends it.
-    let (c, node) = cluster();
-    let fake = FakeNomad::start(c);
-    let run = started(&fake, &[]);
-    fake.set_stream(|s| s.fault = Some(StreamFault::Stall));
-    let placed_at = Instant::now();
-    let missed = place(&fake, &node);
-    report(
-        "silent stream",
-        "the placement",
-        run.time_to_row(&missed, placed_at),
-    );
-    drop(run);
-
-    // A subscription that never gets response headers: the header deadline (10 s) ends it.
-    let (c, node) = cluster();
-    let fake = FakeNomad::start(c);
-    let run = started(&fake, &[]);
-    fake.set_stream(|s| s.fault = Some(StreamFault::NoHeaders));
-    fake.update(|c| c.restart_server(|_| {}));
-    std::thread::sleep(Duration::from_millis(500));
-    fake.set_stream(|s| s.fault = None);
-    let placed_at = Instant::now();
-    let hung = place(&fake, &node);
-    report(
-        "subscription without response headers",
-        "the placement",
-        run.time_to_row(&hung, placed_at),
-    );
-    drop(run);
-
-    // Every request hangs without headers for 5 s (the listing too), then answers again.
-    let (c, node) = cluster();
-    let fake = FakeNomad::start(c);
-    let run = started(&fake, &[]);
-    fake.set_fault(Some(Fault::NoHeaders));
-    fake.update(|c| c.restart_server(|_| {}));
-    let during = place(&fake, &node);
-    std::thread::sleep(Duration::from_secs(5));
-    fake.set_fault(None);
-    let back = Instant::now();
-    report(
-        "hung listing for 5 s",
-        "its end",
-        run.time_to_row(&during, back),
-    );
-    drop(run);
-
-    // The token revoked, then rotated in the token file.
-    let (mut c, node) = cluster();
-    c.enable_acl();
-    c.add_token("first", Policy::alloc_table_reader());
-    let fake = FakeNomad::start(c);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "first").expect("write");
-    let token_arg = token_file.to_str().expect("utf8").to_owned();
-    let run = started(&fake, &["--token-file", &token_arg, "--node-id", &node]);
-    fake.update(|c| {
-        c.revoke_token("first");
-        c.add_token("second", Policy::alloc_table_reader());
-    });
-    let during = place(&fake, &node);
-    std::thread::sleep(Duration::from_secs(2));
-    let rotated = Instant::now();
-    std::fs::write(&token_file, "second").expect("write");
-    report(
-        "403, then the token file rotated",
-        "the rotation",
-        run.time_to_row(&during, rotated),
-    );
-    drop(run);
-
-    // A snapshot restore (indexes go backwards), then an in-place update.
-    let (mut c, node) = cluster();
-    c.index = 5_000;
-    let fake = FakeNomad::start(c);
-    let run = started(&fake, &["--columns", "job_version"]);
-    let kept = place(&fake, &node);
-    run.time_to_row(&kept, Instant::now());
-    fake.update(|c| c.restore_snapshot(100));
-    std::thread::sleep(Duration::from_millis(500));
-    let updated_at = Instant::now();
-    fake.update(|c| {
-        c.update_in_place(&kept, |job| {
-            job.meta.insert("rev".into(), "2".into());
-        })
-    });
-    let version = fake.read(|c| c.allocation(&kept).job.version.to_string());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let bytes = std::fs::read(&run.table).unwrap_or_default();
-        let mut reader = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
-        if reader
-            .records()
-            .filter_map(Result::ok)
-            .any(|r| r[0] == *kept && r[2] == *version)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the new version never reached the table"
+    for (fault, measured_from, heal) in FAULTS {
+        println!(
+            "{fault:<52} {measured_from:<28} {:>8.2} s",
+            heal().as_secs_f64()
         );
-        std::thread::sleep(Duration::from_millis(5));
     }
-    report(
-        "index reset, then an in-place update",
-        "the update",
-        updated_at.elapsed(),
-    );
-    drop(run);
 }

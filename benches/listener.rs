@@ -10,14 +10,16 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use fake_nomad::{Cluster, FakeNomad, Job, Node, Task, TaskGroup};
+use fake_nomad::FakeNomad;
 use rustix::process::{Pid, Resource, Rlimit, prlimit};
 
 mod common;
 
-use common::{start_run, wait_until};
+use common::util::daemon::Daemon;
+use common::util::{free_address, web_cluster};
+use common::wait_until;
 
-fn descriptors(pid: u32) -> usize {
+fn descriptors(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("descriptors")
         .count()
@@ -45,21 +47,14 @@ fn connect(address: SocketAddr, sending: &[u8]) -> TcpStream {
 }
 
 fn main() {
-    let mut cluster = Cluster::new(7);
-    let node = cluster.add_node(Node::new("client-1"));
-    cluster.set_agent_node(&node);
-    cluster.register_job(
-        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
-    );
-    cluster.place("default", "web", "api", &node);
+    let (cluster, node) = web_cluster();
     let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let table = dir.path().join("allocs.csv");
-    let address: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
-    let mut child = start_run(&fake, dir.path(), &["--listen", &address.to_string()]);
-    let pid = child.id();
+    let address = free_address();
+    let run = Daemon::start_deployed(
+        &fake,
+        &["--listen", &address.to_string(), "--reload", "none"],
+    );
+    let (table, pid) = (run.table.clone(), run.pid());
     wait_until("the first table", || rows(&table).lines().count() == 2);
     wait_until("the listener", || TcpStream::connect(address).is_ok());
     std::thread::sleep(Duration::from_millis(200));
@@ -75,7 +70,7 @@ fn main() {
     let idle_descriptors = descriptors(pid);
 
     prlimit(
-        Pid::from_raw(pid as i32),
+        Pid::from_raw(pid),
         Resource::Nofile,
         Rlimit {
             current: Some(256),
@@ -108,8 +103,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let drained = drain_start.elapsed();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(run);
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("| measure | value |");

@@ -17,15 +17,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fake_nomad::generate::{Shape, cluster};
-use fake_nomad::lifecycle::ClusterChurn;
-use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
+use fake_nomad::generate::Shape;
 
 use common::{
-    SignalListener, SimulatedVector, churn_in_background, launch, percentile, setting, start_run,
-    usage, wait_until,
+    Experiment, Latencies, churn_in_background, listing_bytes, print_table, setting, usage,
 };
 
 const ALLOCS_PER_NODE: usize = 30;
@@ -44,8 +41,7 @@ struct Cell {
     mode: &'static str,
     bytes_per_hour: f64,
     requests_per_hour: f64,
-    p50: Duration,
-    p99: Duration,
+    latencies: Latencies,
     cpu_seconds_per_hour: f64,
     peak_rss_mib: f64,
     own_changes_per_hour: f64,
@@ -59,31 +55,14 @@ fn measure(
     window: Duration,
     probes: usize,
 ) -> Cell {
-    let mut generated = cluster(&Shape {
+    let shape = Shape {
         allocations: nodes * ALLOCS_PER_NODE,
         nodes,
         seed: 21,
-    });
-    generated.register_job(
-        Job::service("probe").group(TaskGroup::new("g").task(Task::new("t", "exec"))),
-    );
-    let node = generated.agent.client_node_id.clone().expect("agent node");
-    let churn = ClusterChurn::new(&generated, 21);
-    let fake = Arc::new(FakeNomad::start(generated));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let vector = Arc::new(SimulatedVector::new(dir.path().join("allocs.csv")));
-    let listener = SignalListener::start({
-        let vector = vector.clone();
-        move || vector.reload()
-    });
-    let mut flags = vec!["--watch".to_owned(), mode.to_owned()];
-    flags.extend(launch::reload_this_process("SIGUSR1"));
-    let mut run = start_run(
-        &fake,
-        dir.path(),
-        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    wait_until("the first reload", || vector.count() > 0);
+    };
+    let (experiment, churn) = Experiment::start(&shape, &["--watch", mode]);
+    let Experiment { fake, run, .. } = &experiment;
+    let node = fake.read(|c| c.agent.client_node_id.clone().expect("agent node"));
     // Churn over the whole cluster, in its own thread, for the window and the probes.
     let own_changes = Arc::new(Mutex::new(0u64));
     let (stop, churning) = churn_in_background(fake.clone(), churn, churn_rate, {
@@ -99,33 +78,16 @@ fn measure(
         }
     });
     // The window: bytes, requests and CPU, without probes.
-    let bytes_before = fake.bytes_sent();
-    let requests_before = fake.requests().len();
     let own_before = *own_changes.lock().expect("lock");
-    let (cpu_before, _) = usage(run.id());
-    let started = Instant::now();
-    std::thread::sleep(window);
-    let elapsed = started.elapsed();
-    let bytes = fake.bytes_sent() - bytes_before;
-    let requests = fake.requests().len() - requests_before;
+    let cost = experiment.window(window);
     let own = *own_changes.lock().expect("lock") - own_before;
-    let (cpu_after, _) = usage(run.id());
     // The probes: placement → the first reload whose table holds the probe.
-    let mut latencies = Vec::with_capacity(probes);
-    for _ in 0..probes {
-        std::thread::sleep(Duration::from_millis(2_500));
-        latencies.push(vector.probe(|| fake.update(|c| c.place("default", "probe", "g", &node))));
-    }
+    let latencies = experiment.probe(probes, |_| node.clone());
     stop.store(true, Ordering::Relaxed);
     churning.join().expect("churn");
-    let (_, peak_rss_kib) = usage(run.id());
-    let listing_bytes = listing_size(&fake, &node);
-    let _ = run.kill();
-    let _ = run.wait();
-    listener.stop();
-    latencies.sort();
-    let per_hour = 3600.0 / elapsed.as_secs_f64();
-    let own_changes_per_hour = own as f64 * per_hour;
+    let (_, peak_rss_kib) = usage(run.pid());
+    let listing_bytes = listing_bytes(fake, &node);
+    let own_changes_per_hour = own as f64 * cost.per_hour;
     // What the window is too short to see.
     let periodic = match mode {
         "events" => RESYNCS_PER_HOUR * listing_bytes as f64,
@@ -138,38 +100,30 @@ fn measure(
         nodes,
         churn: churn_rate,
         mode,
-        bytes_per_hour: bytes as f64 * per_hour + periodic,
-        requests_per_hour: requests as f64 * per_hour,
-        p50: percentile(&latencies, 50.0),
-        p99: percentile(&latencies, 99.0),
-        cpu_seconds_per_hour: (cpu_after - cpu_before) * per_hour,
+        bytes_per_hour: cost.bytes as f64 * cost.per_hour + periodic,
+        requests_per_hour: cost.requests as f64 * cost.per_hour,
+        latencies,
+        cpu_seconds_per_hour: cost.cpu_seconds * cost.per_hour,
         peak_rss_mib: peak_rss_kib as f64 / 1024.0,
         own_changes_per_hour,
         listing_bytes,
     }
 }
 
-/// The size of the node's listing now, as the fake serves it.
-fn listing_size(fake: &FakeNomad, node: &str) -> u64 {
-    let route = "/v1/node/{node_id}/allocations";
-    let before = fake.bytes_by_route().get(route).copied().unwrap_or(0);
-    let url = format!("{}/v1/node/{node}/allocations", fake.address());
-    let address = url
-        .strip_prefix("http://")
-        .expect("plain HTTP")
-        .split_once('/')
-        .expect("a path");
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address.0).expect("the fake");
-    write!(
-        stream,
-        "GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        address.1
+/// A cell's row of the table in BENCHMARKS.md.
+fn row(c: &Cell) -> String {
+    format!(
+        "| {} | {} | {} | {:.2} | {:.2} | {:.0} | {} | {:.1} | {:.1} |",
+        c.nodes,
+        c.churn,
+        c.mode,
+        c.bytes_per_hour / 1e6,
+        c.bytes_per_hour * c.nodes as f64 / 1e9,
+        c.requests_per_hour,
+        c.latencies,
+        c.cpu_seconds_per_hour,
+        c.peak_rss_mib,
     )
-    .expect("request");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("response");
-    fake.bytes_by_route().get(route).copied().unwrap_or(0) - before
 }
 
 fn main() {
@@ -182,44 +136,25 @@ fn main() {
             for mode in MODES {
                 let cell = measure(nodes, churn, mode, window, probes);
                 eprintln!(
-                    "scale: {nodes} nodes, {churn}/s, {mode}: {:.2} MB/h, {:.0} req/h, p50 {:.0} ms, p99 {:.0} ms, CPU {:.1} s/h, RSS {:.1} MiB, own changes {:.0}/h",
-                    cell.bytes_per_hour / 1e6,
-                    cell.requests_per_hour,
-                    cell.p50.as_secs_f64() * 1e3,
-                    cell.p99.as_secs_f64() * 1e3,
-                    cell.cpu_seconds_per_hour,
-                    cell.peak_rss_mib,
-                    cell.own_changes_per_hour,
+                    "scale: {} (own changes {:.0}/h)",
+                    row(&cell),
+                    cell.own_changes_per_hour
                 );
                 listing_by_size.insert(nodes, cell.listing_bytes);
                 cells.push(cell);
             }
         }
     }
-    println!(
-        "| nodes | churn/s | watch | MB/h for this node | server egress GB/h (× nodes) | requests/h | reload p50 / p99 ms | CPU s/h | peak RSS MiB |"
-    );
-    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|");
-    for c in &cells {
-        println!(
-            "| {} | {} | {} | {:.2} | {:.2} | {:.0} | {:.0} / {:.0} | {:.1} | {:.1} |",
-            c.nodes,
-            c.churn,
-            c.mode,
-            c.bytes_per_hour / 1e6,
-            c.bytes_per_hour * c.nodes as f64 / 1e9,
-            c.requests_per_hour,
-            c.p50.as_secs_f64() * 1e3,
-            c.p99.as_secs_f64() * 1e3,
-            c.cpu_seconds_per_hour,
-            c.peak_rss_mib,
-        );
-    }
-    for (nodes, listing) in listing_by_size {
-        println!(
+    let polls = listing_by_size.into_iter().map(|(nodes, listing)| {
+        format!(
             "| {nodes} | any | 30 s poll (Vector only) | {:.2} | {:.2} | 120 | up to 30 000 (the poll period) | | |",
             120.0 * listing as f64 / 1e6,
             120.0 * listing as f64 * nodes as f64 / 1e9,
-        );
-    }
+        )
+    });
+    print_table(
+        "| nodes | churn/s | watch | MB/h for this node | server egress GB/h (× nodes) | requests/h | reload p50 / p99 ms | CPU s/h | peak RSS MiB |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        cells.iter().map(row).chain(polls),
+    );
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use fake_nomad::{FakeNomad, Policy};
 
-use crate::util::{bin_at, free_address, web_cluster};
+use crate::util::{assert_mentions, bin_at, fake_and_dir, free_address, web_cluster};
 
 /// Runs `check` with `command` (the binary, pointed at Nomad) for `node`, with the alloc dir
 /// and the table in `dir` and `extra` flags; asserts the exit code; returns stdout.
@@ -16,62 +16,72 @@ fn check_report(
     extra: &[&str],
     code: i32,
 ) -> String {
-    let output = command
+    command
         .args(["check", "--node-id", node, "--alloc-dir"])
         .arg(dir)
         .arg("-o")
         .arg(dir.join("allocs.csv"))
-        .args(extra)
-        .assert()
-        .code(code)
-        .get_output()
-        .stdout
-        .clone();
+        .args(extra);
+    report_of(&mut command, code)
+}
+
+/// Runs `command` (a `check` command line); asserts the exit code; returns stdout.
+fn report_of(command: &mut assert_cmd::Command, code: i32) -> String {
+    let output = command.assert().code(code).get_output().stdout.clone();
     String::from_utf8(output).expect("utf8")
+}
+
+/// A token that may read nodes, and nothing else.
+fn node_read_only() -> Policy {
+    Policy::default().node_read()
+}
+
+/// `check` against the web cluster with ACLs on, with `token`, which Nomad knows with
+/// `policy` (if any); `extra` flags; asserts the exit code; returns stdout.
+fn check_with_token(token: &str, policy: Option<Policy>, extra: &[&str], code: i32) -> String {
+    let (mut cluster, node) = web_cluster();
+    cluster.enable_acl();
+    if let Some(policy) = policy {
+        cluster.add_token(token, policy);
+    }
+    let (fake, dir) = fake_and_dir(cluster);
+    let mut command = bin_at(fake.address());
+    command.env("NOMAD_TOKEN", token);
+    check_report(command, &node, dir.path(), extra, code)
 }
 
 #[test]
 fn a_sound_install_passes_every_check() {
     let (cluster, node) = web_cluster();
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, dir) = fake_and_dir(cluster);
     let text = check_report(bin_at(fake.address()), &node, dir.path(), &[], 0);
     assert!(text.lines().all(|l| l.starts_with('✓')), "{text}");
-    for check in [
-        "Nomad answers",
-        "node:read",
-        "read-job in every namespace",
-        "alloc dir",
-    ] {
-        assert!(text.contains(check), "{check}: {text}");
-    }
+    assert_mentions(
+        &text,
+        &[
+            "Nomad answers",
+            "node:read",
+            "read-job in every namespace",
+            "alloc dir",
+        ],
+    );
 }
 
 #[test]
 fn a_missing_capability_is_named_with_its_fix_and_the_token_never_shown() {
-    let (mut cluster, node) = web_cluster();
-    cluster.enable_acl();
-    cluster.add_token("secret-reader", Policy::default().node_read());
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut command = bin_at(fake.address());
-    command.env("NOMAD_TOKEN", "secret-reader");
-    let text = check_report(command, &node, dir.path(), &["--format", "json"], 1);
+    let json = ["--format", "json"];
+    let text = check_with_token("secret-reader", Some(node_read_only()), &json, 1);
     assert!(!text.contains("secret-reader"), "never the token");
-    let report: serde_json::Value = serde_json::from_str(&text).expect("json");
-    let stream = report
-        .as_array()
-        .expect("array")
-        .iter()
-        .find(|f| f["check"].as_str().unwrap_or("").starts_with("read-job"))
-        .expect("the stream check");
+    let report: Vec<serde_json::Value> = serde_json::from_str(&text).expect("json");
+    let check = |named: &dyn Fn(&str) -> bool| {
+        report
+            .iter()
+            .find(|f| named(f["check"].as_str().unwrap_or("")))
+            .unwrap_or_else(|| panic!("{text}"))
+    };
+    let stream = check(&|name| name.starts_with("read-job"));
     assert_eq!(stream["ok"], false);
-    let token = report
-        .as_array()
-        .expect("array")
-        .iter()
-        .find(|f| f["check"] == "the token is accepted")
-        .expect("the token check");
+    let token = check(&|name| name == "the token is accepted");
     assert_eq!(token["ok"], true, "known, though short of a capability");
     assert!(
         stream["fix"].as_str().expect("fix").contains("read-job"),
@@ -80,14 +90,17 @@ fn a_missing_capability_is_named_with_its_fix_and_the_token_never_shown() {
 }
 
 #[test]
+fn with_blocking_queries_no_event_stream_permission_is_asked_for() {
+    // node:read alone: the stream would be refused, the listing is not.
+    let blocking = ["--watch", "blocking"];
+    let text = check_with_token("node-reader", Some(node_read_only()), &blocking, 0);
+    assert!(!text.contains("event stream"), "{text}");
+    assert!(text.contains("node:read"), "{text}");
+}
+
+#[test]
 fn an_unknown_token_is_told_apart_from_a_missing_capability() {
-    let (mut cluster, node) = web_cluster();
-    cluster.enable_acl();
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut command = bin_at(fake.address());
-    command.env("NOMAD_TOKEN", "nobody-knows-me");
-    let text = check_report(command, &node, dir.path(), &[], 1);
+    let text = check_with_token("nobody-knows-me", None, &[], 1);
     let line = text
         .lines()
         .find(|l| l.contains("the token is accepted"))
@@ -102,8 +115,7 @@ fn an_unknown_token_is_told_apart_from_a_missing_capability() {
 #[test]
 fn an_unreadable_alloc_dir_is_explained() {
     let (cluster, node) = web_cluster();
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, dir) = fake_and_dir(cluster);
     let alloc_dir = dir.path().join("alloc");
     std::fs::create_dir(&alloc_dir).expect("mkdir");
     let table_dir = dir.path().join("table");
@@ -127,17 +139,12 @@ fn an_unreadable_alloc_dir_is_explained() {
             .env_clear()
             .env("NOMAD_ADDR", fake.address());
     }
-    let output = command
+    command
         .args(["check", "--node-id", &node, "--alloc-dir"])
         .arg(&alloc_dir)
         .arg("-o")
-        .arg(table_dir.join("allocs.csv"))
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(output).expect("utf8");
+        .arg(table_dir.join("allocs.csv"));
+    let text = report_of(&mut command, 1);
     let line = text
         .lines()
         .find(|l| l.contains("alloc dir"))
@@ -155,27 +162,13 @@ fn without_nomad_the_local_checks_still_run() {
         !text.contains("node:read"),
         "no Nomad check without Nomad: {text}"
     );
-    for local in [
-        "✓ the alloc dir can be listed",
-        "✓ the output directory is writable",
-    ] {
-        assert!(text.contains(local), "{local}: {text}");
-    }
-}
-
-#[test]
-fn with_blocking_queries_no_event_stream_permission_is_asked_for() {
-    let (mut cluster, node) = web_cluster();
-    cluster.enable_acl();
-    // node:read alone: the stream would be refused, the listing is not.
-    cluster.add_token("node-reader", Policy::default().node_read());
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut command = bin_at(fake.address());
-    command.env("NOMAD_TOKEN", "node-reader");
-    let text = check_report(command, &node, dir.path(), &["--watch", "blocking"], 0);
-    assert!(!text.contains("event stream"), "{text}");
-    assert!(text.contains("node:read"), "{text}");
+    assert_mentions(
+        &text,
+        &[
+            "✓ the alloc dir can be listed",
+            "✓ the output directory is writable",
+        ],
+    );
 }
 
 /// `check --scope cluster`: no node, no alloc dir, no agent; `node:read` for every node and the
@@ -189,19 +182,14 @@ fn the_cluster_scope_checks_what_it_needs_and_names_what_is_missing() {
         Policy::default().node_read().namespace("*", &["read-job"]),
     );
     cluster.add_token("jobs-only", Policy::default().namespace("*", &["read-job"]));
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, dir) = fake_and_dir(cluster);
     let run = |token: &str, code: i32| -> String {
-        let output = bin_at(fake.address())
+        let mut command = bin_at(fake.address());
+        command
             .env("NOMAD_TOKEN", token)
             .args(["check", "--scope", "cluster", "-o"])
-            .arg(dir.path().join("cluster.csv"))
-            .assert()
-            .code(code)
-            .get_output()
-            .stdout
-            .clone();
-        String::from_utf8(output).expect("utf8")
+            .arg(dir.path().join("cluster.csv"));
+        report_of(&mut command, code)
     };
     let text = run("full", 0);
     assert!(text.contains("node:read (every node)"), "{text}");

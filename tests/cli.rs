@@ -3,18 +3,11 @@
 use predicates::prelude::*;
 use predicates::str::contains;
 
-use crate::util::bin;
+use crate::util::{bin, text_of};
 
 #[test]
 fn every_command_has_complete_help() {
-    let top = bin()
-        .arg("--help")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let top = String::from_utf8(top).expect("utf8");
+    let top = text_of(bin().arg("--help"));
     for word in [
         "dump",
         "print-table",
@@ -38,12 +31,7 @@ fn every_command_has_complete_help() {
             .and(contains("--vector-process-name"))
             .and(contains("NOMAD_ALLOC_TABLE_OUTPUT")),
     );
-    let dump_help = bin()
-        .args(["dump", "--help"])
-        .output()
-        .expect("runs")
-        .stdout;
-    let dump_help = String::from_utf8(dump_help).expect("utf8");
+    let dump_help = text_of(bin().args(["dump", "--help"]));
     for entry in nomad_alloc_table::table::columns::CATALOG {
         assert!(
             dump_help.contains(entry.name),
@@ -78,16 +66,12 @@ fn version_is_printed() {
 
 #[test]
 fn help_never_shows_secret_environment_values() {
-    let output = bin()
-        .env("NOMAD_TOKEN", "super-secret-token")
-        .env("NOMAD_HTTP_AUTH", "ops:super-secret-password")
-        .args(["dump", "--help"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let help = String::from_utf8(output).expect("utf8");
+    let help = text_of(
+        bin()
+            .env("NOMAD_TOKEN", "super-secret-token")
+            .env("NOMAD_HTTP_AUTH", "ops:super-secret-password")
+            .args(["dump", "--help"]),
+    );
     assert!(help.contains("NOMAD_TOKEN"));
     assert!(!help.contains("super-secret"), "{help}");
 }

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use fake_nomad::{ClientStatus, FakeNomad, Job, Node, Task, TaskGroup};
+use fake_nomad::{ClientStatus, Cluster, FakeNomad, Job, Node};
+use nomad_alloc_table::nomad::types::Allocation;
 use nomad_alloc_table::nomad::{
-    Address, Blocking, ConnectionSettings, Error, NomadClient, TlsSettings, TokenSource,
+    Address, Blocking, ConnectionSettings, Error, Indexed, NomadClient, TlsSettings, TokenSource,
 };
 
 use crate::util::cluster_with_node;
@@ -28,22 +29,39 @@ fn client_with_token(fake: &FakeNomad, token: TokenSource) -> NomadClient {
 fn two_node_cluster() -> (fake_nomad::Cluster, String, String, String) {
     let (mut cluster, node) = cluster_with_node();
     let other = cluster.add_node(Node::new("client-2"));
-    cluster.register_job(
-        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
-    );
+    cluster.register_job(Job::web());
     let alloc = cluster.place("default", "web", "api", &node);
     (cluster, node, other, alloc)
+}
+
+/// The fake serving `cluster`, and a client of it without a token.
+fn serve(cluster: Cluster) -> (FakeNomad, NomadClient) {
+    let fake = FakeNomad::start(cluster);
+    let c = client(&fake);
+    (fake, c)
+}
+
+/// The node's listing, answered at once.
+async fn listing(c: &NomadClient, node: &str) -> Indexed<Vec<Allocation>> {
+    c.node_allocations(node, Blocking::default())
+        .await
+        .expect("listed")
+}
+
+/// A blocking query for an index past `index`, waiting up to `wait`.
+fn past(index: u64, wait: Duration) -> Blocking {
+    Blocking {
+        index,
+        wait: Some(wait),
+        ..Blocking::default()
+    }
 }
 
 #[tokio::test]
 async fn the_listing_index_is_the_largest_modify_index_of_the_node() {
     let (cluster, node, other, alloc) = two_node_cluster();
-    let fake = FakeNomad::start(cluster);
-    let c = client(&fake);
-    let listed = c
-        .node_allocations(&node, Blocking::default())
-        .await
-        .expect("listed");
+    let (fake, c) = serve(cluster);
+    let listed = listing(&c, &node).await;
     let modify_index = fake.read(|c| c.allocation(&alloc).modify_index);
     assert_eq!(listed.index, Some(modify_index));
     assert_eq!(listed.value.len(), 1);
@@ -52,37 +70,21 @@ async fn the_listing_index_is_the_largest_modify_index_of_the_node() {
         let id = c.place("default", "web", "api", &other);
         c.set_client_status(&id, ClientStatus::Running);
     });
-    let again = c
-        .node_allocations(&node, Blocking::default())
-        .await
-        .expect("listed");
-    assert_eq!(again.index, Some(modify_index));
+    assert_eq!(listing(&c, &node).await.index, Some(modify_index));
 }
 
 #[tokio::test]
 async fn a_blocking_query_returns_when_the_node_changes() {
     let (cluster, node, _other, alloc) = two_node_cluster();
-    let fake = FakeNomad::start(cluster);
-    let c = client(&fake);
-    let first = c
-        .node_allocations(&node, Blocking::default())
-        .await
-        .expect("listed");
-    let index = first.index.expect("indexed");
+    let (fake, c) = serve(cluster);
+    let index = listing(&c, &node).await.index.expect("indexed");
     let requests_before = fake.requests().len();
     let blocked = tokio::spawn({
         let c = client(&fake);
         let node = node.clone();
         async move {
-            c.node_allocations(
-                &node,
-                Blocking {
-                    index,
-                    wait: Some(Duration::from_secs(60)),
-                    ..Blocking::default()
-                },
-            )
-            .await
+            c.node_allocations(&node, past(index, Duration::from_secs(60)))
+                .await
         }
     });
     // Explicit synchronisation: change the node only once the blocking request has arrived.
@@ -99,23 +101,10 @@ async fn a_blocking_query_returns_when_the_node_changes() {
 #[tokio::test]
 async fn a_blocking_query_without_change_returns_the_same_index_after_wait() {
     let (cluster, node, _other, _alloc) = two_node_cluster();
-    let fake = FakeNomad::start(cluster);
-    let c = client(&fake);
-    let index = c
-        .node_allocations(&node, Blocking::default())
-        .await
-        .expect("listed")
-        .index
-        .expect("indexed");
+    let (fake, c) = serve(cluster);
+    let index = listing(&c, &node).await.index.expect("indexed");
     let answer = c
-        .node_allocations(
-            &node,
-            Blocking {
-                index,
-                wait: Some(Duration::from_millis(200)),
-                ..Blocking::default()
-            },
-        )
+        .node_allocations(&node, past(index, Duration::from_millis(200)))
         .await
         .expect("answered at the end of the wait");
     assert_eq!(answer.index, Some(index));
@@ -129,18 +118,10 @@ async fn a_blocking_query_without_change_returns_the_same_index_after_wait() {
 async fn garbage_collection_can_move_the_index_backwards() {
     let (mut cluster, node, _other, first) = two_node_cluster();
     let second = cluster.place("default", "web", "api", &node);
-    let fake = FakeNomad::start(cluster);
-    let c = client(&fake);
-    let before = c
-        .node_allocations(&node, Blocking::default())
-        .await
-        .expect("listed")
-        .index;
+    let (fake, c) = serve(cluster);
+    let before = listing(&c, &node).await.index;
     fake.update(|c| c.gc(&second));
-    let after = c
-        .node_allocations(&node, Blocking::default())
-        .await
-        .expect("listed");
+    let after = listing(&c, &node).await;
     assert!(after.index < before);
     assert_eq!(
         after.index,
@@ -151,13 +132,8 @@ async fn garbage_collection_can_move_the_index_backwards() {
 #[tokio::test]
 async fn an_unknown_node_lists_no_allocations_but_has_no_node() {
     let (cluster, ..) = two_node_cluster();
-    let fake = FakeNomad::start(cluster);
-    let c = client(&fake);
-    let listed = c
-        .node_allocations("no-such-node", Blocking::default())
-        .await
-        .expect("200 []");
-    assert!(listed.value.is_empty());
+    let (_fake, c) = serve(cluster);
+    assert!(listing(&c, "no-such-node").await.value.is_empty(), "200 []");
     let err = c.node("no-such-node").await.expect_err("404");
     assert!(matches!(err, Error::Status { status: 404, .. }), "{err}");
 }
@@ -165,8 +141,7 @@ async fn an_unknown_node_lists_no_allocations_but_has_no_node() {
 #[tokio::test]
 async fn a_single_allocation_comes_with_its_job() {
     let (cluster, _node, _other, alloc) = two_node_cluster();
-    let fake = FakeNomad::start(cluster);
-    let c = client(&fake);
+    let (_fake, c) = serve(cluster);
     let answer = c
         .allocation(&alloc, Blocking::default())
         .await
@@ -184,25 +159,31 @@ mod stream {
 
     use fake_nomad::{ClientStatus, FakeNomad, Policy, StreamFault, Transport};
     use nomad_alloc_table::nomad::events::Message;
-    use nomad_alloc_table::nomad::{Error, Secret, StreamEnd, TokenSource};
+    use nomad_alloc_table::nomad::{Error, EventStream, Secret, StreamEnd, TokenSource};
 
     use super::{client, client_with_token, two_node_cluster};
 
     const IDLE: Duration = Duration::from_secs(10);
 
-    #[tokio::test]
-    async fn frames_and_heartbeats_arrive_in_order() {
-        let (cluster, _node, _other, alloc) = two_node_cluster();
-        let fake = FakeNomad::start(cluster);
-        let index = fake.read(|c| c.index);
-        let mut stream = client(&fake)
-            .event_stream(&["Allocation:*"], index + 1)
+    /// A subscription to every allocation from `index`, past its first message (a heartbeat).
+    async fn subscribed(fake: &FakeNomad, index: u64) -> EventStream {
+        let mut stream = client(fake)
+            .event_stream(&["Allocation:*"], index)
             .await
             .expect("subscribed");
         assert_eq!(
             stream.next(IDLE).await.expect("heartbeat"),
             Message::Heartbeat
         );
+        stream
+    }
+
+    #[tokio::test]
+    async fn frames_and_heartbeats_arrive_in_order() {
+        let (cluster, _node, _other, alloc) = two_node_cluster();
+        let fake = FakeNomad::start(cluster);
+        let index = fake.read(|c| c.index);
+        let mut stream = subscribed(&fake, index + 1).await;
         fake.update(|c| c.set_client_status(&alloc, ClientStatus::Running));
         // An index beyond the buffer re-sends its tail first: skip what is not newer.
         let frame = loop {
@@ -223,14 +204,13 @@ mod stream {
     #[tokio::test]
     async fn a_refused_subscription_is_told_on_both_transports() {
         let (mut cluster, ..) = two_node_cluster();
-        cluster.enable_acl();
         cluster.add_namespace("other");
-        cluster.add_token(
+        cluster.enable_acl_with([(
             "t",
             Policy::default()
                 .node_read()
                 .namespace("default", &["read-job"]),
-        );
+        )]);
         let fake = FakeNomad::start(cluster);
         let c = client_with_token(&fake, TokenSource::Static(Secret::new("t".to_owned())));
         // Hijacked (default): 200, then EOF before the first heartbeat.
@@ -265,14 +245,7 @@ mod stream {
         let (cluster, ..) = two_node_cluster();
         let fake = FakeNomad::start(cluster);
         fake.set_stream(|s| s.fault = Some(StreamFault::Stall));
-        let mut stream = client(&fake)
-            .event_stream(&["Allocation:*"], 0)
-            .await
-            .expect("subscribed");
-        assert_eq!(
-            stream.next(IDLE).await.expect("first heartbeat"),
-            Message::Heartbeat
-        );
+        let mut stream = subscribed(&fake, 0).await;
         let end = stream
             .next(Duration::from_millis(100))
             .await
@@ -285,14 +258,7 @@ mod stream {
         let (cluster, ..) = two_node_cluster();
         let fake = FakeNomad::start(cluster);
         fake.set_stream(|s| s.transport = Transport::Chunked);
-        let mut stream = client(&fake)
-            .event_stream(&["Allocation:*"], 0)
-            .await
-            .expect("subscribed");
-        assert_eq!(
-            stream.next(IDLE).await.expect("heartbeat"),
-            Message::Heartbeat
-        );
+        let mut stream = subscribed(&fake, 0).await;
         fake.update(|c| c.restart_server(|_| {}));
         loop {
             match stream.next(IDLE).await {

@@ -5,7 +5,7 @@
 use fake_nomad::{Cluster, FakeNomad, Hook, Job, Node, Task, TaskGroup};
 
 use crate::util::daemon::Daemon;
-use crate::util::{bin_at, parse_csv};
+use crate::util::{bin_at, dump_rows, fake_and_dir, stdout_of};
 
 /// Three nodes in three datacenters, none of them the agent's; the job `web` (a server and a
 /// prestart task) placed once on each. Returns the node IDs in order.
@@ -28,11 +28,21 @@ fn three_node_cluster() -> (Cluster, Vec<String>) {
     (cluster, nodes)
 }
 
-/// `run --scope cluster`.
+/// `run --scope cluster`, with its metrics (they count the listings it applies).
 fn start(fake: &FakeNomad, extra: &[&str]) -> Daemon {
     let mut args = vec!["--scope", "cluster"];
     args.extend_from_slice(extra);
-    Daemon::start(fake, &args)
+    Daemon::start_observed(fake, &args)
+}
+
+/// [`three_node_cluster`] served, and `run --scope cluster` with `extra` flags once it has
+/// published its six rows.
+fn following(extra: &[&str]) -> (FakeNomad, Vec<String>, Daemon) {
+    let (cluster, nodes) = three_node_cluster();
+    let fake = FakeNomad::start(cluster);
+    let daemon = start(&fake, extra);
+    daemon.wait_until("six rows", || daemon.rows().len() == 6);
+    (fake, nodes, daemon)
 }
 
 fn requests_to(fake: &FakeNomad, prefix: &str) -> Vec<fake_nomad::RecordedRequest> {
@@ -44,10 +54,7 @@ fn requests_to(fake: &FakeNomad, prefix: &str) -> Vec<fake_nomad::RecordedReques
 
 #[test]
 fn every_nodes_rows_have_their_own_node_columns_and_placements_anywhere_arrive() {
-    let (cluster, nodes) = three_node_cluster();
-    let fake = FakeNomad::start(cluster);
-    let daemon = start(&fake, &[]);
-    daemon.wait_until("six rows", || daemon.rows().len() == 6);
+    let (fake, nodes, daemon) = following(&[]);
     for (i, node) in nodes.iter().enumerate() {
         let name = ["a", "b", "c"][i];
         let rows: Vec<_> = daemon
@@ -88,10 +95,7 @@ fn every_nodes_rows_have_their_own_node_columns_and_placements_anywhere_arrive()
 
 #[test]
 fn a_node_that_leaves_keeps_its_rows_for_the_grace_period_then_they_go() {
-    let (cluster, nodes) = three_node_cluster();
-    let fake = FakeNomad::start(cluster);
-    let daemon = start(&fake, &["--grace", "4s", "--resync-interval", "1s"]);
-    daemon.wait_until("six rows", || daemon.rows().len() == 6);
+    let (fake, nodes, daemon) = following(&["--grace", "4s", "--resync-interval", "1s"]);
     let leaving = nodes[2].clone();
     let lost: Vec<String> = fake.update(|c| {
         c.node_down(&leaving);
@@ -110,8 +114,10 @@ fn a_node_that_leaves_keeps_its_rows_for_the_grace_period_then_they_go() {
     assert_eq!(lost.len(), 1);
     // A listing after the collection has seen the allocation gone: its rows are in grace, with
     // the node columns of a node Nomad no longer lists.
-    let listings = daemon.count("listed the cluster");
-    daemon.wait_for_log("listed the cluster", listings + 2);
+    let listings = daemon.listings();
+    daemon.wait_until("two listings after the collection", || {
+        daemon.listings() >= listings + 2.0
+    });
     let rows = daemon.rows();
     let kept: Vec<_> = rows.iter().filter(|r| r["alloc_id"] == lost[0]).collect();
     assert_eq!(kept.len(), 2, "rows stay during the grace period");
@@ -157,9 +163,10 @@ fn a_job_version_is_fetched_once_for_all_its_allocations() {
         "one fetch per job version, not per allocation"
     );
     // A resync with no new version fetches nothing.
-    let listings = daemon.count("listed the cluster");
     daemon.signal(rustix::process::Signal::HUP);
-    daemon.wait_for_log("listed the cluster", listings + 1);
+    daemon.wait_until("the SIGHUP listing", || {
+        daemon.listings_for("signal") >= 1.0
+    });
     assert_eq!(requests_to(&fake, "/v1/allocation/").len(), 2);
 }
 
@@ -168,15 +175,13 @@ fn the_listing_pages_through_every_allocation() {
     let (mut cluster, nodes) = three_node_cluster();
     cluster.place("default", "web", "api", &nodes[0]);
     cluster.place("default", "web", "api", &nodes[1]);
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, dir) = fake_and_dir(cluster);
     let table = dir.path().join("cluster.csv");
-    bin_at(fake.address())
-        .args(["dump", "--scope", "cluster", "--page-size", "2", "-o"])
-        .arg(&table)
-        .assert()
-        .success();
-    let rows = parse_csv(&std::fs::read(&table).expect("table"));
+    let rows = dump_rows(
+        fake.address(),
+        &table,
+        &["--scope", "cluster", "--page-size", "2"],
+    );
     assert_eq!(rows.len(), 10, "five allocations of two tasks");
     let pages = requests_to(&fake, "/v1/allocations");
     assert_eq!(pages.len(), 3, "pages of 2, 2 and 1: {pages:?}");
@@ -189,23 +194,16 @@ fn the_listing_pages_through_every_allocation() {
         2
     );
     // print-table shows exactly what dump wrote.
-    let printed = bin_at(fake.address())
-        .args(["print-table", "--scope", "cluster", "--format", "csv"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let print_table = ["print-table", "--scope", "cluster", "--format", "csv"];
+    let printed = stdout_of(bin_at(fake.address()).args(print_table));
     assert_eq!(printed, std::fs::read(&table).expect("table"));
 }
 
 #[test]
 fn a_node_event_changes_its_rows_without_a_resync() {
-    let (cluster, nodes) = three_node_cluster();
-    let fake = FakeNomad::start(cluster);
-    let daemon = start(&fake, &[]);
-    daemon.wait_until("six rows", || daemon.rows().len() == 6);
-    let listings = daemon.count("listed the cluster");
+    let (fake, nodes, daemon) = following(&[]);
+    let listings = daemon.listings();
+    assert!(listings >= 1.0, "the first listing is counted");
     // The node re-registers in another datacenter (a client restarted with a new config).
     fake.update(|c| c.add_node(Node::new("client-a").id(&nodes[0]).datacenter("dc-moved")));
     daemon.wait_until("the moved node's rows", || {
@@ -215,11 +213,7 @@ fn a_node_event_changes_its_rows_without_a_resync() {
             .filter(|r| r["node_id"] == nodes[0])
             .all(|r| r["datacenter"] == "dc-moved")
     });
-    assert_eq!(
-        daemon.count("listed the cluster"),
-        listings,
-        "the Node event did it"
-    );
+    assert_eq!(daemon.listings(), listings, "the Node event did it");
 }
 
 #[test]

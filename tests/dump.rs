@@ -1,9 +1,21 @@
 //! What `dump` writes: the rows and columns of the README's table for the shapes of allocation
 //! Nomad has.
 
-use fake_nomad::{ClientStatus, FakeNomad, Hook, Job, Task, TaskGroup};
+use fake_nomad::{ClientStatus, Cluster, Hook, Job, Task, TaskGroup};
 
-use crate::util::{bin_at, cluster_with_node, dump_rows, parse_csv, rows_of};
+use crate::util::{
+    bin_at, cluster_with_node, dump, dump_rows, fake_and_dir, rows_at, rows_dumped, rows_of,
+};
+
+/// [`cluster_with_node`] with the service job `web` whose group `api` runs `tasks`.
+fn web_running(tasks: impl IntoIterator<Item = Task>) -> (Cluster, String) {
+    let (mut cluster, node) = cluster_with_node();
+    let group = tasks
+        .into_iter()
+        .fold(TaskGroup::new("api"), TaskGroup::task);
+    cluster.register_job(Job::service("web").group(group));
+    (cluster, node)
+}
 
 #[test]
 fn a_service_job_gets_a_row_per_task_with_its_lifecycle() {
@@ -22,9 +34,7 @@ fn a_service_job_gets_a_row_per_task_with_its_lifecycle() {
     );
     let alloc = cluster.place("shop", "web", "api", &node);
     cluster.set_client_status(&alloc, ClientStatus::Running);
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rows = dump_rows(fake.address(), &dir.path().join("allocs.csv"), &[]);
+    let rows = rows_dumped(cluster, &[]);
     let tasks = rows_of(&rows, &alloc);
     let lifecycles: Vec<(&str, &str, &str)> = tasks
         .iter()
@@ -46,18 +56,22 @@ fn a_service_job_gets_a_row_per_task_with_its_lifecycle() {
         ]
     );
     let server = tasks["server"];
-    assert_eq!(server["alloc_name"], "web.api[0]");
-    assert_eq!(server["namespace"], "shop");
-    assert_eq!(server["job_id"], "web");
-    assert_eq!(server["job_name"], "web");
-    assert_eq!(server["parent_job_id"], "");
-    assert_eq!(server["job_type"], "service");
-    assert_eq!(server["job_version"], "0");
-    assert_eq!(server["group"], "api");
-    assert_eq!(server["node_id"], node);
-    assert_eq!(server["node_name"], "client-1");
-    assert_eq!(server["datacenter"], "dc-test");
-    assert_eq!(server["region"], "eu-west");
+    for (column, value) in [
+        ("alloc_name", "web.api[0]"),
+        ("namespace", "shop"),
+        ("job_id", "web"),
+        ("job_name", "web"),
+        ("parent_job_id", ""),
+        ("job_type", "service"),
+        ("job_version", "0"),
+        ("group", "api"),
+        ("node_id", &node),
+        ("node_name", "client-1"),
+        ("datacenter", "dc-test"),
+        ("region", "eu-west"),
+    ] {
+        assert_eq!(server[column], value, "{column}");
+    }
 }
 
 #[test]
@@ -82,13 +96,7 @@ fn periodic_and_dispatch_children_name_their_parent() {
     );
     let a = cluster.place("default", &periodic, "g", &node);
     let b = cluster.place("default", &dispatched, "g", &node);
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rows = dump_rows(
-        fake.address(),
-        &dir.path().join("t.csv"),
-        &["--meta", "input"],
-    );
+    let rows = rows_dumped(cluster, &["--meta", "input"]);
     let periodic_row = rows_of(&rows, &a)["run"];
     assert_eq!(periodic_row["job_id"], "report/periodic-1763700000");
     assert_eq!(periodic_row["parent_job_id"], "report");
@@ -102,9 +110,7 @@ fn periodic_and_dispatch_children_name_their_parent() {
 #[test]
 fn a_replacement_on_the_same_node_keeps_both_allocations() {
     let (mut cluster, node) = cluster_with_node();
-    cluster.register_job(
-        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
-    );
+    cluster.register_job(Job::web());
     let old = cluster.place("default", "web", "api", &node);
     cluster.set_client_status(&old, ClientStatus::Running);
     // A destructive update: new version, new allocation with the same name on the same node.
@@ -115,9 +121,7 @@ fn a_replacement_on_the_same_node_keeps_both_allocations() {
     let new = cluster.replace(&old, &node);
     cluster.set_client_status(&old, ClientStatus::Complete);
     cluster.set_client_status(&new, ClientStatus::Running);
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rows = dump_rows(fake.address(), &dir.path().join("t.csv"), &[]);
+    let rows = rows_dumped(cluster, &[]);
     assert_eq!(rows.len(), 2);
     let old_row = rows_of(&rows, &old)["server"];
     let new_row = rows_of(&rows, &new)["server"];
@@ -138,13 +142,7 @@ fn allocations_in_every_client_status_are_kept() {
             (id, *status)
         })
         .collect();
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rows = dump_rows(
-        fake.address(),
-        &dir.path().join("t.csv"),
-        &["--columns", "job_id,client_status"],
-    );
+    let rows = rows_dumped(cluster, &["--columns", "job_id,client_status"]);
     assert_eq!(rows.len(), ClientStatus::ALL.len());
     for (id, status) in by_status {
         assert_eq!(rows_of(&rows, &id)["t"]["client_status"], status.as_str());
@@ -165,13 +163,7 @@ fn meta_values_with_csv_metacharacters_survive_exactly() {
             ),
     );
     let alloc = cluster.place("default", "web", "api", &node);
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rows = dump_rows(
-        fake.address(),
-        &dir.path().join("t.csv"),
-        &["--meta", "owner,team.name,note"],
-    );
+    let rows = rows_dumped(cluster, &["--meta", "owner,team.name,note"]);
     let row = rows_of(&rows, &alloc)["server"];
     assert_eq!(row["meta_owner"], tricky);
     assert_eq!(row["meta_team_name"], "platform,core");
@@ -180,23 +172,17 @@ fn meta_values_with_csv_metacharacters_survive_exactly() {
 
 #[test]
 fn missing_optional_fields_still_give_rows() {
-    let (mut cluster, node) = cluster_with_node();
-    cluster.register_job(
-        Job::service("web").group(
-            TaskGroup::new("api")
-                .task(Task::new("init", "exec").lifecycle(Hook::Prestart, false))
-                .task(Task::new("server", "docker")),
-        ),
-    );
+    let (mut cluster, node) = web_running([
+        Task::new("init", "exec").lifecycle(Hook::Prestart, false),
+        Task::new("server", "docker"),
+    ]);
     let no_job = cluster.place("default", "web", "api", &node);
     cluster.omit_field(&no_job, "/Job");
     let partial = cluster.place("default", "web", "api", &node);
     cluster.omit_field(&partial, "/NodeName");
     cluster.omit_field(&partial, "/Job/TaskGroups/0/Tasks/0/Lifecycle");
     cluster.omit_field(&partial, "/Job/Region");
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rows = dump_rows(fake.address(), &dir.path().join("t.csv"), &[]);
+    let rows = rows_dumped(cluster, &[]);
     // Without a Job the tasks and lifecycles come from AllocatedResources.TaskLifecycles.
     let from_resources = rows_of(&rows, &no_job);
     assert_eq!(from_resources["init"]["task_lifecycle"], "prestart");
@@ -215,14 +201,9 @@ fn missing_optional_fields_still_give_rows() {
 #[test]
 fn an_empty_node_publishes_a_header_only_table() {
     let (cluster, _node) = cluster_with_node();
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, dir) = fake_and_dir(cluster);
     let path = dir.path().join("t.csv");
-    bin_at(fake.address())
-        .args(["dump", "-o"])
-        .arg(&path)
-        .assert()
-        .success();
+    dump(&mut bin_at(fake.address()), &path, &[]);
     assert_eq!(
         std::fs::read_to_string(&path).expect("written"),
         "alloc_id,task,alloc_name,namespace,job_id,job_name,parent_job_id,job_type,job_version,group,task_driver,task_lifecycle,node_id,node_name,datacenter,region\n"
@@ -231,26 +212,18 @@ fn an_empty_node_publishes_a_header_only_table() {
 
 #[test]
 fn json_output_has_the_same_rows_in_the_same_order() {
-    let (mut cluster, node) = cluster_with_node();
-    cluster.register_job(
-        Job::service("web").group(
-            TaskGroup::new("api")
-                .task(Task::new("b", "docker"))
-                .task(Task::new("a", "docker")),
-        ),
-    );
+    let (mut cluster, node) = web_running([Task::new("b", "docker"), Task::new("a", "docker")]);
     for _ in 0..3 {
         cluster.place("default", "web", "api", &node);
     }
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, dir) = fake_and_dir(cluster);
     let csv_rows = dump_rows(fake.address(), &dir.path().join("t.csv"), &["--meta", "x"]);
     let json_path = dir.path().join("t.json");
-    bin_at(fake.address())
-        .args(["dump", "--format", "json", "--meta", "x", "-o"])
-        .arg(&json_path)
-        .assert()
-        .success();
+    dump(
+        &mut bin_at(fake.address()),
+        &json_path,
+        &["--format", "json", "--meta", "x"],
+    );
     let text = std::fs::read_to_string(&json_path).expect("written");
     let json: Vec<serde_json::Map<String, serde_json::Value>> =
         serde_json::from_str(&text).expect("json array");
@@ -287,23 +260,18 @@ fn namespaces_the_token_cannot_read_are_left_out_by_nomad() {
     );
     let visible = cluster.place("default", "open", "g", &node);
     cluster.place("secret", "hidden", "g", &node);
-    cluster.enable_acl();
-    cluster.add_token(
+    cluster.enable_acl_with([(
         "limited-token",
         fake_nomad::Policy::default()
             .node_read()
             .namespace("default", &["read-job"]),
-    );
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
+    )]);
+    let (fake, dir) = fake_and_dir(cluster);
     let path = dir.path().join("t.csv");
-    bin_at(fake.address())
-        .env("NOMAD_TOKEN", "limited-token")
-        .args(["dump", "--node-id", &node, "-o"])
-        .arg(&path)
-        .assert()
-        .success();
-    let rows = parse_csv(&std::fs::read(&path).expect("written"));
+    let mut command = bin_at(fake.address());
+    command.env("NOMAD_TOKEN", "limited-token");
+    dump(&mut command, &path, &["--node-id", &node]);
+    let rows = rows_at(&path);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["alloc_id"], visible);
 }

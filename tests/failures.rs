@@ -1,13 +1,12 @@
 //! Every failure class: its exit code, one clear line on stderr, and the existing table left
-//! exactly as it was.
+//! exactly as it was. The error line is what these tests are about: they read it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use fake_nomad::{FakeNomad, Fault, Policy};
-use predicates::prelude::*;
-use predicates::str::contains;
+use assert_cmd::Command;
+use fake_nomad::{Cluster, FakeNomad, Fault, Policy};
 
-use crate::util::{bin, bin_at, web_cluster};
+use crate::util::{assert_mentions, bin, bin_at, fake_and_dir, free_address, web_cluster};
 
 const EXISTING: &str = "alloc_id,task\nkeep-me,web\n";
 
@@ -33,10 +32,6 @@ impl ExistingTable {
         }
     }
 
-    fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn assert_untouched(&self) {
         assert_eq!(
             std::fs::read_to_string(&self.path).expect("still there"),
@@ -53,138 +48,139 @@ impl ExistingTable {
     }
 }
 
-fn one_line(stderr: &[u8]) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    let errors: Vec<&str> = text.lines().filter(|l| l.contains("error:")).collect();
-    assert_eq!(errors.len(), 1, "exactly one error line in {text:?}");
-    errors[0].to_owned()
+/// What a failed command wrote.
+struct Failure {
+    stdout: String,
+    stderr: String,
+}
+
+impl Failure {
+    /// The one line of stderr that says `error:`.
+    fn line(&self) -> String {
+        let errors: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.contains("error:"))
+            .collect();
+        assert_eq!(
+            errors.len(),
+            1,
+            "exactly one error line in {:?}",
+            self.stderr
+        );
+        errors[0].to_owned()
+    }
+}
+
+/// `dump <args> -o <a table that exists>` with `command`: asserts that it exits with `code`
+/// and leaves the table as it was.
+fn dump_failing(mut command: Command, args: &[&str], code: i32) -> Failure {
+    let table = ExistingTable::new();
+    let output = command
+        .arg("dump")
+        .args(args)
+        .arg("-o")
+        .arg(&table.path)
+        .output()
+        .expect("runs");
+    let failure = Failure {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert_eq!(output.status.code(), Some(code), "{}", failure.stderr);
+    table.assert_untouched();
+    failure
+}
+
+/// [`web_cluster`] with ACLs on and `policy` (if any) granted to the token `secret`.
+fn with_acl(policy: Option<Policy>, secret: &str) -> (Cluster, String) {
+    let (mut cluster, node) = web_cluster();
+    cluster.enable_acl();
+    if let Some(policy) = policy {
+        cluster.add_token(secret, policy);
+    }
+    (cluster, node)
 }
 
 #[test]
 fn permission_denied_exits_4_names_the_acl_and_never_the_token() {
-    let (mut cluster, node) = web_cluster();
-    cluster.enable_acl();
-    cluster.add_token("s3cr3t-token-value", Policy::default().agent_read());
+    let secret = "s3cr3t-token-value";
+    let (cluster, node) = with_acl(Some(Policy::default().agent_read()), secret);
     let fake = FakeNomad::start(cluster);
-    let table = ExistingTable::new();
-    let output = bin_at(fake.address())
-        .env("NOMAD_TOKEN", "s3cr3t-token-value")
-        .args(["dump", "-o"])
-        .arg(table.path())
-        .output()
-        .expect("runs");
-    assert_eq!(output.status.code(), Some(4));
-    let line = one_line(&output.stderr);
+    let mut command = bin_at(fake.address());
+    command.env("NOMAD_TOKEN", secret);
+    let failure = dump_failing(command, &[], 4);
+    let line = failure.line();
     assert!(line.contains("403") && line.contains("node:read"), "{line}");
     assert!(line.contains(&format!("/v1/node/{node}")), "{line}");
-    let all_output = [output.stdout.as_slice(), output.stderr.as_slice()].concat();
-    assert!(!String::from_utf8_lossy(&all_output).contains("s3cr3t"));
-    table.assert_untouched();
+    assert!(!(failure.stdout + &failure.stderr).contains("s3cr3t"));
     // The token did reach Nomad, as X-Nomad-Token.
     assert!(
         fake.requests()
             .iter()
-            .all(|r| r.token.as_deref() == Some("s3cr3t-token-value"))
+            .all(|r| r.token.as_deref() == Some(secret))
     );
 }
 
 #[test]
 fn an_unknown_token_is_an_auth_failure() {
-    let (mut cluster, node) = web_cluster();
-    cluster.enable_acl();
+    let (cluster, node) = with_acl(None, "");
     let fake = FakeNomad::start(cluster);
-    let table = ExistingTable::new();
-    bin_at(fake.address())
-        .env("NOMAD_TOKEN", "not-a-real-token")
-        .args(["dump", "--node-id", &node, "-o"])
-        .arg(table.path())
-        .assert()
-        .code(4)
-        .stderr(contains("ACL token not found").and(contains("not-a-real-token").not()));
-    table.assert_untouched();
+    let mut command = bin_at(fake.address());
+    command.env("NOMAD_TOKEN", "not-a-real-token");
+    let stderr = dump_failing(command, &["--node-id", &node], 4).stderr;
+    assert!(stderr.contains("ACL token not found"), "{stderr}");
+    assert!(!stderr.contains("not-a-real-token"), "{stderr}");
 }
 
 #[test]
 fn agent_self_without_agent_read_suggests_node_id() {
-    let (mut cluster, _node) = web_cluster();
-    cluster.enable_acl();
-    cluster.add_token(
-        "t",
-        Policy::default().node_read().namespace("*", &["read-job"]),
-    );
+    let policy = Policy::default().node_read().namespace("*", &["read-job"]);
+    let (cluster, _node) = with_acl(Some(policy), "t");
     let fake = FakeNomad::start(cluster);
-    let table = ExistingTable::new();
-    bin_at(fake.address())
-        .env("NOMAD_TOKEN", "t")
-        .args(["dump", "-o"])
-        .arg(table.path())
-        .assert()
-        .code(4)
-        .stderr(contains("agent:read").and(contains("--node-id")));
-    table.assert_untouched();
+    let mut command = bin_at(fake.address());
+    command.env("NOMAD_TOKEN", "t");
+    let stderr = dump_failing(command, &[], 4).stderr;
+    assert_mentions(&stderr, &["agent:read", "--node-id"]);
 }
 
 #[test]
 fn connection_refused_exits_3() {
-    // Bind and drop a listener to get a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let table = ExistingTable::new();
-    let output = bin_at(&format!("http://127.0.0.1:{port}"))
-        .args(["dump", "-o"])
-        .arg(table.path())
-        .output()
-        .expect("runs");
-    assert_eq!(output.status.code(), Some(3));
-    let line = one_line(&output.stderr);
+    let nobody_listens = format!("http://{}", free_address());
+    let line = dump_failing(bin_at(&nobody_listens), &[], 3).line();
     assert!(
         line.contains("cannot reach Nomad") && line.contains("refused"),
         "{line}"
     );
     assert!(line.contains("NOMAD_ADDR"), "{line}");
-    table.assert_untouched();
+}
+
+/// The web cluster's fake, answering every request with `fault`.
+fn faulty(fault: Fault) -> (FakeNomad, String) {
+    let (cluster, node) = web_cluster();
+    let fake = FakeNomad::start(cluster);
+    fake.set_fault(Some(fault));
+    (fake, node)
 }
 
 #[test]
 fn a_server_error_exits_5_with_nomads_message() {
-    let (cluster, _node) = web_cluster();
-    let fake = FakeNomad::start(cluster);
-    fake.set_fault(Some(Fault::Status(
+    let (fake, _node) = faulty(Fault::Status(
         500,
         "rpc error: No cluster leader".to_owned(),
-    )));
-    let table = ExistingTable::new();
-    let output = bin_at(fake.address())
-        .args(["dump", "-o"])
-        .arg(table.path())
-        .output()
-        .expect("runs");
-    assert_eq!(output.status.code(), Some(5));
-    let line = one_line(&output.stderr);
+    ));
+    let line = dump_failing(bin_at(fake.address()), &[], 5).line();
     assert!(
         line.contains("500") && line.contains("No cluster leader"),
         "{line}"
     );
-    table.assert_untouched();
 }
 
 #[test]
 fn malformed_json_exits_6() {
-    let (cluster, node) = web_cluster();
-    let fake = FakeNomad::start(cluster);
-    fake.set_fault(Some(Fault::MalformedJson));
-    let table = ExistingTable::new();
-    let output = bin_at(fake.address())
-        .args(["dump", "--node-id", &node, "-o"])
-        .arg(table.path())
-        .output()
-        .expect("runs");
-    assert_eq!(output.status.code(), Some(6));
-    let line = one_line(&output.stderr);
+    let (fake, node) = faulty(Fault::MalformedJson);
+    let line = dump_failing(bin_at(fake.address()), &["--node-id", &node], 6).line();
     assert!(line.contains("not the JSON expected"), "{line}");
-    table.assert_untouched();
 }
 
 #[test]
@@ -192,78 +188,67 @@ fn an_agent_without_a_client_is_explained() {
     let (mut cluster, _node) = web_cluster();
     cluster.agent.client_node_id = None;
     let fake = FakeNomad::start(cluster);
-    let table = ExistingTable::new();
-    bin_at(fake.address())
-        .args(["dump", "-o"])
-        .arg(table.path())
-        .assert()
-        .code(5)
-        .stderr(contains("runs no Nomad client").and(contains("--node-id")));
-    table.assert_untouched();
+    let stderr = dump_failing(bin_at(fake.address()), &[], 5).stderr;
+    assert_mentions(&stderr, &["runs no Nomad client", "--node-id"]);
 }
 
 #[test]
 fn an_unknown_node_is_explained() {
     let (cluster, _node) = web_cluster();
     let fake = FakeNomad::start(cluster);
-    let table = ExistingTable::new();
-    bin_at(fake.address())
-        .args(["dump", "--node-id", "0000-no-such-node", "-o"])
-        .arg(table.path())
-        .assert()
-        .code(5)
-        .stderr(contains("does not know node").and(contains("0000-no-such-node")));
-    table.assert_untouched();
+    let args = ["--node-id", "0000-no-such-node"];
+    let stderr = dump_failing(bin_at(fake.address()), &args, 5).stderr;
+    assert_mentions(&stderr, &["does not know node", "0000-no-such-node"]);
 }
 
 #[test]
 fn a_missing_output_directory_exits_7() {
     let (cluster, _node) = web_cluster();
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
-    bin_at(fake.address())
+    let (fake, dir) = fake_and_dir(cluster);
+    let output = bin_at(fake.address())
         .args(["dump", "-o"])
         .arg(dir.path().join("missing/t.csv"))
-        .assert()
-        .code(7)
-        .stderr(contains("does not exist"));
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(7));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("does not exist"), "{stderr}");
 }
 
 #[test]
 fn bad_settings_exit_2_with_a_hint() {
-    let table = ExistingTable::new();
-    bin()
-        .env("NOMAD_ADDR", "127.0.0.1:4646")
-        .args(["dump", "-o"])
-        .arg(table.path())
-        .assert()
-        .code(2)
-        .stderr(contains("http://host:4646"));
-    bin()
-        .args(["dump", "--columns", "job,group", "-o"])
-        .arg(table.path())
-        .assert()
-        .code(2)
-        .stderr(contains("unknown column \"job\"").and(contains("job_id")));
-    bin()
-        .args(["dump", "--reload", "command", "-o"])
-        .arg(table.path())
-        .assert()
-        .code(2)
-        .stderr(contains("needs the command after --"));
-    bin()
-        .args(["dump", "--file-mode", "rw", "-o"])
-        .arg(table.path())
-        .assert()
-        .code(2)
-        .stderr(contains("octal"));
-    bin()
-        .env("NOMAD_CACERT", "/nonexistent/ca.pem")
-        .env("NOMAD_ADDR", "https://127.0.0.1:1")
-        .args(["dump", "-o"])
-        .arg(table.path())
-        .assert()
-        .code(2)
-        .stderr(contains("/nonexistent/ca.pem"));
-    table.assert_untouched();
+    let with_env = |vars: &[(&str, &str)]| {
+        let mut command = bin();
+        command.envs(vars.iter().copied());
+        command
+    };
+    let cases: [(Command, &[&str], &[&str]); 5] = [
+        (
+            with_env(&[("NOMAD_ADDR", "127.0.0.1:4646")]),
+            &[],
+            &["http://host:4646"],
+        ),
+        (
+            bin(),
+            &["--columns", "job,group"],
+            &["unknown column \"job\"", "job_id"],
+        ),
+        (
+            bin(),
+            &["--reload", "command"],
+            &["needs the command after --"],
+        ),
+        (bin(), &["--file-mode", "rw"], &["octal"]),
+        (
+            with_env(&[
+                ("NOMAD_CACERT", "/nonexistent/ca.pem"),
+                ("NOMAD_ADDR", "https://127.0.0.1:1"),
+            ]),
+            &[],
+            &["/nonexistent/ca.pem"],
+        ),
+    ];
+    for (command, args, hints) in cases {
+        assert_mentions(&dump_failing(command, args, 2).stderr, hints);
+    }
 }

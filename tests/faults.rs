@@ -11,7 +11,7 @@ use rustix::process::Signal;
 
 use crate::util::daemon::Daemon;
 use crate::util::vector::SignalRecorder;
-use crate::util::{TokenFileCluster, bin_at, free_address, web_cluster};
+use crate::util::{TokenFileCluster, bin_at, dump, fake_and_dir, web_cluster};
 
 fn place(fake: &FakeNomad, node: &str) -> String {
     fake.update(|c| c.place("default", "web", "api", node))
@@ -91,39 +91,53 @@ fn the_newest_allocation_collected_leaves_after_its_grace() {
     assert!(daemon.alloc_ids().contains(&first_alloc(&fake)));
 }
 
-/// The first `retry_in` a `run` against a closed port logs.
-fn first_retry_delay(address: &str) -> String {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let output = bin_at(address)
-        .env("RUST_LOG", "warn")
-        .args(["run", "--node-id", "n1", "--alloc-dir"])
-        .arg(dir.path())
-        .arg("-o")
-        .arg(dir.path().join("allocs.csv"))
-        .timeout(Duration::from_millis(1_500))
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    stderr
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("retry_in="))
-        .unwrap_or_else(|| panic!("no retry_in in {stderr}"))
-        .to_owned()
+/// A `run` whose Nomad answers every request with a 500 while it looks for its node.
+fn failing_to_find_its_node() -> (FakeNomad, Daemon, String) {
+    let (cluster, node) = web_cluster();
+    let fake = FakeNomad::start(cluster);
+    fake.set_fault(Some(Fault::Status(
+        500,
+        "rpc error: No cluster leader".into(),
+    )));
+    let daemon = Daemon::start(&fake, &["--node-id", &node]);
+    (fake, daemon, format!("/v1/node/{node}"))
+}
+
+/// The gaps between its first four attempts, as the fake saw them arrive: the retry delays.
+fn retry_gaps(fake: &FakeNomad, daemon: &Daemon, path: &str) -> Vec<Duration> {
+    let attempts = || -> Vec<Instant> {
+        fake.requests()
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.at)
+            .collect()
+    };
+    daemon.wait_until("four attempts", || attempts().len() >= 4);
+    attempts().windows(2).take(3).map(|w| w[1] - w[0]).collect()
 }
 
 #[test]
 fn two_processes_retry_with_different_jitter() {
-    let closed = format!("http://{}", free_address());
-    let first = first_retry_delay(&closed);
-    let second = first_retry_delay(&closed);
-    assert_ne!(first, second, "every node would retry in lockstep");
+    let (first_fake, first, first_path) = failing_to_find_its_node();
+    let (second_fake, second, second_path) = failing_to_find_its_node();
+    let first = retry_gaps(&first_fake, &first, &first_path);
+    let second = retry_gaps(&second_fake, &second, &second_path);
+    // Without jitter the delays are the same in both (250 ms, 500 ms, 1 s); with it each lies
+    // anywhere in [d, 2d), so that all three agree within 10 ms once in about 15,000 runs.
+    let apart = first
+        .iter()
+        .zip(&second)
+        .any(|(a, b)| a.abs_diff(*b) > Duration::from_millis(10));
+    assert!(
+        apart,
+        "every node would retry in lockstep: {first:?} and {second:?}"
+    );
 }
 
 #[test]
 fn publishes_waiting_out_the_reload_interval_are_one_reload() {
     let (cluster, node) = web_cluster();
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, dir) = fake_and_dir(cluster);
     let vector = SignalRecorder::spawn(dir.path(), "vector");
     let daemon = Daemon::start(
         &fake,
@@ -153,8 +167,7 @@ fn publishes_waiting_out_the_reload_interval_are_one_reload() {
 #[test]
 fn temporary_files_of_killed_publishes_are_removed_at_start() {
     let (cluster, _node) = web_cluster();
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, dir) = fake_and_dir(cluster);
     let table = dir.path().join("allocs.csv");
     let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3_600);
     let left = |name: &str| {
@@ -171,11 +184,7 @@ fn temporary_files_of_killed_publishes_are_removed_at_start() {
         .map(|i| left(&format!(".allocs.csv.k{i}lLeD.tmp")))
         .collect();
     let foreign = left(".other.csv.k0lLeD.tmp");
-    bin_at(fake.address())
-        .args(["dump", "-o"])
-        .arg(&table)
-        .assert()
-        .success();
+    dump(&mut bin_at(fake.address()), &table, &[]);
     for path in &stale {
         assert!(!path.exists(), "{} left behind", path.display());
     }

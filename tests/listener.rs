@@ -9,7 +9,8 @@ use std::net::{SocketAddr, TcpStream};
 use fake_nomad::FakeNomad;
 use rustix::process::{Pid, Resource, Rlimit, prlimit};
 
-use crate::util::daemon::{BOUND, Daemon};
+use crate::util::daemon::Daemon;
+use crate::util::metrics::sample;
 use crate::util::{eventually, free_address, http_get, web_cluster};
 
 /// The limit a small container or unit gives: 300 connections would exhaust it if each took
@@ -43,12 +44,6 @@ fn connect(address: SocketAddr, sending: &[u8]) -> TcpStream {
     stream.write_all(sending).expect("write");
     stream.set_nonblocking(true).expect("nonblocking");
     stream
-}
-
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
 }
 
 #[test]
@@ -89,24 +84,20 @@ fn idle_and_hostile_clients_cannot_freeze_the_table() {
     );
     // The server closes what it accepted by itself: idle and half-sent heads time out,
     // garbage is refused at once.
-    eventually(
-        "the server to close a cap's worth of connections",
-        BOUND,
-        || {
-            clients
-                .iter_mut()
-                .map(closed_by_server)
-                .filter(|closed| *closed)
-                .count()
-                >= CAP
-        },
-    )
+    eventually("the server to close a cap's worth of connections", || {
+        clients
+            .iter_mut()
+            .map(closed_by_server)
+            .filter(|closed| *closed)
+            .count()
+            >= CAP
+    })
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(open_descriptors(pid) <= baseline + CAP + 4);
 
     drop(clients);
     let mut healthz = None;
-    eventually("/healthz once the clients are gone", BOUND, || {
+    eventually("/healthz once the clients are gone", || {
         healthz = http_get(address, "/healthz");
         healthz.is_some()
     })
@@ -114,7 +105,7 @@ fn idle_and_hostile_clients_cannot_freeze_the_table() {
     assert_eq!(healthz, Some((200, "ok\n".to_owned())));
     let mut metrics = String::new();
     let counted = |metrics: &str, series: &str| sample(metrics, series).is_some_and(|v| v >= 1.0);
-    eventually("the listener's metrics to count the storm", BOUND, || {
+    eventually("the listener's metrics to count the storm", || {
         metrics = http_get(address, "/metrics")
             .map(|(_, body)| body)
             .unwrap_or_default();

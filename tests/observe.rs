@@ -1,35 +1,13 @@
 //! What an operator sees of `run` without reading its logs: `/metrics` (checked by promtool, the
 //! Prometheus project's own linter), `/healthz` and `/readyz`.
 
-use std::net::SocketAddr;
 use std::process::Command;
 
 use fake_nomad::{FakeNomad, StreamFault};
 
-use crate::util::daemon::{BOUND, Daemon};
-use crate::util::{TokenFileCluster, eventually, free_address, http_get, web_cluster};
-
-/// The value of one sample line (`name{labels} value`) of an exposition.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-}
-
-fn scrape(address: SocketAddr) -> String {
-    let (status, body) = http_get(address, "/metrics").expect("the listener answers");
-    assert_eq!(status, 200);
-    body
-}
-
-fn wait_for_sample(address: SocketAddr, series: &str, wanted: impl Fn(f64) -> bool) {
-    let mut last = String::new();
-    eventually(series, BOUND, || {
-        last = scrape(address);
-        sample(&last, series).is_some_and(&wanted)
-    })
-    .unwrap_or_else(|e| panic!("{e}; last scrape:\n{last}"));
-}
+use crate::util::daemon::Daemon;
+use crate::util::metrics::{sample, scrape, wait_for_sample};
+use crate::util::{TokenFileCluster, free_address, http_get, web_cluster};
 
 #[test]
 fn metrics_move_with_the_model_and_pass_promtool() {

@@ -2,7 +2,7 @@
 
 use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
 
-use crate::util::{bin_at, cluster_with_node};
+use crate::util::{bin_at, cluster_with_node, dump, stdout_of};
 
 fn fake() -> (FakeNomad, Vec<String>) {
     let (mut cluster, node) = cluster_with_node();
@@ -20,13 +20,7 @@ fn fake() -> (FakeNomad, Vec<String>) {
 }
 
 fn print(fake: &FakeNomad, format: &str) -> Vec<u8> {
-    bin_at(fake.address())
-        .args(["print-table", "--meta", "owner", "--format", format])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone()
+    stdout_of(bin_at(fake.address()).args(["print-table", "--meta", "owner", "--format", format]))
 }
 
 #[test]
@@ -35,11 +29,11 @@ fn csv_and_json_are_byte_for_byte_what_dump_writes() {
     let dir = tempfile::tempdir().expect("tempdir");
     for format in ["csv", "json"] {
         let path = dir.path().join(format!("t.{format}"));
-        bin_at(fake.address())
-            .args(["dump", "--meta", "owner", "--format", format, "-o"])
-            .arg(&path)
-            .assert()
-            .success();
+        dump(
+            &mut bin_at(fake.address()),
+            &path,
+            &["--meta", "owner", "--format", format],
+        );
         assert_eq!(
             print(&fake, format),
             std::fs::read(&path).expect("written"),
@@ -72,13 +66,7 @@ fn table_format_is_aligned_for_people() {
 #[test]
 fn off_a_terminal_the_default_is_csv() {
     let (fake, _) = fake();
-    let default = bin_at(fake.address())
-        .args(["print-table", "--meta", "owner"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let default = stdout_of(bin_at(fake.address()).args(["print-table", "--meta", "owner"]));
     assert_eq!(default, print(&fake, "csv"));
 }
 
@@ -88,14 +76,8 @@ fn diff_shows_added_and_changed_rows_and_exits_1_until_a_dump() {
     let node = fake.read(|c| c.agent.client_node_id.clone().expect("agent node"));
     let dir = tempfile::tempdir().expect("tempdir");
     let table = dir.path().join("allocs.csv");
-    let dump = || {
-        bin_at(fake.address())
-            .args(["dump", "-o"])
-            .arg(&table)
-            .assert()
-            .success();
-    };
-    dump();
+    let dump_now = || dump(&mut bin_at(fake.address()), &table, &[]);
+    dump_now();
     let diff = || {
         bin_at(fake.address())
             .args(["print-table", "--diff"])
@@ -122,7 +104,7 @@ fn diff_shows_added_and_changed_rows_and_exits_1_until_a_dump() {
         )),
         "{text}"
     );
-    dump();
+    dump_now();
     diff().code(0).stdout("");
     bin_at(fake.address())
         .args(["print-table", "--diff", "--format", "csv"])

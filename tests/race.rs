@@ -10,15 +10,13 @@
 //! each telling its own simulated Vector with its own signal: the event stream healthy, blocking
 //! queries (`--watch blocking`), and the stream down (the alloc-dir watch alone).
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use fake_nomad::{FakeNomad, StreamFault};
+use fake_nomad::StreamFault;
 
 use crate::util::daemon::Daemon;
-use crate::util::{launch, parse_csv, web_cluster};
+use crate::util::vector::SimulatedVector;
+use crate::util::{fake_and_dir, web_cluster};
 
 /// Client delays, as the issue asks.
 const DELAYS_MS: [u64; 5] = [0, 50, 200, 500, 1_000];
@@ -28,58 +26,6 @@ const PLACEMENTS: usize = 5;
 /// measures the path from event to loaded row, not the reload rate limit (which, by design,
 /// holds a reload back by up to a second after the previous one).
 const SPACING: Duration = Duration::from_secs(2);
-
-/// The mtime of the last load and the `(alloc_id, task)` keys it held.
-type Loaded = (Option<SystemTime>, BTreeSet<(String, String)>);
-
-/// What a Vector would have loaded from the table.
-struct SimulatedVector {
-    table: PathBuf,
-    loaded: Mutex<Loaded>,
-    reloads: Mutex<usize>,
-}
-
-impl SimulatedVector {
-    fn new(table: PathBuf) -> Arc<SimulatedVector> {
-        Arc::new(SimulatedVector {
-            table,
-            loaded: Mutex::new((None, BTreeSet::new())),
-            reloads: Mutex::new(0),
-        })
-    }
-
-    /// A reload: the file is read only if its mtime is strictly newer than the last load's.
-    fn reload(&self) {
-        *self.reloads.lock().expect("lock") += 1;
-        let Ok(modified) = std::fs::metadata(&self.table).and_then(|m| m.modified()) else {
-            return;
-        };
-        let mut loaded = self.loaded.lock().expect("lock");
-        if loaded.0.is_some_and(|last| modified <= last) {
-            return;
-        }
-        let Ok(bytes) = std::fs::read(&self.table) else {
-            return;
-        };
-        loaded.1 = parse_csv(&bytes)
-            .into_iter()
-            .map(|row| (row["alloc_id"].clone(), row["task"].clone()))
-            .collect();
-        loaded.0 = Some(modified);
-    }
-
-    fn has(&self, alloc_id: &str, task: &str) -> bool {
-        self.loaded
-            .lock()
-            .expect("lock")
-            .1
-            .contains(&(alloc_id.to_owned(), task.to_owned()))
-    }
-
-    fn reloads(&self) -> usize {
-        *self.reloads.lock().expect("lock")
-    }
-}
 
 /// One placement's outcome.
 #[derive(Debug)]
@@ -106,12 +52,13 @@ enum Watch {
     StreamDown,
 }
 
-/// Runs every delay in one watch; returns the outcomes.
-fn measure(watch: Watch, signal: i32, signal_name: &str) -> Vec<Outcome> {
+/// Runs every delay in one watch, reloaded with `signal`; returns the outcomes.
+fn measure(watch: Watch, signal: &'static str) -> Vec<Outcome> {
     let (mut cluster, node) = web_cluster();
     cluster.events.capacity = 1_000;
-    let fake = FakeNomad::start(cluster);
-    let mut flags = launch::reload_this_process(signal_name);
+    let (fake, dir) = fake_and_dir(cluster);
+    let vector = SimulatedVector::listen(Daemon::table_in(dir.path()), signal);
+    let mut flags = vector.flags();
     flags.extend([
         "--watch".to_owned(),
         if watch == Watch::Blocking {
@@ -121,30 +68,16 @@ fn measure(watch: Watch, signal: i32, signal_name: &str) -> Vec<Outcome> {
         }
         .to_owned(),
     ]);
-    let daemon = Daemon::start_with_env(
+    // The defaults an operator gets, not the harness's quick ones.
+    let daemon = Daemon::start_deployed_in(
+        dir,
         &fake,
         &flags.iter().map(String::as_str).collect::<Vec<_>>(),
-        // The defaults an operator gets, not the harness's quick ones.
-        &[
-            ("NOMAD_ALLOC_TABLE_WAIT", "100ms:1s"),
-            ("NOMAD_ALLOC_TABLE_MIN_RELOAD_INTERVAL", "1s"),
-        ],
     );
-    let vector = SimulatedVector::new(daemon.table.clone());
-    let mut signals = signal_hook::iterator::Signals::new([signal]).expect("signal handler");
-    let handle = signals.handle();
-    let listener = std::thread::spawn({
-        let vector = vector.clone();
-        move || {
-            for _ in signals.forever() {
-                vector.reload();
-            }
-        }
-    });
     // Vector loads the table at start; then the daemon's first publish is signalled.
     daemon.wait_until("the first table", || daemon.table.exists());
-    vector.reload();
-    daemon.wait_until("the first reload signal", || vector.reloads() >= 2);
+    vector.load();
+    daemon.wait_until("the first reload signal", || vector.reloads() >= 1);
     // Start clear of the reload rate limit (--min-reload-interval 1s).
     std::thread::sleep(SPACING / 2);
     if watch == Watch::StreamDown {
@@ -174,8 +107,6 @@ fn measure(watch: Watch, signal: i32, signal_name: &str) -> Vec<Outcome> {
             std::thread::sleep(SPACING.saturating_sub(placed.elapsed()));
         }
     }
-    handle.close();
-    listener.join().expect("listener");
     drop(daemon);
     results
 }
@@ -212,14 +143,14 @@ fn assert_no_miss_from_200_ms(results: &[Outcome]) {
 
 #[test]
 fn with_the_stream_healthy_no_row_is_missed_from_200_ms_on() {
-    let results = measure(Watch::Events, signal_hook::consts::SIGUSR1, "SIGUSR1");
+    let results = measure(Watch::Events, "SIGUSR1");
     report("stream healthy", &results);
     assert_no_miss_from_200_ms(&results);
 }
 
 #[test]
 fn with_blocking_queries_no_row_is_missed_from_200_ms_on() {
-    let results = measure(Watch::Blocking, signal_hook::consts::SIGWINCH, "SIGWINCH");
+    let results = measure(Watch::Blocking, "SIGWINCH");
     report("blocking queries", &results);
     assert_no_miss_from_200_ms(&results);
 }
@@ -230,7 +161,7 @@ const URGENT_ENOUGH_MS: u64 = 100;
 
 #[test]
 fn with_the_stream_down_the_alloc_dir_watch_labels_by_discovery() {
-    let results = measure(Watch::StreamDown, signal_hook::consts::SIGUSR2, "SIGUSR2");
+    let results = measure(Watch::StreamDown, "SIGUSR2");
     report("stream down, alloc-dir watch only", &results);
     for o in &results {
         // Only the directory tells the daemon, at the moment the log file appears: the row

@@ -2,35 +2,56 @@
 //! stand-in for Vector is bash run through a symlink named `vector` (so the kernel calls it `vector`),
 //! recording every signal it receives in a log file.
 
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::process::Command;
 
 use fake_nomad::FakeNomad;
-use predicates::str::contains;
 
 use crate::util::vector::SignalRecorder;
-use crate::util::{bin_at, web_cluster};
+use crate::util::{bin_at, dump, fake_and_dir, web_cluster};
 
-fn fake_with_one_alloc() -> (FakeNomad, String) {
-    let (cluster, node) = web_cluster();
-    (FakeNomad::start(cluster), node)
+/// The fake with one placed allocation, a stand-in process named `name`, and where `dump`
+/// publishes; `dump(extra)` runs it there.
+struct Setup {
+    fake: FakeNomad,
+    node: String,
+    process: SignalRecorder,
+    table: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(name: &str) -> Setup {
+        let (cluster, node) = web_cluster();
+        let (fake, dir) = fake_and_dir(cluster);
+        let process = SignalRecorder::spawn(dir.path(), name);
+        let table = dir.path().join("allocs.csv");
+        Setup {
+            fake,
+            node,
+            process,
+            table,
+            dir,
+        }
+    }
+
+    /// `dump <extra>` into the table.
+    fn dump(&self, extra: &[&str]) {
+        dump(&mut bin_at(self.fake.address()), &self.table, extra);
+    }
+
+    /// `dump --vector-pid <the stand-in's PID>` into the table.
+    fn dump_reloading_it(&self) {
+        self.dump(&["--vector-pid", &self.process.pid().to_string()]);
+    }
 }
 
 #[test]
 fn a_changed_table_reloads_vector_once_and_an_unchanged_one_never() {
-    let (fake, node) = fake_with_one_alloc();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let vector = SignalRecorder::spawn(dir.path(), "vector");
-    let table = dir.path().join("allocs.csv");
-    let dump = || {
-        let mut cmd = bin_at(fake.address());
-        cmd.args(["dump", "--vector-pid", &vector.pid().to_string(), "-o"])
-            .arg(&table);
-        cmd
-    };
-    dump()
-        .assert()
-        .success()
-        .stderr(contains("Vector told to reload"));
+    let setup = Setup::new("vector");
+    let vector = &setup.process;
+    setup.dump_reloading_it();
     vector.sync();
     assert_eq!(vector.names(), ["ready", "HUP", "USR2"]);
     let entries = vector.entries();
@@ -39,7 +60,14 @@ fn a_changed_table_reloads_vector_once_and_an_unchanged_one_never() {
         "a process younger than a second must not be signalled: {entries:?}"
     );
 
-    dump().assert().success().stderr(contains("unchanged"));
+    let published = std::fs::metadata(&setup.table).expect("table");
+    setup.dump_reloading_it();
+    let after = std::fs::metadata(&setup.table).expect("table");
+    assert_eq!(
+        (after.ino(), after.modified().ok()),
+        (published.ino(), published.modified().ok()),
+        "unchanged content is not published again"
+    );
     vector.sync();
     assert_eq!(
         vector.names(),
@@ -47,10 +75,10 @@ fn a_changed_table_reloads_vector_once_and_an_unchanged_one_never() {
         "no reload for unchanged content"
     );
 
-    fake.update(|c| {
-        c.place("default", "web", "api", &node);
-    });
-    dump().assert().success();
+    setup
+        .fake
+        .update(|c| c.place("default", "web", "api", &setup.node));
+    setup.dump_reloading_it();
     vector.sync();
     assert_eq!(
         vector.names(),
@@ -60,57 +88,35 @@ fn a_changed_table_reloads_vector_once_and_an_unchanged_one_never() {
 
 #[test]
 fn a_process_with_another_name_is_never_signalled() {
-    let (fake, _node) = fake_with_one_alloc();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let impostor = SignalRecorder::spawn(dir.path(), "not-vector");
-    let table = dir.path().join("allocs.csv");
-    bin_at(fake.address())
-        .args(["dump", "--vector-pid", &impostor.pid().to_string(), "-o"])
-        .arg(&table)
-        .assert()
-        .success()
-        .stderr(contains("not signalling"));
-    impostor.sync();
-    assert_eq!(impostor.names(), ["ready", "USR2"]);
+    let setup = Setup::new("not-vector");
+    setup.dump_reloading_it();
+    setup.process.sync();
+    assert_eq!(setup.process.names(), ["ready", "USR2"]);
     assert!(
-        table.exists(),
+        setup.table.exists(),
         "the table is published even when the reload is refused"
     );
 }
 
 #[test]
 fn a_pidfile_and_a_custom_signal_are_honoured() {
-    let (fake, _node) = fake_with_one_alloc();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let vector = SignalRecorder::spawn(dir.path(), "vector");
-    let pidfile = dir.path().join("vector.pid");
-    std::fs::write(&pidfile, format!("{}\n", vector.pid())).expect("write pidfile");
-    bin_at(fake.address())
-        .args(["dump", "--reload-signal", "SIGUSR1", "--vector-pidfile"])
-        .arg(&pidfile)
-        .arg("-o")
-        .arg(dir.path().join("allocs.csv"))
-        .assert()
-        .success();
-    vector.sync();
-    assert_eq!(vector.names(), ["ready", "USR1", "USR2"]);
+    let setup = Setup::new("vector");
+    let pidfile = setup.dir.path().join("vector.pid");
+    std::fs::write(&pidfile, format!("{}\n", setup.process.pid())).expect("write pidfile");
+    let pidfile = pidfile.to_str().expect("utf8");
+    setup.dump(&["--reload-signal", "SIGUSR1", "--vector-pidfile", pidfile]);
+    setup.process.sync();
+    assert_eq!(setup.process.names(), ["ready", "USR1", "USR2"]);
 }
 
 #[test]
 fn a_vanished_process_is_a_warning_not_a_lost_table() {
-    let (fake, _node) = fake_with_one_alloc();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let setup = Setup::new("vector");
     let mut gone = Command::new("true").spawn().expect("spawn");
     let pid = gone.id();
     gone.wait().expect("reaped");
-    let table = dir.path().join("allocs.csv");
-    bin_at(fake.address())
-        .args(["dump", "--vector-pid", &pid.to_string(), "-o"])
-        .arg(&table)
-        .assert()
-        .success()
-        .stderr(contains("Vector was not told to reload"));
-    assert!(table.exists());
+    setup.dump(&["--vector-pid", &pid.to_string()]);
+    assert!(setup.table.exists());
 }
 
 mod nomad_task {
@@ -118,7 +124,7 @@ mod nomad_task {
     use predicates::prelude::*;
     use predicates::str::contains;
 
-    use crate::util::{bin_at, web_cluster};
+    use crate::util::{bin_at, fake_and_dir, web_cluster};
 
     /// The fake with a Vector system job allocation beside the web allocation.
     fn with_vector_task() -> (fake_nomad::Cluster, String) {
@@ -160,17 +166,14 @@ mod nomad_task {
         let (mut cluster, vector_alloc) = with_vector_task();
         cluster.set_client_status(&vector_alloc, ClientStatus::Pending);
         let fake = FakeNomad::start(cluster);
-        dump_reloading_the_task(&fake, &vector_alloc)
-            .success()
-            .stderr(contains("is not running"));
+        dump_reloading_the_task(&fake, &vector_alloc).success();
         assert!(fake.signals().is_empty());
     }
 
     #[test]
     fn a_changed_table_signals_the_vector_task_through_nomad() {
         let (cluster, vector_alloc) = with_vector_task();
-        let fake = FakeNomad::start(cluster);
-        let dir = tempfile::tempdir().expect("tempdir");
+        let (fake, dir) = fake_and_dir(cluster);
         let dump = || {
             let mut cmd = bin_at(fake.address());
             cmd.env("NOMAD_ALLOC_ID", &vector_alloc)
@@ -178,10 +181,7 @@ mod nomad_task {
                 .arg(dir.path().join("allocs.csv"));
             cmd
         };
-        dump()
-            .assert()
-            .success()
-            .stderr(contains("Vector told to reload through Nomad"));
+        dump().assert().success();
         assert_eq!(
             fake.signals(),
             [SignalRecord {
@@ -190,17 +190,15 @@ mod nomad_task {
                 signal: "SIGHUP".to_owned()
             }]
         );
-        dump().assert().success().stderr(contains("unchanged"));
+        dump().assert().success();
         assert_eq!(fake.signals().len(), 1, "no signal for an unchanged table");
     }
 
     #[test]
     fn without_alloc_lifecycle_the_reload_is_a_warning_naming_it() {
         let (mut cluster, vector_alloc) = with_vector_task();
-        cluster.enable_acl();
-        cluster.add_token("reader", Policy::alloc_table_reader());
-        let fake = FakeNomad::start(cluster);
-        let dir = tempfile::tempdir().expect("tempdir");
+        cluster.enable_acl_with([("reader", Policy::alloc_table_reader())]);
+        let (fake, dir) = fake_and_dir(cluster);
         let table = dir.path().join("allocs.csv");
         bin_at(fake.address())
             .env("NOMAD_TOKEN", "reader")
@@ -222,8 +220,6 @@ mod nomad_task {
 }
 
 mod command {
-    use predicates::str::contains;
-
     use crate::util::{bin_at, web_cluster};
 
     #[test]
@@ -241,8 +237,7 @@ mod command {
             .arg(&table)
             .arg(&copy)
             .assert()
-            .success()
-            .stderr(contains("Vector told to reload by command"));
+            .success();
         assert_eq!(
             std::fs::read(&copy).expect("copied"),
             std::fs::read(&table).expect("table")
@@ -259,22 +254,24 @@ mod command {
             .arg(dir.path().join("a.csv"))
             .args(["--", "false"])
             .assert()
-            .success()
-            .stderr(contains("the reload command \"false\" failed"));
+            .success();
+        assert!(dir.path().join("a.csv").exists());
+        let started = std::time::Instant::now();
         bin_at(fake.address())
             .args(["dump", "--reload-timeout", "200ms", "-o"])
             .arg(dir.path().join("b.csv"))
             .args(["--", "sleep", "30"])
             .assert()
-            .success()
-            .stderr(contains("did not finish within"));
+            .success();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the hanging command was given up after its timeout"
+        );
         assert!(dir.path().join("b.csv").exists());
     }
 }
 
 mod discovery {
-    use predicates::str::contains;
-
     use super::SignalRecorder;
     use crate::util::{bin_at, web_cluster};
 
@@ -318,7 +315,7 @@ mod discovery {
         let name = unique_name("two");
         let first = SignalRecorder::spawn(first_dir.path(), &name);
         let second = SignalRecorder::spawn(second_dir.path(), &name);
-        dump_reloading_by_name(&name, first_dir.path()).stderr(contains("2 processes are named"));
+        dump_reloading_by_name(&name, first_dir.path());
         first.sync();
         second.sync();
         assert_eq!(first.count("HUP") + second.count("HUP"), 0);

@@ -10,7 +10,7 @@ use rustix::process::Signal;
 
 use crate::util::daemon::Daemon;
 use crate::util::vector::SignalRecorder;
-use crate::util::{bin_at, web_cluster};
+use crate::util::{bin_at, dump, web_cluster};
 
 /// The fake with one placed allocation, and a stand-in Vector in its own directory.
 fn setup() -> (FakeNomad, String, SignalRecorder, tempfile::TempDir) {
@@ -35,29 +35,42 @@ fn running(
     let pid = vector.pid().to_string();
     let mut args = vec!["--vector-pid", &pid];
     args.extend_from_slice(extra);
-    let daemon = Daemon::start_in(dir, fake, &args, &[]);
+    let daemon = Daemon::start_in(dir, fake, &args);
     let first = fake.read(|c| c.allocations.keys().next().expect("one").clone());
     daemon.wait_for_alloc(&first);
     daemon
 }
 
-#[test]
-fn sigterm_inside_the_reload_interval_delivers_the_trailing_reload_before_exit() {
-    let (fake, node, vector, _vector_dir) = setup();
+/// `run` with `extra` flags (a `--min-reload-interval`) and its first table announced, then a
+/// placement published whose reload the interval holds back.
+fn owing_a_reload(extra: &[&str]) -> (FakeNomad, Daemon, SignalRecorder, tempfile::TempDir) {
+    let (fake, node, vector, vector_dir) = setup();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut daemon = running(&fake, &vector, dir, &["--min-reload-interval", "4s"]);
+    let daemon = running(&fake, &vector, dir, extra);
     vector.wait_for_count("HUP", 1);
     let new = place(&fake, &node);
     daemon.wait_for_alloc(&new);
+    (fake, daemon, vector, vector_dir)
+}
+
+/// Stops `daemon` with SIGTERM, which must exit 0; returns how long that took.
+fn stop(daemon: &mut Daemon) -> Duration {
+    let stopped_at = Instant::now();
+    daemon.signal(Signal::TERM);
+    assert_eq!(daemon.wait_for_exit(), Some(0));
+    stopped_at.elapsed()
+}
+
+#[test]
+fn sigterm_inside_the_reload_interval_delivers_the_trailing_reload_before_exit() {
+    let (_fake, mut daemon, vector, _vector_dir) = owing_a_reload(&["--min-reload-interval", "4s"]);
     vector.sync();
     assert_eq!(
         vector.count("HUP"),
         1,
         "the second reload waits out the interval"
     );
-    let stopped_at = Instant::now();
-    daemon.signal(Signal::TERM);
-    assert_eq!(daemon.wait_for_exit(), Some(0));
+    let took = stop(&mut daemon);
     vector.sync();
     assert_eq!(
         vector.count("HUP"),
@@ -65,7 +78,7 @@ fn sigterm_inside_the_reload_interval_delivers_the_trailing_reload_before_exit()
         "the owed reload arrived before the exit"
     );
     assert!(
-        stopped_at.elapsed() < Duration::from_secs(10),
+        took < Duration::from_secs(10),
         "within the shutdown timeout"
     );
 }
@@ -74,17 +87,10 @@ fn sigterm_inside_the_reload_interval_delivers_the_trailing_reload_before_exit()
 fn an_owed_reload_due_after_the_shutdown_timeout_is_sent_at_once() {
     // The bug as reported: --min-reload-interval 20s, so the owed reload would be due long
     // after the default shutdown timeout (10 s).
-    let (fake, node, vector, _vector_dir) = setup();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut daemon = running(&fake, &vector, dir, &["--min-reload-interval", "20s"]);
-    vector.wait_for_count("HUP", 1);
-    let new = place(&fake, &node);
-    daemon.wait_for_alloc(&new);
-    let stopped_at = Instant::now();
-    daemon.signal(Signal::TERM);
-    assert_eq!(daemon.wait_for_exit(), Some(0));
+    let (_fake, mut daemon, vector, _vector_dir) =
+        owing_a_reload(&["--min-reload-interval", "20s"]);
     assert!(
-        stopped_at.elapsed() < Duration::from_secs(5),
+        stop(&mut daemon) < Duration::from_secs(5),
         "no waiting for an interval that ends after the timeout"
     );
     vector.sync();
@@ -111,8 +117,7 @@ fn sigterm_publishes_a_pending_change_without_waiting_out_the_debounce() {
     });
     std::thread::sleep(Duration::from_millis(200));
     assert!(!daemon.alloc_ids().contains(&new), "still in its debounce");
-    daemon.signal(Signal::TERM);
-    assert_eq!(daemon.wait_for_exit(), Some(0));
+    stop(&mut daemon);
     assert!(daemon.alloc_ids().contains(&new), "published at the stop");
     vector.sync();
     assert_eq!(vector.count("HUP"), 1, "and announced");
@@ -120,17 +125,8 @@ fn sigterm_publishes_a_pending_change_without_waiting_out_the_debounce() {
 
 #[test]
 fn a_second_signal_exits_at_once() {
-    let (fake, node, vector, _vector_dir) = setup();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut daemon = running(
-        &fake,
-        &vector,
-        dir,
-        &["--min-reload-interval", "60s", "--shutdown-timeout", "60s"],
-    );
-    vector.wait_for_count("HUP", 1);
-    let new = place(&fake, &node);
-    daemon.wait_for_alloc(&new);
+    let (_fake, mut daemon, _vector, _vector_dir) =
+        owing_a_reload(&["--min-reload-interval", "60s", "--shutdown-timeout", "60s"]);
     daemon.signal(Signal::TERM);
     std::thread::sleep(Duration::from_millis(300));
     daemon.signal(Signal::INT);
@@ -227,11 +223,7 @@ fn with_reload_none_nothing_is_remembered() {
     let (fake, _node, _vector, _vector_dir) = setup();
     let dir = tempfile::tempdir().expect("tempdir");
     let table = dir.path().join("allocs.csv");
-    bin_at(fake.address())
-        .args(["dump", "-o"])
-        .arg(&table)
-        .assert()
-        .success();
+    dump(&mut bin_at(fake.address()), &table, &[]);
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .expect("list")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())

@@ -7,7 +7,7 @@ use fake_nomad::{FakeNomad, Listen};
 use predicates::str::contains;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
-use crate::util::{bin, bin_at, parse_csv, web_cluster};
+use crate::util::{bin, bin_at, dump, fake_and_dir, rows_at, web_cluster};
 
 /// A CA plus a server and a client certificate signed by it, as PEM files in a directory.
 struct Pki {
@@ -63,7 +63,10 @@ impl Pki {
         self.dir.path().join(name)
     }
 
-    fn start(&self, cluster: fake_nomad::Cluster, require_client_cert: bool) -> FakeNomad {
+    /// The fake serving the web cluster over HTTPS with the server certificate, requiring a
+    /// client certificate from the CA if asked.
+    fn serve(&self, require_client_cert: bool) -> FakeNomad {
+        let (cluster, _) = web_cluster();
         let client_ca = require_client_cert.then_some(self.ca_cert.as_str());
         let config = fake_nomad::tls::server_config(&self.server_cert, &self.server_key, client_ca)
             .expect("tls config");
@@ -73,17 +76,15 @@ impl Pki {
 }
 
 fn dump_ok(cmd: &mut assert_cmd::Command, out: &Path) -> usize {
-    cmd.args(["dump", "-o"]).arg(out).assert().success();
-    parse_csv(&std::fs::read(out).expect("written")).len()
+    dump(cmd, out, &[]);
+    rows_at(out).len()
 }
 
 #[test]
 fn tls_with_a_ca_and_a_client_certificate() {
     let pki = Pki::new(&["127.0.0.1", "server.global.nomad"]);
-    let (cluster, _) = web_cluster();
-    let fake = pki.start(cluster, true);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("t.csv");
+    let fake = pki.serve(true);
+    let out = pki.path("t.csv");
     let rows = dump_ok(
         bin_at(fake.address())
             .env("NOMAD_CACERT", pki.path("ca.pem"))
@@ -96,7 +97,7 @@ fn tls_with_a_ca_and_a_client_certificate() {
     bin_at(fake.address())
         .env("NOMAD_CACERT", pki.path("ca.pem"))
         .args(["dump", "-o"])
-        .arg(dir.path().join("u.csv"))
+        .arg(pki.path("u.csv"))
         .assert()
         .code(3);
 }
@@ -105,14 +106,12 @@ fn tls_with_a_ca_and_a_client_certificate() {
 fn tls_server_name_verifies_an_agent_certificate_reached_by_ip() {
     // Like a real agent: the certificate names server.global.nomad, not 127.0.0.1.
     let pki = Pki::new(&["server.global.nomad"]);
-    let (cluster, _) = web_cluster();
-    let fake = pki.start(cluster, false);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let fake = pki.serve(false);
     bin_at(fake.address())
         .args(["--ca-cert"])
         .arg(pki.path("ca.pem"))
         .args(["dump", "-o"])
-        .arg(dir.path().join("a.csv"))
+        .arg(pki.path("a.csv"))
         .assert()
         .code(3)
         .stderr(contains("certificate"));
@@ -121,7 +120,7 @@ fn tls_server_name_verifies_an_agent_certificate_reached_by_ip() {
             .args(["--ca-cert"])
             .arg(pki.path("ca.pem"))
             .args(["--tls-server-name", "server.global.nomad"]),
-        &dir.path().join("b.csv"),
+        &pki.path("b.csv"),
     );
     assert_eq!(rows, 1);
 }
@@ -129,22 +128,20 @@ fn tls_server_name_verifies_an_agent_certificate_reached_by_ip() {
 #[test]
 fn a_ca_directory_and_skip_verify_work_too() {
     let pki = Pki::new(&["server.global.nomad"]);
-    let (cluster, _) = web_cluster();
-    let fake = pki.start(cluster, false);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca_dir = dir.path().join("cas");
+    let fake = pki.serve(false);
+    let ca_dir = pki.path("cas");
     std::fs::create_dir(&ca_dir).expect("mkdir");
     std::fs::copy(pki.path("ca.pem"), ca_dir.join("nomad-ca.pem")).expect("copy");
     let rows = dump_ok(
         bin_at(fake.address())
             .env("NOMAD_CAPATH", &ca_dir)
             .env("NOMAD_TLS_SERVER_NAME", "server.global.nomad"),
-        &dir.path().join("a.csv"),
+        &pki.path("a.csv"),
     );
     assert_eq!(rows, 1);
     let rows = dump_ok(
         bin_at(fake.address()).env("NOMAD_SKIP_VERIFY", "true"),
-        &dir.path().join("b.csv"),
+        &pki.path("b.csv"),
     );
     assert_eq!(rows, 1);
 }
@@ -180,8 +177,7 @@ fn the_token_file_is_read_and_sent_in_preference_to_nomad_token() {
     let (mut cluster, _) = web_cluster();
     cluster.enable_acl();
     cluster.add_token("file-token", fake_nomad::Policy::alloc_table_reader());
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, dir) = fake_and_dir(cluster);
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "file-token\n").expect("write");
     // A NOMAD_TOKEN left in the environment does not get in the way of the token file.
@@ -203,8 +199,7 @@ fn the_token_file_is_read_and_sent_in_preference_to_nomad_token() {
 #[test]
 fn basic_auth_and_region_are_sent() {
     let (cluster, _) = web_cluster();
-    let fake = FakeNomad::start(cluster);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, dir) = fake_and_dir(cluster);
     dump_ok(
         bin_at(fake.address())
             .env("NOMAD_HTTP_AUTH", "ops:pa55")

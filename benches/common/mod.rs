@@ -1,54 +1,25 @@
-//! What the daemon benchmarks share: starting `run` against the fake, waiting, percentiles and
-//! a process's CPU time and peak RSS.
+//! What the daemon benchmarks add to the one harness they share with the integration tests
+//! (`tests/util`, included here by path: the launcher, `run` as deployed, waits, the stand-ins
+//! for Vector): their settings, percentiles, a process's CPU time and memory, the size of a
+//! listing, churn in the background, and the experiment of the scale benches (a generated
+//! cluster under churn: a window of cost, then probes of latency).
 
 #![allow(dead_code)] // Each bench uses its own part of this module.
 
-use std::process::{Child, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fake_nomad::FakeNomad;
+use fake_nomad::generate::{Shape, cluster};
 use fake_nomad::lifecycle::{ClusterChurn, Step};
+use fake_nomad::{FakeNomad, Job, Task, TaskGroup};
 
-#[path = "../../tests/util/launch.rs"]
-pub mod launch;
+#[path = "../../tests/util/mod.rs"]
+#[allow(dead_code)]
+pub mod util;
 
-/// Starts the release `run` against `fake`, publishing into `dir`, with `extra` flags; in
-/// node scope with an (empty) alloc dir in `dir`.
-pub fn start_run(fake: &FakeNomad, dir: &std::path::Path, extra: &[&str]) -> Child {
-    let alloc_dir = dir.join("alloc");
-    std::fs::create_dir_all(&alloc_dir).expect("alloc dir");
-    let mut command = launch::command();
-    command.args(["run", "--alloc-dir"]).arg(alloc_dir);
-    spawn_run(command, fake, dir, extra)
-}
-
-/// Starts the release `run --scope cluster` against `fake`, publishing into `dir` (no alloc
-/// dir: the cluster scope has none).
-pub fn start_cluster_run(fake: &FakeNomad, dir: &std::path::Path, extra: &[&str]) -> Child {
-    let mut command = launch::command();
-    command.args(["run", "--scope", "cluster"]);
-    spawn_run(command, fake, dir, extra)
-}
-
-fn spawn_run(
-    mut command: std::process::Command,
-    fake: &FakeNomad,
-    dir: &std::path::Path,
-    extra: &[&str],
-) -> Child {
-    command
-        .env("NOMAD_ADDR", fake.address())
-        .env("RUST_LOG", "warn")
-        .arg("-o")
-        .arg(dir.join("allocs.csv"))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn run")
-}
+use util::daemon::Daemon;
+use util::vector::SimulatedVector;
 
 /// A bench setting from the environment: `name` parsed, else `default`.
 pub fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -58,12 +29,19 @@ pub fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// Polls `condition` every 2 ms for up to a minute.
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
+/// Waits (polling every 2 ms, for up to 5 minutes) until `condition` holds.
+pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    util::Patience::DEPLOYED
+        .wait(what, condition)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Prints a Markdown table (for BENCHMARKS.md): the header, its alignment row, then `rows`.
+pub fn print_table(header: &str, alignment: &str, rows: impl IntoIterator<Item = String>) {
+    println!("{header}");
+    println!("{alignment}");
+    for row in rows {
+        println!("{row}");
     }
 }
 
@@ -73,107 +51,46 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank]
 }
 
+/// A field of `/proc/<pid>/status` in KiB (`VmHWM`, `VmRSS`).
+fn status_kib(pid: i32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{field} of {pid}"))
+}
+
 /// CPU seconds (user + system) and peak RSS in KiB of a process, from /proc.
-pub fn usage(pid: u32) -> (f64, u64) {
+pub fn usage(pid: i32) -> (f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
     let after_comm = &stat[stat.rfind(')').expect("comm") + 1..];
     let fields: Vec<&str> = after_comm.split_whitespace().collect();
     let ticks: u64 =
         fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let hwm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmHWM");
     (
         ticks as f64 / rustix::param::clock_ticks_per_second() as f64,
-        hwm,
+        status_kib(pid, "VmHWM"),
     )
 }
 
 /// The resident set of a process now, in KiB (`VmRSS`).
-pub fn current_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
+pub fn current_rss_kib(pid: i32) -> u64 {
+    status_kib(pid, "VmRSS")
 }
 
-/// Calls a function for every SIGUSR1 this process gets, standing in for Vector's reload.
-pub struct SignalListener {
-    handle: signal_hook::iterator::Handle,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl SignalListener {
-    pub fn start(on_signal: impl Fn() + Send + 'static) -> SignalListener {
-        let mut signals =
-            signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1]).expect("handler");
-        let handle = signals.handle();
-        let thread = std::thread::spawn(move || {
-            for _ in signals.forever() {
-                on_signal();
-            }
-        });
-        SignalListener { handle, thread }
-    }
-
-    pub fn stop(self) {
-        self.handle.close();
-        self.thread.join().expect("listener");
-    }
-}
-
-/// Vector as the benches see it: the reload signals the bench process got, each with whether
-/// the table held the probe allocation then.
-pub struct SimulatedVector {
-    pub table: std::path::PathBuf,
-    pub probe: Mutex<String>,
-    pub loads: Mutex<Vec<(Instant, bool)>>,
-}
-
-impl SimulatedVector {
-    pub fn new(table: std::path::PathBuf) -> SimulatedVector {
-        SimulatedVector {
-            table,
-            probe: Mutex::new(String::new()),
-            loads: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// A reload signal arrived.
-    pub fn reload(&self) {
-        let probe = self.probe.lock().expect("lock").clone();
-        let has = !probe.is_empty()
-            && std::fs::read_to_string(&self.table).is_ok_and(|t| t.contains(&probe));
-        self.loads.lock().expect("lock").push((Instant::now(), has));
-    }
-
-    /// Reload signals so far.
-    pub fn count(&self) -> usize {
-        self.loads.lock().expect("lock").len()
-    }
-
-    /// Places a probe with `place` and returns the time to the first reload whose table holds it.
-    pub fn probe(&self, place: impl FnOnce() -> String) -> Duration {
-        let placed = Instant::now();
-        *self.probe.lock().expect("lock") = place();
-        let loaded = || {
-            self.loads
-                .lock()
-                .expect("lock")
-                .iter()
-                .find(|(at, has)| *has && *at >= placed)
-                .map(|(at, _)| *at)
-        };
-        wait_until("the probe's reload", || loaded().is_some());
-        loaded().expect("a load") - placed
-    }
+/// The bytes of the node's listing now, as the fake serves it (what one listing costs Nomad).
+pub fn listing_bytes(fake: &FakeNomad, node: &str) -> u64 {
+    let address = fake
+        .address()
+        .strip_prefix("http://")
+        .and_then(|a| a.parse().ok())
+        .expect("the fake serves plain HTTP on TCP");
+    let (status, body) =
+        util::http_get(address, &format!("/v1/node/{node}/allocations")).expect("the fake answers");
+    assert_eq!(status, 200, "{body}");
+    body.len() as u64
 }
 
 /// Runs `churn` over the cluster at `rate` steps a second in its own thread until the returned
@@ -206,4 +123,108 @@ pub fn churn_in_background(
         }
     });
     (stop, thread)
+}
+
+/// A generated cluster (with a `probe` job to place) served, and `run` as deployed against it,
+/// reloading a [`SimulatedVector`] in this process.
+pub struct Experiment {
+    pub fake: Arc<FakeNomad>,
+    pub run: Daemon,
+    pub vector: SimulatedVector,
+    /// From the start of `run` to its first reload.
+    pub start: Duration,
+}
+
+/// What a window of churn cost, and how many of it make an hour.
+pub struct Window {
+    pub per_hour: f64,
+    /// Response body bytes Nomad sent.
+    pub bytes: u64,
+    pub requests: usize,
+    pub reloads: usize,
+    /// CPU seconds `run` used.
+    pub cpu_seconds: f64,
+}
+
+/// Placement → reload, over the probes.
+pub struct Latencies {
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+/// As the tables show them: `<p50> / <p99>` in whole milliseconds.
+impl std::fmt::Display for Latencies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let millis = |d: Duration| d.as_secs_f64() * 1e3;
+        write!(f, "{:.0} / {:.0}", millis(self.p50), millis(self.p99))
+    }
+}
+
+impl Experiment {
+    /// Generates `shape`, serves it, and starts `run` with `extra` flags; returns once Vector
+    /// had its first reload, with the churn to drive over the cluster.
+    pub fn start(shape: &Shape, extra: &[&str]) -> (Experiment, ClusterChurn) {
+        let mut generated = cluster(shape);
+        generated.register_job(
+            Job::service("probe").group(TaskGroup::new("g").task(Task::new("t", "exec"))),
+        );
+        let churn = ClusterChurn::new(&generated, shape.seed);
+        let fake = Arc::new(FakeNomad::start(generated));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vector = SimulatedVector::listen(Daemon::table_in(dir.path()), "SIGUSR1");
+        let mut flags: Vec<String> = extra.iter().map(|f| (*f).to_owned()).collect();
+        flags.extend(vector.flags());
+        let started = Instant::now();
+        let run = Daemon::start_deployed_in(
+            dir,
+            &fake,
+            &flags.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        wait_until("the first reload", || vector.reloads() > 0);
+        let experiment = Experiment {
+            fake,
+            run,
+            vector,
+            start: started.elapsed(),
+        };
+        (experiment, churn)
+    }
+
+    /// Measures `length` of whatever runs meanwhile (the churn): no probes.
+    pub fn window(&self, length: Duration) -> Window {
+        let bytes_before = self.fake.bytes_sent();
+        let requests_before = self.fake.requests().len();
+        let reloads_before = self.vector.reloads();
+        let (cpu_before, _) = usage(self.run.pid());
+        let started = Instant::now();
+        std::thread::sleep(length);
+        let elapsed = started.elapsed();
+        Window {
+            per_hour: 3600.0 / elapsed.as_secs_f64(),
+            bytes: self.fake.bytes_sent() - bytes_before,
+            requests: self.fake.requests().len() - requests_before,
+            reloads: self.vector.reloads() - reloads_before,
+            cpu_seconds: usage(self.run.pid()).0 - cpu_before,
+        }
+    }
+
+    /// Places `probes` probes 2.5 s apart, the `i`th on `node(i)`, each timed from the placement
+    /// to the first reload whose table holds it.
+    pub fn probe(&self, probes: usize, node: impl Fn(usize) -> String) -> Latencies {
+        let mut latencies: Vec<Duration> = (0..probes)
+            .map(|i| {
+                std::thread::sleep(Duration::from_millis(2_500));
+                let node = node(i);
+                self.vector.probe(|| {
+                    self.fake
+                        .update(|c| c.place("default", "probe", "g", &node))
+                })
+            })
+            .collect();
+        latencies.sort();
+        Latencies {
+            p50: percentile(&latencies, 50.0),
+            p99: percentile(&latencies, 99.0),
+        }
+    }
 }

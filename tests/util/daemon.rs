@@ -1,24 +1,31 @@
 //! A running `nomad-alloc-table run` against the fake Nomad, observed through what it does: the
-//! table file (its rows, and each rename over it, counted with inotify), the requests the fake
-//! received and the signals the stand-in Vector got. Its log is kept for failure messages and
-//! for the few tests of the log lines themselves.
+//! table file (its rows, and each rename over it, counted with inotify), its metrics when it
+//! listens, the requests the fake received and the signals the stand-in Vector got. Its log is
+//! kept for failure messages, never for a test to read.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use fake_nomad::FakeNomad;
 use notify::event::{ModifyKind, RenameMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use rustix::process::{Pid, Signal, kill_process};
 
-use super::{eventually, launch, parse_csv};
+use super::{Patience, free_address, launch, metrics, parse_csv};
 
-/// How long a test waits for anything.
-pub const BOUND: Duration = Duration::from_secs(20);
+/// The timings `run` starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timings {
+    /// Quick ones (`--wait 20ms:200ms`, `--min-reload-interval 50ms`) that a test's flags
+    /// override, and debug logs: for the tests.
+    Quick,
+    /// The operator's defaults, and warnings only: for the race test and the benchmarks.
+    Deployed,
+}
 
 /// Counts the renames over a file: one per publish (a publish writes a temp file and renames it
 /// over the table; nothing else renames onto it).
@@ -69,6 +76,9 @@ pub struct Daemon {
     pub alloc_dir: PathBuf,
     log: PathBuf,
     publishes: PublishCounter,
+    /// Where it serves `/metrics`, when it was started with `--listen`.
+    listen: Option<SocketAddr>,
+    patience: Patience,
     /// Holds the table, the log and the alloc dir; handed back by [`Daemon::kill`].
     dir: Option<tempfile::TempDir>,
 }
@@ -77,23 +87,50 @@ impl Daemon {
     /// Starts `run` against `fake`, publishing into a fresh directory, with quick timings and
     /// debug logs; `extra` adds or overrides flags.
     pub fn start(fake: &FakeNomad, extra: &[&str]) -> Daemon {
-        Daemon::start_with_env(fake, extra, &[])
-    }
-
-    pub fn start_with_env(fake: &FakeNomad, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
-        Daemon::start_in(dir, fake, extra, env)
+        Daemon::start_in(dir, fake, extra)
     }
 
-    /// Starts `run` in `dir` (which may hold a table and its announcement record from an
-    /// earlier run).
-    pub fn start_in(
+    /// [`Daemon::start`] with `--listen` on a free address, for tests that read its metrics.
+    pub fn start_observed(fake: &FakeNomad, extra: &[&str]) -> Daemon {
+        let listen = free_address().to_string();
+        let mut args = vec!["--listen", &listen];
+        args.extend_from_slice(extra);
+        Daemon::start(fake, &args)
+    }
+
+    /// Starts `run` with the operator's defaults, as deployed: for the race test and the
+    /// benchmarks. Waits on it have [`Patience::DEPLOYED`].
+    #[allow(dead_code)] // The benchmarks'.
+    pub fn start_deployed(fake: &FakeNomad, extra: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Daemon::start_deployed_in(dir, fake, extra)
+    }
+
+    /// [`Daemon::start_deployed`] in `dir`, whose table ([`Daemon::table_in`]) a stand-in
+    /// Vector may follow from before the start.
+    pub fn start_deployed_in(dir: tempfile::TempDir, fake: &FakeNomad, extra: &[&str]) -> Daemon {
+        Daemon::launch(dir, fake, extra, Timings::Deployed)
+    }
+
+    /// The table a daemon started in `dir` publishes.
+    pub fn table_in(dir: &Path) -> PathBuf {
+        dir.join("allocs.csv")
+    }
+
+    /// Starts `run` (quick timings) in `dir`, which may hold a table and its announcement record
+    /// from an earlier run.
+    pub fn start_in(dir: tempfile::TempDir, fake: &FakeNomad, extra: &[&str]) -> Daemon {
+        Daemon::launch(dir, fake, extra, Timings::Quick)
+    }
+
+    fn launch(
         dir: tempfile::TempDir,
         fake: &FakeNomad,
         extra: &[&str],
-        env: &[(&str, &str)],
+        timings: Timings,
     ) -> Daemon {
-        let table = dir.path().join("allocs.csv");
+        let table = Daemon::table_in(dir.path());
         let log = dir.path().join(format!(
             "daemon-{}.log",
             std::time::SystemTime::now()
@@ -109,13 +146,22 @@ impl Daemon {
         if !extra.windows(2).any(|w| w == ["--scope", "cluster"]) {
             command.env("NOMAD_ALLOC_TABLE_ALLOC_DIR", &alloc_dir);
         }
+        let patience = match timings {
+            Timings::Quick => {
+                // Defaults that a test's flags override.
+                command
+                    .env("RUST_LOG", "nomad_alloc_table=debug")
+                    .env("NOMAD_ALLOC_TABLE_WAIT", "20ms:200ms")
+                    .env("NOMAD_ALLOC_TABLE_MIN_RELOAD_INTERVAL", "50ms");
+                Patience::TEST
+            }
+            Timings::Deployed => {
+                command.env("RUST_LOG", "warn");
+                Patience::DEPLOYED
+            }
+        };
         let child = command
             .env("NOMAD_ADDR", fake.address())
-            .env("RUST_LOG", "nomad_alloc_table=debug")
-            // Quick timings as defaults that a test's flags override.
-            .env("NOMAD_ALLOC_TABLE_WAIT", "20ms:200ms")
-            .env("NOMAD_ALLOC_TABLE_MIN_RELOAD_INTERVAL", "50ms")
-            .envs(env.iter().copied())
             .args(["run", "-o"])
             .arg(&table)
             .args(extra)
@@ -123,23 +169,25 @@ impl Daemon {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn run");
+        let listen = extra
+            .windows(2)
+            .find(|w| w[0] == "--listen")
+            .map(|w| w[1].parse().expect("--listen takes an address"));
         Daemon {
             child,
             table,
             alloc_dir,
             log,
             publishes,
+            listen,
+            patience,
             dir: Some(dir),
         }
     }
 
+    /// Its log so far, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// How many log lines contain `needle`.
-    pub fn count(&self, needle: &str) -> usize {
-        self.log().lines().filter(|l| l.contains(needle)).count()
     }
 
     /// How many times the table was replaced since the daemon started.
@@ -147,9 +195,39 @@ impl Daemon {
         self.publishes.count()
     }
 
-    /// Waits until `condition` holds, failing the test after [`BOUND`] with the daemon's log.
+    /// Waits until `condition` holds, failing (after its [`Patience`]) with the daemon's log.
     pub fn wait_until(&self, what: &str, condition: impl FnMut() -> bool) {
-        eventually(what, BOUND, condition).unwrap_or_else(|e| panic!("{e}; log:\n{}", self.log()));
+        self.patience
+            .wait(what, condition)
+            .unwrap_or_else(|e| panic!("{e}; log:\n{}", self.log()));
+    }
+
+    /// Its metrics now (it must have been started with `--listen`).
+    pub fn scrape(&self) -> String {
+        metrics::scrape(self.listen.expect("started with --listen"))
+    }
+
+    /// How many full listings it has applied, whatever their reason (`resyncs_total`).
+    pub fn listings(&self) -> f64 {
+        metrics::total(&self.scrape(), "nomad_alloc_table_resyncs_total", &[])
+    }
+
+    /// How many of its listings were for `reason` (`interval`, `signal`, `reconnect`, …).
+    pub fn listings_for(&self, reason: &str) -> f64 {
+        metrics::total(
+            &self.scrape(),
+            "nomad_alloc_table_resyncs_total",
+            &[("reason", reason)],
+        )
+    }
+
+    /// How many responses with status `code` it has had from Nomad, on any endpoint.
+    pub fn responses(&self, code: &str) -> f64 {
+        metrics::total(
+            &self.scrape(),
+            "nomad_alloc_table_nomad_requests_total",
+            &[("code", code)],
+        )
     }
 
     /// The rows of the published table.
@@ -173,12 +251,6 @@ impl Daemon {
         });
     }
 
-    pub fn wait_for_log(&self, needle: &str, count: usize) {
-        self.wait_until(&format!("{count} log lines with {needle:?}"), || {
-            self.count(needle) >= count
-        });
-    }
-
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
@@ -190,11 +262,12 @@ impl Daemon {
     /// Waits for the process to exit; returns its exit code (`None` if a signal killed it).
     pub fn wait_for_exit(&mut self) -> Option<i32> {
         let mut status = None;
-        eventually("run to exit", BOUND, || {
-            status = self.child.try_wait().expect("wait");
-            status.is_some()
-        })
-        .unwrap_or_else(|e| panic!("{e}; log:\n{}", self.log()));
+        self.patience
+            .wait("run to exit", || {
+                status = self.child.try_wait().expect("wait");
+                status.is_some()
+            })
+            .unwrap_or_else(|e| panic!("{e}; log:\n{}", self.log()));
         status.and_then(|s| s.code())
     }
 

@@ -1,9 +1,12 @@
-//! The one test harness: the launcher of the binary, a bounded [`eventually`], scenario
-//! builders, a CSV reader with the rules Vector uses, a running `run` ([`daemon`]) and a
-//! stand-in for Vector ([`vector`]). Test modules import only this, never each other.
+//! The one harness of the integration tests and the benchmarks (which include this module by
+//! path): the launcher of the binary, bounded waits ([`Patience`]), scenario builders, a CSV
+//! reader with the rules Vector uses, a running `run` ([`daemon`]) with its metrics
+//! ([`metrics`]), and the stand-ins for Vector ([`vector`]). Test modules import only this,
+//! never each other.
 
 pub mod daemon;
 pub mod launch;
+pub mod metrics;
 pub mod vector;
 
 use std::collections::BTreeMap;
@@ -11,28 +14,54 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use fake_nomad::{Cluster, Job, Node, Task, TaskGroup};
+use fake_nomad::{Cluster, Job, Node};
 
 /// The binary as an `assert_cmd` command, with a clean environment ([`launch::command`]).
 pub fn bin() -> Command {
     Command::from_std(launch::command())
 }
 
-/// Waits until `condition` holds, polling every 10 ms, for at most `limit`; the error says
-/// what was awaited (callers add context, such as the program's log).
-pub fn eventually(
-    what: &str,
-    limit: Duration,
-    mut condition: impl FnMut() -> bool,
-) -> Result<(), String> {
-    let deadline = Instant::now() + limit;
-    while !condition() {
-        if Instant::now() >= deadline {
-            return Err(format!("timed out after {limit:?} waiting for {what}"));
+/// How long to wait for something, and how often to look.
+#[derive(Clone, Copy, Debug)]
+pub struct Patience {
+    pub limit: Duration,
+    pub every: Duration,
+}
+
+impl Patience {
+    /// The tests': 20 s, looking every 10 ms.
+    pub const TEST: Patience = Patience {
+        limit: Duration::from_secs(20),
+        every: Duration::from_millis(10),
+    };
+    /// For `run` with the operator's defaults (the benchmarks; the slowest recovery, a silent
+    /// stream, waits out a 75 s read deadline): 5 minutes, looking every 2 ms, so that a timed
+    /// wait is as precise as that.
+    pub const DEPLOYED: Patience = Patience {
+        limit: Duration::from_secs(300),
+        every: Duration::from_millis(2),
+    };
+
+    /// Waits until `condition` holds; the error says what was awaited (callers add context,
+    /// such as the program's log).
+    pub fn wait(self, what: &str, mut condition: impl FnMut() -> bool) -> Result<(), String> {
+        let deadline = Instant::now() + self.limit;
+        while !condition() {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "timed out after {:?} waiting for {what}",
+                    self.limit
+                ));
+            }
+            std::thread::sleep(self.every);
         }
-        std::thread::sleep(Duration::from_millis(10));
+        Ok(())
     }
-    Ok(())
+}
+
+/// Waits with the tests' [`Patience`] until `condition` holds.
+pub fn eventually(what: &str, condition: impl FnMut() -> bool) -> Result<(), String> {
+    Patience::TEST.wait(what, condition)
 }
 
 /// A free loopback address (bound and released: a tiny race, as every test that picks a port
@@ -62,6 +91,31 @@ pub fn http_get(address: std::net::SocketAddr, path: &str) -> Option<(u16, Strin
     Some((status, body.to_owned()))
 }
 
+/// The fake serving `cluster`, and a fresh directory (for the table, a token file, …).
+pub fn fake_and_dir(cluster: Cluster) -> (fake_nomad::FakeNomad, tempfile::TempDir) {
+    (
+        fake_nomad::FakeNomad::start(cluster),
+        tempfile::tempdir().expect("tempdir"),
+    )
+}
+
+/// What `command` writes on stdout; it must succeed.
+pub fn stdout_of(command: &mut Command) -> Vec<u8> {
+    command.assert().success().get_output().stdout.clone()
+}
+
+/// [`stdout_of`], as text.
+pub fn text_of(command: &mut Command) -> String {
+    String::from_utf8(stdout_of(command)).expect("utf8")
+}
+
+/// Asserts that `text` (a report, an error) mentions each of `wanted`.
+pub fn assert_mentions(text: &str, wanted: &[&str]) {
+    for word in wanted {
+        assert!(text.contains(word), "{word}: {text}");
+    }
+}
+
 /// The binary pointed at `address`.
 pub fn bin_at(address: &str) -> Command {
     let mut cmd = bin();
@@ -80,9 +134,7 @@ pub fn cluster_with_node() -> (Cluster, String) {
 /// [`cluster_with_node`] plus a service job `web` with one task, placed once on the node.
 pub fn web_cluster() -> (Cluster, String) {
     let (mut cluster, node) = cluster_with_node();
-    cluster.register_job(
-        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
-    );
+    cluster.register_job(Job::web());
     cluster.place("default", "web", "api", &node);
     (cluster, node)
 }
@@ -99,8 +151,7 @@ pub struct TokenFileCluster {
 impl TokenFileCluster {
     pub fn start(valid: &str, written: &str) -> TokenFileCluster {
         let (mut cluster, node) = web_cluster();
-        cluster.enable_acl();
-        cluster.add_token(valid, fake_nomad::Policy::alloc_table_reader());
+        cluster.enable_acl_with([(valid, fake_nomad::Policy::alloc_table_reader())]);
         let dir = tempfile::tempdir().expect("tempdir");
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, written).expect("write the token file");
@@ -128,8 +179,11 @@ impl TokenFileCluster {
     }
 }
 
+/// A row of the table: column → value.
+pub type Row = BTreeMap<String, String>;
+
 /// Parses CSV the way Vector's file table does and returns each row as column → value.
-pub fn parse_csv(bytes: &[u8]) -> Vec<BTreeMap<String, String>> {
+pub fn parse_csv(bytes: &[u8]) -> Vec<Row> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
@@ -148,22 +202,37 @@ pub fn parse_csv(bytes: &[u8]) -> Vec<BTreeMap<String, String>> {
         .collect()
 }
 
-/// Runs `dump` into `path` and returns the parsed rows.
-pub fn dump_rows(address: &str, path: &Path, extra: &[&str]) -> Vec<BTreeMap<String, String>> {
-    bin_at(address)
-        .args(["dump", "--output"])
-        .arg(path)
+/// Runs `command` (the binary, pointed at Nomad, with any global flags) as
+/// `dump <extra> -o <path>`, which must succeed.
+pub fn dump(command: &mut Command, path: &Path, extra: &[&str]) {
+    command
+        .arg("dump")
         .args(extra)
+        .arg("-o")
+        .arg(path)
         .assert()
         .success();
+}
+
+/// The table at `path`, parsed.
+pub fn rows_at(path: &Path) -> Vec<Row> {
     parse_csv(&std::fs::read(path).expect("table written"))
 }
 
+/// Runs `dump` against `address` into `path` and returns the parsed rows.
+pub fn dump_rows(address: &str, path: &Path, extra: &[&str]) -> Vec<Row> {
+    dump(&mut bin_at(address), path, extra);
+    rows_at(path)
+}
+
+/// Serves `cluster` and returns the rows that `dump` with `extra` flags writes of it.
+pub fn rows_dumped(cluster: Cluster, extra: &[&str]) -> Vec<Row> {
+    let (fake, dir) = fake_and_dir(cluster);
+    dump_rows(fake.address(), &dir.path().join("allocs.csv"), extra)
+}
+
 /// The rows of one allocation, by task name.
-pub fn rows_of<'a>(
-    rows: &'a [BTreeMap<String, String>],
-    alloc_id: &str,
-) -> BTreeMap<&'a str, &'a BTreeMap<String, String>> {
+pub fn rows_of<'a>(rows: &'a [Row], alloc_id: &str) -> BTreeMap<&'a str, &'a Row> {
     rows.iter()
         .filter(|r| r["alloc_id"] == alloc_id)
         .map(|r| (r["task"].as_str(), r))

@@ -11,7 +11,6 @@ pub mod json;
 pub mod lifecycle;
 pub mod model;
 pub mod server;
-pub mod stream;
 pub mod tls;
 
 use std::path::PathBuf;
@@ -21,10 +20,11 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 pub use model::{
-    Agent, Allocation, ClientStatus, Cluster, Hook, Job, JobType, Node, Policy, Task, TaskGroup,
+    Agent, Allocation, Capability, ClientStatus, Cluster, Hook, Job, JobType, Node, Policy, Task,
+    TaskGroup,
 };
+pub use server::stream::{StreamFault, StreamSettings, Transport};
 pub use server::{Fault, Follower, RecordedRequest, SignalRecord};
-pub use stream::{StreamFault, StreamSettings, Transport};
 
 /// Where the fake listens.
 pub enum Listen {

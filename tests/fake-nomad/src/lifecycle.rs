@@ -179,67 +179,46 @@ impl Lifecycle {
                 }
                 None => self.place(cluster),
             },
-            45..=59 => match self.pick(&running) {
-                Some(alloc_id) => {
-                    cluster.set_client_status(&alloc_id, ClientStatus::Running);
-                    Step::Touched { alloc_id }
-                }
-                None => Step::Nothing,
-            },
-            60..=69 => match self.pick(&running) {
-                Some(alloc_id) => {
-                    cluster.stop(&alloc_id);
-                    Step::Stopped { alloc_id }
-                }
-                None => Step::Nothing,
-            },
-            70..=74 => match self.pick(&running) {
-                Some(old) => {
-                    let alloc = cluster.allocation(&old);
-                    let job = cluster
-                        .job(&alloc.namespace, &alloc.job.id)
-                        .cloned()
-                        .expect("the job of a running allocation");
-                    cluster.register_job(job);
-                    let new = cluster.replace(&old, &self.node_id);
-                    Step::Replaced { old, new }
-                }
-                None => Step::Nothing,
-            },
-            75..=78 => match self.pick(&running) {
-                Some(old) => {
-                    // The drainer marks the allocation for migration first.
-                    cluster.commit(
-                        MessageType::AllocationUpdateDesiredStatus,
-                        std::slice::from_ref(&old),
-                    );
-                    let new = cluster.replace(&old, &self.other_node_id.clone());
-                    cluster.set_client_status(&old, ClientStatus::Complete);
-                    Step::Drained { old, new }
-                }
-                None => Step::Nothing,
-            },
-            79..=81 => match self.pick(&running) {
-                Some(alloc_id) => {
-                    cluster.set_client_status(&alloc_id, ClientStatus::Unknown);
-                    Step::Disconnected { alloc_id }
-                }
-                None => Step::Nothing,
-            },
-            82..=84 => match self.pick(&unknown) {
-                Some(alloc_id) => {
-                    cluster.set_client_status(&alloc_id, ClientStatus::Running);
-                    Step::Reconnected { alloc_id }
-                }
-                None => Step::Nothing,
-            },
-            _ => match self.pick(&finished) {
-                Some(alloc_id) => {
-                    cluster.gc(&alloc_id);
-                    Step::Collected { alloc_id }
-                }
-                None => Step::Nothing,
-            },
+            45..=59 => self.pick(&running).map_or(Step::Nothing, |alloc_id| {
+                cluster.set_client_status(&alloc_id, ClientStatus::Running);
+                Step::Touched { alloc_id }
+            }),
+            60..=69 => self.pick(&running).map_or(Step::Nothing, |alloc_id| {
+                cluster.stop(&alloc_id);
+                Step::Stopped { alloc_id }
+            }),
+            70..=74 => self.pick(&running).map_or(Step::Nothing, |old| {
+                let alloc = cluster.allocation(&old);
+                let job = cluster
+                    .job(&alloc.namespace, &alloc.job.id)
+                    .cloned()
+                    .expect("the job of a running allocation");
+                cluster.register_job(job);
+                let new = cluster.replace(&old, &self.node_id);
+                Step::Replaced { old, new }
+            }),
+            75..=78 => self.pick(&running).map_or(Step::Nothing, |old| {
+                // The drainer marks the allocation for migration first.
+                cluster.commit(
+                    MessageType::AllocationUpdateDesiredStatus,
+                    std::slice::from_ref(&old),
+                );
+                let new = cluster.replace(&old, &self.other_node_id.clone());
+                cluster.set_client_status(&old, ClientStatus::Complete);
+                Step::Drained { old, new }
+            }),
+            79..=81 => self.pick(&running).map_or(Step::Nothing, |alloc_id| {
+                cluster.set_client_status(&alloc_id, ClientStatus::Unknown);
+                Step::Disconnected { alloc_id }
+            }),
+            82..=84 => self.pick(&unknown).map_or(Step::Nothing, |alloc_id| {
+                cluster.set_client_status(&alloc_id, ClientStatus::Running);
+                Step::Reconnected { alloc_id }
+            }),
+            _ => self.pick(&finished).map_or(Step::Nothing, |alloc_id| {
+                cluster.gc(&alloc_id);
+                Step::Collected { alloc_id }
+            }),
         }
     }
 }

@@ -10,9 +10,7 @@ fn cluster() -> (Cluster, String, String) {
     let node = c.add_node(Node::new("n1").datacenter("dc9"));
     let other = c.add_node(Node::new("n2"));
     c.set_agent_node(&node);
-    c.register_job(
-        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
-    );
+    c.register_job(Job::web());
     c.register_job(
         Job::batch("etl")
             .namespace("data")
@@ -22,6 +20,22 @@ fn cluster() -> (Cluster, String, String) {
     c.set_client_status(&alloc, ClientStatus::Running);
     c.place("data", "etl", "g", &other);
     (c, node, alloc)
+}
+
+/// The status and text body of `GET path` without a token (for errors).
+async fn error(fake: &FakeNomad, path: &str) -> (u16, String) {
+    let response = get(fake, path, None).await;
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+/// The JSON body of `GET path`, with `token` (a header and its value) if any.
+async fn json<T: serde::de::DeserializeOwned>(
+    fake: &FakeNomad,
+    path: &str,
+    token: Option<(&str, &str)>,
+) -> T {
+    get(fake, path, token).await.json().await.expect("json")
 }
 
 async fn get(fake: &FakeNomad, path: &str, token: Option<(&str, &str)>) -> reqwest::Response {
@@ -55,8 +69,7 @@ async fn errors_are_plain_text_like_nomads() {
 #[tokio::test]
 async fn a_bearer_token_works_like_x_nomad_token() {
     let (mut c, node, _) = cluster();
-    c.enable_acl();
-    c.add_token("secret", Policy::alloc_table_reader());
+    c.enable_acl_with([("secret", Policy::alloc_table_reader())]);
     let fake = FakeNomad::start(c);
     for header in [
         ("X-Nomad-Token", "secret"),
@@ -74,11 +87,7 @@ async fn a_bearer_token_works_like_x_nomad_token() {
 async fn agent_self_has_lowercase_keys_and_an_empty_alloc_dir() {
     let (c, node, _) = cluster();
     let fake = FakeNomad::start(c);
-    let body: Value = get(&fake, "/v1/agent/self", None)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let body: Value = json(&fake, "/v1/agent/self", None).await;
     assert_eq!(body["stats"]["client"]["node_id"], Value::String(node));
     assert_eq!(body["config"]["Client"]["AllocDir"], "");
     assert_eq!(body["config"]["DataDir"], "/opt/nomad/data");
@@ -89,43 +98,28 @@ async fn agent_self_has_lowercase_keys_and_an_empty_alloc_dir() {
 async fn bad_blocking_parameters_are_400() {
     let (c, node, _) = cluster();
     let fake = FakeNomad::start(c);
-    let response = get(
-        &fake,
-        &format!("/v1/node/{node}/allocations?index=abc"),
-        None,
-    )
-    .await;
-    assert_eq!(response.status(), 400);
-    assert_eq!(response.text().await.expect("body"), "Invalid index");
-    let response = get(
-        &fake,
-        &format!("/v1/node/{node}/allocations?index=1&wait=soon"),
-        None,
-    )
-    .await;
-    assert_eq!(response.status(), 400);
-    assert_eq!(response.text().await.expect("body"), "Invalid wait time");
+    let listing = format!("/v1/node/{node}/allocations");
+    assert_eq!(
+        error(&fake, &format!("{listing}?index=abc")).await,
+        (400, "Invalid index".to_owned())
+    );
+    assert_eq!(
+        error(&fake, &format!("{listing}?index=1&wait=soon")).await,
+        (400, "Invalid wait time".to_owned())
+    );
 }
 
 #[tokio::test]
 async fn the_stub_listing_filters_on_full_fields_and_namespaces() {
     let (c, node, alloc) = cluster();
     let fake = FakeNomad::start(c);
-    let default_only: Vec<Value> = get(&fake, "/v1/allocations", None)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let default_only: Vec<Value> = json(&fake, "/v1/allocations", None).await;
     assert_eq!(default_only.len(), 1);
     assert_eq!(default_only[0]["JobType"], "service");
     assert_eq!(default_only[0]["JobVersion"], 0);
     assert!(default_only[0].get("Job").is_none(), "stubs carry no Job");
     assert!(default_only[0]["TaskStates"].is_object());
-    let all: Vec<Value> = get(&fake, "/v1/allocations?namespace=*", None)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let all: Vec<Value> = json(&fake, "/v1/allocations?namespace=*", None).await;
     assert_eq!(all.len(), 2);
     let filter = format!("NodeID == \"{node}\" and Job.Type == \"service\"");
     let url = with_query(
@@ -136,39 +130,26 @@ async fn the_stub_listing_filters_on_full_fields_and_namespaces() {
             ("filter", &filter),
         ],
     );
-    let filtered: Vec<Value> = get(&fake, &url, None).await.json().await.expect("json");
+    let filtered: Vec<Value> = json(&fake, &url, None).await;
     assert_eq!(filtered.len(), 1);
     assert_eq!(filtered[0]["ID"], Value::String(alloc));
     assert_eq!(filtered[0]["TaskStates"], Value::Null);
-    let bad = get(
-        &fake,
-        &with_query("/v1/allocations", &[("filter", "NodeID matches x")]),
-        None,
-    )
-    .await;
-    assert_eq!(bad.status(), 400);
+    let bad = with_query("/v1/allocations", &[("filter", "NodeID matches x")]);
+    assert_eq!(error(&fake, &bad).await.0, 400);
 }
 
 #[tokio::test]
 async fn only_the_read_job_namespaces_are_listed_for_a_limited_token() {
     let (mut c, _node, _) = cluster();
-    c.enable_acl();
-    c.add_token(
+    c.enable_acl_with([(
         "limited",
         Policy::default().namespace("data", &["read-job"]),
-    );
+    )]);
     let fake = FakeNomad::start(c);
     let response = get(&fake, "/v1/allocations", Some(("X-Nomad-Token", "limited"))).await;
     assert_eq!(response.status(), 403, "no read-job on default");
-    let all: Vec<Value> = get(
-        &fake,
-        "/v1/allocations?namespace=*",
-        Some(("X-Nomad-Token", "limited")),
-    )
-    .await
-    .json()
-    .await
-    .expect("json");
+    let limited = Some(("X-Nomad-Token", "limited"));
+    let all: Vec<Value> = json(&fake, "/v1/allocations?namespace=*", limited).await;
     assert_eq!(all.len(), 1);
     assert_eq!(all[0]["Namespace"], "data");
 }
@@ -195,53 +176,34 @@ async fn response_bytes_are_counted() {
 #[tokio::test]
 async fn the_signal_endpoint_checks_method_body_allocation_and_acl() {
     let (mut c, _node, alloc) = cluster();
-    c.enable_acl();
-    c.add_token("reader", Policy::alloc_table_reader());
-    c.add_token(
-        "lifecycle",
-        Policy::default().namespace("*", &["alloc-lifecycle"]),
-    );
+    c.enable_acl_with([
+        ("reader", Policy::alloc_table_reader()),
+        (
+            "lifecycle",
+            Policy::default().namespace("*", &["alloc-lifecycle"]),
+        ),
+    ]);
     let fake = FakeNomad::start(c);
     let url = |id: &str| format!("{}/v1/client/allocation/{id}/signal", fake.address());
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
-    let send = |id: String, token: &'static str, body: &'static str| {
-        http.post(url(&id))
+    let sighup = r#"{"Task":"server","Signal":"SIGHUP"}"#;
+    let status = async |id: &str, token: &str, body: &'static str| {
+        http.post(url(id))
             .header("X-Nomad-Token", token)
             .body(body)
             .send()
+            .await
+            .expect("answered")
+            .status()
     };
     let get = http.get(url(&alloc)).send().await.expect("answered");
     assert_eq!(get.status(), 405);
-    let bad = send(alloc.clone(), "lifecycle", "{not json")
-        .await
-        .expect("answered");
-    assert_eq!(bad.status(), 400);
-    let unknown = send(
-        "nope".into(),
-        "lifecycle",
-        r#"{"Task":"server","Signal":"SIGHUP"}"#,
-    )
-    .await
-    .expect("answered");
-    assert_eq!(unknown.status(), 404);
-    let denied = send(
-        alloc.clone(),
-        "reader",
-        r#"{"Task":"server","Signal":"SIGHUP"}"#,
-    )
-    .await
-    .expect("answered");
-    assert_eq!(denied.status(), 403);
+    assert_eq!(status(&alloc, "lifecycle", "{not json").await, 400);
+    assert_eq!(status("nope", "lifecycle", sighup).await, 404);
+    assert_eq!(status(&alloc, "reader", sighup).await, 403);
     assert!(fake.signals().is_empty());
-    let ok = send(
-        alloc.clone(),
-        "lifecycle",
-        r#"{"Task":"server","Signal":"SIGHUP"}"#,
-    )
-    .await
-    .expect("answered");
-    assert_eq!(ok.status(), 200);
+    assert_eq!(status(&alloc, "lifecycle", sighup).await, 200);
     assert_eq!(
         fake.signals(),
         [fake_nomad::SignalRecord {
@@ -345,13 +307,8 @@ async fn a_follower_answers_stale_reads_from_its_frozen_state_with_its_headers()
     assert_eq!(leader.headers()["x-nomad-lastcontact"], "0");
     let body: Value = leader.json().await.expect("json");
     assert!(body.to_string().contains(&placed));
-    let bad = get(
-        &fake,
-        &format!("/v1/node/{node}/allocations?stale=maybe"),
-        None,
-    )
-    .await;
-    assert_eq!(bad.status(), 400);
+    let bad = format!("/v1/node/{node}/allocations?stale=maybe");
+    assert_eq!(error(&fake, &bad).await.0, 400);
 }
 
 #[tokio::test]
@@ -387,15 +344,12 @@ async fn the_stub_listing_pages_with_per_page_and_next_token() {
             None => break,
         }
     }
-    let all: Value = get(
+    let all: Value = json(
         &fake,
         &with_query("/v1/allocations", &[("namespace", "*")]),
         None,
     )
-    .await
-    .json()
-    .await
-    .expect("json");
+    .await;
     let expected: Vec<String> = all
         .as_array()
         .expect("array")
@@ -405,8 +359,7 @@ async fn the_stub_listing_pages_with_per_page_and_next_token() {
     assert_eq!(expected.len(), 5);
     assert_eq!(seen, expected, "every allocation once, in order");
     assert_eq!(pages, 3);
-    let bad = get(&fake, "/v1/allocations?per_page=many", None).await;
-    assert_eq!(bad.status(), 400);
+    assert_eq!(error(&fake, "/v1/allocations?per_page=many").await.0, 400);
 }
 
 /// Nomad's RPC blocks before its HTTP handler turns "not found" into a 404: a blocking read of
@@ -446,9 +399,10 @@ async fn a_blocking_read_of_an_allocation_not_there_yet_waits_for_it() {
 #[tokio::test]
 async fn the_node_listing_is_stubs_and_needs_node_read() {
     let (mut c, node, _) = cluster();
-    c.enable_acl();
-    c.add_token("jobs", Policy::default().namespace("*", &["read-job"]));
-    c.add_token("nodes", Policy::default().node_read());
+    c.enable_acl_with([
+        ("jobs", Policy::default().namespace("*", &["read-job"])),
+        ("nodes", Policy::default().node_read()),
+    ]);
     let fake = FakeNomad::start(c);
     let refused = get(&fake, "/v1/nodes", Some(("X-Nomad-Token", "jobs"))).await;
     assert_eq!(refused.status(), 403);
@@ -474,11 +428,7 @@ async fn the_node_listing_is_stubs_and_needs_node_read() {
     );
     // A node going down moves the index and its status.
     fake.update(|c| c.node_down(&node));
-    let after: Vec<Value> = get(&fake, "/v1/nodes", Some(("X-Nomad-Token", "nodes")))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let after: Vec<Value> = json(&fake, "/v1/nodes", Some(("X-Nomad-Token", "nodes"))).await;
     let mine = after.iter().find(|n| n["ID"] == node.as_str()).expect("n1");
     assert_eq!(mine["Status"], "down");
 }

@@ -66,9 +66,7 @@ fn cluster() -> (Cluster, String, String) {
     let mut c = Cluster::new(11);
     let node = c.add_node(Node::new("n1"));
     let other = c.add_node(Node::new("n2"));
-    c.register_job(
-        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
-    );
+    c.register_job(Job::web());
     (c, node, other)
 }
 
@@ -194,11 +192,10 @@ async fn the_default_namespace_is_default_and_star_is_a_snapshot() {
 async fn a_star_subscription_needs_read_job_everywhere_on_both_transports() {
     let (mut c, _node, _) = cluster();
     c.add_namespace("secret");
-    c.enable_acl();
-    c.add_token(
+    c.enable_acl_with([(
         "partial",
         Policy::default().namespace("default", &["read-job"]),
-    );
+    )]);
     let fake = FakeNomad::start(c);
     fake.set_stream(|s| s.transport = Transport::Chunked);
     let response = Lines::open(&fake, "topic=Allocation&namespace=*", Some("partial")).await;
@@ -270,8 +267,7 @@ async fn a_server_restart_closes_subscriptions_and_loses_the_gap() {
 #[tokio::test]
 async fn a_revoked_token_ends_the_stream() {
     let (mut c, node, _) = cluster();
-    c.enable_acl();
-    c.add_token("t", Policy::alloc_table_reader());
+    c.enable_acl_with([("t", Policy::alloc_table_reader())]);
     let fake = FakeNomad::start(c);
     let response = Lines::open(&fake, "topic=Allocation&namespace=*", Some("t")).await;
     let mut lines = Lines {
@@ -333,12 +329,13 @@ async fn faults_cut_frames_and_inject_garbage() {
 #[tokio::test]
 async fn node_events_carry_the_node_and_need_node_read() {
     let (mut c, node, _) = cluster();
-    c.enable_acl();
-    c.add_token("jobs", Policy::default().namespace("*", &["read-job"]));
-    c.add_token(
-        "nodes",
-        Policy::default().node_read().namespace("*", &["read-job"]),
-    );
+    c.enable_acl_with([
+        ("jobs", Policy::default().namespace("*", &["read-job"])),
+        (
+            "nodes",
+            Policy::default().node_read().namespace("*", &["read-job"]),
+        ),
+    ]);
     let fake = FakeNomad::start(c);
     fake.set_stream(|s| s.transport = Transport::Chunked);
     let refused = Lines::open(&fake, "topic=Node:*&namespace=*", Some("jobs")).await;

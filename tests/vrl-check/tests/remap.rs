@@ -234,9 +234,7 @@ fn the_aggregator_labels_raw_lines_from_the_cluster_table_and_keeps_labelled_one
         .iter()
         .map(|n| cluster.add_node(Node::new(&format!("client-{n}")).datacenter(&format!("dc-{n}"))))
         .collect();
-    cluster.register_job(
-        Job::service("web").group(TaskGroup::new("api").task(Task::new("server", "docker"))),
-    );
+    cluster.register_job(Job::web());
     let placed: Vec<String> = nodes
         .iter()
         .map(|node| cluster.place("default", "web", "api", node))

@@ -16,8 +16,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 
-use crate::model::{Cluster, EventFrame, Policy};
-use crate::server::{ApiError, Shared, policy};
+use super::authorize::{authorize, token};
+use super::{ApiError, Shared};
+use crate::model::{Capability, Cluster, EventFrame};
 
 /// The error tail the old transport appends when the server ends a subscription.
 const CLOSED_BY_SERVER: &str = "subscription closed by server, client should resubscribe";
@@ -141,32 +142,30 @@ fn parse_request(raw_query: Option<&str>) -> Result<Request, ApiError> {
     })
 }
 
-/// The namespaces a subscription sees, or why it may not subscribe. `*` is expanded to the
-/// namespaces that exist now, and needs read-job in every one of them (`validateNsOp`): the
-/// Allocation topic needs read-job, Node needs node:read, anything else a management token.
-fn authorize(
-    cluster: &Cluster,
-    policy: &Policy,
-    request: &Request,
-) -> Result<BTreeSet<String>, ApiError> {
-    let namespaces: BTreeSet<String> = if request.namespace == "*" {
+/// The namespaces a subscription sees: `*` is expanded to the namespaces that exist now.
+fn namespaces(cluster: &Cluster, request: &Request) -> BTreeSet<String> {
+    if request.namespace == "*" {
         cluster.namespaces.clone()
     } else {
         BTreeSet::from([request.namespace.clone()])
-    };
-    for topic in request.topics.keys() {
-        let allowed = match topic.as_str() {
+    }
+}
+
+/// What a subscription needs of its token (`validateNsOp`): the Allocation topic needs
+/// read-job in every namespace it sees, Node needs node:read, anything else a management token.
+fn needs<'a>(request: &Request, namespaces: &'a BTreeSet<String>) -> Vec<Capability<'a>> {
+    request
+        .topics
+        .keys()
+        .flat_map(|topic| match topic.as_str() {
             "Allocation" => namespaces
                 .iter()
-                .all(|ns| policy.allows_namespace(ns, "read-job")),
-            "Node" => policy.allows_node_read(),
-            _ => policy.management,
-        };
-        if !allowed {
-            return Err(ApiError::forbidden());
-        }
-    }
-    Ok(namespaces)
+                .map(|ns| Capability::read_job(ns))
+                .collect(),
+            "Node" => vec![Capability::NodeRead],
+            _ => vec![Capability::Management],
+        })
+        .collect()
 }
 
 /// The JSON line of one frame, with only the events that pass the subscription's filters; `None`
@@ -224,9 +223,9 @@ pub async fn event_stream(
             return Err(ApiError::new(status, "rpc error: stream failed"));
         }
         let cluster = shared.cluster();
-        let policy = policy(&cluster, &headers)?;
-        let namespaces = authorize(&cluster, &policy, &request)?;
-        let token = token_of(&headers);
+        let namespaces = namespaces(&cluster, &request);
+        authorize(&cluster, &headers, &needs(&request, &namespaces))?;
+        let token = token(&headers).map(str::to_owned);
         // The start is fixed now, at subscribe time, as Nomad's broker fixes it.
         let cursor = cluster.events.cursor_before(request.index, cluster.index);
         Ok((
@@ -287,15 +286,6 @@ fn hijacked_response(body: Body) -> Response {
     response
 }
 
-fn token_of(headers: &HeaderMap) -> Option<String> {
-    let from_header = headers.get("x-nomad-token").and_then(|v| v.to_str().ok());
-    let from_bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    from_header.or(from_bearer).map(str::to_owned)
-}
-
 /// One live subscription.
 struct Subscription {
     shared: Arc<Shared>,
@@ -334,19 +324,17 @@ impl Subscription {
         if cluster.events.generation != self.generation {
             return Err(End::Server(CLOSED_BY_SERVER));
         }
-        if cluster.acl_enabled {
-            let allowed = self
-                .token
-                .as_ref()
-                .and_then(|t| cluster.tokens.get(t))
-                .is_some_and(|p| {
-                    self.namespaces
-                        .iter()
-                        .all(|ns| p.allows_namespace(ns, "read-job"))
-                });
-            if !allowed {
-                return Err(End::Server(CLOSED_BY_SERVER));
-            }
+        // A revoked token (or one that lost read-job) ends the subscription.
+        let still_allowed: Vec<Capability<'_>> = self
+            .namespaces
+            .iter()
+            .map(|ns| Capability::read_job(ns))
+            .collect();
+        if cluster
+            .policy_of(self.token.as_deref(), &still_allowed)
+            .is_err()
+        {
+            return Err(End::Server(CLOSED_BY_SERVER));
         }
         let buffer = &cluster.events;
         if buffer.evicted_through > *cursor {
