@@ -11,7 +11,7 @@ use rustix::process::{Pid, Resource, Rlimit, prlimit};
 
 use crate::util::daemon::Daemon;
 use crate::util::metrics::sample;
-use crate::util::{eventually, free_address, http_get, web_cluster};
+use crate::util::{eventually, http_get, web_cluster};
 
 /// The limit a small container or unit gives: 300 connections would exhaust it if each took
 /// a descriptor of the process.
@@ -50,10 +50,9 @@ fn connect(address: SocketAddr, sending: &[u8]) -> TcpStream {
 fn idle_and_hostile_clients_cannot_freeze_the_table() {
     let (cluster, node) = web_cluster();
     let fake = FakeNomad::start(cluster);
-    let address = free_address();
-    let daemon = Daemon::start(&fake, &["--listen", &address.to_string()]);
-    let first = fake.read(|c| c.allocations.keys().next().expect("one").clone());
-    daemon.wait_for_alloc(&first);
+    let daemon = Daemon::start_observed(&fake, &[]);
+    let address = daemon.listen_address();
+    daemon.wait_until("the first table", || daemon.rows().len() == 1);
     let pid = daemon.pid();
     // Lowered from outside once running: the program raises its soft limit to the hard one
     // at start, so both go down here, as in a unit with LimitNOFILE=256.

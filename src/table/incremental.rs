@@ -426,6 +426,19 @@ mod tests {
         by_id.into_values().collect()
     }
 
+    /// The model after `before`: allocations unchanged since keep their generation (1), changed
+    /// or new ones get a new one (2).
+    fn next_generations(before: &[Allocation], after: &[Allocation]) -> Vec<(Allocation, u64)> {
+        after
+            .iter()
+            .cloned()
+            .map(|a| {
+                let same = before.contains(&a);
+                (a, if same { 1 } else { 2 })
+            })
+            .collect()
+    }
+
     proptest! {
         /// The incremental verdict is the full validator's, whatever is carried over and
         /// whatever is re-projected, valid or not.
@@ -451,14 +464,7 @@ mod tests {
                 cache.commit(first);
             }
             let after = build_risky(&after);
-            let second_model: Vec<(Allocation, u64)> = after
-                .iter()
-                .cloned()
-                .map(|a| {
-                    let same = before.contains(&a);
-                    (a, if same { 1 } else { 2 })
-                })
-                .collect();
+            let second_model = next_generations(&before, &after);
             let second = cache.render(entries(&second_model), &directory);
             let full_verdict = ValidTable::check(full(&after, &directory, format), format);
             prop_assert_eq!(second.as_ref().map(|r| r.table.rows()).ok(), full_verdict.as_ref().map(ValidTable::rows).ok());
@@ -486,15 +492,7 @@ mod tests {
             if node_changes {
                 directory.update(&crate::nomad::types::Node { id: "n1".to_owned(), datacenter: "other".to_owned(), ..Default::default() });
             }
-            // Unchanged allocations keep their generation, changed ones get a new one.
-            let generations: Vec<(Allocation, u64)> = after
-                .iter()
-                .cloned()
-                .map(|a| {
-                    let same = before.contains(&a);
-                    (a, if same { 1 } else { 2 })
-                })
-                .collect();
+            let generations = next_generations(&before, &after);
             let second = cache.render(entries(&generations), &directory).expect("valid");
             let expected = full(&after, &directory, format);
             prop_assert_eq!(second.table.bytes(), expected.as_slice());

@@ -91,13 +91,14 @@ impl WatchState {
     }
 }
 
-/// The least time between two listings that resync requests (SIGHUP, bursts) ask for.
+/// The least time between two listings that SIGHUPs ask for.
 pub const MIN_RESYNC_GAP: Duration = Duration::from_secs(1);
 
-/// When a resync request may cut a connection that began at `started`: once it is at least
-/// [`MIN_RESYNC_GAP`] old and as old as the last listing took, so that a flood of SIGHUPs or
-/// bursts can neither keep a listing from ever completing nor list back to back. Requests
-/// that come sooner wait (coalesced in their queue); the resync timer is not held back.
+/// When a SIGHUP's resync may cut a connection that began at `started`: once it is at least
+/// [`MIN_RESYNC_GAP`] old and as old as the last listing took, so that a flood of SIGHUPs can
+/// neither keep a listing from ever completing nor list back to back. A SIGHUP that comes
+/// sooner waits (more are coalesced in their queue); a burst of unknown allocations, whose
+/// fetches wait for the listing, and the resync timer are not held back.
 pub fn resync_allowed_from(started: Instant, last_listing_took: Duration) -> Instant {
     started + last_listing_took.max(MIN_RESYNC_GAP)
 }
@@ -274,8 +275,13 @@ impl StreamWatcher {
             let outcome = tokio::select! {
                 outcome = self.connect_and_follow(&mut state) => outcome,
                 Some(why) = async {
-                    tokio::time::sleep_until(requests_from).await;
-                    resync.recv().await
+                    let why = resync.recv().await?;
+                    // A burst is answered at once (the fetches wait for it); a SIGHUP waits
+                    // for the gap while the connection goes on.
+                    if why == ResyncReason::Signal {
+                        tokio::time::sleep_until(requests_from).await;
+                    }
+                    Some(why)
                 } => Ok(Ended::Resync(why)),
                 () = tokio::time::sleep_until(resync_at) => Ok(Ended::Resync(ResyncReason::Interval)),
                 () = tokio::time::sleep_until(resubscribe_at), if resubscribe_at < resync_at => Ok(Ended::Resubscribe),

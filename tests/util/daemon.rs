@@ -202,9 +202,14 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("{e}; log:\n{}", self.log()));
     }
 
+    /// Where it listens (it must have been started with `--listen`).
+    pub fn listen_address(&self) -> SocketAddr {
+        self.listen.expect("started with --listen")
+    }
+
     /// Its metrics now (it must have been started with `--listen`).
     pub fn scrape(&self) -> String {
-        metrics::scrape(self.listen.expect("started with --listen"))
+        metrics::scrape(self.listen_address())
     }
 
     /// How many full listings it has applied, whatever their reason (`resyncs_total`).
