@@ -8,7 +8,8 @@ use std::time::Duration;
 use fake_nomad::{ClientStatus, FakeNomad, Fault, Node, Policy, StreamFault};
 
 use crate::util::daemon::Daemon;
-use crate::util::{TokenFileCluster, web_cluster};
+use crate::util::metrics::total;
+use crate::util::{TokenFileCluster, http_get, web_cluster};
 
 /// One test per watch mode for each scenario.
 macro_rules! in_both_modes {
@@ -310,7 +311,7 @@ fn warns_about_the_stream_cost(
     });
     let mut churn = ClusterChurn::new(&generated, 9);
     let fake = Arc::new(FakeNomad::start(generated));
-    let daemon = Daemon::start(
+    let daemon = Daemon::start_observed(
         &fake,
         &["--watch", "events", "--cost-report-interval", "5s"],
     );
@@ -324,16 +325,21 @@ fn warns_about_the_stream_cost(
             }
         }
     });
-    // The warning is the subject of this test, and the log its only channel: read it there.
-    const WARNING: &str = "consider --watch blocking";
-    const CHEAPER: &str = "the event stream is the cheaper watch";
-    let lines_with = |text: &str| daemon.log().lines().filter(|l| l.contains(text)).count();
+    // Each comparison is counted by which watch was cheaper (the warning is logged with it).
+    let comparisons = |cheaper: &str| {
+        let scraped = http_get(daemon.listen_address(), "/metrics").map(|(_, body)| body);
+        total(
+            &scraped.unwrap_or_default(),
+            "nomad_alloc_table_watch_cost_comparisons_total",
+            &[("cheaper", cheaper)],
+        )
+    };
     daemon.wait_until("the first cost comparison", || {
-        lines_with(WARNING) + lines_with(CHEAPER) > 0
+        comparisons("blocking") + comparisons("events") > 0.0
     });
     stop.store(true, Ordering::Relaxed);
     churning.join().expect("churn");
-    lines_with(WARNING) > 0
+    comparisons("blocking") > 0.0
 }
 
 #[test]

@@ -47,6 +47,7 @@ pub struct Metrics {
     pub response_bytes: IntCounterVec,
     pub event_bytes: IntCounterVec,
     pub change_to_publish: Histogram,
+    pub cost_comparisons: IntCounterVec,
     pub listener_open: IntGauge,
     pub listener_full: prometheus::IntCounter,
     pub listener_closed: IntCounterVec,
@@ -178,6 +179,14 @@ impl Metrics {
                 .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             )
             .expect("valid metric"),
+            cost_comparisons: IntCounterVec::new(
+                opts(
+                    "watch_cost_comparisons_total",
+                    "Comparisons of what the event stream costs this node against blocking queries (--cost-report-interval), by which was cheaper: blocking means consider --watch blocking.",
+                ),
+                &["cheaper"],
+            )
+            .expect("valid metric"),
             listener_open: IntGauge::with_opts(opts(
                 "listener_connections_open",
                 "Connections to --listen being served now (at most the listener's cap).",
@@ -214,6 +223,7 @@ impl Metrics {
             Box::new(metrics.response_bytes.clone()),
             Box::new(metrics.event_bytes.clone()),
             Box::new(metrics.change_to_publish.clone()),
+            Box::new(metrics.cost_comparisons.clone()),
             Box::new(metrics.listener_open.clone()),
             Box::new(metrics.listener_full.clone()),
             Box::new(metrics.listener_closed.clone()),
@@ -239,6 +249,9 @@ impl Metrics {
         }
         for reason in ["interval", "signal", "reconnect", "burst", "change"] {
             metrics.resyncs.with_label_values(&[reason]);
+        }
+        for watch in ["events", "blocking"] {
+            metrics.cost_comparisons.with_label_values(&[watch]);
         }
         for reason in ["done", "timeout", "error"] {
             metrics.listener_closed.with_label_values(&[reason]);

@@ -362,11 +362,17 @@ impl StreamWatcher {
             if let Source::Node(_) = self.source
                 && let Some(comparison) = state.cost.due(Instant::now())
             {
-                if comparison.blocking_is_cheaper() {
+                let cheaper = if comparison.blocking_is_cheaper() {
                     warn!("{comparison}; consider --watch blocking");
+                    "blocking"
                 } else {
                     debug!("{comparison}; the event stream is the cheaper watch here");
-                }
+                    "events"
+                };
+                self.metrics
+                    .cost_comparisons
+                    .with_label_values(&[cheaper])
+                    .inc();
             }
             let frame = match message {
                 Ok(Message::Heartbeat) => {
