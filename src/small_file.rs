@@ -1,19 +1,26 @@
 //! Reading a small file that an operator or another program names (the token file, Vector's
-//! pidfile), within bounds: only a regular file, looked at before it is opened (opening a FIFO
-//! blocks until a writer comes), and only up to a size far above what it should hold (a huge
-//! file would otherwise be held whole).
+//! pidfile), within bounds: only a regular file, opened without blocking (opening a FIFO would
+//! wait for a writer) and checked once open, and only up to a size far above what it should
+//! hold (a huge file would otherwise be held whole).
 
 use std::io::Read;
 use std::path::Path;
 
+use rustix::fs::{FileType, Mode, OFlags};
+
 /// The text of `path` if it is a regular file of at most `limit` bytes; `None` for anything
 /// else.
 pub fn read(path: &Path, limit: u64) -> std::io::Result<Option<String>> {
-    if !std::fs::metadata(path)?.is_file() {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) != FileType::RegularFile {
         return Ok(None);
     }
     let mut text = String::new();
-    std::fs::File::open(path)?
+    std::fs::File::from(fd)
         .take(limit + 1)
         .read_to_string(&mut text)?;
     Ok((text.len() as u64 <= limit).then_some(text))

@@ -9,10 +9,11 @@
 #        table of every allocation of the cluster, and labels them: vector/aggregator-cluster.yaml.
 #        For Nomad's servers that is one event-stream subscriber instead of one per node.)
 #
-# Minimum Nomad version: 1.7.0 (ACL policies attached to a job's workload identity, for
-# forward-agent; the Task API socket, unix://${NOMAD_SECRETS_DIR}/api.sock, exists since 1.5.0,
-# inside containers too; node pools since 1.6.0; Nomad service discovery and nomadVar
-# templates since 1.3.0 and 1.4.0).
+# Minimum Nomad version: 1.7.0 (the oldest release this job is stated for). What it uses is
+# older: ACL policies attached to a job (nomad acl policy apply -job, for forward-agent) since
+# 1.4.0; the identity block and the Task API socket, unix://${NOMAD_SECRETS_DIR}/api.sock
+# (inside containers too), since 1.5.0; node pools since 1.6.0; Nomad service discovery and
+# nomadVar templates since 1.3.0 and 1.4.0.
 #
 # Prerequisites on the client that runs it:
 #   - the Docker plugin allowing host-path volumes, which it refuses by default:

@@ -10,9 +10,11 @@
 #   ... -var vector=raw_exec ...   (node-local: Vector from /usr/bin/vector instead of its image;
 #                                   agents always run it in Docker, see the variable)
 #
-# Minimum Nomad version: 1.7.0 (ACL policies attached to a job's workload identity; the Task
-# API socket, unix://${NOMAD_SECRETS_DIR}/api.sock, exists since 1.5.0, inside containers too;
-# Nomad service discovery and nomadVar templates since 1.3.0 and 1.4.0).
+# Minimum Nomad version: 1.7.0 (the oldest release this job is stated for). What it uses is
+# older: ACL policies attached to a job (nomad acl policy apply -job) since 1.4.0; the identity
+# block and the Task API socket, unix://${NOMAD_SECRETS_DIR}/api.sock (inside containers too),
+# since 1.5.0; node pools since 1.6.0; Nomad service discovery and nomadVar templates since
+# 1.3.0 and 1.4.0.
 #
 # Prerequisites on each client:
 #   - Docker tasks (vector=docker, the default; exporter=docker) mount host paths, which the

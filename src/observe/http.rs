@@ -4,7 +4,7 @@
 //!
 //! The table must never depend on the listener's clients, so the listener is bounded: at most
 //! [`MAX_CONNECTIONS`] connections are accepted at once (further ones wait in the kernel's
-//! backlog and take no descriptor of the process); a connection must send each request head
+//! backlog of `LISTEN_BACKLOG` and take no descriptor of the process); a connection must send each request head
 //! within [`HEADER_READ_TIMEOUT`] (slowloris, and idle keep-alive), and lives at most
 //! [`CONNECTION_LIFETIME`] (a response that cannot be written is abandoned); a request head is
 //! at most [`MAX_REQUEST_HEAD`] bytes. The anchors: Go's `ReadHeaderTimeout`, hyper's header
@@ -22,7 +22,7 @@ use axum::routing::get;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +42,10 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 /// The largest request head read: the endpoints take no body and no large header.
 pub const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// Connections the kernel completes and holds while [`MAX_CONNECTIONS`] are served (capped by
+/// `net.core.somaxconn`); they take no descriptor of the process. Beyond it, clients' handshakes
+/// wait.
+const LISTEN_BACKLOG: u32 = 1024;
 /// After a failed accept (descriptors exhausted elsewhere), wait this long before the next.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
@@ -71,9 +75,16 @@ pub struct Listener {
 impl Listener {
     /// Binds `address` at start, so that a bad address ends the program before it begins.
     pub async fn bind(address: SocketAddr) -> Result<Listener, ListenError> {
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|source| ListenError { address, source })?;
+        let error = |source| ListenError { address, source };
+        let socket = if address.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(error)?;
+        socket.set_reuseaddr(true).map_err(error)?;
+        socket.bind(address).map_err(error)?;
+        let listener = socket.listen(LISTEN_BACKLOG).map_err(error)?;
         Ok(Listener { listener })
     }
 

@@ -287,7 +287,7 @@ impl Driver {
         {
             Ok(rendering) => rendering,
             Err(e) => {
-                error!(error = %e, "table not published, as Vector could not load it; the file keeps its last content");
+                error!(error = %e, "table not published: it fails validation; the file keeps its last content");
                 return Published::Invalid;
             }
         };

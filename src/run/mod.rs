@@ -85,7 +85,9 @@ pub async fn run(
     if !publish.output.exists() {
         let header_only = render::header_only(&publish.columns.header(), publish.format);
         publisher.publish(&ValidTable::check(header_only, publish.format)?)?;
-        info!(path = %publish.output.display(), "no table yet: published a header-only one so that Vector can start");
+        // Vector cannot start without its table file (CSV); a JSON table's readers get the
+        // same: a file from the start.
+        info!(path = %publish.output.display(), "no table yet: published a header-only one, so that its readers can start");
     }
     let (source, nodes, alloc_dir) = match scope {
         Scope::Node(node_id) => {

@@ -56,18 +56,32 @@ pub fn classify(alloc_dir: &Path, path: &Path) -> Option<Update> {
     })
 }
 
-/// The allocation directories in `alloc_dir` now (none if it cannot be read).
-fn present(alloc_dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(alloc_dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|name| is_alloc_id(name))
-                .collect()
-        })
-        .unwrap_or_default()
+/// How long to wait before reading the directory again after a read failed.
+const RESCAN_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The allocation directories in `alloc_dir` now; an error if any part of it cannot be read
+/// (then nothing may be concluded from it: a directory missing from a failed read is not gone).
+fn present(alloc_dir: &Path) -> std::io::Result<BTreeSet<String>> {
+    let mut present = BTreeSet::new();
+    for entry in std::fs::read_dir(alloc_dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir()
+            && let Some(name) = entry.file_name().to_str()
+            && is_alloc_id(name)
+        {
+            present.insert(name.to_owned());
+        }
+    }
+    Ok(present)
+}
+
+/// What a re-read reports: the changes since `known`, or `None` when the read failed (nothing
+/// is concluded from it; the directory is read again later). Pure.
+pub fn rescanned(
+    known: &BTreeSet<String>,
+    read: std::io::Result<BTreeSet<String>>,
+) -> Option<Vec<Update>> {
+    read.ok().map(|now| changes(known, &now))
 }
 
 /// What changed between the directories reported (`known`) and those `present` now. Pure.
@@ -121,7 +135,9 @@ fn watch_with_queue(
         }
     })?;
     watcher.watch(&alloc_dir, RecursiveMode::NonRecursive)?;
-    let mut known = present(&alloc_dir);
+    // What the forwarder has reported. It starts empty: a directory that exists already is
+    // reported once at the first re-read, never suppressed.
+    let mut known = BTreeSet::new();
     tasks.spawn(async move {
         loop {
             let next = tokio::select! {
@@ -135,7 +151,20 @@ fn watch_with_queue(
             let next = if overflowed.swap(false, Ordering::SeqCst) {
                 // Events were dropped: what is there now says what they would have.
                 while raw_rx.try_recv().is_ok() {}
-                changes(&known, &present(&alloc_dir))
+                match rescanned(&known, present(&alloc_dir)) {
+                    Some(changed) => changed,
+                    None => {
+                        // Read again later; until then nothing is concluded (a failed read
+                        // must not look like every directory gone).
+                        overflowed.store(true, Ordering::SeqCst);
+                        let wake = wake.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(RESCAN_RETRY).await;
+                            wake.notify_one();
+                        });
+                        Vec::new()
+                    }
+                }
             } else {
                 next
             };
@@ -230,6 +259,19 @@ mod tests {
         assert!(changes(&set(&["a"]), &set(&["a"])).is_empty());
     }
 
+    #[test]
+    fn a_failed_read_concludes_nothing() {
+        let known: BTreeSet<String> = ["a".to_owned()].into();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gone = dir.path().join("not-there");
+        assert!(
+            rescanned(&known, present(&gone)).is_none(),
+            "no removal from a failed read"
+        );
+        let removed = rescanned(&known, present(dir.path())).expect("read");
+        assert!(matches!(&removed[..], [Update::DirRemoved { alloc_id }] if alloc_id == "a"));
+    }
+
     /// With room for one event, a burst of directories overflows the queue: the directory is
     /// read again and every new one is reported once, none twice.
     #[tokio::test]
@@ -248,8 +290,8 @@ mod tests {
         for id in &ids {
             std::fs::create_dir(dir.path().join(id)).expect("mkdir");
         }
-        let mut reported = Vec::new();
-        while reported.len() < ids.len() {
+        let mut reported: Vec<String> = Vec::new();
+        while !ids.iter().all(|id| reported.contains(id)) {
             match tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv()).await {
                 Ok(Some(Update::DirCreated { alloc_id })) => reported.push(alloc_id),
                 other => panic!(

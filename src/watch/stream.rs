@@ -267,6 +267,9 @@ impl StreamWatcher {
         loop {
             if state.list_on_connect {
                 resync_at = Instant::now() + jittered(self.resync_interval);
+                // The listing about to be taken answers every request already queued: a burst
+                // that asked several times is one listing, not several cut short.
+                while resync.try_recv().is_ok() {}
             }
             let resubscribe_at = Instant::now() + jittered(RESUBSCRIBE_INTERVAL);
             let requests_from = resync_allowed_from(Instant::now(), state.last_listing_took);

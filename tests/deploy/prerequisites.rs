@@ -129,9 +129,10 @@ fn every_nomad_addr_exists_in_the_jobs_minimum_nomad_version() {
                     address.is_some(),
                     "{place}: without NOMAD_ADDR it talks plain HTTP to 127.0.0.1:4646"
                 );
-                // Workload identity with a job-attached policy: Nomad 1.7.0.
+                // The identity block exposes the workload identity since Nomad 1.5.0 (its
+                // job-attached policies since 1.4.0, hashicorp/nomad#14140).
                 if blocks(task.body(), "identity").next().is_some() {
-                    assert!((1, 7, 0) <= minimum, "{place}: identity needs Nomad 1.7.0");
+                    assert!((1, 5, 0) <= minimum, "{place}: identity needs Nomad 1.5.0");
                 }
             }
             let Some(address) = address else { continue };

@@ -35,6 +35,8 @@ pub struct FetchQueue {
     /// Allocations being fetched, with what made them known.
     fetching: HashMap<String, ChangeReason>,
     queued: VecDeque<Queued>,
+    /// A stop is under way: nothing new is fetched, queued fetches are dropped.
+    stopped: bool,
 }
 
 impl FetchQueue {
@@ -43,7 +45,14 @@ impl FetchQueue {
             overflow,
             fetching: HashMap::new(),
             queued: VecDeque::new(),
+            stopped: false,
         }
+    }
+
+    /// A stop began: fetches in flight end as they may, nothing else is fetched.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+        self.queued.clear();
     }
 
     /// Asks for `alloc_id` to be fetched (as of `modify_index` at least, 0 for any); pushes
@@ -55,7 +64,7 @@ impl FetchQueue {
         reason: ChangeReason,
         effects: &mut Vec<Effect>,
     ) {
-        if self.fetching.contains_key(&alloc_id) {
+        if self.stopped || self.fetching.contains_key(&alloc_id) {
             return;
         }
         if self.fetching.len() >= MAX_SEPARATE_FETCHES {
@@ -131,6 +140,28 @@ mod tests {
         assert_eq!(queue.finished("a", &mut effects), None, "ended already");
         queue.request("a".into(), 9, ChangeReason::NewAllocDir, &mut effects);
         assert_eq!(fetched(&effects), ["a", "a"], "fetched again once ended");
+    }
+
+    #[test]
+    fn once_stopped_nothing_is_fetched_and_the_queue_is_dropped() {
+        let mut queue = FetchQueue::new(Overflow::Queue);
+        let mut effects = Vec::new();
+        for i in 0..MAX_SEPARATE_FETCHES + 2 {
+            queue.request(
+                format!("a{i}"),
+                0,
+                ChangeReason::NewAllocation,
+                &mut effects,
+            );
+        }
+        queue.stop();
+        let mut after = Vec::new();
+        queue.request("b".into(), 0, ChangeReason::NewAllocDir, &mut after);
+        assert_eq!(
+            queue.finished("a0", &mut after),
+            Some(ChangeReason::NewAllocation)
+        );
+        assert!(after.is_empty(), "{after:?}");
     }
 
     #[test]

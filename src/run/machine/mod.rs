@@ -120,6 +120,7 @@ impl Machine {
             Input::Stop => {
                 if self.stop_by.is_none() {
                     self.stop_by = Some(now + self.timing.shutdown_timeout);
+                    self.fetches.stop();
                 }
             }
         }
@@ -287,7 +288,7 @@ impl Machine {
         }
     }
 
-    /// Fetches an allocation, unless a stop is under way.
+    /// Fetches an allocation (the queue refuses once a stop is under way).
     fn fetch(
         &mut self,
         alloc_id: String,
@@ -295,10 +296,8 @@ impl Machine {
         reason: ChangeReason,
         effects: &mut Vec<Effect>,
     ) {
-        if !self.stopping() {
-            self.fetches
-                .request(alloc_id, modify_index, reason, effects);
-        }
+        self.fetches
+            .request(alloc_id, modify_index, reason, effects);
     }
 
     /// A publish ended; a failed one is pending again, to be retried.

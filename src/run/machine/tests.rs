@@ -199,6 +199,28 @@ fn in_cluster_scope_a_burst_is_queued_fetches_not_a_listing_of_the_cluster() {
 }
 
 #[test]
+fn a_stop_starts_no_fetch_not_even_a_queued_one() {
+    let mut run = Run::cluster();
+    run.input(0, listed(vec![], run.at(0)));
+    for i in 0..10 {
+        run.input(10, event(&format!("new-{i}"), 20 + i));
+    }
+    run.input(15, Input::Stop);
+    run.input(
+        20,
+        Input::Update(Update::FetchFailed {
+            alloc_id: "new-0".to_owned(),
+        }),
+    );
+    run.input(20, event("later", 40));
+    assert_eq!(
+        fetches(&run).len(),
+        MAX_SEPARATE_FETCHES,
+        "only those started before the stop"
+    );
+}
+
+#[test]
 fn a_node_whose_columns_change_is_published_and_one_that_does_not_is_not() {
     let mut run = Run::cluster();
     run.input(
