@@ -29,8 +29,8 @@
 #       setfacl -m u:65532:rx /opt/nomad/data/alloc   (Nomad makes it 0711);
 #   - directories /var/lib/nomad-alloc-table (the table) and /var/lib/vector (checkpoints,
 #     buffers);
-#   - the alloc dir at /opt/nomad/data/alloc: else -var alloc_dir=... and the CHANGE lines of
-#     vector/task-logs.yaml.
+#   - the alloc dir at /opt/nomad/data/alloc: else -var alloc_dir=... (the exporter, the mounts
+#     and Vector's file source all follow it).
 #
 # Where the labels are added on the node (node-local, agent), the exporter's token comes from
 # workload identity: attach the policy to this job first, under this job's own policy name (a
@@ -81,7 +81,7 @@ variable "vector" {
 variable "alloc_dir" {
   type        = string
   default     = "/opt/nomad/data/alloc"
-  description = "The clients' alloc dir (<data_dir>/alloc). Change vector/task-logs.yaml's CHANGE lines with it."
+  description = "The clients' alloc dir (<data_dir>/alloc): the exporter's --alloc-dir, the mounts, and Vector's file source (its configuration is rendered with it)."
 }
 
 variable "vector_image" {
@@ -305,7 +305,7 @@ job "vector" {
           for_each = local.vector_configs
           iterator = config
           content {
-            data            = file("vector/${config.value}")
+            data            = replace(file("vector/${config.value}"), "/opt/nomad/data/alloc", var.alloc_dir)
             destination     = "local/${config.value}"
             left_delimiter  = "[["
             right_delimiter = "]]"
@@ -366,7 +366,7 @@ job "vector" {
           for_each = local.vector_configs
           iterator = config
           content {
-            data            = file("vector/${config.value}")
+            data            = replace(file("vector/${config.value}"), "/opt/nomad/data/alloc", var.alloc_dir)
             destination     = "local/${config.value}"
             left_delimiter  = "[["
             right_delimiter = "]]"

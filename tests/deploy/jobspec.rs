@@ -73,8 +73,20 @@ pub(super) fn func_contains(args: FuncArgs) -> Result<Value, String> {
     Ok(Value::Bool(list.contains(&args[1])))
 }
 
+/// Nomad's `replace(string, substring, replacement)` (literal substrings).
+pub(super) fn func_replace(args: FuncArgs) -> Result<Value, String> {
+    let text = |i: usize| args[i].as_str().ok_or("replace of a non-string");
+    Ok(Value::String(text(0)?.replace(text(1)?, text(2)?)))
+}
+
 pub(super) fn base_context() -> Context<'static> {
     let mut ctx = Context::new();
+    ctx.declare_func(
+        "replace",
+        FuncDef::builder()
+            .params([ParamType::String, ParamType::String, ParamType::String])
+            .build(func_replace),
+    );
     ctx.declare_func(
         "file",
         FuncDef::builder().param(ParamType::String).build(func_file),
@@ -216,8 +228,12 @@ impl Variant {
     }
 }
 
+/// Values tried beside the default for variables that take any value: a data dir other than
+/// Nomad's default, so that everything that depends on it is seen to follow it.
+const OTHER_VALUES: &[(&str, &str)] = &[("alloc_dir", "/srv/nomad/data/alloc")];
+
 /// The values a variable may take: its `validation`'s `contains([…], var.x)` list, else its
-/// default alone.
+/// default (and the value of [`OTHER_VALUES`] for it, if any).
 pub(super) fn allowed_values(variable: &Block, place: &str) -> Vec<String> {
     let ctx = base_context();
     let default = attribute(variable.body(), "default")
@@ -231,7 +247,13 @@ pub(super) fn allowed_values(variable: &Block, place: &str) -> Vec<String> {
             return values.iter().filter_map(string).collect();
         }
     }
-    vec![default.unwrap_or_else(|| panic!("{place}: variable {} has no default", label(variable)))]
+    let default =
+        default.unwrap_or_else(|| panic!("{place}: variable {} has no default", label(variable)));
+    let other = OTHER_VALUES
+        .iter()
+        .filter(|(name, _)| *name == label(variable))
+        .map(|(_, value)| (*value).to_owned());
+    std::iter::once(default).chain(other).collect()
 }
 
 /// Every combination of the values a job file's variables allow, each evaluated.

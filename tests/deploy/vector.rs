@@ -30,6 +30,8 @@ pub(super) struct VectorRun {
     pub(super) hosts: BTreeMap<String, String>,
     pub(super) rendered: BTreeMap<String, String>,
     pub(super) secrets_dir: String,
+    /// Nomad's alloc dir on the client.
+    pub(super) alloc_dir: String,
 }
 
 /// Vector's merged configuration: components by kind and id.
@@ -166,7 +168,7 @@ pub(super) fn tables_used(vrl: &str) -> Vec<String> {
 pub(super) fn check_vector(run: &VectorRun) -> VectorConfig {
     let place = &run.place;
     let config = run.config();
-    let log = |alloc: &str, file: &str| format!("/opt/nomad/data/alloc/{alloc}/alloc/logs/{file}");
+    let log = |alloc: &str, file: &str| format!("{}/{alloc}/alloc/logs/{file}", run.alloc_dir);
     for (id, source) in config.of_kind("sources") {
         if source["type"].as_str() != Some("file") {
             continue;
@@ -247,6 +249,10 @@ pub(super) fn nomad_vectors() -> Vec<(Variant, VectorRun)> {
     let services = nomad_services();
     let mut runs = Vec::new();
     for variant in all_variants() {
+        let alloc_dir = variant
+            .var("alloc_dir")
+            .unwrap_or("/opt/nomad/data/alloc")
+            .to_owned();
         let vector_tasks: Vec<Block> = variant
             .tasks()
             .filter(|t| runs_vector(t))
@@ -259,7 +265,7 @@ pub(super) fn nomad_vectors() -> Vec<(Variant, VectorRun)> {
             let secrets_dir = if docker {
                 "/secrets".to_owned()
             } else {
-                format!("/opt/nomad/data/alloc/{OWN}/{}/secrets", label(&task))
+                format!("{alloc_dir}/{OWN}/{}/secrets", label(&task))
             };
             let mut env: BTreeMap<String, String> = task_env(&task);
             env.insert("NOMAD_ALLOC_ID".to_owned(), OWN.to_owned());
@@ -340,6 +346,7 @@ pub(super) fn nomad_vectors() -> Vec<(Variant, VectorRun)> {
                     hosts,
                     rendered,
                     secrets_dir,
+                    alloc_dir: alloc_dir.clone(),
                 },
             ));
         }
@@ -387,6 +394,7 @@ fn the_systemd_vector_loads_the_table_its_vrl_uses_and_reads_every_task() {
         hosts: BTreeMap::new(),
         rendered: BTreeMap::new(),
         secrets_dir: String::new(),
+        alloc_dir: "/opt/nomad/data/alloc".to_owned(),
     };
     let config = check_vector(&run);
     assert!(config.get("enrichment_tables", "nomad_allocs").is_some());
