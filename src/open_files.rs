@@ -2,7 +2,7 @@
 //! `RLIMIT_NOFILE`, as Go programs (Nomad and Consul among them) have done since Go 1.19: a
 //! small soft limit (256 or 1024, what containers and units often give) is no reason to fail
 //! a publish while the hard limit allows more. The listener's own cap keeps its clients from
-//! using them up ([`crate::observe::http::MAX_CONNECTIONS`]).
+//! using them up (`observe::http::MAX_CONNECTIONS`).
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use tracing::debug;

@@ -1,8 +1,8 @@
 //! `run`: the long-running companion of Vector. Start-up lives here: signal handlers first (a
 //! SIGHUP before its handler exists would kill the process), then a header-only table if there
 //! is none (Vector cannot start without the file), then (in node scope) the node, retried while
-//! Nomad cannot answer, and its alloc dir, then the loop ([`driver`]) with its decisions in [`step`] and its model in
-//! [`store`], until SIGTERM or SIGINT; a second one exits at once.
+//! Nomad cannot answer, and its alloc dir, then the loop (`driver.rs`) with its decisions and
+//! its model in the pure `machine`, until SIGTERM or SIGINT; a second one exits at once.
 
 pub(crate) mod driver;
 pub(crate) mod machine;
