@@ -1,11 +1,16 @@
-//! Bounds on what Nomad's answers can make the program do: pages that never end are refused
-//! with a one-line error instead of followed for ever.
+//! Bounds on what comes from outside: pages that never end are refused with a one-line error
+//! instead of followed for ever; a flood of SIGHUPs does not become a flood of listings.
+
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::get;
+use fake_nomad::{FakeNomad, Fault, StreamFault};
+use rustix::process::Signal;
 
-use crate::util::bin_at;
+use crate::util::daemon::Daemon;
+use crate::util::{bin_at, eventually, web_cluster};
 
 /// A server that answers like Nomad but whose allocation pages always name the same next page.
 async fn endless_pages() -> String {
@@ -52,4 +57,37 @@ fn allocation_pages_that_never_end_are_refused() {
         !dir.path().join("cluster.csv").exists(),
         "nothing published"
     );
+}
+
+/// A flood of SIGHUPs while Nomad fails cannot turn the backoff into a storm of listings: a
+/// SIGHUP shortens the wait, but not below a second.
+#[test]
+fn a_flood_of_sighups_during_an_outage_lists_at_most_about_once_a_second() {
+    let (cluster, _node) = web_cluster();
+    let first = cluster.allocations.keys().next().expect("one").clone();
+    let fake = FakeNomad::start(cluster);
+    let daemon = Daemon::start(&fake, &[]);
+    daemon.wait_for_alloc(&first);
+    let listings = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/allocations"))
+            .count()
+    };
+    fake.set_fault(Some(Fault::Status(
+        500,
+        "rpc error: No cluster leader".into(),
+    )));
+    fake.set_stream(|s| s.fault = Some(StreamFault::Status(500)));
+    fake.update(|c| c.restart_server(|_| {}));
+    let before = listings();
+    eventually("a listing during the outage", || listings() > before)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let start = listings();
+    for _ in 0..40 {
+        daemon.signal(Signal::HUP);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let during = listings() - start;
+    assert!(during <= 8, "{during} listings for 40 SIGHUPs in 2 s");
 }

@@ -331,9 +331,19 @@ impl StreamWatcher {
                     delay
                 }
             };
+            // A SIGHUP shortens the wait, but not below the gap: a flood of them during an
+            // outage reconnects at most once a second, not at every signal.
+            let waiting_from = Instant::now();
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                Some(why) = resync.recv() => state.next_listing = why,
+                Some(why) = async {
+                    let why = resync.recv().await?;
+                    if why == ResyncReason::Signal {
+                        tokio::time::sleep_until(resync_allowed_from(waiting_from, Duration::ZERO))
+                            .await;
+                    }
+                    Some(why)
+                } => state.next_listing = why,
                 () = self.client.token_rotated() => {
                     info!("the token file changed: reconnecting at once");
                 }
