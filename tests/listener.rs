@@ -121,3 +121,51 @@ fn idle_and_hostile_clients_cannot_freeze_the_table() {
     let after = fake.update(|c| c.place("default", "web", "api", &node));
     daemon.wait_for_alloc(&after);
 }
+
+/// A connection kept busy with requests (each head well within its 5 s) still ends when its
+/// 30 s lifetime runs out: no client holds a place for ever.
+#[test]
+fn a_busy_kept_alive_connection_ends_at_its_lifetime() {
+    use std::time::{Duration, Instant};
+
+    let (cluster, _node) = web_cluster();
+    let fake = FakeNomad::start(cluster);
+    let daemon = Daemon::start_observed(&fake, &[]);
+    let address = daemon.listen_address();
+    eventually("the listener", || http_get(address, "/healthz").is_some())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut stream = TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let start = Instant::now();
+    let mut served = 0;
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(60), "never closed");
+        if stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .is_err()
+        {
+            break;
+        }
+        let mut response = Vec::new();
+        let mut chunk = [0u8; 512];
+        while !response.ends_with(b"ok\n") {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => response.extend_from_slice(&chunk[..n]),
+            }
+        }
+        if !response.ends_with(b"ok\n") {
+            break;
+        }
+        served += 1;
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let lived = start.elapsed();
+    assert!(served >= 8, "kept alive across requests: {served} served");
+    assert!(
+        (Duration::from_secs(27)..Duration::from_secs(40)).contains(&lived),
+        "closed after {lived:?}"
+    );
+}
