@@ -167,7 +167,19 @@ pub(super) fn render_nodes(
                     render_nodes(otherwise, world, dot, out);
                 }
             },
-            Node::WithVar { body, .. } => {
+            Node::WithVar { path, body } => {
+                // A task's workload identity reads only its own job's variables
+                // (nomad/jobs/<job>[/<group>[/<task>]], hashicorp/nomad v1.11.3 acl/acl.go):
+                // anything else renders nothing, and the task blocks waiting for it.
+                let job = world
+                    .env
+                    .get("NOMAD_JOB_ID")
+                    .expect("NOMAD_JOB_ID in the task's environment");
+                let own = format!("nomad/jobs/{job}");
+                assert!(
+                    *path == own || path.starts_with(&format!("{own}/")),
+                    "nomadVar {path:?}: the task of job {job} may read only {own}[/…]"
+                );
                 let pem = BTreeMap::from([
                     ("ca".to_owned(), "CA PEM".to_owned()),
                     ("cert".to_owned(), "CERT PEM".to_owned()),

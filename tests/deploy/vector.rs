@@ -269,6 +269,7 @@ pub(super) fn nomad_vectors() -> Vec<(Variant, VectorRun)> {
             };
             let mut env: BTreeMap<String, String> = task_env(&task);
             env.insert("NOMAD_ALLOC_ID".to_owned(), OWN.to_owned());
+            env.insert("NOMAD_JOB_ID".to_owned(), label(&variant.job));
             env.insert("NOMAD_SECRETS_DIR".to_owned(), secrets_dir.clone());
             env.insert("NOMAD_TASK_DIR".to_owned(), "/local".to_owned());
             let world = TemplateWorld {
