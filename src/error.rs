@@ -1,6 +1,7 @@
 //! Why a command failed, and the exit code of each class of failure.
 
 use crate::config::ConfigError;
+use crate::listing::ListError;
 use crate::listing::local_node::NodeError;
 use crate::nomad::{self, FailureClass};
 use crate::observe::http::ListenError;
@@ -63,6 +64,16 @@ pub enum AppError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+}
+
+/// A listing's failure keeps its class: the node's, or Nomad's.
+impl From<ListError> for AppError {
+    fn from(error: ListError) -> AppError {
+        match error {
+            ListError::Node(e) => AppError::Node(e),
+            ListError::Nomad(e) => AppError::Nomad(e),
+        }
+    }
 }
 
 fn nomad_exit_code(error: &nomad::Error) -> u8 {

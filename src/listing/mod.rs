@@ -9,11 +9,20 @@ pub mod local_node;
 use std::sync::Arc;
 
 use crate::config::Scope;
-use crate::error::AppError;
 use crate::nomad::types::{Allocation, Node};
 use crate::nomad::{Blocking, Error, NomadClient};
 use crate::table::node_columns::Nodes;
 use cluster::ClusterLister;
+use local_node::NodeError;
+
+/// Why a one-shot listing failed: the node could not be found, or Nomad did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    Nomad(#[from] Error),
+}
 
 /// The event-stream topics of the node scope: allocations (of every node: there is no
 /// server-side node filter).
@@ -120,7 +129,7 @@ pub struct Listed {
 
 /// Lists what the table of `scope` covers once: the node (resolved from the agent unless
 /// given) and its allocations, or the cluster's allocations and nodes.
-pub async fn list_once(client: &Arc<NomadClient>, scope: &Scope) -> Result<Listed, AppError> {
+pub async fn list_once(client: &Arc<NomadClient>, scope: &Scope) -> Result<Listed, ListError> {
     let (source, mut nodes) = match scope {
         Scope::Node(node_id) => {
             let node = local_node::resolve(client, node_id.as_deref()).await?;
