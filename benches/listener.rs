@@ -6,44 +6,22 @@
 //!
 //! Run with `cargo bench --bench listener`; results go in BENCHMARKS.md.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use fake_nomad::FakeNomad;
-use rustix::process::{Pid, Resource, Rlimit, prlimit};
 
 mod common;
 
 use common::util::daemon::Daemon;
+use common::util::storm::{
+    closed_by_server, connect_sending, lower_open_files_limit, open_descriptors, storm,
+};
 use common::util::{free_address, web_cluster};
 use common::wait_until;
 
-fn descriptors(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("descriptors")
-        .count()
-}
-
 fn rows(table: &std::path::Path) -> String {
     std::fs::read_to_string(table).unwrap_or_default()
-}
-
-fn closed(stream: &mut TcpStream) -> bool {
-    let mut buffer = [0u8; 1024];
-    match stream.read(&mut buffer) {
-        Ok(0) => true,
-        Ok(_) => closed(stream),
-        Err(e) if e.kind() == ErrorKind::WouldBlock => false,
-        Err(_) => true,
-    }
-}
-
-fn connect(address: SocketAddr, sending: &[u8]) -> TcpStream {
-    let mut stream = TcpStream::connect(address).expect("connect");
-    stream.write_all(sending).expect("write");
-    stream.set_nonblocking(true).expect("nonblocking");
-    stream
 }
 
 fn main() {
@@ -62,30 +40,21 @@ fn main() {
     // One idle connection, alone: the time from connect to the server's close.
     let mut closes = Vec::new();
     for _ in 0..3 {
-        let mut idle = connect(address, b"");
+        let mut idle = connect_sending(address, b"");
         let start = Instant::now();
-        wait_until("the idle connection to close", || closed(&mut idle));
+        wait_until("the idle connection to close", || {
+            closed_by_server(&mut idle)
+        });
         closes.push(start.elapsed());
     }
-    let idle_descriptors = descriptors(pid);
+    let idle_descriptors = open_descriptors(pid);
 
-    prlimit(
-        Pid::from_raw(pid),
-        Resource::Nofile,
-        Rlimit {
-            current: Some(256),
-            maximum: Some(256),
-        },
-    )
-    .expect("lower the limit");
-    let storm = Instant::now();
-    let mut clients: Vec<TcpStream> = Vec::new();
-    clients.extend((0..220).map(|_| connect(address, b"")));
-    clients.extend((0..40).map(|_| connect(address, b"GET /metrics HTTP/1.1\r\nHost: x\r\n")));
-    clients.extend((0..40).map(|_| connect(address, b"\x16\x03\x01garbage\r\n\r\n")));
-    let connected = storm.elapsed();
+    lower_open_files_limit(pid);
+    let storm_began = Instant::now();
+    let mut clients = storm(address);
+    let connected = storm_began.elapsed();
     std::thread::sleep(Duration::from_millis(500));
-    let held = descriptors(pid);
+    let held = open_descriptors(pid);
     let start = Instant::now();
     let placed = fake.update(|c| c.place("default", "web", "api", &node));
     wait_until("the placement in the table", || {
@@ -95,15 +64,15 @@ fn main() {
     let mut peak = held;
     // At most 32 served at once, each given 5 s for a request head: about ten rounds.
     let deadline = Instant::now() + Duration::from_secs(180);
-    while !clients.iter_mut().all(closed) {
+    while !clients.iter_mut().all(closed_by_server) {
         assert!(
             Instant::now() < deadline,
             "the server did not close every connection"
         );
-        peak = peak.max(descriptors(pid));
+        peak = peak.max(open_descriptors(pid));
         std::thread::sleep(Duration::from_millis(20));
     }
-    let drained = storm.elapsed();
+    let drained = storm_began.elapsed();
     drop(run);
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;

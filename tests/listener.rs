@@ -3,48 +3,18 @@
 //! leave the process's descriptors bounded and placements reaching the table; the server
 //! closes the idle ones by itself and answers `/healthz` once they are gone.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 
 use fake_nomad::FakeNomad;
-use rustix::process::{Pid, Resource, Rlimit, prlimit};
 
 use crate::util::daemon::Daemon;
 use crate::util::metrics::sample;
+use crate::util::storm::{closed_by_server, lower_open_files_limit, open_descriptors, storm};
 use crate::util::{eventually, http_get, web_cluster};
 
-/// The limit a small container or unit gives: 300 connections would exhaust it if each took
-/// a descriptor of the process.
-const LOW_LIMIT: u64 = 256;
-const IDLE: usize = 220;
-const HALF_SENT: usize = 40;
-const GARBAGE: usize = 40;
 /// `observe::http::MAX_CONNECTIONS`, the cap the server keeps to.
 const CAP: usize = 32;
-
-fn open_descriptors(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("the process's descriptors")
-        .count()
-}
-
-/// Whether the server closed this connection (end of file or a reset), without waiting.
-fn closed_by_server(stream: &mut TcpStream) -> bool {
-    let mut byte = [0u8; 1024];
-    match stream.read(&mut byte) {
-        Ok(0) => true,
-        Ok(_) => closed_by_server(stream),
-        Err(e) if e.kind() == ErrorKind::WouldBlock => false,
-        Err(_) => true,
-    }
-}
-
-fn connect(address: SocketAddr, sending: &[u8]) -> TcpStream {
-    let mut stream = TcpStream::connect(address).expect("the kernel completes the handshake");
-    stream.write_all(sending).expect("write");
-    stream.set_nonblocking(true).expect("nonblocking");
-    stream
-}
 
 #[test]
 fn idle_and_hostile_clients_cannot_freeze_the_table() {
@@ -54,24 +24,10 @@ fn idle_and_hostile_clients_cannot_freeze_the_table() {
     let address = daemon.listen_address();
     daemon.wait_until("the first table", || daemon.rows().len() == 1);
     let pid = daemon.pid();
-    // Lowered from outside once running: the program raises its soft limit to the hard one
-    // at start, so both go down here, as in a unit with LimitNOFILE=256.
-    prlimit(
-        Pid::from_raw(pid),
-        Resource::Nofile,
-        Rlimit {
-            current: Some(LOW_LIMIT),
-            maximum: Some(LOW_LIMIT),
-        },
-    )
-    .expect("lower the daemon's descriptor limit");
+    lower_open_files_limit(pid);
     let baseline = open_descriptors(pid);
 
-    let mut clients: Vec<TcpStream> = Vec::new();
-    clients.extend((0..IDLE).map(|_| connect(address, b"")));
-    clients
-        .extend((0..HALF_SENT).map(|_| connect(address, b"GET /metrics HTTP/1.1\r\nHost: x\r\n")));
-    clients.extend((0..GARBAGE).map(|_| connect(address, b"\x16\x03\x01\x00\xffgarbage\r\n\r\n")));
+    let mut clients = storm(address);
 
     let placed = fake.update(|c| c.place("default", "web", "api", &node));
     daemon.wait_for_alloc(&placed);

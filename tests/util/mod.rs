@@ -7,6 +7,7 @@
 pub mod daemon;
 pub mod launch;
 pub mod metrics;
+pub mod storm;
 pub mod vector;
 
 use std::collections::BTreeMap;
