@@ -44,21 +44,26 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn hcl_files() -> Vec<PathBuf> {
+/// The files under `dir` (of the repository) whose names end in `.<extension>`, sorted.
+fn files_under(dir: &str, extension: &str) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    let mut dirs = vec![repo("deploy")];
+    let mut dirs = vec![repo(dir)];
     while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("deploy/ exists") {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
             let path = entry.expect("entry").path();
             if path.is_dir() {
                 dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "hcl") {
+            } else if path.extension().is_some_and(|e| e == extension) {
                 files.push(path);
             }
         }
     }
     files.sort();
     files
+}
+
+fn hcl_files() -> Vec<PathBuf> {
+    files_under("deploy", "hcl")
 }
 
 fn job_files() -> Vec<PathBuf> {

@@ -409,3 +409,46 @@ fn the_systemd_vector_loads_the_table_its_vrl_uses_and_reads_every_task() {
         "systemd"
     ));
 }
+
+/// Every shipped Vector config reads its file tables with the settings the validator
+/// checks against, and no schema converts a column.
+#[test]
+fn the_shipped_vector_configs_read_the_table_as_the_validator_does() {
+    use nomad_alloc_table::table::format::VECTOR_FILE_TABLE;
+    use yaml_rust2::YamlLoader;
+    let mut file_tables = 0;
+    for path in files_under("vector", "yaml") {
+        let text = std::fs::read_to_string(&path).expect("readable");
+        for doc in YamlLoader::load_from_str(&text).expect("YAML") {
+            let Some(tables) = doc["enrichment_tables"].as_hash() else {
+                continue;
+            };
+            for (name, table) in tables {
+                if table["type"].as_str() != Some("file") {
+                    continue;
+                }
+                file_tables += 1;
+                let what = format!("{} table {name:?}", path.display());
+                let encoding = &table["file"]["encoding"];
+                assert_eq!(encoding["type"].as_str(), Some("csv"), "{what}");
+                let headers = match &encoding["include_headers"] {
+                    Yaml::BadValue => true,
+                    value => value.as_bool().expect("a boolean"),
+                };
+                assert_eq!(headers, VECTOR_FILE_TABLE.include_headers, "{what}");
+                let delimiter = encoding["delimiter"].as_str().unwrap_or(",");
+                assert_eq!(
+                    delimiter.as_bytes(),
+                    [VECTOR_FILE_TABLE.delimiter],
+                    "{what}"
+                );
+                assert_eq!(
+                    !matches!(table["schema"], Yaml::BadValue),
+                    VECTOR_FILE_TABLE.schema,
+                    "{what}"
+                );
+            }
+        }
+    }
+    assert!(file_tables > 0, "no file table found in vector/");
+}
