@@ -6,6 +6,8 @@
 
 pub(crate) mod driver;
 pub(crate) mod machine;
+#[cfg(test)]
+mod simulation;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -28,12 +28,23 @@ struct Queued {
     reason: ChangeReason,
 }
 
+/// A fetch in flight.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    /// What made the allocation known.
+    reason: ChangeReason,
+    /// The `ModifyIndex` the fetch asked for, and the highest one asked for since (an event
+    /// that came while it ran): an answer older than that is fetched again.
+    asked: u64,
+    wanted: u64,
+}
+
 /// The fetches in flight and waiting.
 #[derive(Debug)]
 pub struct FetchQueue {
     overflow: Overflow,
-    /// Allocations being fetched, with what made them known.
-    fetching: HashMap<String, ChangeReason>,
+    /// Allocations being fetched.
+    fetching: HashMap<String, InFlight>,
     queued: VecDeque<Queued>,
     /// A stop is under way: nothing new is fetched, queued fetches are dropped.
     stopped: bool,
@@ -64,7 +75,11 @@ impl FetchQueue {
         reason: ChangeReason,
         effects: &mut Vec<Effect>,
     ) {
-        if self.stopped || self.fetching.contains_key(&alloc_id) {
+        if self.stopped {
+            return;
+        }
+        if let Some(in_flight) = self.fetching.get_mut(&alloc_id) {
+            in_flight.wanted = in_flight.wanted.max(modify_index);
             return;
         }
         if self.fetching.len() >= MAX_SEPARATE_FETCHES {
@@ -86,23 +101,44 @@ impl FetchQueue {
             }
             return;
         }
-        self.fetching.insert(alloc_id.clone(), reason);
+        self.fetching.insert(
+            alloc_id.clone(),
+            InFlight {
+                reason,
+                asked: modify_index,
+                wanted: modify_index,
+            },
+        );
         effects.push(Effect::Fetch {
             alloc_id,
             modify_index,
         });
     }
 
-    /// A fetch ended (fetched or failed): returns what made the allocation known, if it was
-    /// being fetched, and starts queued fetches in the place it leaves.
-    pub fn finished(&mut self, alloc_id: &str, effects: &mut Vec<Effect>) -> Option<ChangeReason> {
-        let reason = self.fetching.remove(alloc_id);
+    /// A fetch ended with the allocation at `got` (its `ModifyIndex`), or failed (`None`: a
+    /// follower that does not have it yet answers 404): returns what made the allocation
+    /// known, if it was being fetched. An event that came while it ran with a newer state
+    /// than the answer fetches it again, as of that state (the event itself was dropped for
+    /// the fetch); otherwise queued fetches start in the place it leaves.
+    pub fn finished(
+        &mut self,
+        alloc_id: &str,
+        got: Option<u64>,
+        effects: &mut Vec<Effect>,
+    ) -> Option<ChangeReason> {
+        let in_flight = self.fetching.remove(alloc_id);
+        if let Some(f) = in_flight
+            && f.wanted > f.asked
+            && f.wanted > got.unwrap_or(0)
+        {
+            self.request(alloc_id.to_owned(), f.wanted, f.reason, effects);
+        }
         while self.fetching.len() < MAX_SEPARATE_FETCHES
             && let Some(next) = self.queued.pop_front()
         {
             self.request(next.alloc_id, next.modify_index, next.reason, effects);
         }
-        reason
+        in_flight.map(|f| f.reason)
     }
 }
 
@@ -121,6 +157,42 @@ mod tests {
     }
 
     #[test]
+    fn an_event_that_came_during_a_fetch_is_fetched_again_when_the_answer_is_older() {
+        let mut queue = FetchQueue::new(Overflow::Relist);
+        let mut effects = Vec::new();
+        // A new directory: fetched as of any state; its placement event comes meanwhile.
+        queue.request("a".into(), 0, ChangeReason::NewAllocDir, &mut effects);
+        queue.request("a".into(), 11, ChangeReason::NewAllocation, &mut effects);
+        assert_eq!(fetched(&effects), ["a"]);
+        // A follower that did not have it yet answered 404: fetched again, as of the event.
+        let mut again = Vec::new();
+        assert_eq!(
+            queue.finished("a", None, &mut again),
+            Some(ChangeReason::NewAllocDir)
+        );
+        assert_eq!(
+            again,
+            [Effect::Fetch {
+                alloc_id: "a".into(),
+                modify_index: 11
+            }]
+        );
+        // An answer at the event's state (or newer) ends it; one older than it does not.
+        let mut done = Vec::new();
+        queue.finished("a", Some(11), &mut done);
+        assert!(done.is_empty());
+        queue.request("b".into(), 5, ChangeReason::NewAllocation, &mut done);
+        queue.request("b".into(), 9, ChangeReason::NewAllocation, &mut done);
+        let mut older = Vec::new();
+        queue.finished("b", Some(7), &mut older);
+        assert_eq!(fetched(&older), ["b"]);
+        // An answer that failed for the index it asked is not retried for ever.
+        let mut last = Vec::new();
+        queue.finished("b", None, &mut last);
+        assert!(last.is_empty());
+    }
+
+    #[test]
     fn an_allocation_is_fetched_once_while_its_fetch_runs() {
         let mut queue = FetchQueue::new(Overflow::Relist);
         let mut effects = Vec::new();
@@ -134,10 +206,14 @@ mod tests {
             }]
         );
         assert_eq!(
-            queue.finished("a", &mut effects),
+            queue.finished("a", Some(8), &mut effects),
             Some(ChangeReason::NewAllocation)
         );
-        assert_eq!(queue.finished("a", &mut effects), None, "ended already");
+        assert_eq!(
+            queue.finished("a", None, &mut effects),
+            None,
+            "ended already"
+        );
         queue.request("a".into(), 9, ChangeReason::NewAllocDir, &mut effects);
         assert_eq!(fetched(&effects), ["a", "a"], "fetched again once ended");
     }
@@ -158,7 +234,7 @@ mod tests {
         let mut after = Vec::new();
         queue.request("b".into(), 0, ChangeReason::NewAllocDir, &mut after);
         assert_eq!(
-            queue.finished("a0", &mut after),
+            queue.finished("a0", Some(1), &mut after),
             Some(ChangeReason::NewAllocation)
         );
         assert!(after.is_empty(), "{after:?}");
@@ -183,7 +259,7 @@ mod tests {
             "{effects:?}"
         );
         let mut after = Vec::new();
-        queue.finished("a0", &mut after);
+        queue.finished("a0", Some(1), &mut after);
         assert!(after.is_empty(), "nothing was queued: {after:?}");
     }
 
@@ -203,11 +279,11 @@ mod tests {
         assert_eq!(fetched(&effects).len(), MAX_SEPARATE_FETCHES);
         assert!(!effects.contains(&Effect::Resync));
         let mut next = Vec::new();
-        queue.finished("a0", &mut next);
-        queue.finished("a1", &mut next);
+        queue.finished("a0", Some(1), &mut next);
+        queue.finished("a1", Some(1), &mut next);
         assert_eq!(fetched(&next), ["a8", "a9"], "in order, each once");
         let mut last = Vec::new();
-        queue.finished("a2", &mut last);
+        queue.finished("a2", Some(1), &mut last);
         assert_eq!(fetched(&last), ["a10"]);
     }
 }

@@ -238,7 +238,7 @@ impl Machine {
             Update::Fetched(alloc) => {
                 let reason = self
                     .fetches
-                    .finished(&alloc.id, effects)
+                    .finished(&alloc.id, Some(alloc.modify_index), effects)
                     .unwrap_or(ChangeReason::NewAllocation);
                 let id = alloc.id.clone();
                 let new = !self.store.contains(&id);
@@ -254,7 +254,7 @@ impl Machine {
                 }
             }
             Update::FetchFailed { alloc_id } => {
-                self.fetches.finished(&alloc_id, effects);
+                self.fetches.finished(&alloc_id, None, effects);
             }
             Update::NodesListed(nodes) => {
                 let in_use = self.store.node_ids();

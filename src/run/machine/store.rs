@@ -80,11 +80,11 @@ impl Store {
                 }
                 // Most of a resync is what the model holds already: its rows stay rendered.
                 Some(known) if known.alloc == alloc => Entry {
-                    seen_at: now,
+                    seen_at: requested_at,
                     remove_at: None,
                     ..known
                 },
-                _ => self.live(alloc, now),
+                _ => self.live(alloc, requested_at),
             };
             fresh.insert(entry.alloc.id.clone(), entry);
         }

@@ -318,10 +318,23 @@ fn an_allocation_is_fetched_once_while_its_fetch_runs() {
             alloc_id: "a".into(),
         }),
     );
+    // The event at 6 came while the fetch for 5 ran: the failure fetches it again, as of 6;
+    // the event at 7 joins that fetch.
     run.input(50, event("a", 7));
     assert_eq!(
         run.times_of(|e| matches!(e, Effect::Fetch { .. })),
-        [10, 50]
+        [10, 40]
+    );
+    assert!(
+        run.log.contains(&(
+            Duration::from_millis(40),
+            Effect::Fetch {
+                alloc_id: "a".into(),
+                modify_index: 6
+            }
+        )),
+        "{:?}",
+        run.log
     );
 }
 
