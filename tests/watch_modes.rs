@@ -28,6 +28,7 @@ in_both_modes!(
     a_status_only_update_writes_nothing,
     another_nodes_allocation_is_neither_fetched_nor_listed,
     a_collection_without_an_event_leaves_after_the_grace,
+    the_nodes_last_allocation_collected_leaves_after_the_grace,
     a_cut_connection_loses_nothing,
     after_a_snapshot_restore_with_lower_indexes_changes_still_arrive,
     a_refused_token_recovers_once_fixed,
@@ -117,6 +118,21 @@ fn a_collection_without_an_event_leaves_after_the_grace(mode: &str) {
         !daemon.alloc_ids().contains(&first)
     });
     assert!(daemon.alloc_ids().contains(&marker));
+}
+
+fn the_nodes_last_allocation_collected_leaves_after_the_grace(mode: &str) {
+    // Blocking: a wait far longer than the test's patience, so that only the GC moving the
+    // allocs table's index (the node's listing index once it has no allocation) can wake the
+    // query. Events: no event for a collection; the periodic resync finds it.
+    let resync = if mode == "blocking" { "300s" } else { "2s" };
+    let (fake, node, first, daemon) =
+        started(mode, &["--grace", "1s", "--resync-interval", resync]);
+    let listings = requests_to(&fake, &format!("/v1/node/{node}/allocations"));
+    fake.update(|c| c.gc(&first));
+    daemon.wait_until("the node's last allocation's rows to go", || {
+        !daemon.alloc_ids().contains(&first)
+    });
+    assert!(requests_to(&fake, &format!("/v1/node/{node}/allocations")) > listings);
 }
 
 fn a_cut_connection_loses_nothing(mode: &str) {

@@ -177,7 +177,11 @@ impl Cluster {
         {
             ids.remove(id);
         }
-        self.commit(MessageType::Other, &[]);
+        // Nomad's GC (`DeleteEval`) writes the allocs table's index: no event, but a node
+        // left without allocations answers its listing with that index, so its blocking
+        // query wakes.
+        let index = self.commit(MessageType::Other, &[]);
+        self.allocs_table_index = index;
     }
 
     /// Removes a JSON field (a JSON pointer such as `/Job/ParentID`) from one allocation's answers.
