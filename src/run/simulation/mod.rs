@@ -25,6 +25,9 @@ const TRACE_TAIL: usize = 120;
 struct Outcome {
     steps: u64,
     checks: u64,
+    /// Vector's side: first lines read, those that found their row, reloads.
+    first_lines: (u64, u64),
+    reloads: u64,
     violations: Vec<String>,
     trace: Vec<String>,
     mode: world::Mode,
@@ -39,6 +42,8 @@ fn simulate(seed: u64) -> Outcome {
     Outcome {
         steps: world.steps,
         checks: world.oracle.checks,
+        first_lines: (world.oracle.first_lines, world.oracle.first_lines_labelled),
+        reloads: world.oracle.reloads,
         violations: std::mem::take(&mut world.oracle.violations),
         trace: std::mem::take(&mut world.trace),
         mode: world.mode,
@@ -48,6 +53,7 @@ fn simulate(seed: u64) -> Outcome {
 /// Runs `seeds`; returns the summary line and the first failing seed's report.
 fn simulate_many(seeds: impl Iterator<Item = u64>) -> (String, Option<String>) {
     let (mut count, mut steps, mut checks, mut violations) = (0u64, 0u64, 0u64, 0usize);
+    let (mut first_lines, mut labelled, mut reloads) = (0u64, 0u64, 0u64);
     let mut first_failure = None;
     for seed in seeds {
         let outcome = simulate(seed);
@@ -55,6 +61,9 @@ fn simulate_many(seeds: impl Iterator<Item = u64>) -> (String, Option<String>) {
         steps += outcome.steps;
         checks += outcome.checks;
         violations += outcome.violations.len();
+        first_lines += outcome.first_lines.0;
+        labelled += outcome.first_lines.1;
+        reloads += outcome.reloads;
         if !outcome.violations.is_empty() && first_failure.is_none() {
             let tail = outcome.trace.len().saturating_sub(TRACE_TAIL);
             first_failure = Some(format!(
@@ -68,7 +77,8 @@ fn simulate_many(seeds: impl Iterator<Item = u64>) -> (String, Option<String>) {
         }
     }
     let summary = format!(
-        "simulation: {count} seeds, {steps} steps, {checks} invariant checks, {violations} violations"
+        "Vector: {reloads} reloads, {labelled} of {first_lines} first log lines found their row\n\
+         simulation: {count} seeds, {steps} steps, {checks} invariant checks, {violations} violations"
     );
     (summary, first_failure)
 }

@@ -9,10 +9,14 @@ use std::time::Duration;
 use super::nomad::SimNomad;
 use super::world::{Mode, OUR_NODE};
 use crate::nomad::query::Consistency;
+use crate::table::format::FileFormat;
+use crate::table::validate::ValidTable;
 use crate::timing::Timing;
 
 /// Slack for latencies the bounds do not name (answers, deliveries, reloads).
 const SLACK: Duration = Duration::from_millis(1_500);
+/// How long a restart disturbs: the new process's first listing.
+const RESTART: Duration = Duration::from_secs(2);
 /// A first log line read this long after its directory appeared finds its row.
 const FIRST_LINE_BOUND: Duration = Duration::from_millis(2_500);
 
@@ -56,6 +60,10 @@ pub struct Oracle {
     reported: std::collections::BTreeSet<String>,
     pub checks: u64,
     pub violations: Vec<String>,
+    /// First log lines Vector read, and how many found their row; reloads started.
+    pub first_lines: u64,
+    pub first_lines_labelled: u64,
+    pub reloads: u64,
 }
 
 impl Oracle {
@@ -77,6 +85,9 @@ impl Oracle {
             reported: std::collections::BTreeSet::new(),
             checks: 0,
             violations: Vec::new(),
+            first_lines: 0,
+            first_lines_labelled: 0,
+            reloads: 0,
         }
     }
 
@@ -153,8 +164,10 @@ impl Oracle {
         self.highest_applied = 0;
         self.last_applied = 0;
         self.stopping = false;
+        // A table left unannounced by the last process is announced by this one, once the
+        // restart is over.
         if unannounced {
-            self.unannounced_since.get_or_insert(now);
+            self.unannounced_since = Some(now + RESTART);
         }
     }
 
@@ -185,12 +198,13 @@ impl Oracle {
         if let Some(last) = self.disturbances.last_mut()
             && last.1 == Duration::MAX
         {
-            last.1 = now + Duration::from_secs(2);
+            last.1 = now + RESTART;
         }
     }
 
     pub fn reload_started(&mut self, now: Duration) {
         self.checks += 1;
+        self.reloads += 1;
         if !self.written_since_reload && !std::mem::take(&mut self.start_owes) {
             self.violation(now, "a reload without a publish since the last".to_owned());
         }
@@ -200,7 +214,10 @@ impl Oracle {
 
     /// A publish replaced `old` with `new`.
     pub fn written(&mut self, now: Duration, old: Option<&[u8]>, new: &[u8]) {
-        self.checks += 1;
+        self.checks += 2;
+        if let Err(e) = ValidTable::check(new.to_vec(), FileFormat::Csv) {
+            self.violation(now, format!("published a table Vector cannot load: {e}"));
+        }
         if old == Some(new) {
             self.violation(now, "a publish wrote the bytes already on disk".to_owned());
         }
@@ -238,6 +255,8 @@ impl Oracle {
     }
 
     pub fn first_line(&mut self, id: &str, found: bool, now: Duration) {
+        self.first_lines += 1;
+        self.first_lines_labelled += u64::from(found);
         let Some(dir_at) = self.allocs.get(id).and_then(|t| t.dir_at) else {
             return;
         };

@@ -72,8 +72,12 @@ pub enum Happening {
     VectorReads(String),
     /// A snapshot restore on the servers.
     Restore,
-    /// Nomad answers 500 to everything until the given time.
-    Outage(Duration),
+    /// Nomad answers this status (500, or 403 for a revoked token) to everything until the
+    /// given time.
+    Outage {
+        until: Duration,
+        status: u16,
+    },
     /// The event stream is cut.
     Cut,
     /// The disk refuses writes until the given time.
@@ -280,6 +284,7 @@ pub struct World {
     pub nomad: SimNomad,
     max_lag: Duration,
     outage_until: Duration,
+    outage_status: u16,
     disk_full_until: Duration,
     /// When the event stream delivered its last frame: it delivers in order.
     stream_clock: Duration,
@@ -331,6 +336,7 @@ impl World {
             nomad: SimNomad::new(),
             max_lag,
             outage_until: Duration::ZERO,
+            outage_status: 500,
             disk_full_until: Duration::ZERO,
             stream_clock: Duration::ZERO,
             process: None,
@@ -359,7 +365,10 @@ impl World {
         for _ in 0..faults {
             let at = self.random_time(Duration::from_secs(2), RUN_FOR * 3 / 4);
             let fault = match self.rng.u8(0..5) {
-                0 => Happening::Outage(at + Duration::from_millis(self.rng.u64(100..=5_000))),
+                0 => Happening::Outage {
+                    until: at + Duration::from_millis(self.rng.u64(100..=5_000)),
+                    status: if self.rng.u8(0..4) == 0 { 403 } else { 500 },
+                },
                 1 => Happening::Cut,
                 2 => Happening::Restore,
                 3 => Happening::DiskFull(at + Duration::from_millis(self.rng.u64(100..=3_000))),
@@ -508,11 +517,16 @@ impl World {
                 self.oracle.disturbed(self.now, until);
                 self.cut_stream();
             }
-            Happening::Outage(until) => {
+            Happening::Outage { until, status } => {
                 self.outage_until = until;
+                self.outage_status = status;
                 // After an outage the watchers back off: up to twice its length, and at least
-                // a reconnect's backoff.
-                let backoff = (until - self.now) * 2 + Duration::from_secs(2);
+                // a reconnect's backoff; after a 403, the longest backoff.
+                let backoff = if status == 403 {
+                    crate::retry::MAX_BACKOFF * 2
+                } else {
+                    (until - self.now) * 2
+                } + Duration::from_secs(2);
                 self.oracle.disturbed(self.now, until + backoff);
             }
             Happening::Cut => {
@@ -891,6 +905,7 @@ impl World {
         }
         let now = self.now;
         let failed = now < self.outage_until;
+        let status = self.outage_status;
         let wait = self.timing.resync_interval;
         let min_relist = self.timing.min_relist_interval;
         let p = self.process.as_mut().expect("a process watches");
@@ -910,7 +925,7 @@ impl World {
                 *issued = Some(now);
                 let query = state.query(wait);
                 if failed {
-                    let delay = state.failed(&server_error());
+                    let delay = state.failed(&server_error(status));
                     *issued = None;
                     self.after(delay, Happening::Issue { conn });
                     return;
@@ -937,7 +952,7 @@ impl World {
             } => {
                 *following = false;
                 if failed {
-                    let delay = state.failed(&server_error());
+                    let delay = state.failed(&server_error(status));
                     self.next_conn += 1;
                     p.conn = self.next_conn;
                     let conn = p.conn;
@@ -1197,11 +1212,18 @@ impl World {
     }
 }
 
-/// What a 5xx makes of a request.
-fn server_error() -> Error {
+/// What an outage answers: a 403 refusal or a 5xx.
+fn server_error(status: u16) -> Error {
+    if status == 403 {
+        return Error::PermissionDenied {
+            url: String::new(),
+            body: "Permission denied".to_owned(),
+            needs: crate::nomad::Needs::Nothing,
+        };
+    }
     Error::Status {
         url: String::new(),
-        status: 500,
+        status,
         body: "rpc error: No cluster leader".to_owned(),
     }
 }
