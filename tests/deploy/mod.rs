@@ -25,6 +25,7 @@ mod acl;
 mod jobs;
 mod jobspec;
 mod prerequisites;
+mod prometheus;
 mod systemd;
 mod template;
 mod topologies;
