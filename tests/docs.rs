@@ -1,8 +1,12 @@
 //! The operator's pages keep up with the source: every failure `check` can report and every
 //! warning or error the program logs is in `docs/troubleshooting.md`, found by reading `src/`
-//! for them, so that a new `warn!` or a new check fails here until the page explains it.
+//! for them, so that a new `warn!` or a new check fails here until the page explains it; and the
+//! watch modes' chart is the one the scale bench's table in BENCHMARKS.md draws.
 
 use std::path::{Path, PathBuf};
+
+#[path = "../benches/common/chart.rs"]
+mod chart;
 
 const PAGE: &str = "docs/troubleshooting.md";
 
@@ -395,4 +399,36 @@ fn the_scan_reads_macros_constants_and_bindings() {
         ["a constant message here"]
     );
     assert!(fragments("{what}").is_empty());
+}
+
+/// The chart in `docs/` is what `benches/common/chart.rs` draws from the scale table in
+/// BENCHMARKS.md (the bench redraws it on every run; `NAT_BLESS=1` redraws it here), and the
+/// pages that show it embed it.
+#[test]
+fn the_watch_modes_chart_is_drawn_from_the_benchmark_table() {
+    let benchmarks = std::fs::read_to_string(repo("BENCHMARKS.md")).expect("BENCHMARKS.md");
+    let cells = chart::parse_scale_table(&benchmarks);
+    assert_eq!(
+        cells.len(),
+        21,
+        "3 sizes × 3 churns × 2 modes, and a poll per size: {cells:?}"
+    );
+    let drawn = chart::svg(&cells);
+    if std::env::var_os("NAT_BLESS").is_some() {
+        std::fs::write(repo(chart::CHART), &drawn).expect("the chart written");
+    }
+    let committed = std::fs::read_to_string(repo(chart::CHART)).unwrap_or_default();
+    assert!(
+        committed == drawn,
+        "{} is not the chart of BENCHMARKS.md's scale table: redraw it with \
+         `NAT_BLESS=1 cargo test --test integration docs::` (or run `cargo bench --bench scale`)",
+        chart::CHART
+    );
+    for page in ["BENCHMARKS.md", "docs/watch-modes.md"] {
+        let text = std::fs::read_to_string(repo(page)).expect("readable");
+        assert!(
+            text.contains("watch-modes-cost.svg)"),
+            "{page} embeds the chart"
+        );
+    }
 }

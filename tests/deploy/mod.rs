@@ -22,6 +22,7 @@ use nomad_alloc_table::cli::Cli;
 use yaml_rust2::Yaml;
 
 mod acl;
+mod debian;
 mod jobs;
 mod jobspec;
 mod prerequisites;
