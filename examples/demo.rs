@@ -338,7 +338,14 @@ mod tests {
         let last = tables.last().expect("a table with rows");
         assert_eq!(
             last[0],
-            ["alloc_id", "task", "job_id", "group", "task_lifecycle", "client_status"]
+            [
+                "alloc_id",
+                "task",
+                "job_id",
+                "group",
+                "task_lifecycle",
+                "client_status"
+            ]
         );
         assert!(
             tables.windows(2).any(|pair| pair[0] != pair[1]),

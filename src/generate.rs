@@ -49,7 +49,10 @@ pub fn reference_markdown() -> String {
         out.push_str(&format!("{about}\n\n"));
     }
     out.push_str("## Commands\n\n");
-    for sub in root.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+    for sub in root
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         let about = sub.get_about().map(|a| first_sentence(&a.to_string()));
         out.push_str(&format!(
             "- [`{}`](#{name}-{}): {}\n",
@@ -62,7 +65,10 @@ pub fn reference_markdown() -> String {
         "\n## Options of every command\n\nGiven before or after the command: `{name} [OPTIONS] <COMMAND>`.\n"
     ));
     write_arguments(&mut out, root.get_arguments().filter(|a| a.is_global_set()));
-    for sub in root.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+    for sub in root
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         out.push_str(&format!("\n## `{name} {}`\n\n", sub.get_name()));
         if let Some(about) = sub.get_long_about().or(sub.get_about()) {
             out.push_str(&format!("{about}\n"));
@@ -243,10 +249,7 @@ mod tests {
                 .lines()
                 .zip(generated.lines())
                 .position(|(a, b)| a != b)
-                .map_or_else(
-                    || "its length".to_owned(),
-                    |n| format!("line {}", n + 1),
-                );
+                .map_or_else(|| "its length".to_owned(), |n| format!("line {}", n + 1));
             panic!(
                 "docs/reference.md is stale (it differs from --help at {first}): regenerate it \
                  with `NAT_BLESS=1 cargo test --lib generate` and commit it"

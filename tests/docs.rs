@@ -25,9 +25,7 @@ fn sources(dir: &str) -> Vec<(String, String)> {
             let path = entry.expect("entry").path();
             if path.is_dir() {
                 dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs")
-                && !path.ends_with("tests.rs")
-            {
+            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("tests.rs") {
                 let text = std::fs::read_to_string(&path).expect("readable");
                 if text.trim_start().starts_with("#![cfg(test)]") {
                     continue;
@@ -186,7 +184,10 @@ fn values_of(code: &str, expression: &str, before: usize) -> Vec<String> {
     if expression.starts_with('"') {
         return vec![literal_at(expression, 0).0];
     }
-    if expression.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+    if expression
+        .chars()
+        .all(|c| c.is_ascii_uppercase() || c == '_')
+    {
         return constant(code, expression).into_iter().collect();
     }
     let binding = [format!("let {expression} ="), format!("let ({expression},")]
@@ -245,7 +246,9 @@ fn fragments(message: &str) -> Vec<String> {
         let (text, after) = match rest.find('{') {
             Some(open) => (
                 &rest[..open],
-                rest[open..].find('}').map(|close| &rest[open + close + 1..]),
+                rest[open..]
+                    .find('}')
+                    .map(|close| &rest[open + close + 1..]),
             ),
             None => (rest, None),
         };

@@ -20,7 +20,10 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 fn rfc5322(date: &str) -> String {
     let parts: Vec<i64> = date
         .split('-')
-        .map(|p| p.parse().unwrap_or_else(|_| panic!("a date YYYY-MM-DD: {date}")))
+        .map(|p| {
+            p.parse()
+                .unwrap_or_else(|_| panic!("a date YYYY-MM-DD: {date}"))
+        })
         .collect();
     let [year, month, day] = parts[..] else {
         panic!("a date YYYY-MM-DD: {date}")
@@ -72,8 +75,8 @@ fn debian_changelog(changelog: &str, package: &str, maintainer: &str) -> String 
             } else if let Some(text) = line.strip_prefix("- ") {
                 flush(&mut item, &mut lines);
                 item = Some(text.to_owned());
-            } else if line.starts_with("  ") && item.is_some() {
-                item.as_mut().expect("an item").push_str(line);
+            } else if let Some(text) = item.as_mut().filter(|_| line.starts_with("  ")) {
+                text.push_str(line);
             } else {
                 flush(&mut item, &mut lines);
             }

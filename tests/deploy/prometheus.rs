@@ -35,7 +35,8 @@ fn the_alert_rules_read_only_metrics_the_program_exports() {
     for name in &used {
         let short = name.strip_prefix("nomad_alloc_table_").expect("prefixed");
         assert!(
-            exported.contains(&format!("\"{short}\"")) || exported.contains(&format!("{{PREFIX}}_{short}\"")),
+            exported.contains(&format!("\"{short}\""))
+                || exported.contains(&format!("{{PREFIX}}_{short}\"")),
             "{RULES} reads {name}, which src/observe/metrics.rs does not export"
         );
     }
@@ -44,7 +45,9 @@ fn the_alert_rules_read_only_metrics_the_program_exports() {
 #[test]
 fn promtool_accepts_the_alert_rules_and_their_tests_pass() {
     if Command::new("promtool").arg("--version").output().is_err() {
-        eprintln!("promtool is not installed (Debian: apt-get install prometheus): skipped; CI runs it");
+        eprintln!(
+            "promtool is not installed (Debian: apt-get install prometheus): skipped; CI runs it"
+        );
         return;
     }
     for args in [
