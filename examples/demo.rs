@@ -237,7 +237,7 @@ fn show(seen: Seen, started: Instant) {
             let data_rows = rows.len().saturating_sub(1);
             println!("[{at:6.1}s] ● publish {number}: {data_rows} rows");
             for change in changes.iter().take(12) {
-                println!("           {change}");
+                println!("           {}", short_ids(change));
             }
             if changes.len() > 12 {
                 println!("           … and {} more changes", changes.len() - 12);
@@ -249,6 +249,17 @@ fn show(seen: Seen, started: Instant) {
             print_aligned(&rows, &changed);
             println!();
         }
+    }
+}
+
+/// A change line (`+ <alloc_id> <task>`, `~ <alloc_id> <task>: …`) with the allocation ID cut to
+/// 8 characters, as the table shows it.
+fn short_ids(change: &str) -> String {
+    match (change.get(..2), change.get(2..38), change.get(38..)) {
+        (Some(mark), Some(id), Some(rest)) if id.as_bytes().get(8) == Some(&b'-') => {
+            format!("{mark}{}{rest}", &id[..8])
+        }
+        _ => change.to_owned(),
     }
 }
 

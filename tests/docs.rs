@@ -14,34 +14,101 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// The program's source files under `dir`, each without its test code: a file that is a test
-/// module (`tests.rs`, or `#![cfg(test)]`), and everything from a `#[cfg(test)]` on, are left
-/// out.
+/// The program's source files under `dir`, each without its test code: the items marked
+/// `#[cfg(test)]` are cut out, and the files of modules declared `#[cfg(test)] mod name;` (and
+/// files that say `#![cfg(test)]`) are left out.
 fn sources(dir: &str) -> Vec<(String, String)> {
     let mut files = Vec::new();
+    let mut test_only: Vec<PathBuf> = Vec::new();
+    let mut paths = Vec::new();
     let mut dirs = vec![repo(dir)];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).expect("a source directory") {
             let path = entry.expect("entry").path();
             if path.is_dir() {
                 dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("tests.rs") {
-                let text = std::fs::read_to_string(&path).expect("readable");
-                if text.trim_start().starts_with("#![cfg(test)]") {
-                    continue;
-                }
-                let code = text.split("#[cfg(test)]").next().unwrap_or("").to_owned();
-                let name = path
-                    .strip_prefix(repo(""))
-                    .unwrap_or(&path)
-                    .display()
-                    .to_string();
-                files.push((name, code));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                paths.push(path);
             }
         }
     }
-    files.sort();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).expect("readable");
+        if text.trim_start().starts_with("#![cfg(test)]") {
+            continue;
+        }
+        let (code, modules) = without_test_code(&text);
+        // A module declared in `a/mod.rs` (or `lib.rs`) lives in `a/`; one declared in `a/b.rs`
+        // lives in `a/b/`.
+        let parent = path.parent().expect("a directory");
+        let home = match path.file_stem().and_then(|s| s.to_str()) {
+            Some("mod" | "lib" | "main") => parent.to_path_buf(),
+            Some(stem) => parent.join(stem),
+            None => parent.to_path_buf(),
+        };
+        for module in modules {
+            test_only.push(home.join(format!("{module}.rs")));
+            test_only.push(home.join(module));
+        }
+        let name = path
+            .strip_prefix(repo(""))
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        files.push((path, name, code));
+    }
     files
+        .into_iter()
+        .filter(|(path, _, _)| !test_only.iter().any(|t| path.starts_with(t)))
+        .map(|(_, name, code)| (name, code))
+        .collect()
+}
+
+/// `text` without the items marked `#[cfg(test)]`, and the names of the modules so declared
+/// without a body (`#[cfg(test)] mod name;`).
+fn without_test_code(text: &str) -> (String, Vec<String>) {
+    const MARK: &str = "#[cfg(test)]";
+    let mut code = String::new();
+    let mut modules = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(MARK) {
+        code.push_str(&rest[..at]);
+        let item = &rest[at + MARK.len()..];
+        // The item ends at its body's closing brace, or at a `;` before any body.
+        let bytes = item.as_bytes();
+        let mut end = item.len();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'"' => {
+                    i = literal_at(item, i).1;
+                    continue;
+                }
+                b'#' if item[i..].starts_with("#[") => {
+                    i += group_at(&item[i + 1..], 0).len() + 3;
+                    continue;
+                }
+                b';' => {
+                    end = i + 1;
+                    let declaration = item[..i].split_whitespace().collect::<Vec<_>>();
+                    if let [.., "mod", name] = declaration[..] {
+                        modules.push(name.to_owned());
+                    }
+                    break;
+                }
+                b'{' => {
+                    end = i + group_at(&item[i..], 0).len() + 2;
+                    break;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        rest = &item[end.min(item.len())..];
+    }
+    code.push_str(rest);
+    (code, modules)
 }
 
 /// A string literal starting at `text[start]` (a `"`): its value (escapes of quotes and
@@ -402,6 +469,15 @@ fn the_scan_reads_macros_constants_and_bindings() {
         ["a constant message here"]
     );
     assert!(fragments("{what}").is_empty());
+    let (code, modules) = without_test_code(
+        "fn a() { warn!(\"kept\"); }\n#[cfg(test)]\nmod tests;\n#[cfg(test)]\n#[allow(x)]\nfn b() { warn!(\"cut\"); }\nfn c() {}\n#[cfg(test)]\nmod more { fn d() {} }\nfn e() {}",
+    );
+    assert!(
+        code.contains("kept") && code.contains("fn c()") && code.contains("fn e()"),
+        "{code}"
+    );
+    assert!(!code.contains("cut") && !code.contains("fn d()"), "{code}");
+    assert_eq!(modules, ["tests"]);
 }
 
 /// The chart in `docs/` is what `benches/common/chart.rs` draws from the scale table in
