@@ -1,7 +1,7 @@
 //! How long `run` takes to heal from each fault, with the operator defaults (no timing flag):
 //! the time from the end of the fault (or from the placement made during it) to the
 //! allocation's row in the published table. `cargo bench --bench faults`; results go in
-//! BENCHMARKS.md and the README's failure handling. Faults that heal only through the resync
+//! BENCHMARKS.md and docs/how-it-works.md's failure handling. Faults that heal only through the resync
 //! interval and the grace period (a collection without an event) are not timed: their cost is
 //! those two settings.
 

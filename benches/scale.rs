@@ -10,8 +10,11 @@
 //! - CPU seconds per hour and peak RSS of `run`.
 //!
 //! `cargo bench --bench scale`; `NAT_SCALE_SECONDS` sets the window (default 60),
-//! `NAT_SCALE_PROBES` the probes per cell (default 8). Results go in BENCHMARKS.md.
+//! `NAT_SCALE_PROBES` the probes per cell (default 8). Results go in BENCHMARKS.md; the chart of
+//! the bytes per hour is redrawn from the same table into `docs/watch-modes-cost.svg`.
 
+#[path = "common/chart.rs"]
+mod chart;
 mod common;
 
 use std::collections::BTreeMap;
@@ -152,9 +155,19 @@ fn main() {
             120.0 * listing as f64 * nodes as f64 / 1e9,
         )
     });
+    let header = "| nodes | churn/s | watch | MB/h for this node | server egress GB/h (× nodes) | requests/h | reload p50 / p99 ms | CPU s/h | peak RSS MiB |";
+    let rows: Vec<String> = cells.iter().map(row).chain(polls).collect();
     print_table(
-        "| nodes | churn/s | watch | MB/h for this node | server egress GB/h (× nodes) | requests/h | reload p50 / p99 ms | CPU s/h | peak RSS MiB |",
+        header,
         "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
-        cells.iter().map(row).chain(polls),
+        rows.iter().cloned(),
     );
+    // The chart, from the very table printed above.
+    let table = std::iter::once(header.to_owned())
+        .chain(rows)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(chart::CHART);
+    std::fs::write(&path, chart::svg(&chart::parse_scale_table(&table))).expect("the chart");
+    eprintln!("scale: the chart is redrawn in {}", path.display());
 }

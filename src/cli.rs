@@ -34,7 +34,8 @@ pub struct Cli {
 #[command(next_help_heading = "Nomad connection")]
 pub struct NomadArgs {
     /// Nomad agent address: http://host:port, https://host:port or unix:///path/to/api.sock
-    /// (inside a task, the Task API: unix://${NOMAD_SECRETS_DIR}/api.sock, since Nomad 1.5.0).
+    /// (inside a task, the Task API: unix://${NOMAD_SECRETS_DIR}/api.sock, since Nomad 1.5.0;
+    /// NOMAD_UNIX_ADDR names it only from Nomad 1.10.3).
     #[arg(
         long,
         global = true,
@@ -104,7 +105,8 @@ pub struct NomadArgs {
     /// What the table covers: node (the allocations of one node, for a Vector on that node) or
     /// cluster (every allocation of the cluster with its own node columns, for one Vector
     /// aggregator that labels what agents on every node forward; needs node:read and read-job
-    /// in every namespace).
+    /// in every namespace). The cluster scope refuses --node-id, --alloc-dir, --watch blocking,
+    /// --cost-report-interval and the deployment_id column.
     #[arg(long, global = true, env = "NOMAD_ALLOC_TABLE_SCOPE", value_enum, default_value_t = ScopeArg::Node)]
     pub scope: ScopeArg,
 
@@ -194,11 +196,12 @@ pub struct TableArgs {
 /// Where and how the table is published, and how Vector is told: `dump`'s and `run`'s options.
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// The table file to publish (keep it outside Vector's config directories).
+    /// The table file to publish; its directory must exist. Keep it outside Vector's config
+    /// directories (Vector issue #24541).
     #[arg(long, short = 'o', env = "NOMAD_ALLOC_TABLE_OUTPUT")]
     pub output: PathBuf,
 
-    /// Mode of the published file, in octal.
+    /// Mode of the published file, in octal (set exactly, not reduced by the umask).
     #[arg(long, env = "NOMAD_ALLOC_TABLE_FILE_MODE", default_value = "0644", value_parser = parse_mode)]
     pub file_mode: u32,
 
@@ -313,6 +316,7 @@ pub enum ReportFormat {
 
 /// What only the long-running `run` uses (and `check` checks).
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Run")]
 pub struct DaemonArgs {
     /// Nomad's alloc directory, watched for new and removed allocation directories (default:
     /// the agent's client.alloc_dir, else its data_dir/alloc, else /opt/nomad/data/alloc).
@@ -328,7 +332,7 @@ pub struct DaemonArgs {
     /// How to learn of changes: `events` follows Nomad's event stream (every node receives
     /// every allocation event of the cluster: cheapest on small clusters and busy nodes);
     /// `blocking` long-polls this node's allocation listing (wakes only on this node's changes:
-    /// cheaper for the servers from about 100 nodes on). See the README for the crossover.
+    /// cheaper for the servers from about 100 nodes on). See docs/watch-modes.md for the crossover.
     #[arg(long, env = "NOMAD_ALLOC_TABLE_WATCH", value_enum, default_value_t = WatchMode::Events)]
     pub watch: WatchMode,
 

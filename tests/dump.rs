@@ -1,4 +1,4 @@
-//! What `dump` writes: the rows and columns of the README's table for the shapes of allocation
+//! What `dump` writes: the rows and columns of docs/how-it-works.md's table for the shapes of allocation
 //! Nomad has.
 
 use fake_nomad::{ClientStatus, Cluster, Hook, Job, Task, TaskGroup};

@@ -10,6 +10,7 @@ mod client;
 mod cluster;
 mod daemon;
 mod deploy;
+mod docs;
 mod dump;
 mod failures;
 mod faults;

@@ -9,10 +9,12 @@ if ! command -v cargo-deb >/dev/null 2>&1; then
   cargo install --locked cargo-deb@3.8.0 >&2
 fi
 cargo build --release --locked -p nomad-alloc-table >&2
+# The generated assets go where Cargo.toml's asset list names them (target/deb-assets, relative
+# to the repository); the binary is where cargo put it (CARGO_TARGET_DIR, else target).
 assets=target/deb-assets
 rm -rf "$assets"
 mkdir -p "$assets/man" "$assets/completions"
-bin=target/release/nomad-alloc-table
+bin=${CARGO_TARGET_DIR:-target}/release/nomad-alloc-table
 "$bin" man --out-dir "$assets/man"
 gzip -9n "$assets"/man/*.1
 "$bin" completions bash > "$assets/completions/nomad-alloc-table"

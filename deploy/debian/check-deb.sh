@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Builds the .deb (build-deb.sh) and checks it with dpkg-deb: the files it installs, its control
-# fields and its conffiles. Run by .ci/run.
+# Builds the .deb (build-deb.sh) and checks it with dpkg-deb (the files it installs, its control
+# fields and its conffiles) and with lintian, which must report no error (E:). Run by .ci/run,
+# which installs lintian.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 bash deploy/debian/build-deb.sh
-deb=$(ls target/debian/nomad-alloc-table_*.deb)
+deb=$(ls "${CARGO_TARGET_DIR:-target}"/debian/nomad-alloc-table_*.deb)
 files=$(dpkg-deb -c "$deb" | awk '{print $6}')
 fail=0
 for wanted in \
@@ -22,7 +23,9 @@ for wanted in \
   ./usr/share/man/man1/nomad-alloc-table-check.1.gz \
   ./usr/share/bash-completion/completions/nomad-alloc-table \
   ./usr/share/zsh/vendor-completions/_nomad-alloc-table \
-  ./usr/share/fish/vendor_completions.d/nomad-alloc-table.fish; do
+  ./usr/share/fish/vendor_completions.d/nomad-alloc-table.fish \
+  ./usr/share/doc/nomad-alloc-table/changelog.Debian.gz \
+  ./usr/share/doc/nomad-alloc-table/copyright; do
   if ! grep -qx -- "$wanted" <<<"$files"; then
     echo "the package lacks $wanted" >&2
     fail=1
@@ -57,5 +60,17 @@ if ! grep -q "adduser --system" "$control/postinst"; then
   fail=1
 fi
 rm -rf "$control"
-[ "$fail" -eq 0 ] && echo "package $deb: files, control fields and conffiles as expected"
+# lintian: no error. Warnings and notes are printed for a person to weigh.
+if ! command -v lintian >/dev/null 2>&1; then
+  echo "lintian is not installed (Debian: apt-get install lintian)" >&2
+  fail=1
+else
+  lintian_out=$(lintian "$deb" 2>&1 || true)
+  [ -z "$lintian_out" ] || echo "$lintian_out"
+  if grep -q '^E: ' <<<"$lintian_out"; then
+    echo "lintian reports errors for $deb" >&2
+    fail=1
+  fi
+fi
+[ "$fail" -eq 0 ] && echo "package $deb: files, control fields, conffiles and lintian as expected"
 exit "$fail"

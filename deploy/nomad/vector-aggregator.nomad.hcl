@@ -26,7 +26,7 @@
 #
 # The certificates come from Nomad Variables at this job's path, rendered into the task's
 # secrets; the certificate names DNS:vector-aggregator, the name the agents connect to and
-# verify (README, Deploy):
+# verify (docs/deploy-aggregator-edge-labels.md):
 #   nomad var put nomad/jobs/vector-aggregator ca=@ca.pem cert=@aggregator.pem key=@aggregator-key.pem
 # forward-agent: attach the policy (node:read and read-job in every namespace; alloc-lifecycle
 # to signal Vector) to this job under this job's own policy name before running it:

@@ -43,7 +43,7 @@
 # services of its own namespace) over TLS. Their certificates come from Nomad Variables at this
 # job's path, which its tasks may read:
 #   nomad var put nomad/jobs/vector ca=@ca.pem cert=@agent.pem key=@agent-key.pem
-# (a client certificate from the CA that signed the aggregator's; README, Deploy).
+# (a client certificate from the CA that signed the aggregator's; docs/deploy-aggregator-edge-labels.md).
 
 variable "topology" {
   type        = string

@@ -57,6 +57,12 @@ fn one_acl_policy_name_per_job_in_every_file_that_applies_one() {
         .map(|f| (relative(f), std::fs::read_to_string(f).expect("readable")))
         .collect();
     texts.push(("README.md".to_owned(), read("README.md")));
+    for page in files_under("docs", "md") {
+        texts.push((
+            relative(&page),
+            std::fs::read_to_string(&page).expect("readable"),
+        ));
+    }
     let mut jobs_of: BTreeMap<String, BTreeSet<Option<String>>> = BTreeMap::new();
     for (_, text) in &texts {
         for (name, job) in policy_applications(text) {

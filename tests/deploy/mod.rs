@@ -22,9 +22,11 @@ use nomad_alloc_table::cli::Cli;
 use yaml_rust2::Yaml;
 
 mod acl;
+mod debian;
 mod jobs;
 mod jobspec;
 mod prerequisites;
+mod prometheus;
 mod systemd;
 mod template;
 mod topologies;
