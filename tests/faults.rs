@@ -77,7 +77,7 @@ fn a_subscription_without_response_headers_is_given_up_and_retried() {
 fn the_newest_allocation_collected_leaves_after_its_grace() {
     let (cluster, node) = web_cluster();
     let fake = FakeNomad::start(cluster);
-    let daemon = Daemon::start(&fake, &["--grace", "1s"]);
+    let daemon = Daemon::start_observed(&fake, &["--grace", "1s"]);
     let newest = place(&fake, &node);
     daemon.wait_for_alloc(&newest);
     // Collected without an event: the listing's index drops below the allocation's.
@@ -85,6 +85,13 @@ fn the_newest_allocation_collected_leaves_after_its_grace() {
     fake.update(|c| c.gc(&newest));
     assert!(fake.read(|c| c.node_allocations_index(&node)) < index_before);
     daemon.signal(Signal::HUP);
+    daemon.wait_until("the collected allocation in its grace", || {
+        daemon.departing() >= 1.0
+    });
+    assert!(
+        daemon.alloc_ids().contains(&newest),
+        "gone before its grace"
+    );
     daemon.wait_until("the collected allocation's rows to go", || {
         !daemon.alloc_ids().contains(&newest)
     });

@@ -155,9 +155,16 @@ mod nomad_task {
         let fake = FakeNomad::start(cluster);
         dump_reloading_the_task(&fake, &vector_alloc).success();
         assert_eq!(fake.signals().len(), 1);
+        // When the signal was sent, not when dump exited: the task started after `started`.
+        let sent = fake
+            .requests()
+            .into_iter()
+            .find(|r| r.path.ends_with("/signal"))
+            .expect("a signal request");
+        let age = sent.at.duration_since(started);
         assert!(
-            started.elapsed() >= std::time::Duration::from_secs(1),
-            "a SIGHUP before Vector's handler exists kills it"
+            (std::time::Duration::from_secs(1)..std::time::Duration::from_secs(3)).contains(&age),
+            "signalled {age:?} after the task started: a SIGHUP before Vector's handler exists kills it, and no later than needed"
         );
     }
 
@@ -249,23 +256,32 @@ mod command {
         let (cluster, _node) = web_cluster();
         let fake = fake_nomad::FakeNomad::start(cluster);
         let dir = tempfile::tempdir().expect("tempdir");
+        // Each command leaves a mark, so that a dump that never ran it cannot pass.
+        let failed = dir.path().join("failed-ran");
         bin_at(fake.address())
             .args(["dump", "-o"])
             .arg(dir.path().join("a.csv"))
-            .args(["--", "false"])
+            .args(["--", "sh", "-c", "touch \"$0\"; exit 1"])
+            .arg(&failed)
             .assert()
             .success();
         assert!(dir.path().join("a.csv").exists());
+        assert!(failed.exists(), "the failing command ran");
+        let hung = dir.path().join("hung-ran");
         let started = std::time::Instant::now();
         bin_at(fake.address())
             .args(["dump", "--reload-timeout", "200ms", "-o"])
             .arg(dir.path().join("b.csv"))
-            .args(["--", "sleep", "30"])
+            .args(["--", "sh", "-c", "touch \"$0\"; exec sleep 30"])
+            .arg(&hung)
             .assert()
             .success();
+        let took = started.elapsed();
+        assert!(hung.exists(), "the hanging command ran");
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "the hanging command was given up after its timeout"
+            (std::time::Duration::from_millis(200)..std::time::Duration::from_secs(10))
+                .contains(&took),
+            "the hanging command was waited for its timeout, then given up: {took:?}"
         );
         assert!(dir.path().join("b.csv").exists());
     }

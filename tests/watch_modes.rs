@@ -87,7 +87,9 @@ fn a_status_only_update_writes_nothing(mode: &str) {
     let (fake, node, first, daemon) = started(mode, &[]);
     let writes = daemon.publishes();
     fake.update(|c| c.set_client_status(&first, ClientStatus::Running));
-    // A marker on the node shows the update was processed before it.
+    // Past the longest debounce (200 ms) and relist pause (100 ms): a write the update caused
+    // would be a write of its own. A marker on the node then shows it was processed.
+    std::thread::sleep(Duration::from_millis(400));
     let marker = place(&fake, &node);
     daemon.wait_for_alloc(&marker);
     std::thread::sleep(Duration::from_millis(300));
@@ -109,15 +111,36 @@ fn another_nodes_allocation_is_neither_fetched_nor_listed(mode: &str) {
 }
 
 fn a_collection_without_an_event_leaves_after_the_grace(mode: &str) {
-    let (fake, node, first, daemon) = started(mode, &["--grace", "1s", "--resync-interval", "2s"]);
+    let listen = crate::util::free_address().to_string();
+    let (fake, node, first, daemon) = started(
+        mode,
+        &[
+            "--grace",
+            "1s",
+            "--resync-interval",
+            "2s",
+            "--listen",
+            &listen,
+        ],
+    );
     // Collected by the server: no event, and the node's index does not move.
     fake.update(|c| c.gc(&first));
     let marker = place(&fake, &node);
     daemon.wait_for_alloc(&marker);
-    daemon.wait_until("the collected allocation's rows to go", || {
-        !daemon.alloc_ids().contains(&first)
-    });
+    leaves_after_its_grace(&daemon, &first);
     assert!(daemon.alloc_ids().contains(&marker));
+}
+
+/// Waits for `id` to be in its grace period with its rows still there, and then for its rows
+/// to go: removed at once, or never, fails.
+fn leaves_after_its_grace(daemon: &Daemon, id: &str) {
+    daemon.wait_until("the collected allocation in its grace", || {
+        daemon.departing() >= 1.0
+    });
+    assert!(daemon.alloc_ids().contains(id), "gone before its grace");
+    daemon.wait_until("the collected allocation's rows to go", || {
+        !daemon.alloc_ids().contains(id)
+    });
 }
 
 fn the_nodes_last_allocation_collected_leaves_after_the_grace(mode: &str) {
@@ -125,13 +148,21 @@ fn the_nodes_last_allocation_collected_leaves_after_the_grace(mode: &str) {
     // allocs table's index (the node's listing index once it has no allocation) can wake the
     // query. Events: no event for a collection; the periodic resync finds it.
     let resync = if mode == "blocking" { "300s" } else { "2s" };
-    let (fake, node, first, daemon) =
-        started(mode, &["--grace", "1s", "--resync-interval", resync]);
+    let listen = crate::util::free_address().to_string();
+    let (fake, node, first, daemon) = started(
+        mode,
+        &[
+            "--grace",
+            "1s",
+            "--resync-interval",
+            resync,
+            "--listen",
+            &listen,
+        ],
+    );
     let listings = requests_to(&fake, &format!("/v1/node/{node}/allocations"));
     fake.update(|c| c.gc(&first));
-    daemon.wait_until("the node's last allocation's rows to go", || {
-        !daemon.alloc_ids().contains(&first)
-    });
+    leaves_after_its_grace(&daemon, &first);
     assert!(requests_to(&fake, &format!("/v1/node/{node}/allocations")) > listings);
 }
 
@@ -145,6 +176,10 @@ fn a_cut_connection_loses_nothing(mode: &str) {
         "rpc error: No cluster leader".into(),
     )));
     let before = fake.requests().len();
+    // Blocking: the fault reaches only new requests; a resync ends the query in flight.
+    if mode == "blocking" {
+        daemon.signal(rustix::process::Signal::HUP);
+    }
     let cut = place(&fake, &node);
     wait_for_a_request_after(&fake, &daemon, before);
     fake.set_fault(None);
@@ -166,8 +201,10 @@ fn after_a_snapshot_restore_with_lower_indexes_changes_still_arrive(mode: &str) 
             mode,
             "--grace",
             "1s",
+            // Far beyond the test's patience: only live events, or a blocking query that
+            // wakes, bring the changes below.
             "--resync-interval",
-            "3s",
+            "300s",
             "--columns",
             "job_version",
         ],
@@ -181,6 +218,9 @@ fn after_a_snapshot_restore_with_lower_indexes_changes_still_arrive(mode: &str) 
             job.meta.insert("rev".into(), "2".into());
         })
     });
+    // The listing that finds the restored indexes (events: the reconnect takes one anyway;
+    // blocking: the query in flight waits on an index the restored state has not reached).
+    daemon.signal(rustix::process::Signal::HUP);
     let version = fake.read(|c| c.allocation(&kept).job.version.to_string());
     daemon.wait_until("the new job version in the table", || {
         daemon
@@ -386,6 +426,10 @@ fn after_a_server_restart_with_lower_indexes_changes_arrive_at_once(mode: &str) 
     )));
     let before = fake.requests().len();
     fake.update(|c| c.restore_snapshot(100));
+    // Blocking: the fault reaches only new requests; a resync ends the query in flight.
+    if mode == "blocking" {
+        daemon.signal(rustix::process::Signal::HUP);
+    }
     wait_for_a_request_after(&fake, &daemon, before);
     fake.set_fault(None);
     let after = place(&fake, &node);

@@ -226,6 +226,15 @@ impl Daemon {
         )
     }
 
+    /// How many allocations are in their grace period, as of its last publish.
+    pub fn departing(&self) -> f64 {
+        metrics::total(
+            &self.scrape(),
+            "nomad_alloc_table_allocations",
+            &[("state", "departing")],
+        )
+    }
+
     /// How many responses with status `code` it has had from Nomad, on any endpoint.
     pub fn responses(&self, code: &str) -> f64 {
         metrics::total(
