@@ -310,6 +310,39 @@ mod tests {
     }
 
     #[test]
+    fn an_allocation_that_sorts_first_leaving_is_counted_and_the_rest_carried_over() {
+        let cache_nodes = nodes("dc");
+        let mut cache = RenderCache::new(columns(), FileFormat::Csv);
+        let mut model = vec![
+            (alloc("a", "n1", &["x", "y"], "1"), 1),
+            (alloc("b", "n2", &["x"], "1"), 2),
+            (alloc("c", "n1", &["x"], "1"), 3),
+        ];
+        cache.commit(cache.render(entries(&model), &cache_nodes).expect("valid"));
+        model.remove(0);
+        let second = cache.render(entries(&model), &cache_nodes).expect("valid");
+        assert_eq!(
+            (second.projected, second.added, second.removed, second.rows),
+            (0, 0, 2, 2)
+        );
+    }
+
+    #[test]
+    fn a_model_with_an_allocation_twice_is_refused_even_when_checked_by_allocation() {
+        let cache_nodes = nodes("dc");
+        let mut cache = RenderCache::new(columns(), FileFormat::Csv);
+        cache.check = cache.check.clone().per_allocation();
+        let model = vec![
+            (alloc("a", "n1", &["x"], "1"), 1),
+            (alloc("a", "n1", &["x"], "2"), 2),
+        ];
+        assert!(
+            cache.render(entries(&model), &cache_nodes).is_err(),
+            "out of order, the whole file is checked: its keys repeat"
+        );
+    }
+
+    #[test]
     fn only_changed_allocations_are_projected_and_counts_follow_the_keys() {
         let cache_nodes = nodes("dc");
         let mut cache = RenderCache::new(columns(), FileFormat::Csv);

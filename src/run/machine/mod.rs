@@ -150,11 +150,12 @@ impl Machine {
             return;
         }
         if !self.publishes.in_progress() {
-            // Stopping, a reload owed past the deadline goes at once: waiting out the interval
-            // only to give up would leave Vector with the old table.
+            // Stopping, a reload owed at or past the deadline goes at once: waiting out the
+            // interval only to give up (the exit at the deadline comes first) would leave
+            // Vector with the old table.
             let past_deadline = self
                 .stop_by
-                .is_some_and(|by| self.reloads.due_at(now).is_some_and(|due| due > by));
+                .is_some_and(|by| self.reloads.due_at(now).is_some_and(|due| due >= by));
             let started = if past_deadline {
                 self.reloads.start_now()
             } else {

@@ -522,6 +522,42 @@ fn a_reload_owed_past_the_shutdown_timeout_goes_at_once_rather_than_never() {
 }
 
 #[test]
+fn a_reload_owed_exactly_at_the_shutdown_deadline_goes_at_once() {
+    let mut run = Run::new(false);
+    run.machine.timing.shutdown_timeout = Duration::from_secs(10);
+    run.input(0, listed(vec![], run.at(0)));
+    run.input(1_000, fetched("n", 10));
+    // The reload is owed at 20.1 s, the deadline is 20.1 s: the exit would come first.
+    run.input(10_100, Input::Stop);
+    run.run_until(60_000);
+    assert_eq!(run.reloads(), [100, 10_100]);
+    assert_eq!(run.exits(), [10_100]);
+}
+
+#[test]
+fn a_stop_while_a_publish_runs_waits_for_it_and_its_reload() {
+    let mut run = Run::new(false);
+    run.input(0, listed(vec![alloc("a", 5)], run.at(0)));
+    let effects = run.machine.step(Input::Tick, run.at(100));
+    assert!(
+        matches!(effects.as_slice(), [Effect::Publish { .. }]),
+        "{effects:?}"
+    );
+    let effects = run.machine.step(Input::Stop, run.at(150));
+    assert!(effects.is_empty(), "the publish still runs: {effects:?}");
+    assert_eq!(
+        run.machine.stop_by(),
+        Some(run.at(150) + timing().shutdown_timeout)
+    );
+    let effects = run
+        .machine
+        .step(Input::Published(Published::Written), run.at(200));
+    assert_eq!(effects, [Effect::Reload]);
+    let effects = run.machine.step(Input::Reloaded, run.at(300));
+    assert_eq!(effects, [Effect::Exit]);
+}
+
+#[test]
 fn a_reload_still_running_at_the_deadline_is_left_to_the_restart() {
     let mut run = Run::new(false);
     run.machine.timing.shutdown_timeout = Duration::from_secs(10);
