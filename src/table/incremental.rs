@@ -328,6 +328,18 @@ mod tests {
     }
 
     #[test]
+    fn allocations_whose_tasks_nothing_names_are_counted() {
+        let model = vec![
+            (alloc("a", "n1", &[], "1"), 1),
+            (alloc("b", "n1", &["x"], "1"), 2),
+            (alloc("c", "n1", &[], "1"), 3),
+        ];
+        let cache = RenderCache::new(columns(), FileFormat::Csv);
+        let rendering = cache.render(entries(&model), &nodes("dc")).expect("valid");
+        assert_eq!((rendering.without_tasks, rendering.rows), (2, 1));
+    }
+
+    #[test]
     fn a_model_with_an_allocation_twice_is_refused_even_when_checked_by_allocation() {
         let cache_nodes = nodes("dc");
         let mut cache = RenderCache::new(columns(), FileFormat::Csv);
