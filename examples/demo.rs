@@ -112,7 +112,14 @@ fn demo(options: &Options, seen: impl FnMut(Seen) + Send + 'static) -> anyhow::R
         let period = Duration::from_secs_f64(1.0 / options.churn.max(0.01));
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
-                std::thread::sleep(period);
+                // In short naps, so that a stop is not held up by a slow churn.
+                let until = Instant::now() + period;
+                while !done.load(Ordering::Relaxed) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(50).min(period));
+                }
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
                 let step = fake.update(|c| script.step(c));
                 let here = fake.read(|c| {
                     step.alloc_id()

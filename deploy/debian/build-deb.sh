@@ -20,4 +20,6 @@ gzip -9n "$assets"/man/*.1
 "$bin" completions bash > "$assets/completions/nomad-alloc-table"
 "$bin" completions zsh > "$assets/completions/_nomad-alloc-table"
 "$bin" completions fish > "$assets/completions/nomad-alloc-table.fish"
+# One package in the output directory, so that the check finds this one.
+rm -rf "${CARGO_TARGET_DIR:-target}/debian"
 cargo deb --no-build --locked -p nomad-alloc-table
