@@ -354,11 +354,24 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_key_in_json_names_its_row() {
+        assert_eq!(
+            ValidTable::check(
+                br#"[{"alloc_id":"a","task":"x"},{"alloc_id":"a","task":""}]"#.to_vec(),
+                FileFormat::Json
+            )
+            .map(|t| t.rows()),
+            Err(ValidationError::EmptyKey { line: 2 })
+        );
+    }
+
+    #[test]
     fn a_valid_table_keeps_its_bytes_format_and_row_count() {
         let bytes = b"alloc_id,task\na,b\na,c\n".to_vec();
         let table = ValidTable::check(bytes.clone(), FileFormat::Csv).expect("valid");
         assert_eq!(table.bytes(), bytes.as_slice());
         assert_eq!((table.rows(), table.format()), (2, FileFormat::Csv));
+        assert_eq!(table.into_bytes(), bytes);
         assert!(ValidTable::check(b"alloc_id,task\na,b\na,b\n".to_vec(), FileFormat::Csv).is_err());
         assert!(ValidTable::check(b"alloc_id,task\n".to_vec(), FileFormat::Json).is_err());
     }

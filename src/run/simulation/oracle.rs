@@ -304,6 +304,12 @@ impl Oracle {
         self.last_applied = index;
     }
 
+    /// The run took more steps than any run needs: the loop spins.
+    pub fn spinning(&mut self, now: Duration, steps: u64) {
+        self.checks += 1;
+        self.violation(now, format!("the loop spins: {steps} steps"));
+    }
+
     /// The events watcher applied a listing at `index`: its cursor starts from there.
     pub fn cursor_reset(&mut self, index: u64) {
         self.last_applied = index;

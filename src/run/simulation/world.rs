@@ -33,6 +33,8 @@ pub const OUR_NODE: &str = "node-ours";
 const OTHER_NODE: &str = "node-other";
 /// How long one simulated run lasts.
 const RUN_FOR: Duration = Duration::from_secs(90);
+/// More steps than any run takes (about 500 on average, a few thousand at most).
+const MAX_STEPS: u64 = 50_000;
 
 /// What is simulated: the scope and the watch mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -410,10 +412,15 @@ impl World {
         self.t0 + at
     }
 
-    /// Runs until the scenario ends; returns the violations' descriptions.
+    /// Runs until the scenario ends, or until the loop spins (more steps than any run needs:
+    /// a wakeup that never advances, a publish or reload asked for for ever).
     pub fn run(&mut self) {
         while let Some(Reverse(next)) = self.queue.pop() {
             if next.at > RUN_FOR {
+                break;
+            }
+            if self.steps >= MAX_STEPS {
+                self.oracle.spinning(self.now, self.steps);
                 break;
             }
             self.now = next.at;
