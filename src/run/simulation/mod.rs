@@ -10,8 +10,12 @@
 //!
 //! [`Machine`]: super::machine::Machine
 
+mod happening;
 mod nomad;
 mod oracle;
+mod process;
+mod scenario;
+mod watchers;
 mod world;
 
 use world::World;
