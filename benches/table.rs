@@ -160,6 +160,7 @@ fn entries(model: &[(Allocation, u64)]) -> impl Iterator<Item = Entry<'_>> {
     model.iter().map(|(alloc, generation)| Entry {
         alloc,
         generation: *generation,
+        remove_at: None,
     })
 }
 

@@ -342,6 +342,20 @@ pub struct DaemonArgs {
     #[arg(long, env = "NOMAD_ALLOC_TABLE_COST_REPORT_INTERVAL", value_parser = humantime::parse_duration)]
     pub cost_report_interval: Option<std::time::Duration>,
 
+    /// With --scope cluster: push every change to Vector's `memory` enrichment table through
+    /// this `http_server` source (vector/aggregator-cluster-push.yaml), and publish the file
+    /// only as the base, at start and every --base-interval: for an aggregator with tens of
+    /// thousands of allocations, where reloading the whole file on each change costs Vector
+    /// a lot. Needs Vector 0.57 or later.
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_MEMORY_TABLE_URL", value_name = "URL")]
+    pub memory_table_url: Option<String>,
+
+    /// With --memory-table-url: how often the base file is published (and Vector reloaded)
+    /// and the memory table sent every row again, which heals a Vector restart nobody
+    /// noticed [default: 5m].
+    #[arg(long, env = "NOMAD_ALLOC_TABLE_BASE_INTERVAL", value_parser = humantime::parse_duration)]
+    pub base_interval: Option<std::time::Duration>,
+
     #[command(flatten)]
     pub timing: TimingArgs,
 }

@@ -54,6 +54,8 @@ pub enum AppError {
     Listen(#[from] ListenError),
     #[error(transparent)]
     Diff(#[from] DiffError),
+    #[error(transparent)]
+    Push(#[from] crate::push::sender::PushError),
     #[error("cannot write the man pages into {dir}: {source}; create the directory first")]
     WriteManPages {
         dir: std::path::PathBuf,
@@ -99,7 +101,10 @@ impl AppError {
             AppError::Publish(_) | AppError::ReadTable { .. } | AppError::WriteManPages { .. } => {
                 exit_code::FILE
             }
-            AppError::Stdout(_) | AppError::Runtime(_) | AppError::Signals(_) => exit_code::OTHER,
+            AppError::Stdout(_)
+            | AppError::Runtime(_)
+            | AppError::Signals(_)
+            | AppError::Push(_) => exit_code::OTHER,
         }
     }
 }

@@ -16,6 +16,7 @@ pub(crate) mod observe;
 pub mod oneshot;
 pub mod open_files;
 pub mod publish;
+pub mod push;
 pub(crate) mod reload;
 pub(crate) mod retry;
 pub mod run;

@@ -17,6 +17,7 @@ mod faults;
 mod listener;
 mod observe;
 mod print_table;
+mod push;
 mod race;
 mod reload;
 mod shutdown;

@@ -1,6 +1,7 @@
 //! Why a command line cannot work: every message names the option to change and how.
 
 use crate::nomad::AddressError;
+use crate::push::PushUrlError;
 use crate::table::columns::ColumnsError;
 
 /// A setting that cannot work.
@@ -55,4 +56,12 @@ pub enum ConfigError {
     DiffWithoutPath,
     #[error("--diff prints differences, not a table: drop --format")]
     DiffWithFormat,
+    #[error(transparent)]
+    PushUrl(#[from] PushUrlError),
+    #[error("--base-interval only applies with --memory-table-url; drop it or set the URL")]
+    BaseWithoutPush,
+    #[error(
+        "--memory-table-url keeps the file as the base of Vector's file table, which reads CSV only: drop --format json"
+    )]
+    PushWithJson,
 }

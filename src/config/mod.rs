@@ -78,6 +78,17 @@ impl Settings {
             Command::Check(args) => args.daemon.cost_report_interval.is_some(),
             _ => false,
         };
+        let push_given = match &cli.command {
+            Command::Run(args) => args.daemon.memory_table_url.is_some(),
+            Command::Check(args) => args.daemon.memory_table_url.is_some(),
+            _ => false,
+        };
+        if push_given && matches!(scope, Scope::Node(_)) {
+            // A node's table is tens of rows: the file loads in microseconds.
+            return Err(ConfigError::ClusterScopeOnly {
+                option: "--memory-table-url",
+            });
+        }
         if cost_report_given && matches!(scope, Scope::Cluster { .. }) {
             // Its comparison is with per-node blocking queries, which a cluster table has not.
             return Err(ConfigError::NodeScopeOnly {
@@ -405,5 +416,89 @@ mod tests {
             ]),
             Err(ConfigError::NotInClusterListing { .. })
         ));
+    }
+
+    fn run_settings(args: &[&str]) -> Result<RunSettings, ConfigError> {
+        let mut all = vec!["run", "-o", "/t"];
+        all.extend_from_slice(args);
+        match settings(&all)?.command {
+            CommandSettings::Run(run) => Ok(run),
+            other => unreachable!("run parsed, not {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_memory_table_push_is_for_the_cluster_scope_with_a_csv_base() {
+        let run = run_settings(&[
+            "--scope",
+            "cluster",
+            "--memory-table-url",
+            "http://127.0.0.1:6100/nomad-alloc-table",
+        ])
+        .expect("valid");
+        let push = run.push.expect("pushing");
+        assert_eq!(push.base_interval, Duration::from_secs(300));
+        assert_eq!(
+            push.url.to_string(),
+            "http://127.0.0.1:6100/nomad-alloc-table"
+        );
+        let run = run_settings(&[
+            "--scope",
+            "cluster",
+            "--memory-table-url",
+            "http://127.0.0.1:6100/",
+            "--base-interval",
+            "1m",
+        ])
+        .expect("valid");
+        assert_eq!(
+            run.push.map(|p| p.base_interval),
+            Some(Duration::from_secs(60))
+        );
+        assert!(
+            run_settings(&["--scope", "cluster"])
+                .expect("valid")
+                .push
+                .is_none()
+        );
+        for (args, wanted) in [
+            (
+                &["--memory-table-url", "http://127.0.0.1:6100/"][..],
+                "only applies with --scope cluster",
+            ),
+            (
+                &["--scope", "cluster", "--base-interval", "1m"][..],
+                "--base-interval only applies with --memory-table-url",
+            ),
+            (
+                &[
+                    "--scope",
+                    "cluster",
+                    "--memory-table-url",
+                    "http://127.0.0.1:6100/",
+                    "--base-interval",
+                    "0s",
+                ][..],
+                "--base-interval must be longer than zero",
+            ),
+            (
+                &[
+                    "--scope",
+                    "cluster",
+                    "--format",
+                    "json",
+                    "--memory-table-url",
+                    "http://127.0.0.1:6100/",
+                ][..],
+                "reads CSV only",
+            ),
+            (
+                &["--scope", "cluster", "--memory-table-url", "ftp://x/"][..],
+                "http:// or https://",
+            ),
+        ] {
+            let error = run_settings(args).expect_err("refused").to_string();
+            assert!(error.contains(wanted), "{args:?}: {error}");
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::error::ConfigError;
 use super::publish::{PublishSettings, publish};
 use crate::cli::{DaemonArgs, PublishArgs, ReportFormat, TimingArgs, WatchMode};
+use crate::push::{PushSettings, PushUrl};
 use crate::table::format::FileFormat;
 use crate::timing::Timing;
 
@@ -30,10 +31,14 @@ pub struct RunSettings {
     pub watch: WatchMode,
     /// How often the cost of the event stream is compared with blocking queries' (events mode).
     pub cost_report_interval: std::time::Duration,
+    /// Cluster scope: changes pushed to Vector's memory table, the file a base.
+    pub push: Option<PushSettings>,
 }
 
 /// `--min-relist-interval`'s default.
 const MIN_RELIST_INTERVAL: Duration = Duration::from_millis(100);
+/// `--base-interval`'s default.
+const BASE_INTERVAL: Duration = Duration::from_secs(300);
 /// `--cost-report-interval`'s default.
 const COST_REPORT_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -87,7 +92,9 @@ pub(super) fn run(
             option: "--cost-report-interval",
         });
     }
+    let push = push(args.memory_table_url.as_deref(), args.base_interval, format)?;
     Ok(RunSettings {
+        push,
         publish: publish(publish_args, format)?,
         timing: timing(&args.timing)?,
         alloc_dir: args.alloc_dir,
@@ -95,4 +102,31 @@ pub(super) fn run(
         watch: args.watch,
         cost_report_interval,
     })
+}
+
+/// `--memory-table-url` and `--base-interval`: the base file is Vector's file table, so CSV.
+fn push(
+    url: Option<&str>,
+    base_interval: Option<Duration>,
+    format: FileFormat,
+) -> Result<Option<PushSettings>, ConfigError> {
+    let Some(url) = url else {
+        return match base_interval {
+            Some(_) => Err(ConfigError::BaseWithoutPush),
+            None => Ok(None),
+        };
+    };
+    if !format.loaded_by_vector() {
+        return Err(ConfigError::PushWithJson);
+    }
+    let base_interval = base_interval.unwrap_or(BASE_INTERVAL);
+    if base_interval.is_zero() {
+        return Err(ConfigError::ZeroDuration {
+            option: "--base-interval",
+        });
+    }
+    Ok(Some(PushSettings {
+        url: PushUrl::parse(url)?,
+        base_interval,
+    }))
 }

@@ -51,6 +51,13 @@ pub struct Metrics {
     pub listener_open: IntGauge,
     pub listener_full: prometheus::IntCounter,
     pub listener_closed: IntCounterVec,
+    pub memory_table_requests: IntCounterVec,
+    pub memory_table_rows: prometheus::IntCounter,
+    pub memory_table_bytes: prometheus::IntCounter,
+    pub memory_table_queue: IntGauge,
+    pub memory_table_last_push: Gauge,
+    pub memory_table_everything: IntCounterVec,
+    pub change_to_push: Histogram,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -205,6 +212,50 @@ impl Metrics {
                 &["reason"],
             )
             .expect("valid metric"),
+            memory_table_requests: IntCounterVec::new(
+                opts(
+                    "memory_table_requests_total",
+                    "Requests to Vector's memory table (--memory-table-url) by outcome: acknowledged (the table holds the rows), failed (retried; nothing is dropped).",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
+            memory_table_rows: prometheus::IntCounter::with_opts(opts(
+                "memory_table_rows_total",
+                "Rows (and tombstones) Vector's memory table acknowledged.",
+            ))
+            .expect("valid metric"),
+            memory_table_bytes: prometheus::IntCounter::with_opts(opts(
+                "memory_table_bytes_total",
+                "Request body bytes Vector's memory table acknowledged.",
+            ))
+            .expect("valid metric"),
+            memory_table_queue: IntGauge::with_opts(opts(
+                "memory_table_queue_rows",
+                "Rows waiting for Vector's memory table or being sent: grows while it does not answer.",
+            ))
+            .expect("valid metric"),
+            memory_table_last_push: Gauge::with_opts(opts(
+                "memory_table_last_push_timestamp_seconds",
+                "Unix time of the last request Vector's memory table acknowledged.",
+            ))
+            .expect("valid metric"),
+            memory_table_everything: IntCounterVec::new(
+                opts(
+                    "memory_table_full_pushes_total",
+                    "Times every row was sent to Vector's memory table, by why: base (with the base file, at start and every --base-interval), back (the table answered again after failing: Vector may have restarted empty).",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
+            change_to_push: Histogram::with_opts(
+                HistogramOpts::new(
+                    format!("{PREFIX}_change_to_push_seconds"),
+                    "Time from the first change a request to Vector's memory table carries to its acknowledgement.",
+                )
+                .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            )
+            .expect("valid metric"),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -227,6 +278,13 @@ impl Metrics {
             Box::new(metrics.listener_open.clone()),
             Box::new(metrics.listener_full.clone()),
             Box::new(metrics.listener_closed.clone()),
+            Box::new(metrics.memory_table_requests.clone()),
+            Box::new(metrics.memory_table_rows.clone()),
+            Box::new(metrics.memory_table_bytes.clone()),
+            Box::new(metrics.memory_table_queue.clone()),
+            Box::new(metrics.memory_table_last_push.clone()),
+            Box::new(metrics.memory_table_everything.clone()),
+            Box::new(metrics.change_to_push.clone()),
         ];
         for collector in collectors {
             metrics
@@ -255,6 +313,12 @@ impl Metrics {
         }
         for reason in ["done", "timeout", "error"] {
             metrics.listener_closed.with_label_values(&[reason]);
+        }
+        for outcome in ["acknowledged", "failed"] {
+            metrics.memory_table_requests.with_label_values(&[outcome]);
+        }
+        for reason in ["base", "back"] {
+            metrics.memory_table_everything.with_label_values(&[reason]);
         }
         for reason in RECONNECT_REASONS {
             metrics.stream_reconnects.with_label_values(&[reason]);

@@ -24,6 +24,8 @@ use crate::nomad::{Blocking, Error, NomadClient};
 use crate::observe::health::Health;
 use crate::observe::metrics::{Metrics, unix_now};
 use crate::publish::{Outcome, Publisher};
+use crate::push::sender::PushError;
+use crate::push::{PushSettings, Pusher};
 use crate::reload::{self, ReloadOutcome, Reloader};
 use crate::table::incremental::RenderCache;
 use crate::table::node_columns::Nodes;
@@ -46,6 +48,8 @@ pub struct Setup {
     /// Already used for the header-only table, so it knows the file.
     pub publisher: Publisher,
     pub reloader: Reloader,
+    /// Cluster scope with `--memory-table-url`: changes go to Vector's memory table.
+    pub push: Option<PushSettings>,
 }
 
 /// The loop's I/O side.
@@ -57,6 +61,8 @@ struct Driver {
     rendered: RenderCache,
     publisher: Publisher,
     reloader: Reloader,
+    /// With `--memory-table-url`.
+    pusher: Option<Pusher>,
     machine: Machine,
     /// The watchers' updates; fetch tasks add their results to the same queue.
     watch: WatchHandle,
@@ -70,8 +76,9 @@ struct Driver {
     health: Health,
 }
 
-/// Runs until `shutdown` resolves and what is owed is done (or the shutdown timeout passed).
-pub async fn run(setup: Setup, shutdown: impl Future<Output = ()>) {
+/// Runs until `shutdown` resolves and what is owed is done (or the shutdown timeout passed);
+/// fails only if the push to Vector's memory table cannot be set up.
+pub async fn run(setup: Setup, shutdown: impl Future<Output = ()>) -> Result<(), PushError> {
     let Setup {
         watch,
         resyncs,
@@ -79,6 +86,7 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()>) {
         publish,
         publisher,
         reloader,
+        push,
     } = setup;
     let unannounced = match publisher.on_disk() {
         Ok(Some(stamp)) => reloader.owes_announcement(&stamp),
@@ -113,10 +121,24 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()>) {
         watch.health.clone(),
     );
     let watch = crate::watch::spawn(watch, resyncs, &tasks, &stop_tasks);
+    let pusher = match &push {
+        Some(settings) => {
+            info!(url = %settings.url, base_interval = ?settings.base_interval, "changes go to Vector's memory table; the file is the base");
+            Some(Pusher::start(
+                settings,
+                publish.columns.clone(),
+                metrics.clone(),
+                &tasks,
+            )?)
+        }
+        None => None,
+    };
+    let base_interval = push.map(|settings| settings.base_interval);
     let mut driver = Driver {
         client,
         lister,
-        machine: Machine::new(nodes, timing, unannounced),
+        pusher,
+        machine: Machine::new(nodes, timing, unannounced, base_interval),
         rendered: RenderCache::new(publish.columns, publish.format),
         publisher,
         reloader,
@@ -139,6 +161,7 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()>) {
             }
             Some(()) = reloads_ended.recv() => Input::Reloaded,
             Some(update) = driver.watch.next() => Input::Update(update),
+            Some(()) = target_back(&mut driver.pusher) => Input::PushTargetBack,
             () = sleep_until(wakeup) => Input::Tick,
         };
         if driver.perform(input) {
@@ -146,6 +169,15 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()>) {
         }
     }
     driver.finish().await;
+    Ok(())
+}
+
+/// Resolves when Vector's memory table answers again after failing; never without a push.
+async fn target_back(pusher: &mut Option<Pusher>) -> Option<()> {
+    match pusher {
+        Some(pusher) => pusher.target_back().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sleeps until `at`, or for ever.
@@ -177,6 +209,21 @@ impl Driver {
                     Effect::Publish { reasons, since } => {
                         inputs.push_back(Input::Published(self.publish(&reasons, since)));
                     }
+                    Effect::Push { since } => {
+                        if let Some(pusher) = &mut self.pusher {
+                            pusher.changes(
+                                self.machine.store().entries(),
+                                self.machine.nodes(),
+                                since,
+                            );
+                        }
+                        self.count_allocations();
+                        inputs.push_back(Input::Published(Published::Pushed));
+                    }
+                    Effect::PublishBase => {
+                        inputs.push_back(Input::BasePublished(self.publish_base()));
+                    }
+                    Effect::PushEverything => self.push_everything("back"),
                     Effect::Reload => self.reload(),
                     Effect::Exit => return true,
                 }
@@ -245,14 +292,29 @@ impl Driver {
     /// Publishes the model if it renders differently from the file; `since` is the first
     /// change the publish carries.
     fn publish(&mut self, reasons: &BTreeSet<ChangeReason>, since: Instant) -> Published {
-        let published = self.publish_and_log(reasons);
-        let label = match published {
-            Published::Written => "written",
-            Published::Unchanged => "unchanged",
-            Published::Invalid => "invalid",
-            Published::Failed => "failed",
-        };
-        self.metrics.publishes.with_label_values(&[label]).inc();
+        let reason = reasons
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.publish_file(&reason, since)
+    }
+
+    /// Publishes the base file and sends Vector's memory table everything.
+    fn publish_base(&mut self) -> Published {
+        let published = self.publish_file("base for Vector's memory table", Instant::now());
+        self.push_everything("base");
+        published
+    }
+
+    /// Sends Vector's memory table every row; `reason` labels the metric.
+    fn push_everything(&mut self, reason: &'static str) {
+        if let Some(pusher) = &mut self.pusher {
+            pusher.everything(self.machine.store().entries(), self.machine.nodes(), reason);
+        }
+    }
+
+    fn count_allocations(&self) {
         let (live, departing) = self.machine.store().counts();
         self.metrics
             .allocations
@@ -262,6 +324,19 @@ impl Driver {
             .allocations
             .with_label_values(&["departing"])
             .set(departing as i64);
+    }
+
+    /// Writes the model to the file if it renders differently; `reason` is for the log.
+    fn publish_file(&mut self, reason: &str, since: Instant) -> Published {
+        let published = self.publish_and_log(reason);
+        let label = match published {
+            Published::Written => "written",
+            Published::Unchanged | Published::Pushed => "unchanged",
+            Published::Invalid => "invalid",
+            Published::Failed => "failed",
+        };
+        self.metrics.publishes.with_label_values(&[label]).inc();
+        self.count_allocations();
         if matches!(published, Published::Written | Published::Unchanged) {
             self.metrics.rows.set(self.rendered.rows() as i64);
             self.health.update(|h| h.published = true);
@@ -275,12 +350,7 @@ impl Driver {
         published
     }
 
-    fn publish_and_log(&mut self, reasons: &BTreeSet<ChangeReason>) -> Published {
-        let reason = reasons
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
+    fn publish_and_log(&mut self, reason: &str) -> Published {
         let rendering = match self
             .rendered
             .render(self.machine.store().entries(), self.machine.nodes())
@@ -318,7 +388,9 @@ impl Driver {
     /// Broadcasts the stop (if the loop ended otherwise) and waits for the tasks: the watchers
     /// and fetches end at once; a reload still running is waited for until the shutdown
     /// deadline, and then left (the table stays unannounced, so the next start announces it).
-    async fn finish(self) {
+    async fn finish(mut self) {
+        // Without its handle the push sender ends once its queue is delivered.
+        self.pusher = None;
         self.stop_tasks.cancel();
         self.tasks.close();
         let now = Instant::now();
@@ -332,7 +404,7 @@ impl Driver {
             .is_err()
         {
             warn!(
-                "a reload was still running at the shutdown timeout; the next start announces the table"
+                "a reload or a push to Vector's memory table was still running at the shutdown timeout; the next start announces the table and pushes everything"
             );
         }
         info!("stopped");

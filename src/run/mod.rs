@@ -136,8 +136,9 @@ pub async fn run(
         publish,
         publisher,
         reloader,
+        push: settings.push,
     };
-    driver::run(setup, stop.cancelled_owned()).await;
+    driver::run(setup, stop.cancelled_owned()).await?;
     Ok(())
 }
 

@@ -30,6 +30,9 @@ pub struct Entry<'a> {
     pub alloc: &'a Allocation,
     /// Changes whenever the model's entry for the allocation changes.
     pub generation: u64,
+    /// When its rows go, once the allocation is leaving (its grace period ends). The file does
+    /// not show it; Vector's memory table is told it as the rows' TTL.
+    pub remove_at: Option<tokio::time::Instant>,
 }
 
 /// Where one allocation's rows are in a rendering, and what they were made from.
@@ -306,6 +309,7 @@ mod tests {
         allocs.iter().map(|(alloc, generation)| Entry {
             alloc,
             generation: *generation,
+            remove_at: None,
         })
     }
 

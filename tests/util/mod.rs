@@ -6,6 +6,7 @@
 
 pub mod daemon;
 pub mod launch;
+pub mod memory_table;
 pub mod metrics;
 pub mod storm;
 pub mod vector;

@@ -80,6 +80,11 @@ impl PublishSchedule {
         self.listed = true;
     }
 
+    /// Whether a full listing has been applied.
+    pub fn has_listed(&self) -> bool {
+        self.listed
+    }
+
     /// The model changed at `now` for `reason`.
     pub fn changed(&mut self, reason: ChangeReason, now: Instant) {
         let pending = self.pending.get_or_insert_with(|| Pending::new(now));

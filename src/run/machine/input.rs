@@ -115,6 +115,9 @@ pub enum Published {
     Invalid,
     /// Writing failed (disk full, directory gone): retried after [`PUBLISH_RETRY`].
     Failed,
+    /// The changes went to the queue of Vector's memory table (`--memory-table-url`), which
+    /// delivers them itself: no reload.
+    Pushed,
 }
 
 /// One input of the loop.
@@ -128,6 +131,11 @@ pub enum Input {
     Published(Published),
     /// The reload asked for by [`Effect::Reload`] ended, delivered or not.
     Reloaded,
+    /// The base publish asked for by [`Effect::PublishBase`] is done.
+    BasePublished(Published),
+    /// Vector's memory table answered again after failing: it may have restarted and lost
+    /// what it held.
+    PushTargetBack,
     /// SIGTERM or SIGINT: publish and reload what is owed, then exit.
     Stop,
 }
@@ -147,6 +155,14 @@ pub enum Effect {
         reasons: BTreeSet<ChangeReason>,
         since: Instant,
     },
+    /// With `--memory-table-url`: send the pending changes to Vector's memory table instead
+    /// of writing the file; answer with [`Input::Published`] ([`Published::Pushed`]).
+    Push { since: Instant },
+    /// With `--memory-table-url`: publish the base file and send the memory table everything;
+    /// answer with [`Input::BasePublished`].
+    PublishBase,
+    /// Send Vector's memory table everything (it may have lost its content).
+    PushEverything,
     /// Tell Vector to reload; answer with [`Input::Reloaded`].
     Reload,
     /// Stop the loop.

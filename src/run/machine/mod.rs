@@ -10,6 +10,7 @@
 //! a publish, coalesced and rate-limited). A stop publishes what is pending at once, delivers
 //! an owed reload, and exits by its deadline.
 
+pub(crate) mod base_schedule;
 pub(crate) mod debounce;
 pub(crate) mod fetch_queue;
 pub(crate) mod input;
@@ -23,6 +24,7 @@ use tokio::time::Instant;
 
 use crate::table::node_columns::Nodes;
 use crate::timing::Timing;
+use base_schedule::BaseSchedule;
 use debounce::PublishSchedule;
 use fetch_queue::{FetchQueue, Overflow};
 pub use input::{ChangeReason, Effect, Input, Published, ResyncReason, Update};
@@ -50,13 +52,22 @@ pub struct Machine {
     unannounced_at_start: bool,
     /// Set by a stop: the time by which the loop exits whatever is still owed.
     stop_by: Option<Instant>,
+    /// With `--memory-table-url`: changes are pushed to Vector's memory table, and the file is
+    /// a base published on this schedule.
+    base: Option<BaseSchedule>,
 }
 
 impl Machine {
     /// A machine for a table of `nodes` (one node, or the cluster); `unannounced_at_start` says
     /// whether the table on disk was never announced to Vector (a publish or crash before its
-    /// reload).
-    pub fn new(nodes: Nodes, timing: Timing, unannounced_at_start: bool) -> Machine {
+    /// reload). With `base_interval`, changes are pushed to Vector's memory table and the file
+    /// is published at start and then every `base_interval`.
+    pub fn new(
+        nodes: Nodes,
+        timing: Timing,
+        unannounced_at_start: bool,
+        base_interval: Option<std::time::Duration>,
+    ) -> Machine {
         // A burst in node scope is one cheap listing of the node; in cluster scope a listing
         // of the whole cluster is not worth it, so fetches wait their turn.
         let overflow = if nodes.is_cluster() {
@@ -74,6 +85,7 @@ impl Machine {
             reloads: ReloadSchedule::new(timing.min_reload_interval),
             unannounced_at_start,
             stop_by: None,
+            base: base_interval.map(BaseSchedule::new),
         }
     }
 
@@ -103,7 +115,8 @@ impl Machine {
         let publish = self.publish_due();
         let expiry = self.store.next_expiry();
         let reload = self.reloads.due_at(now);
-        [publish, expiry, reload, self.stop_by]
+        let base = self.base_due(now);
+        [publish, expiry, reload, base, self.stop_by]
             .into_iter()
             .flatten()
             .min()
@@ -117,6 +130,8 @@ impl Machine {
             Input::Tick => {}
             Input::Published(outcome) => self.published(outcome, now),
             Input::Reloaded => self.reloads.finished(now),
+            Input::BasePublished(outcome) => self.base_published(outcome, now),
+            Input::PushTargetBack => effects.push(Effect::PushEverything),
             Input::Stop => {
                 if self.stop_by.is_none() {
                     self.stop_by = Some(now + self.timing.shutdown_timeout);
@@ -137,12 +152,24 @@ impl Machine {
         if !self.store.expire(now).is_empty() {
             self.publishes.changed(ChangeReason::GraceOver, now);
         }
+        if self.base_due(now).is_some_and(|at| at <= now)
+            && let Some(base) = &mut self.base
+            && base.start(now)
+        {
+            effects.push(Effect::PublishBase);
+        }
         if self.publish_due().is_some_and(|at| at <= now)
             && let Some(pending) = self.publishes.start()
         {
-            effects.push(Effect::Publish {
-                reasons: pending.reasons.clone(),
-                since: pending.first,
+            effects.push(if self.base.is_some() {
+                Effect::Push {
+                    since: pending.first,
+                }
+            } else {
+                Effect::Publish {
+                    reasons: pending.reasons.clone(),
+                    since: pending.first,
+                }
             });
             if pending.urgent {
                 self.urgency.record(now);
@@ -179,12 +206,22 @@ impl Machine {
         })
     }
 
+    /// When the base file is due: not before the first listing, nor once a stop is under way
+    /// (the pending changes are pushed; the next start publishes the base).
+    fn base_due(&self, now: Instant) -> Option<Instant> {
+        if self.stopping() || !self.publishes.has_listed() {
+            return None;
+        }
+        self.base.as_ref()?.due(now)
+    }
+
     /// A stop is done when nothing is left to publish and no reload is running or owed in time.
     fn done_stopping(&self, now: Instant) -> bool {
         let Some(stop_by) = self.stop_by else {
             return false;
         };
-        let publish_left = self.publish_due().is_some() || self.publishes.in_progress();
+        let publish_left =
+            self.publish_due().is_some() || self.publishes.in_progress() || self.base_in_progress();
         let reload_left = self.reloads.in_flight() || self.reloads.due_at(now).is_some();
         // Past the deadline `due` exits before this is asked.
         debug_assert!(now < stop_by);
@@ -301,11 +338,36 @@ impl Machine {
             .request(alloc_id, modify_index, reason, effects);
     }
 
+    /// Whether a base publish is under way.
+    fn base_in_progress(&self) -> bool {
+        self.base.as_ref().is_some_and(BaseSchedule::in_progress)
+    }
+
+    /// A base publish ended: a written file (or the unannounced one at start) is owed a reload.
+    fn base_published(&mut self, outcome: Published, now: Instant) {
+        let Some(base) = &mut self.base else {
+            return;
+        };
+        base.finished(outcome, now);
+        if outcome == Published::Written
+            || (outcome == Published::Unchanged && self.unannounced_at_start)
+        {
+            self.reloads.owe();
+        }
+        if outcome != Published::Failed {
+            self.unannounced_at_start = false;
+        }
+    }
+
     /// A publish ended; a failed one is pending again, to be retried.
     fn published(&mut self, outcome: Published, now: Instant) {
         let Some(publishing) = self.publishes.finished(outcome, now) else {
             return;
         };
+        if outcome == Published::Pushed {
+            // Delivered by the push queue; the file is the base's business.
+            return;
+        }
         if outcome == Published::Written {
             self.urgency.published(&publishing.added);
             if publishing.urgent {

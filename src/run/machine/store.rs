@@ -181,6 +181,7 @@ impl Store {
         self.entries.values().map(|e| incremental::Entry {
             alloc: &e.alloc,
             generation: e.generation,
+            remove_at: e.remove_at,
         })
     }
 

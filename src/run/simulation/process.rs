@@ -67,7 +67,7 @@ impl World {
         let cache = RenderCache::new(Columns::defaults(), FileFormat::Csv);
         self.process = Some(Process {
             id: self.next_process,
-            machine: Machine::new(nodes, self.timing, unannounced),
+            machine: Machine::new(nodes, self.timing, unannounced, None),
             cache,
             watcher,
             conn,
@@ -133,6 +133,9 @@ impl World {
                         let process = self.process.as_ref().map_or(0, |p| p.id);
                         let latency = self.jitter(5, 300);
                         self.after(latency, Happening::Reloaded { process, stamp });
+                    }
+                    Effect::Push { .. } | Effect::PublishBase | Effect::PushEverything => {
+                        unreachable!("the simulation runs without --memory-table-url")
                     }
                     Effect::Exit => {
                         let p = self.process.as_mut().expect("a process exits");

@@ -81,6 +81,7 @@ impl Run {
                 }),
                 timing(),
                 unannounced_at_start,
+                None,
             ),
             t0,
             now: t0,
@@ -92,7 +93,19 @@ impl Run {
     /// A machine for the cluster scope.
     fn cluster() -> Run {
         let mut run = Run::new(false);
-        run.machine = Machine::new(Nodes::cluster(), timing(), false);
+        run.machine = Machine::new(Nodes::cluster(), timing(), false, None);
+        run
+    }
+
+    /// A machine for the cluster scope with `--memory-table-url` and this base interval.
+    fn pushing(base_interval_ms: u64, unannounced_at_start: bool) -> Run {
+        let mut run = Run::new(false);
+        run.machine = Machine::new(
+            Nodes::cluster(),
+            timing(),
+            unannounced_at_start,
+            Some(Duration::from_millis(base_interval_ms)),
+        );
         run
     }
 
@@ -113,8 +126,15 @@ impl Run {
                 self.log.push((self.now - self.t0, effect.clone()));
                 match effect {
                     Effect::Publish { .. } => queue.push(Input::Published(self.publish_outcome)),
+                    Effect::Push { .. } => queue.push(Input::Published(Published::Pushed)),
+                    Effect::PublishBase => {
+                        queue.push(Input::BasePublished(self.publish_outcome));
+                    }
                     Effect::Reload => queue.push(Input::Reloaded),
-                    Effect::Fetch { .. } | Effect::Resync | Effect::Exit => {}
+                    Effect::Fetch { .. }
+                    | Effect::Resync
+                    | Effect::Exit
+                    | Effect::PushEverything => {}
                 }
             }
         }
@@ -143,6 +163,14 @@ impl Run {
 
     fn publishes(&self) -> Vec<u64> {
         self.times_of(|e| matches!(e, Effect::Publish { .. }))
+    }
+
+    fn pushes(&self) -> Vec<u64> {
+        self.times_of(|e| matches!(e, Effect::Push { .. }))
+    }
+
+    fn bases(&self) -> Vec<u64> {
+        self.times_of(|e| *e == Effect::PublishBase)
     }
 
     fn reloads(&self) -> Vec<u64> {
@@ -603,3 +631,5 @@ fn an_unannounced_table_is_announced_after_the_first_listing_even_if_unchanged()
         "an announced table is not announced again"
     );
 }
+
+mod push;

@@ -1,0 +1,192 @@
+//! `run --scope cluster --memory-table-url`: changes go to Vector's `memory` enrichment table
+//! through an `http_server` source, instead of a reload of the whole file for each one. At
+//! 100,000 rows Vector needs 0.4 s and a quarter of a gigabyte to load the file; a change is a
+//! few rows. The file stays the base (published at start and every `--base-interval`), so that
+//! Vector has every row when it starts and after it restarts (the memory table starts empty,
+//! vectordotdev/vector#22626).
+//!
+//! [`rows`] says what the memory table must be sent (pure), [`queue`] holds it until Vector
+//! acknowledged it (pure), [`sender`] sends it.
+
+pub mod queue;
+pub mod rows;
+pub mod sender;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+use tracing::debug;
+
+use crate::observe::metrics::Metrics;
+use crate::table::columns::Columns;
+use crate::table::incremental::Entry;
+use crate::table::node_columns::Nodes;
+use rows::PushCache;
+use sender::{PushError, PushHandle};
+
+/// Where the changes go and how often the base file is published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushSettings {
+    /// The `http_server` source that feeds the memory table.
+    pub url: PushUrl,
+    /// How often the file is published and the memory table sent everything.
+    pub base_interval: Duration,
+}
+
+impl PushSettings {
+    /// The TTL of live rows and tombstones: they are sent again at every base interval, so they
+    /// must outlive two of them (one may fail) and Vector's scan for expired rows.
+    pub fn live_ttl(&self) -> Duration {
+        self.base_interval * 2 + Duration::from_secs(60)
+    }
+}
+
+/// The loop's side of the push: what the memory table was sent, and the sender's handle.
+#[derive(Debug)]
+pub struct Pusher {
+    cache: PushCache,
+    handle: PushHandle,
+    /// Told when the memory table answers again after failing.
+    back: mpsc::Receiver<()>,
+    metrics: Arc<Metrics>,
+}
+
+impl Pusher {
+    /// Starts the sender in `tasks`.
+    pub fn start(
+        settings: &PushSettings,
+        columns: Columns,
+        metrics: Arc<Metrics>,
+        tasks: &TaskTracker,
+    ) -> Result<Pusher, PushError> {
+        let (told, back) = mpsc::channel(1);
+        let handle = sender::spawn(&settings.url, metrics.clone(), told, tasks)?;
+        Ok(Pusher {
+            cache: PushCache::new(columns, settings.live_ttl()),
+            handle,
+            back,
+            metrics,
+        })
+    }
+
+    /// Sends what changed in `entries` since they were last sent; `since` is the first change.
+    pub fn changes<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = Entry<'a>>,
+        nodes: &Nodes,
+        since: Instant,
+    ) {
+        let rows = self.cache.changes(entries, nodes, Instant::now());
+        debug!(
+            rows = rows.len(),
+            "changes queued for Vector's memory table"
+        );
+        self.handle.send(rows, since);
+    }
+
+    /// Sends every row of `entries`; `reason` labels `memory_table_full_pushes_total`.
+    pub fn everything<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = Entry<'a>>,
+        nodes: &Nodes,
+        reason: &'static str,
+    ) {
+        let now = Instant::now();
+        let rows = self.cache.everything(entries, nodes, now);
+        debug!(
+            rows = rows.len(),
+            reason, "every row queued for Vector's memory table"
+        );
+        self.metrics
+            .memory_table_everything
+            .with_label_values(&[reason])
+            .inc();
+        self.handle.send(rows, now);
+    }
+
+    /// Resolves when the memory table answers again after failing.
+    pub async fn target_back(&mut self) -> Option<()> {
+        self.back.recv().await
+    }
+}
+
+/// `--memory-table-url`, checked: http or https, with a host, without credentials in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushUrl(reqwest::Url);
+
+/// Why `--memory-table-url` cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PushUrlError {
+    #[error(
+        "--memory-table-url {0:?} is not a URL; give the http_server source's, such as http://127.0.0.1:6100/nomad-alloc-table"
+    )]
+    NotUrl(String),
+    #[error("--memory-table-url must be http:// or https://, not {0}://")]
+    Scheme(String),
+    #[error(
+        "--memory-table-url must not carry credentials: they would show in process listings; the source listens on a local or private address"
+    )]
+    Credentials,
+}
+
+impl PushUrl {
+    pub fn parse(raw: &str) -> Result<PushUrl, PushUrlError> {
+        let url = reqwest::Url::parse(raw).map_err(|_| PushUrlError::NotUrl(raw.to_owned()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(PushUrlError::Scheme(url.scheme().to_owned()));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(PushUrlError::Credentials);
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(PushUrlError::NotUrl(raw.to_owned()));
+        }
+        Ok(PushUrl(url))
+    }
+
+    pub fn url(&self) -> &reqwest::Url {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PushUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_http_with_a_host_and_no_credentials() {
+        assert!(PushUrl::parse("http://127.0.0.1:6100/nomad-alloc-table").is_ok());
+        assert!(PushUrl::parse("https://vector.service.consul:6100/").is_ok());
+        assert!(PushUrl::parse("127.0.0.1:6100").is_err());
+        assert_eq!(
+            PushUrl::parse("unix:///run/vector.sock"),
+            Err(PushUrlError::Scheme("unix".to_owned()))
+        );
+        assert_eq!(
+            PushUrl::parse("http://user:secret@127.0.0.1:6100/"),
+            Err(PushUrlError::Credentials)
+        );
+        assert!(matches!(
+            PushUrl::parse("not a url"),
+            Err(PushUrlError::NotUrl(_))
+        ));
+    }
+
+    #[test]
+    fn live_rows_outlive_two_base_intervals() {
+        let settings = PushSettings {
+            url: PushUrl::parse("http://127.0.0.1:6100/").expect("valid"),
+            base_interval: Duration::from_secs(300),
+        };
+        assert_eq!(settings.live_ttl(), Duration::from_secs(660));
+    }
+}

@@ -1,0 +1,416 @@
+//! What Vector's memory table must be told so that it agrees with the model: per allocation,
+//! what was last sent, and from it the rows to send after a change. Pure: time is passed in.
+//!
+//! Like the incremental renderer, a change costs what changed: an allocation whose model entry
+//! (its generation), node and grace are those last sent is skipped without projecting it; one
+//! that changed is projected, and only rows whose content or TTL class changed are sent (most
+//! updates of an allocation, such as its client status, change no column). A key that left the
+//! model is sent as a tombstone, so that a lookup does not fall back to the base file, which
+//! may hold the row until its next publish.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use tokio::time::Instant;
+
+use crate::table::columns::Columns;
+use crate::table::incremental::Entry;
+use crate::table::node_columns::Nodes;
+use crate::table::{self, NodeInfo};
+
+/// The value field Vector's memory table reads each entry's TTL from (its `ttl_field`).
+pub const TTL_FIELD: &str = "ttl";
+/// The value field that marks a key gone from the model (a tombstone).
+pub const REMOVED_FIELD: &str = "removed";
+
+/// One key of the memory table and the JSON value to store under it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pushed {
+    /// `<alloc_id>/<task>`.
+    pub key: String,
+    /// A JSON object: the row's columns and its TTL, or a tombstone.
+    pub value: Vec<u8>,
+}
+
+/// What was last sent for one allocation.
+#[derive(Clone, Debug)]
+struct Sent {
+    alloc_id: Arc<str>,
+    generation: u64,
+    node: Arc<NodeInfo>,
+    remove_at: Option<Instant>,
+    /// Each row's task and a hash of its columns.
+    rows: Arc<[(String, u64)]>,
+}
+
+/// What Vector's memory table was sent, to send it only what changes.
+#[derive(Debug)]
+pub struct PushCache {
+    columns: Columns,
+    header: Vec<String>,
+    /// The TTL of live rows and of tombstones: longer than the interval at which everything
+    /// is sent again and the base file is republished.
+    live_ttl: Duration,
+    /// In allocation ID order, as the model's entries come.
+    sent: Vec<Sent>,
+}
+
+impl PushCache {
+    pub fn new(columns: Columns, live_ttl: Duration) -> PushCache {
+        PushCache {
+            header: columns.header(),
+            columns,
+            live_ttl,
+            sent: Vec::new(),
+        }
+    }
+
+    /// The rows to send so that the memory table agrees with `entries` (in key order, as the
+    /// model keeps them) at `now`; what it returns counts as sent.
+    pub fn changes<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = Entry<'a>>,
+        nodes: &Nodes,
+        now: Instant,
+    ) -> Vec<Pushed> {
+        self.walk(entries, nodes, now, false)
+    }
+
+    /// Every row of `entries`, whatever was sent before: for a memory table that may have
+    /// lost its content (Vector restarted).
+    pub fn everything<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = Entry<'a>>,
+        nodes: &Nodes,
+        now: Instant,
+    ) -> Vec<Pushed> {
+        self.walk(entries, nodes, now, true)
+    }
+
+    /// Allocations whose rows the memory table holds.
+    pub fn allocations(&self) -> usize {
+        self.sent.len()
+    }
+
+    fn walk<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = Entry<'a>>,
+        nodes: &Nodes,
+        now: Instant,
+        all: bool,
+    ) -> Vec<Pushed> {
+        let old_sent = std::mem::take(&mut self.sent);
+        let mut old = old_sent.iter().peekable();
+        let mut out = Vec::new();
+        let mut sent = Vec::with_capacity(old_sent.len() + 16);
+        for entry in entries {
+            let id = entry.alloc.id.as_str();
+            while let Some(gone) = old.next_if(|s| &*s.alloc_id < id) {
+                self.tombstones(gone, &[], &mut out);
+            }
+            let previous = old.next_if(|s| &*s.alloc_id == id);
+            let node = nodes.of(&entry.alloc.node_id);
+            if let Some(p) = previous
+                && !all
+                && p.generation == entry.generation
+                && Arc::ptr_eq(&p.node, node)
+                && p.remove_at == entry.remove_at
+            {
+                sent.push(p.clone());
+                continue;
+            }
+            let ttl = self.ttl(entry.remove_at, now);
+            let ttl_changed = previous.is_none_or(|p| p.remove_at != entry.remove_at);
+            let projected = table::allocation_rows(entry.alloc, node, &self.columns);
+            let rows: Vec<(String, u64)> = projected
+                .iter()
+                .map(|row| (row[1].clone(), content_hash(row)))
+                .collect();
+            for (row, (task, hash)) in projected.iter().zip(&rows) {
+                let unchanged = previous.is_some_and(|p| p.rows.contains(&(task.clone(), *hash)));
+                if all || ttl_changed || !unchanged {
+                    out.push(Pushed {
+                        key: key(id, task),
+                        value: self.row_value(row, ttl),
+                    });
+                }
+            }
+            if let Some(p) = previous {
+                self.tombstones(p, &rows, &mut out);
+            }
+            sent.push(Sent {
+                alloc_id: previous.map_or_else(|| id.into(), |p| p.alloc_id.clone()),
+                generation: entry.generation,
+                node: node.clone(),
+                remove_at: entry.remove_at,
+                rows: rows.into(),
+            });
+        }
+        for gone in old {
+            self.tombstones(gone, &[], &mut out);
+        }
+        self.sent = sent;
+        out
+    }
+
+    /// Tombstones for the rows of `gone` whose task is not among `kept`.
+    fn tombstones(&self, gone: &Sent, kept: &[(String, u64)], out: &mut Vec<Pushed>) {
+        for (task, _) in gone.rows.iter() {
+            if !kept.iter().any(|(t, _)| t == task) {
+                out.push(Pushed {
+                    key: key(&gone.alloc_id, task),
+                    value: tombstone(self.live_ttl),
+                });
+            }
+        }
+    }
+
+    /// A live row lives until it is sent again; a row in its grace period until its grace ends.
+    fn ttl(&self, remove_at: Option<Instant>, now: Instant) -> Duration {
+        match remove_at {
+            None => self.live_ttl,
+            Some(at) => at.saturating_duration_since(now),
+        }
+    }
+
+    fn row_value(&self, row: &[String], ttl: Duration) -> Vec<u8> {
+        let value = RowValue {
+            header: &self.header,
+            row,
+            ttl: ttl_seconds(ttl),
+        };
+        serde_json::to_vec(&value).expect("a map of strings and an integer serializes")
+    }
+}
+
+/// The memory table's key of a row.
+pub fn key(alloc_id: &str, task: &str) -> String {
+    format!("{alloc_id}/{task}")
+}
+
+/// Whole seconds, rounded up and at least one: Vector's `ttl_field` is an integer, and a TTL
+/// of zero would drop the row before its time.
+fn ttl_seconds(ttl: Duration) -> u64 {
+    ttl.as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0))
+        .max(1)
+}
+
+/// A tombstone: the key is gone from the model, and a lookup must not fall back to the file.
+fn tombstone(ttl: Duration) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ REMOVED_FIELD: true, TTL_FIELD: ttl_seconds(ttl) }))
+        .expect("a literal object serializes")
+}
+
+fn content_hash(row: &[String]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    row.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A row as the memory table stores it: every column under its header name, and the TTL.
+struct RowValue<'a> {
+    header: &'a [String],
+    row: &'a [String],
+    ttl: u64,
+}
+
+impl Serialize for RowValue<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.header.len() + 1))?;
+        for (name, value) in self.header.iter().zip(self.row) {
+            map.serialize_entry(name, value)?;
+        }
+        map.serialize_entry(TTL_FIELD, &self.ttl)?;
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nomad::types::{Allocation, Job, Task, TaskGroup};
+    use crate::run::machine::store::Store;
+    use serde_json::Value;
+
+    const LIVE: Duration = Duration::from_secs(660);
+
+    fn alloc(id: &str, tasks: &[&str], modify_index: u64) -> Allocation {
+        Allocation {
+            id: id.to_owned(),
+            node_id: "n1".to_owned(),
+            task_group: "g".to_owned(),
+            modify_index,
+            job: Some(Arc::new(Job {
+                id: "web".to_owned(),
+                task_groups: vec![TaskGroup {
+                    name: "g".to_owned(),
+                    tasks: tasks
+                        .iter()
+                        .map(|t| Task {
+                            name: (*t).to_owned(),
+                            ..Task::default()
+                        })
+                        .collect(),
+                    ..TaskGroup::default()
+                }],
+                ..Job::default()
+            })),
+            ..Allocation::default()
+        }
+    }
+
+    fn values(pushed: &[Pushed]) -> Vec<(String, Value)> {
+        pushed
+            .iter()
+            .map(|p| {
+                let value = serde_json::from_slice(&p.value).expect("JSON");
+                (p.key.clone(), value)
+            })
+            .collect()
+    }
+
+    fn keys(pushed: &[Pushed]) -> Vec<&str> {
+        pushed.iter().map(|p| p.key.as_str()).collect()
+    }
+
+    struct Fixture {
+        store: Store,
+        cache: PushCache,
+        nodes: Nodes,
+        now: Instant,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                store: Store::new(),
+                cache: PushCache::new(Columns::defaults(), LIVE),
+                nodes: Nodes::cluster(),
+                now: Instant::now(),
+            }
+        }
+
+        fn changes(&mut self) -> Vec<Pushed> {
+            self.cache
+                .changes(self.store.entries(), &self.nodes, self.now)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_allocation_sends_each_row_with_its_columns_and_the_live_ttl() {
+        let mut f = Fixture::new();
+        f.store.upsert(alloc("a1", &["web", "log"], 5), f.now);
+        let pushed = values(&f.changes());
+        assert_eq!(
+            pushed.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["a1/log", "a1/web"]
+        );
+        let (_, web) = &pushed[1];
+        assert_eq!(web["alloc_id"], "a1");
+        assert_eq!(web["task"], "web");
+        assert_eq!(web["group"], "g");
+        assert_eq!(web[TTL_FIELD], 660);
+        let columns = Columns::defaults().header();
+        assert_eq!(
+            web.as_object().expect("object").len(),
+            columns.len() + 1,
+            "every column and the TTL"
+        );
+        assert!(f.changes().is_empty(), "nothing changed, nothing sent");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_update_that_changes_no_column_sends_nothing() {
+        let mut f = Fixture::new();
+        f.store.upsert(alloc("a1", &["web"], 5), f.now);
+        f.changes();
+        let mut same = alloc("a1", &["web"], 6);
+        same.client_status = "complete".to_owned();
+        assert!(f.store.upsert(same, f.now));
+        assert_eq!(f.changes(), []);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_changed_column_sends_the_row_and_a_vanished_task_a_tombstone() {
+        let mut f = Fixture::new();
+        f.store.upsert(alloc("a1", &["web", "log"], 5), f.now);
+        f.changes();
+        let mut changed = alloc("a1", &["web"], 6);
+        changed.namespace = "prod".to_owned();
+        f.store.upsert(changed, f.now);
+        let pushed = values(&f.changes());
+        assert_eq!(pushed.len(), 2, "{pushed:?}");
+        assert_eq!(pushed[0].0, "a1/web");
+        assert_eq!(pushed[0].1["namespace"], "prod");
+        assert_eq!(pushed[1].0, "a1/log");
+        assert_eq!(
+            pushed[1].1,
+            serde_json::json!({"removed": true, "ttl": 660})
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_departing_row_gets_its_remaining_grace_and_an_expired_one_a_tombstone() {
+        let mut f = Fixture::new();
+        f.store.upsert(alloc("a1", &["web"], 5), f.now);
+        f.store.upsert(alloc("b2", &["api"], 5), f.now);
+        f.changes();
+        f.now += Duration::from_millis(1500);
+        f.store.depart("a1", f.now, Duration::from_secs(300));
+        f.now += Duration::from_millis(10_500);
+        let pushed = values(&f.changes());
+        assert_eq!(pushed.len(), 1);
+        assert_eq!(pushed[0].0, "a1/web");
+        assert_eq!(pushed[0].1["alloc_id"], "a1");
+        assert_eq!(
+            pushed[0].1[TTL_FIELD], 290,
+            "300 s of grace, 10.5 s of it gone"
+        );
+        f.now += Duration::from_secs(290);
+        assert_eq!(f.store.expire(f.now), ["a1"]);
+        let pushed = values(&f.changes());
+        assert_eq!(
+            pushed,
+            [(
+                "a1/web".to_owned(),
+                serde_json::json!({"removed": true, "ttl": 660})
+            )]
+        );
+        assert_eq!(f.cache.allocations(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn allocations_gone_before_and_after_the_remaining_ones_are_all_tombstoned() {
+        let mut f = Fixture::new();
+        for id in ["a", "m", "z"] {
+            f.store.upsert(alloc(id, &["t"], 5), f.now);
+        }
+        f.changes();
+        f.store
+            .replace(vec![alloc("m", &["t"], 5)], f.now, f.now, Duration::ZERO);
+        f.store.expire(f.now);
+        assert_eq!(keys(&f.changes()), ["a/t", "z/t"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn everything_sends_every_row_again() {
+        let mut f = Fixture::new();
+        f.store.upsert(alloc("a1", &["web", "log"], 5), f.now);
+        f.store.upsert(alloc("b2", &["api"], 5), f.now);
+        f.changes();
+        let all = f.cache.everything(f.store.entries(), &f.nodes, f.now);
+        assert_eq!(keys(&all), ["a1/log", "a1/web", "b2/api"]);
+        assert!(f.changes().is_empty());
+    }
+
+    #[test]
+    fn ttls_round_up_to_whole_seconds_and_never_reach_zero() {
+        assert_eq!(ttl_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(ttl_seconds(Duration::ZERO), 1);
+        assert_eq!(ttl_seconds(Duration::from_millis(2001)), 3);
+        assert_eq!(ttl_seconds(Duration::from_secs(660)), 660);
+    }
+}

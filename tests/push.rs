@@ -1,0 +1,228 @@
+//! `run --scope cluster --memory-table-url`: changes pushed into a stand-in of Vector's memory
+//! table, the file a base. What Vector would answer is the two-step lookup of
+//! vector/aggregator-cluster-push.yaml: the memory table's row, none for a tombstone, else the
+//! file's row. After placements, in-place updates, collections and restarts of the stand-in,
+//! that answer must be what a fresh `dump` of the cluster says, for every key.
+
+use std::collections::BTreeMap;
+
+use fake_nomad::{Cluster, FakeNomad, Job, Node, Task, TaskGroup};
+use serde_json::Value;
+
+use crate::util::daemon::Daemon;
+use crate::util::memory_table::MemoryTable;
+use crate::util::{Row, dump_rows, metrics};
+
+/// Two nodes; `web` (server and log-shipper) placed on each. Returns the node IDs.
+fn cluster() -> (Cluster, Vec<String>) {
+    let mut cluster = Cluster::new(19);
+    let nodes: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|n| cluster.add_node(Node::new(&format!("client-{n}")).datacenter(&format!("dc-{n}"))))
+        .collect();
+    cluster.register_job(
+        Job::service("web").group(
+            TaskGroup::new("api")
+                .task(Task::new("server", "docker"))
+                .task(Task::new("shipper", "exec")),
+        ),
+    );
+    for node in &nodes {
+        cluster.place("default", "web", "api", node);
+    }
+    (cluster, nodes)
+}
+
+/// `run` pushing to `memory`, with a base interval of an hour (the file is published once, at
+/// start) and a grace of one second.
+fn start(fake: &FakeNomad, memory: &MemoryTable) -> Daemon {
+    let url = memory.url();
+    Daemon::start_observed(
+        fake,
+        &[
+            "--scope",
+            "cluster",
+            "--memory-table-url",
+            &url,
+            "--base-interval",
+            "1h",
+            "--grace",
+            "1s",
+        ],
+    )
+}
+
+/// What Vector's two-step lookup answers for a key.
+fn lookup(memory: &MemoryTable, file: &[Row], alloc_id: &str, task: &str) -> Option<Row> {
+    match memory.get(&format!("{alloc_id}/{task}")) {
+        Some(value) if value.get("removed") == Some(&Value::Bool(true)) => None,
+        Some(Value::Object(object)) => Some(
+            object
+                .into_iter()
+                .filter(|(name, _)| name != "ttl")
+                .map(|(name, v)| (name, v.as_str().expect("every column a string").to_owned()))
+                .collect(),
+        ),
+        Some(other) => panic!("not an object: {other}"),
+        None => file
+            .iter()
+            .find(|r| r["alloc_id"] == alloc_id && r["task"] == task)
+            .cloned(),
+    }
+}
+
+/// Whether lookups of every key of a fresh dump, and of `gone` keys, answer as the model:
+/// the dump's row, and nothing for what is gone.
+fn agrees(
+    fake: &FakeNomad,
+    memory: &MemoryTable,
+    daemon: &Daemon,
+    gone: &[(String, String)],
+) -> bool {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dump_rows(
+        fake.address(),
+        &dir.path().join("now.csv"),
+        &["--scope", "cluster"],
+    );
+    let file = daemon.rows();
+    model
+        .iter()
+        .all(|row| lookup(memory, &file, &row["alloc_id"], &row["task"]).as_ref() == Some(row))
+        && gone
+            .iter()
+            .all(|(alloc, task)| lookup(memory, &file, alloc, task).is_none())
+}
+
+fn keys_of(alloc_id: &str) -> Vec<(String, String)> {
+    ["server", "shipper"]
+        .iter()
+        .map(|t| (alloc_id.to_owned(), (*t).to_owned()))
+        .collect()
+}
+
+#[test]
+fn changes_reach_the_memory_table_while_the_file_stays_the_base() {
+    let (cluster, nodes) = cluster();
+    let fake = FakeNomad::start(cluster);
+    let memory = MemoryTable::start();
+    let daemon = start(&fake, &memory);
+    daemon.wait_until("the base file and the memory table", || {
+        daemon.rows().len() == 4 && memory.keys() == 4
+    });
+    let base = std::fs::read(&daemon.table).expect("the base");
+    let publishes = daemon.publishes();
+    let placed = fake.update(|c| c.place("default", "web", "api", &nodes[1]));
+    daemon.wait_until("the placement in the memory table", || {
+        agrees(&fake, &memory, &daemon, &[])
+    });
+    let collected = fake.read(|c| {
+        c.allocations
+            .keys()
+            .find(|id| **id != placed)
+            .cloned()
+            .expect("another allocation")
+    });
+    fake.update(|c| {
+        c.update_in_place(&placed, |job| {
+            job.meta.insert("team".to_owned(), "payments".to_owned());
+        })
+    });
+    fake.update(|c| {
+        c.stop(&collected);
+        c.gc(&collected);
+    });
+    // A listing sees the collection; its rows go after the grace, as tombstones.
+    daemon.signal(rustix::process::Signal::HUP);
+    daemon.wait_until("the update and the collection in the memory table", || {
+        agrees(&fake, &memory, &daemon, &keys_of(&collected))
+    });
+    assert_eq!(
+        std::fs::read(&daemon.table).expect("the base"),
+        base,
+        "the file is the base: not rewritten for changes"
+    );
+    assert_eq!(daemon.publishes(), publishes, "no publish since the base");
+    let tombstone = memory
+        .get(&format!("{collected}/server"))
+        .expect("a tombstone");
+    assert_eq!(tombstone["removed"], Value::Bool(true));
+    let scrape = daemon.scrape();
+    assert!(
+        metrics::total(
+            &scrape,
+            "nomad_alloc_table_memory_table_requests_total",
+            &[("outcome", "acknowledged")]
+        ) >= 3.0
+    );
+    assert_eq!(
+        metrics::total(&scrape, "nomad_alloc_table_memory_table_queue_rows", &[]),
+        0.0
+    );
+    assert_eq!(
+        metrics::total(
+            &scrape,
+            "nomad_alloc_table_memory_table_full_pushes_total",
+            &[("reason", "base")]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn a_restarted_vector_is_sent_everything_again_and_nothing_is_lost_meanwhile() {
+    let (cluster, nodes) = cluster();
+    let fake = FakeNomad::start(cluster);
+    let mut memory = MemoryTable::start();
+    let daemon = start(&fake, &memory);
+    daemon.wait_until("the memory table filled", || memory.keys() == 4);
+    memory.stop();
+    let placed = fake.update(|c| c.place("default", "web", "api", &nodes[0]));
+    daemon.wait_until("a push refused", || {
+        metrics::total(
+            &daemon.scrape(),
+            "nomad_alloc_table_memory_table_requests_total",
+            &[("outcome", "failed")],
+        ) >= 1.0
+    });
+    memory.restart();
+    daemon.wait_until("everything in the restarted memory table", || {
+        memory.keys() == 6 && agrees(&fake, &memory, &daemon, &[])
+    });
+    assert!(memory.get(&format!("{placed}/server")).is_some());
+    assert_eq!(
+        metrics::total(
+            &daemon.scrape(),
+            "nomad_alloc_table_memory_table_full_pushes_total",
+            &[("reason", "back")]
+        ),
+        1.0
+    );
+    assert!(
+        daemon.log().contains("Vector's memory table answers again"),
+        "{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn a_start_before_vector_publishes_the_base_and_delivers_once_vector_answers() {
+    let (cluster, _) = cluster();
+    let fake = FakeNomad::start(cluster);
+    let mut memory = MemoryTable::start();
+    memory.stop();
+    let daemon = start(&fake, &memory);
+    daemon.wait_until("the base file", || daemon.rows().len() == 4);
+    memory.restart();
+    daemon.wait_until("the memory table filled", || memory.keys() == 4);
+    let rows: BTreeMap<String, Row> = daemon
+        .rows()
+        .into_iter()
+        .map(|r| (format!("{}/{}", r["alloc_id"], r["task"]), r))
+        .collect();
+    for (key, row) in rows {
+        let value = memory.get(&key).expect("pushed");
+        assert_eq!(value["namespace"], row["namespace"]);
+        assert_eq!(value["ttl"], 7260, "live rows outlive two base intervals");
+    }
+}
