@@ -9,9 +9,17 @@
 //! - CPU seconds per hour and peak RSS;
 //! - the table the aggregator loads: rows, bytes, and reloads per hour at that churn.
 //!
+//! Then the same with `--memory-table-url` (changes pushed into a stand-in of Vector's memory
+//! table, the file a base every 5 minutes): file reloads per hour, rows and bytes pushed per
+//! hour, placement → acknowledged push latency, CPU and memory.
+//!
 //! `cargo bench --bench cluster`; `NAT_SCALE_SECONDS` sets the window (default 60),
-//! `NAT_SCALE_PROBES` the probes per cell (default 8), `NAT_CLUSTER_CELL` runs one cell (0, 1
-//! or 2). Results go in BENCHMARKS.md.
+//! `NAT_SCALE_PROBES` the probes per cell (default 8), `NAT_CLUSTER_CELL` runs one cell of the
+//! file table (0, 1 or 2), `NAT_PUSH_CELL` one of the push (0 to 3); `NAT_CLUSTER_TABLES`
+//! picks `file`, `push` or both (default). Results go in BENCHMARKS.md.
+
+#[path = "cluster/push.rs"]
+mod push;
 
 mod common;
 
@@ -122,6 +130,16 @@ fn row(c: &Cell) -> String {
 fn main() {
     let window = Duration::from_secs(setting("NAT_SCALE_SECONDS", 60));
     let probes = setting("NAT_SCALE_PROBES", 8);
+    let tables = setting("NAT_CLUSTER_TABLES", "file,push".to_owned());
+    if tables.contains("file") {
+        file_table(window, probes);
+    }
+    if tables.contains("push") {
+        push::table(window, probes);
+    }
+}
+
+fn file_table(window: Duration, probes: usize) {
     let only = setting("NAT_CLUSTER_CELL", usize::MAX);
     let mut cells = Vec::new();
     for (i, (allocations, churn)) in CELLS.into_iter().enumerate() {

@@ -226,3 +226,48 @@ fn a_start_before_vector_publishes_the_base_and_delivers_once_vector_answers() {
         assert_eq!(value["ttl"], 7260, "live rows outlive two base intervals");
     }
 }
+
+/// `check --scope cluster --memory-table-url`: the source answers, or the line says what to do.
+#[test]
+fn check_probes_the_memory_table_without_writing_to_it() {
+    let (cluster, _) = cluster();
+    let fake = FakeNomad::start(cluster);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut memory = MemoryTable::start();
+    let url = memory.url();
+    let check = |code: i32| {
+        let output = crate::util::bin_at(fake.address())
+            .args([
+                "check",
+                "--scope",
+                "cluster",
+                "--memory-table-url",
+                &url,
+                "-o",
+            ])
+            .arg(dir.path().join("cluster.csv"))
+            .assert()
+            .code(code)
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(output).expect("utf8")
+    };
+    let report = check(0);
+    assert!(
+        report.contains("✓ Vector's memory table answers"),
+        "{report}"
+    );
+    assert_eq!(memory.keys(), 0, "the probe writes nothing");
+    memory.stop();
+    let report = check(1);
+    let line = report
+        .lines()
+        .find(|l| l.contains("Vector's memory table answers"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(line.starts_with('✗'), "{line}");
+    assert!(
+        line.contains("vector/aggregator-cluster-push.yaml"),
+        "{line}"
+    );
+}

@@ -5,10 +5,12 @@
 //!
 //! One file per kind of check: `reachability` (does Nomad answer), `token` (does it know the
 //! token), `acl` (what it grants), `stream` (the event-stream probe), `local` (alloc dir and
-//! output), `reload` (Vector's reload target); `report` renders the findings.
+//! output), `reload` (Vector's reload target), `push` (Vector's memory table, with
+//! `--memory-table-url`); `report` renders the findings.
 
 mod acl;
 mod local;
+mod push;
 mod reachability;
 mod reload;
 mod report;
@@ -50,5 +52,8 @@ pub async fn run(
     findings.extend(
         reload::check_reload(client, run.publish.reloader.clone(), &run.publish.output).await,
     );
+    if let Some(push) = &run.push {
+        findings.push(push::check_memory_table(push).await);
+    }
     findings
 }

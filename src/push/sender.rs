@@ -74,17 +74,7 @@ pub fn spawn(
     back: mpsc::Sender<()>,
     tasks: &TaskTracker,
 ) -> Result<PushHandle, PushError> {
-    let https = url.url().scheme() == "https";
-    let tls = crate::nomad::tls::client_config(&TlsSettings::default(), https)
-        .map_err(|e| PushError::Client(e.to_string()))?;
-    let client = reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .user_agent(concat!("nomad-alloc-table/", env!("CARGO_PKG_VERSION")))
-        .tls_backend_preconfigured(tls)
-        .build()
-        .map_err(|e| PushError::Client(e.to_string()))?;
+    let client = http_client(url)?;
     let (rows, received) = mpsc::unbounded_channel();
     let sender = Sender {
         client,
@@ -95,6 +85,22 @@ pub fn spawn(
     };
     tasks.spawn(sender.run(received));
     Ok(PushHandle { rows })
+}
+
+/// The HTTP client for the memory table's source: system roots for https, no redirects, no
+/// proxies from the environment.
+pub(crate) fn http_client(url: &PushUrl) -> Result<reqwest::Client, PushError> {
+    let https = url.url().scheme() == "https";
+    let tls = crate::nomad::tls::client_config(&TlsSettings::default(), https)
+        .map_err(|e| PushError::Client(e.to_string()))?;
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .user_agent(concat!("nomad-alloc-table/", env!("CARGO_PKG_VERSION")))
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| PushError::Client(e.to_string()))
 }
 
 struct Sender {
@@ -207,8 +213,13 @@ impl Sender {
     }
 }
 
-/// One request: a 2xx is the memory table's acknowledgement.
-async fn post(client: reqwest::Client, target: PushUrl, body: Vec<u8>) -> Result<(), PushError> {
+/// One request: a 2xx is the memory table's acknowledgement. An empty body is a probe that
+/// writes nothing (the source decodes no event and answers at once).
+pub(crate) async fn post(
+    client: reqwest::Client,
+    target: PushUrl,
+    body: Vec<u8>,
+) -> Result<(), PushError> {
     let url = target.to_string();
     let response = client
         .post(target.url().clone())

@@ -139,7 +139,13 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()>) -> Result<(),
         lister,
         pusher,
         machine: Machine::new(nodes, timing, unannounced, base_interval),
-        rendered: RenderCache::new(publish.columns, publish.format),
+        // The base of the push is published every few minutes: rendering it from scratch
+        // costs a fraction of a second then, and keeping the last one would cost its size.
+        rendered: if base_interval.is_some() {
+            RenderCache::forgetful(publish.columns, publish.format)
+        } else {
+            RenderCache::new(publish.columns, publish.format)
+        },
         publisher,
         reloader,
         watch,

@@ -75,6 +75,11 @@ pub struct RenderCache {
     /// How a rendering is checked, costing what changed.
     check: IncrementalCheck,
     last: Option<Rendering>,
+    /// Rows of the last committed rendering.
+    rows: usize,
+    /// Whether the last rendering is kept for the next one: not when publishes are rare (the
+    /// base of `--memory-table-url`), where its bytes and spans would cost memory for nothing.
+    keep: bool,
 }
 
 impl RenderCache {
@@ -86,6 +91,16 @@ impl RenderCache {
             columns,
             format,
             last: None,
+            rows: 0,
+            keep: true,
+        }
+    }
+
+    /// A cache that keeps nothing between renderings: each one projects every allocation.
+    pub fn forgetful(columns: Columns, format: FileFormat) -> RenderCache {
+        RenderCache {
+            keep: false,
+            ..RenderCache::new(columns, format)
         }
     }
 
@@ -180,12 +195,13 @@ impl RenderCache {
     /// Makes `rendering` the base of the next one: it is what the file now holds. A rendering
     /// is valid by construction, so its rows may be carried over unchecked.
     pub fn commit(&mut self, rendering: Rendering) {
-        self.last = Some(rendering);
+        self.rows = rendering.rows;
+        self.last = self.keep.then_some(rendering);
     }
 
     /// Rows of the last committed rendering.
     pub fn rows(&self) -> usize {
-        self.last.as_ref().map_or(0, |l| l.rows)
+        self.rows
     }
 }
 
@@ -328,6 +344,29 @@ mod tests {
         assert_eq!(
             (second.projected, second.added, second.removed, second.rows),
             (0, 0, 2, 2)
+        );
+    }
+
+    #[test]
+    fn a_forgetful_cache_projects_everything_each_time_and_still_counts_rows() {
+        let cache_nodes = nodes("dc");
+        let mut cache = RenderCache::forgetful(columns(), FileFormat::Csv);
+        let model = vec![
+            (alloc("a", "n1", &["x", "y"], "1"), 1),
+            (alloc("b", "n2", &["x"], "1"), 2),
+        ];
+        cache.commit(cache.render(entries(&model), &cache_nodes).expect("valid"));
+        assert_eq!(cache.rows(), 3);
+        let again = cache.render(entries(&model), &cache_nodes).expect("valid");
+        assert_eq!(
+            (again.projected, again.added),
+            (2, 3),
+            "nothing carried over"
+        );
+        let allocs: Vec<Allocation> = model.iter().map(|(a, _)| a.clone()).collect();
+        assert_eq!(
+            again.table.bytes(),
+            full(&allocs, &cache_nodes, FileFormat::Csv)
         );
     }
 

@@ -19,6 +19,9 @@ use serde_json::{Map, Value};
 
 /// Vector's `ttl` option: the TTL of a value without a `ttl` field.
 const DEFAULT_TTL: Duration = Duration::from_secs(600);
+/// The body limit of Vector's HTTP sources (src/sources/util/http/encoding.rs at v0.57.0);
+/// axum's own default, 2 MB, would refuse what Vector takes.
+const BODY_LIMIT: usize = 100 * 1024 * 1024;
 
 /// What the table holds.
 #[derive(Default)]
@@ -83,6 +86,7 @@ impl MemoryTable {
                 bound.send(()).expect("the test waits");
                 let app = axum::Router::new()
                     .route("/nomad-alloc-table", axum::routing::post(apply))
+                    .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
                     .with_state(table);
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async {

@@ -1,0 +1,141 @@
+//! The cluster bench with `--memory-table-url`: `run --scope cluster` pushing into the
+//! integration tests' stand-in of Vector's memory table (in this process), with the default
+//! `--base-interval` (5m) and debounce. Vector's file reloads are the base publishes only.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use fake_nomad::generate::Shape;
+
+use crate::common::util::memory_table::MemoryTable;
+use crate::common::util::{Patience, free_address, metrics};
+use crate::common::{
+    Experiment, Latencies, churn_in_background, current_rss_kib, percentile, print_table, setting,
+    usage,
+};
+
+/// (allocations, churn per second) on 1,000 nodes; 62,500 allocations make about 100,000 rows.
+const CELLS: [(usize, f64); 4] = [(30_000, 1.0), (30_000, 10.0), (62_500, 1.0), (62_500, 10.0)];
+/// Two base publishes an hour are too rare for the window: the reloads an hour are what the
+/// window saw plus the bases, which come every 5 minutes whatever the churn.
+const BASES_PER_HOUR: f64 = 12.0;
+
+struct Cell {
+    allocations: usize,
+    churn: f64,
+    rows: usize,
+    reloads_in_window: usize,
+    rows_per_hour: f64,
+    bytes_per_hour: f64,
+    latencies: Latencies,
+    cpu_seconds_per_hour: f64,
+    rss_mib: f64,
+    peak_rss_mib: f64,
+}
+
+fn measure(allocations: usize, churn_rate: f64, window: Duration, probes: usize) -> Cell {
+    let shape = Shape {
+        allocations,
+        nodes: super::NODES,
+        seed: 33,
+    };
+    let memory = MemoryTable::start();
+    let url = memory.url();
+    let listen = free_address().to_string();
+    let (experiment, churn) = Experiment::start(
+        &shape,
+        &[
+            "--scope",
+            "cluster",
+            "--memory-table-url",
+            &url,
+            "--listen",
+            &listen,
+        ],
+    );
+    let Experiment { fake, run, .. } = &experiment;
+    crate::common::wait_until("the memory table filled", || memory.keys() > 0);
+    let node_ids: Vec<String> = fake.read(|c| c.nodes.keys().cloned().collect());
+    let pushed = |name: &str| metrics::total(&run.scrape(), name, &[]);
+    let (rows_before, bytes_before) = (
+        pushed("nomad_alloc_table_memory_table_rows_total"),
+        pushed("nomad_alloc_table_memory_table_bytes_total"),
+    );
+    let (stop, churning) = churn_in_background(fake.clone(), churn, churn_rate, |_, _| {});
+    let cost = experiment.window(window);
+    let (rows_after, bytes_after) = (
+        pushed("nomad_alloc_table_memory_table_rows_total"),
+        pushed("nomad_alloc_table_memory_table_bytes_total"),
+    );
+    let mut latencies: Vec<Duration> = (0..probes)
+        .map(|i| {
+            std::thread::sleep(Duration::from_millis(2_500));
+            let node = node_ids[(i * 397) % node_ids.len()].clone();
+            let placed = Instant::now();
+            let id = fake.update(|c| c.place("default", "probe", "g", &node));
+            Patience::DEPLOYED
+                .wait("the probe in the memory table", || {
+                    memory.get(&format!("{id}/t")).is_some()
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+            placed.elapsed()
+        })
+        .collect();
+    latencies.sort();
+    stop.store(true, Ordering::Relaxed);
+    churning.join().expect("churn");
+    let (_, peak_rss_kib) = usage(run.pid());
+    let rss_kib = current_rss_kib(run.pid());
+    Cell {
+        allocations,
+        churn: churn_rate,
+        rows: memory.keys(),
+        reloads_in_window: cost.reloads,
+        rows_per_hour: (rows_after - rows_before) * cost.per_hour,
+        bytes_per_hour: (bytes_after - bytes_before) * cost.per_hour,
+        latencies: Latencies {
+            p50: percentile(&latencies, 50.0),
+            p99: percentile(&latencies, 99.0),
+        },
+        cpu_seconds_per_hour: cost.cpu_seconds * cost.per_hour,
+        rss_mib: rss_kib as f64 / 1024.0,
+        peak_rss_mib: peak_rss_kib as f64 / 1024.0,
+    }
+}
+
+/// A cell's row of the push table in BENCHMARKS.md.
+fn row(c: &Cell) -> String {
+    format!(
+        "| {} | {} | {} | {} + {:.0} | {:.0} | {:.1} | {} | {:.1} | {:.1} / {:.1} |",
+        c.allocations,
+        c.churn,
+        c.rows,
+        c.reloads_in_window,
+        BASES_PER_HOUR,
+        c.rows_per_hour,
+        c.bytes_per_hour / 1e6,
+        c.latencies,
+        c.cpu_seconds_per_hour,
+        c.rss_mib,
+        c.peak_rss_mib,
+    )
+}
+
+/// Runs the push cells (`NAT_PUSH_CELL=<i>` runs one) and prints their table.
+pub fn table(window: Duration, probes: usize) {
+    let only = setting("NAT_PUSH_CELL", usize::MAX);
+    let mut cells = Vec::new();
+    for (i, (allocations, churn)) in CELLS.into_iter().enumerate() {
+        if only != usize::MAX && only != i {
+            continue;
+        }
+        let cell = measure(allocations, churn, window, probes);
+        eprintln!("push: {}", row(&cell));
+        cells.push(cell);
+    }
+    print_table(
+        "| allocations (1,000 nodes) | churn/s | rows in the memory table | file reloads in the window + per hour | rows pushed/h | MB pushed/h | placement → acknowledged push p50 / p99 ms | CPU s/h | RSS MiB at the end / peak |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        cells.iter().map(row),
+    );
+}
