@@ -8,6 +8,10 @@
 #       (agents forward raw lines; this job also runs nomad-alloc-table --scope cluster, one
 #        table of every allocation of the cluster, and labels them: vector/aggregator-cluster.yaml.
 #        For Nomad's servers that is one event-stream subscriber instead of one per node.)
+#   nomad job run -var topology=forward-agent -var table_feed=push deploy/nomad/vector-aggregator.nomad.hcl
+#       (the same, for 10,000s of allocations: the exporter pushes each change into Vector's
+#        memory table and the file, the base, is reloaded every 5 minutes instead of on every
+#        change: vector/aggregator-cluster-push.yaml, docs/deploy-aggregator-cluster-table.md.)
 #
 # Minimum Nomad version: 1.7.0 (the oldest release this job is stated for). What it uses is
 # older: ACL policies attached to a job (nomad acl policy apply -job, for forward-agent) since
@@ -22,7 +26,9 @@
 #   - /var/lib/vector-aggregator for Vector's buffers and files;
 #   - forward-agent: the image, docker build -t nomad-alloc-table:0.1.0 . (or your registry,
 #     -var exporter_image=...), and /var/lib/nomad-alloc-table owned by uid 65532 (the image's
-#     non-root user).
+#     non-root user);
+#   - table_feed=push: the CNI reference plugins in the client's cni_path (/opt/cni/bin), for
+#     the group's bridge network (the constraint below keeps the job off clients without them).
 #
 # The certificates come from Nomad Variables at this job's path, rendered into the task's
 # secrets; the certificate names DNS:vector-aggregator, the name the agents connect to and
@@ -43,6 +49,17 @@ variable "topology" {
   }
 }
 
+variable "table_feed" {
+  type        = string
+  default     = "file"
+  description = "With topology forward-agent, how the cluster's table reaches Vector. file: each change is a new file and a reload (vector/aggregator-cluster.yaml). push: each change is pushed into Vector's memory table, the file is the base, reloaded every 5 minutes (vector/aggregator-cluster-push.yaml): for 10,000s of allocations."
+
+  validation {
+    condition     = contains(["file", "push"], var.table_feed)
+    error_message = "The table feed is file or push."
+  }
+}
+
 variable "vector_image" {
   type    = string
   default = "timberio/vector:0.57.0-debian"
@@ -55,8 +72,13 @@ variable "exporter_image" {
 
 locals {
   cluster_table = var.topology == "forward-agent"
-  config        = local.cluster_table ? "aggregator-cluster.yaml" : "aggregator.yaml"
-  table         = "/var/lib/nomad-alloc-table/cluster.csv"
+  push          = local.cluster_table && var.table_feed == "push"
+  # A validation block sees only its own variable (Nomad's jobspec2), so the pair is checked
+  # here: Nomad evaluates every local and refuses the job when one fails, and file() of this
+  # name fails with the sentence in its message.
+  push_needs_forward_agent = var.table_feed == "push" && !local.cluster_table ? file("-var table_feed=push needs -var topology=forward-agent") : true
+  config = local.push ? "aggregator-cluster-push.yaml" : (local.cluster_table ? "aggregator-cluster.yaml" : "aggregator.yaml")
+  table  = "/var/lib/nomad-alloc-table/cluster.csv"
   # forward-agent: dump publishes the cluster's table once before Vector starts (Vector exits if
   # the file is missing); run keeps it current and signals the Vector task through Nomad.
   exporter_tasks = {
@@ -65,14 +87,18 @@ locals {
       sidecar = false
     }
     "table" = {
-      args = [
-        "run",
-        "--scope", "cluster",
-        "--output", local.table,
-        "--reload", "nomad-task",
-        "--reload-task", "vector",
-        "--log-format", "json",
-      ]
+      args = concat(
+        [
+          "run",
+          "--scope", "cluster",
+          "--output", local.table,
+          "--reload", "nomad-task",
+          "--reload-task", "vector",
+          "--log-format", "json",
+        ],
+        # push: Vector's http_server source, on the loopback of the group's network namespace.
+        local.push ? ["--memory-table-url", "http://127.0.0.1:6100/nomad-alloc-table"] : [],
+      )
       sidecar = true
     }
   }
@@ -88,10 +114,26 @@ job "vector-aggregator" {
     value     = "true"
   }
 
+  # push: the bridge network needs the CNI reference plugins (bridge, firewall, host-local,
+  # loopback, portmap, shipped together); Nomad fingerprints each since 1.5.0.
+  dynamic "constraint" {
+    for_each = local.push ? ["bridge"] : []
+    content {
+      attribute = "${attr.plugins.cni.version.bridge}"
+      operator  = "is_set"
+    }
+  }
+
   group "aggregator" {
     count = 1
 
     network {
+      # push: the exporter reaches Vector's http_server source at 127.0.0.1:6100. In host mode
+      # each docker task has a network namespace of its own; in bridge mode the group's tasks
+      # share one, which nothing outside the allocation reaches but the mapped ports (docker's
+      # own `ports` are then ignored).
+      mode = local.push ? "bridge" : "host"
+
       port "vector" {
         static = 6000
         to     = 6000

@@ -107,6 +107,24 @@ fn every_hcl_file_parses_and_every_job_evaluates_for_every_choice_of_its_variabl
     assert!(variants.len() >= 3, "{}", variants.len());
 }
 
+/// The one combination the aggregator's job refuses: a pushed table without the cluster
+/// table; every other combination evaluates.
+#[test]
+fn only_a_push_feed_without_the_cluster_table_is_refused() {
+    let file = repo("deploy/nomad/vector-aggregator.nomad.hcl");
+    let refusals = refused(&file);
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    let (vars, locals) = &refusals[0];
+    assert!(vars.contains(&("topology".to_owned(), "agent".to_owned())), "{vars:?}");
+    assert!(vars.contains(&("table_feed".to_owned(), "push".to_owned())), "{vars:?}");
+    assert_eq!(locals, &["push_needs_forward_agent"]);
+    for file in job_files() {
+        if !file.ends_with("vector-aggregator.nomad.hcl") {
+            assert_eq!(refused(&file), [], "{}", file.display());
+        }
+    }
+}
+
 #[test]
 fn every_job_runs_dump_before_vector_and_run_beside_it_with_flags_that_exist() {
     let mut exporter_variants = 0;

@@ -256,8 +256,26 @@ pub(super) fn allowed_values(variable: &Block, place: &str) -> Vec<String> {
     std::iter::once(default).chain(other).collect()
 }
 
-/// Every combination of the values a job file's variables allow, each evaluated.
+/// Every combination of the values a job file's variables allow that Nomad accepts, each
+/// evaluated.
 pub(super) fn variants(file: &Path) -> Vec<Variant> {
+    evaluated(file)
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect()
+}
+
+/// The combinations Nomad refuses: a local fails to evaluate (Nomad evaluates every local and
+/// refuses the job when one fails), with the locals that failed.
+pub(super) fn refused(file: &Path) -> Vec<(Vec<(String, String)>, Vec<String>)> {
+    evaluated(file)
+        .into_iter()
+        .filter_map(Result::err)
+        .collect()
+}
+
+/// Every combination, evaluated, or refused with the locals that fail.
+fn evaluated(file: &Path) -> Vec<Result<Variant, (Vec<(String, String)>, Vec<String>)>> {
     let place = relative(file);
     let text = std::fs::read_to_string(file).expect("readable");
     let body = hcl::parse(&escape_runtime_references(&text))
@@ -300,6 +318,14 @@ pub(super) fn variants(file: &Path) -> Vec<Variant> {
                 }
                 ctx.declare_var("local", Value::Object(locals.clone()));
             }
+            let failed: Vec<String> = pending
+                .iter()
+                .map(|a| a.key().to_owned())
+                .filter(|key| !locals.contains_key(key))
+                .collect();
+            if !failed.is_empty() {
+                return Err((vars, failed));
+            }
             let place = format!("{place} {vars:?}");
             let job = blocks(&body, "job")
                 .next()
@@ -308,11 +334,11 @@ pub(super) fn variants(file: &Path) -> Vec<Variant> {
                 .add_labels(job.labels().iter().map(|l| l.as_str().to_owned()))
                 .add_structures(expand(job.body(), &ctx, &place).into_inner())
                 .build();
-            Variant {
+            Ok(Variant {
                 file: file.to_owned(),
                 vars,
                 job,
-            }
+            })
         })
         .collect()
 }

@@ -3,7 +3,10 @@
 //! `get_enrichment_table_record` that reproduces its semantics (a literal table name, exact
 //! case-sensitive matching on every condition field, `No rows found` and `More than one row
 //! found`), over a table rendered by nomad-alloc-table itself. The Vector unit tests in
-//! `vector/tests/` are executed the same way, conditions included.
+//! `vector/tests/` are executed the same way, conditions included. Lookups in a `memory`
+//! table (`vector/aggregator-cluster-push.yaml`) go to the stand-in in [`memory`].
+
+pub mod memory;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +18,8 @@ use vrl::compiler::state::ExternalEnv;
 use vrl::compiler::{CompileConfig, TargetValue, TimeZone, compile_with_external};
 use vrl::value::{Secrets, Value};
 use yaml_rust2::{Yaml, YamlLoader};
+
+pub use memory::{MemoryConfig, MemoryTable, MemoryTables, memory_table_config};
 
 /// A loaded `file` enrichment table: every column a string, as Vector loads a CSV without a
 /// schema.
@@ -133,13 +138,25 @@ impl Function for GetEnrichmentTableRecord {
             .get_external_context::<Tables>()
             .cloned()
             .unwrap_or_default();
-        let names: Vec<Value> = tables.0.keys().map(|n| Value::from(n.as_str())).collect();
+        let memory = ctx
+            .get_external_context::<MemoryTables>()
+            .cloned()
+            .unwrap_or_default();
+        let names: Vec<Value> = tables
+            .0
+            .keys()
+            .chain(memory.0.keys())
+            .map(|n| Value::from(n.as_str()))
+            .collect();
         // Like Vector, the table must be a literal naming a loaded table (else E401).
         let name = arguments
             .required_enum("table", &names, state)?
             .try_bytes_utf8_lossy()
             .expect("table names are strings")
             .into_owned();
+        if let Some(table) = memory.0.get(&name) {
+            return memory::compile_lookup(table.clone(), arguments.required_object("condition")?);
+        }
         let table = tables.0[&name].clone();
         let mut condition = Vec::new();
         for (field, value) in arguments.required_object("condition")? {
@@ -149,10 +166,7 @@ impl Function for GetEnrichmentTableRecord {
                 .iter()
                 .position(|h| h.as_str() == field.as_str())
                 .ok_or_else(|| {
-                    Box::new(MissingField {
-                        field: field.to_string(),
-                        table: name.clone(),
-                    }) as Box<dyn DiagnosticMessage>
+                    Refused::boxed(format!("Field(s) '{field}' missing from dataset {name}"))
                 })?;
             condition.push((column, value));
         }
@@ -160,26 +174,25 @@ impl Function for GetEnrichmentTableRecord {
     }
 }
 
-/// Compile error: the condition names a column the table does not have.
+/// A compile error of the enrichment function, with Vector's message.
 #[derive(Debug)]
-struct MissingField {
-    field: String,
-    table: String,
-}
+pub(crate) struct Refused(String);
 
-impl std::fmt::Display for MissingField {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Field(s) '{}' missing from dataset {}",
-            self.field, self.table
-        )
+impl Refused {
+    pub(crate) fn boxed(message: String) -> Box<dyn DiagnosticMessage> {
+        Box::new(Refused(message))
     }
 }
 
-impl std::error::Error for MissingField {}
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
-impl DiagnosticMessage for MissingField {
+impl std::error::Error for Refused {}
+
+impl DiagnosticMessage for Refused {
     fn code(&self) -> usize {
         111
     }
@@ -235,8 +248,18 @@ fn functions() -> Vec<Box<dyn Function>> {
 impl Remap {
     /// Compiles VRL with the standard library and the enrichment function over `tables`.
     pub fn compile(source: &str, tables: Tables) -> Result<Remap, String> {
+        Remap::compile_with_memory(source, tables, MemoryTables::default())
+    }
+
+    /// [`Remap::compile`] with memory tables too.
+    pub fn compile_with_memory(
+        source: &str,
+        tables: Tables,
+        memory: MemoryTables,
+    ) -> Result<Remap, String> {
         let mut config = CompileConfig::default();
         config.set_custom(tables);
+        config.set_custom(memory);
         let result = compile_with_external(source, &functions(), &ExternalEnv::default(), config)
             .map_err(|diagnostics| {
             vrl::diagnostic::Formatter::new(source, diagnostics).to_string()
@@ -262,7 +285,7 @@ impl Remap {
     }
 }
 
-fn yaml(text: &str) -> Result<Yaml, String> {
+pub(crate) fn yaml(text: &str) -> Result<Yaml, String> {
     YamlLoader::load_from_str(text)
         .map_err(|e| e.to_string())?
         .into_iter()
