@@ -143,9 +143,10 @@ fn changes_reach_the_memory_table_while_the_file_stays_the_base() {
         "the file is the base: not rewritten for changes"
     );
     assert_eq!(daemon.publishes(), publishes, "no publish since the base");
+    memory.scan();
     let tombstone = memory
         .get(&format!("{collected}/server"))
-        .expect("a tombstone");
+        .expect("a tombstone outlives Vector's scan");
     assert_eq!(tombstone["removed"], Value::Bool(true));
     let scrape = daemon.scrape();
     assert!(
@@ -163,19 +164,36 @@ fn changes_reach_the_memory_table_while_the_file_stays_the_base() {
         metrics::total(
             &scrape,
             "nomad_alloc_table_memory_table_full_pushes_total",
-            &[("reason", "base")]
+            &[("reason", "start")]
         ),
         1.0
     );
 }
 
+/// A restarted Vector has an empty memory table and loads the base file as it was: the rows
+/// collected since that base (their tombstones went with the old table) must not label again.
 #[test]
-fn a_restarted_vector_is_sent_everything_again_and_nothing_is_lost_meanwhile() {
+fn a_restarted_vector_gets_a_new_base_and_everything_and_nothing_is_lost_meanwhile() {
     let (cluster, nodes) = cluster();
     let fake = FakeNomad::start(cluster);
     let mut memory = MemoryTable::start();
     let daemon = start(&fake, &memory);
     daemon.wait_until("the memory table filled", || memory.keys() == 4);
+    let collected = fake.read(|c| c.allocations.keys().next().cloned().expect("one"));
+    fake.update(|c| {
+        c.stop(&collected);
+        c.gc(&collected);
+    });
+    daemon.signal(rustix::process::Signal::HUP);
+    daemon.wait_until("the collection's tombstones", || {
+        memory
+            .get(&format!("{collected}/server"))
+            .is_some_and(|v| v["removed"] == Value::Bool(true))
+    });
+    assert!(
+        daemon.rows().iter().any(|r| r["alloc_id"] == collected),
+        "the base file still holds it"
+    );
     memory.stop();
     let placed = fake.update(|c| c.place("default", "web", "api", &nodes[0]));
     daemon.wait_until("a push refused", || {
@@ -187,7 +205,7 @@ fn a_restarted_vector_is_sent_everything_again_and_nothing_is_lost_meanwhile() {
     });
     memory.restart();
     daemon.wait_until("everything in the restarted memory table", || {
-        memory.keys() == 6 && agrees(&fake, &memory, &daemon, &[])
+        memory.keys() == 4 && agrees(&fake, &memory, &daemon, &keys_of(&collected))
     });
     assert!(memory.get(&format!("{placed}/server")).is_some());
     assert_eq!(
@@ -225,6 +243,39 @@ fn a_start_before_vector_publishes_the_base_and_delivers_once_vector_answers() {
         assert_eq!(value["namespace"], row["namespace"]);
         assert_eq!(value["ttl"], 7260, "live rows outlive two base intervals");
     }
+}
+
+/// The memory table outlives the exporter: what a new run does not hold of the previous run's
+/// table must be tombstoned, not left to its TTL.
+#[test]
+fn a_restarted_exporter_tombstones_what_was_collected_while_it_was_down() {
+    let (cluster, _) = cluster();
+    let fake = FakeNomad::start(cluster);
+    let memory = MemoryTable::start();
+    let daemon = start(&fake, &memory);
+    daemon.wait_until("the memory table filled", || memory.keys() == 4);
+    let dir = daemon.kill();
+    let collected = fake.read(|c| c.allocations.keys().next().cloned().expect("one"));
+    fake.update(|c| {
+        c.stop(&collected);
+        c.gc(&collected);
+    });
+    let url = memory.url();
+    let daemon = Daemon::start_in(
+        dir,
+        &fake,
+        &[
+            "--scope",
+            "cluster",
+            "--memory-table-url",
+            &url,
+            "--base-interval",
+            "1h",
+        ],
+    );
+    daemon.wait_until("the collected allocation's tombstones", || {
+        agrees(&fake, &memory, &daemon, &keys_of(&collected))
+    });
 }
 
 /// `check --scope cluster --memory-table-url`: the source answers, or the line says what to do.

@@ -243,7 +243,7 @@ impl Metrics {
             memory_table_everything: IntCounterVec::new(
                 opts(
                     "memory_table_full_pushes_total",
-                    "Times every row was sent to Vector's memory table, by why: base (with the base file, at start and every --base-interval), back (the table answered again after failing: Vector may have restarted empty).",
+                    "Times every row was sent to Vector's memory table, each with a base file, by why: start, interval (every --base-interval), back (the table answered again after failing: Vector may have restarted empty).",
                 ),
                 &["reason"],
             )
@@ -317,7 +317,7 @@ impl Metrics {
         for outcome in ["acknowledged", "failed"] {
             metrics.memory_table_requests.with_label_values(&[outcome]);
         }
-        for reason in ["base", "back"] {
+        for reason in ["start", "interval", "back"] {
             metrics.memory_table_everything.with_label_values(&[reason]);
         }
         for reason in RECONNECT_REASONS {

@@ -12,6 +12,7 @@ pub mod queue;
 pub mod rows;
 pub mod sender;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,8 +38,9 @@ pub struct PushSettings {
 }
 
 impl PushSettings {
-    /// The TTL of live rows and tombstones: they are sent again at every base interval, so they
-    /// must outlive two of them (one may fail) and Vector's scan for expired rows.
+    /// The TTL of live rows and tombstones. Live rows are sent again with every base, and a
+    /// tombstone is needed until the next base (which lacks its row) is reloaded: both must
+    /// outlive a base interval, and another if a base fails, plus Vector's reload.
     pub fn live_ttl(&self) -> Duration {
         self.base_interval * 2 + Duration::from_secs(60)
     }
@@ -55,17 +57,21 @@ pub struct Pusher {
 }
 
 impl Pusher {
-    /// Starts the sender in `tasks`.
+    /// Starts the sender in `tasks`; `table` is the table on disk, whose keys a previous run
+    /// may have pushed.
     pub fn start(
         settings: &PushSettings,
         columns: Columns,
+        table: &Path,
         metrics: Arc<Metrics>,
         tasks: &TaskTracker,
     ) -> Result<Pusher, PushError> {
         let (told, back) = mpsc::channel(1);
         let handle = sender::spawn(&settings.url, metrics.clone(), told, tasks)?;
+        let mut cache = PushCache::new(columns, settings.live_ttl());
+        cache.inherit(keys_in_table(table));
         Ok(Pusher {
-            cache: PushCache::new(columns, settings.live_ttl()),
+            cache,
             handle,
             back,
             metrics,
@@ -111,6 +117,26 @@ impl Pusher {
     pub async fn target_back(&mut self) -> Option<()> {
         self.back.recv().await
     }
+}
+
+/// The keys (`<alloc_id>/<task>`) of the CSV table at `path`; none if it cannot be read, which
+/// only costs tombstones for what a previous run may have left.
+fn keys_in_table(path: &Path) -> Vec<String> {
+    let Ok(mut reader) = csv::Reader::from_path(path) else {
+        return Vec::new();
+    };
+    let Ok(header) = reader.headers().cloned() else {
+        return Vec::new();
+    };
+    let column = |name: &str| header.iter().position(|h| h == name);
+    let (Some(alloc), Some(task)) = (column("alloc_id"), column("task")) else {
+        return Vec::new();
+    };
+    reader
+        .records()
+        .map_while(Result::ok)
+        .filter_map(|r| Some(rows::key(r.get(alloc)?, r.get(task)?)))
+        .collect()
 }
 
 /// `--memory-table-url`, checked: http or https, with a host, without credentials in it.
@@ -179,6 +205,21 @@ mod tests {
             PushUrl::parse("not a url"),
             Err(PushUrlError::NotUrl(_))
         ));
+    }
+
+    #[test]
+    fn the_keys_of_a_table_on_disk_are_read_and_a_missing_one_has_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cluster.csv");
+        assert!(keys_in_table(&path).is_empty());
+        std::fs::write(
+            &path,
+            "alloc_id,task,namespace\na1,web,default\nb2,api,prod\n",
+        )
+        .expect("write");
+        assert_eq!(keys_in_table(&path), ["a1/web", "b2/api"]);
+        std::fs::write(&path, "namespace\ndefault\n").expect("write");
+        assert!(keys_in_table(&path).is_empty(), "no key columns");
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct PushCache {
     live_ttl: Duration,
     /// In allocation ID order, as the model's entries come.
     sent: Vec<Sent>,
+    /// Keys a previous run may have pushed (those of the table on disk at start): the first
+    /// [`PushCache::everything`] tombstones those the model lacks.
+    inherited: Vec<String>,
 }
 
 impl PushCache {
@@ -64,7 +67,15 @@ impl PushCache {
             columns,
             live_ttl,
             sent: Vec::new(),
+            inherited: Vec::new(),
         }
+    }
+
+    /// Notes keys that a previous run may have left in the memory table (it outlives the
+    /// exporter): those the model lacks at the first [`PushCache::everything`] get tombstones,
+    /// so that an allocation collected meanwhile does not keep labelling until its TTL ends.
+    pub fn inherit(&mut self, keys: Vec<String>) {
+        self.inherited = keys;
     }
 
     /// The rows to send so that the memory table agrees with `entries` (in key order, as the
@@ -86,12 +97,21 @@ impl PushCache {
         nodes: &Nodes,
         now: Instant,
     ) -> Vec<Pushed> {
-        self.walk(entries, nodes, now, true)
-    }
-
-    /// Allocations whose rows the memory table holds.
-    pub fn allocations(&self) -> usize {
-        self.sent.len()
+        let mut out = self.walk(entries, nodes, now, true);
+        let inherited = std::mem::take(&mut self.inherited);
+        if !inherited.is_empty() {
+            let held: std::collections::HashSet<&str> =
+                out.iter().map(|p| p.key.as_str()).collect();
+            let gone: Vec<String> = inherited
+                .into_iter()
+                .filter(|key| !held.contains(key.as_str()))
+                .collect();
+            out.extend(gone.into_iter().map(|key| Pushed {
+                key,
+                value: tombstone(self.live_ttl),
+            }));
+        }
+        out
     }
 
     fn walk<'a>(
@@ -379,7 +399,7 @@ mod tests {
                 serde_json::json!({"removed": true, "ttl": 660})
             )]
         );
-        assert_eq!(f.cache.allocations(), 1);
+        assert!(f.changes().is_empty(), "the tombstone is sent once");
     }
 
     #[tokio::test(start_paused = true)]
@@ -404,6 +424,31 @@ mod tests {
         let all = f.cache.everything(f.store.entries(), &f.nodes, f.now);
         assert_eq!(keys(&all), ["a1/log", "a1/web", "b2/api"]);
         assert!(f.changes().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keys_inherited_from_a_previous_run_are_tombstoned_once_unless_the_model_has_them() {
+        let mut f = Fixture::new();
+        f.store.upsert(alloc("a1", &["web"], 5), f.now);
+        f.cache
+            .inherit(vec!["a1/web".to_owned(), "gone/api".to_owned()]);
+        let all = values(&f.cache.everything(f.store.entries(), &f.nodes, f.now));
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!(all[0].0, "a1/web");
+        assert_eq!(all[0].1["task"], "web");
+        assert_eq!(
+            all[1],
+            (
+                "gone/api".to_owned(),
+                serde_json::json!({"removed": true, "ttl": 660})
+            )
+        );
+        let again = f.cache.everything(f.store.entries(), &f.nodes, f.now);
+        assert_eq!(
+            keys(&again),
+            ["a1/web"],
+            "inherited keys are tombstoned once"
+        );
     }
 
     #[test]

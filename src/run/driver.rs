@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use super::machine::{ChangeReason, Effect, Input, Machine, Published, ResyncReason, Update};
+use super::machine::{
+    BaseReason, ChangeReason, Effect, Input, Machine, Published, ResyncReason, Update,
+};
 use crate::config::PublishSettings;
 use crate::listing::Source;
 use crate::listing::cluster::ClusterLister;
@@ -120,19 +122,21 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()>) -> Result<(),
         watch.metrics.clone(),
         watch.health.clone(),
     );
-    let watch = crate::watch::spawn(watch, resyncs, &tasks, &stop_tasks);
+    // Before the watchers: a push that cannot be set up stops the start.
     let pusher = match &push {
         Some(settings) => {
             info!(url = %settings.url, base_interval = ?settings.base_interval, "changes go to Vector's memory table; the file is the base");
             Some(Pusher::start(
                 settings,
                 publish.columns.clone(),
+                publisher.path(),
                 metrics.clone(),
                 &tasks,
             )?)
         }
         None => None,
     };
+    let watch = crate::watch::spawn(watch, resyncs, &tasks, &stop_tasks);
     let base_interval = push.map(|settings| settings.base_interval);
     let mut driver = Driver {
         client,
@@ -226,10 +230,9 @@ impl Driver {
                         self.count_allocations();
                         inputs.push_back(Input::Published(Published::Pushed));
                     }
-                    Effect::PublishBase => {
-                        inputs.push_back(Input::BasePublished(self.publish_base()));
+                    Effect::PublishBase(reason) => {
+                        inputs.push_back(Input::BasePublished(self.publish_base(reason)));
                     }
-                    Effect::PushEverything => self.push_everything("back"),
                     Effect::Reload => self.reload(),
                     Effect::Exit => return true,
                 }
@@ -306,18 +309,20 @@ impl Driver {
         self.publish_file(&reason, since)
     }
 
-    /// Publishes the base file and sends Vector's memory table everything.
-    fn publish_base(&mut self) -> Published {
+    /// Publishes the base file and, unless writing it failed (it is retried in a second, and
+    /// everything with it), sends Vector's memory table everything.
+    fn publish_base(&mut self, reason: BaseReason) -> Published {
         let published = self.publish_file("base for Vector's memory table", Instant::now());
-        self.push_everything("base");
-        published
-    }
-
-    /// Sends Vector's memory table every row; `reason` labels the metric.
-    fn push_everything(&mut self, reason: &'static str) {
-        if let Some(pusher) = &mut self.pusher {
-            pusher.everything(self.machine.store().entries(), self.machine.nodes(), reason);
+        if published != Published::Failed
+            && let Some(pusher) = &mut self.pusher
+        {
+            pusher.everything(
+                self.machine.store().entries(),
+                self.machine.nodes(),
+                reason.label(),
+            );
         }
+        published
     }
 
     fn count_allocations(&self) {

@@ -115,8 +115,14 @@ fn only_a_push_feed_without_the_cluster_table_is_refused() {
     let refusals = refused(&file);
     assert_eq!(refusals.len(), 1, "{refusals:?}");
     let (vars, locals) = &refusals[0];
-    assert!(vars.contains(&("topology".to_owned(), "agent".to_owned())), "{vars:?}");
-    assert!(vars.contains(&("table_feed".to_owned(), "push".to_owned())), "{vars:?}");
+    assert!(
+        vars.contains(&("topology".to_owned(), "agent".to_owned())),
+        "{vars:?}"
+    );
+    assert!(
+        vars.contains(&("table_feed".to_owned(), "push".to_owned())),
+        "{vars:?}"
+    );
     assert_eq!(locals, &["push_needs_forward_agent"]);
     for file in job_files() {
         if !file.ends_with("vector-aggregator.nomad.hcl") {

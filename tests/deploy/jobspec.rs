@@ -259,15 +259,15 @@ pub(super) fn allowed_values(variable: &Block, place: &str) -> Vec<String> {
 /// Every combination of the values a job file's variables allow that Nomad accepts, each
 /// evaluated.
 pub(super) fn variants(file: &Path) -> Vec<Variant> {
-    evaluated(file)
-        .into_iter()
-        .filter_map(Result::ok)
-        .collect()
+    evaluated(file).into_iter().filter_map(Result::ok).collect()
 }
+
+/// A combination of variables Nomad refuses, and the locals that fail to evaluate for it.
+pub(super) type Refusal = (Vec<(String, String)>, Vec<String>);
 
 /// The combinations Nomad refuses: a local fails to evaluate (Nomad evaluates every local and
 /// refuses the job when one fails), with the locals that failed.
-pub(super) fn refused(file: &Path) -> Vec<(Vec<(String, String)>, Vec<String>)> {
+pub(super) fn refused(file: &Path) -> Vec<Refusal> {
     evaluated(file)
         .into_iter()
         .filter_map(Result::err)
@@ -275,7 +275,7 @@ pub(super) fn refused(file: &Path) -> Vec<(Vec<(String, String)>, Vec<String>)> 
 }
 
 /// Every combination, evaluated, or refused with the locals that fail.
-fn evaluated(file: &Path) -> Vec<Result<Variant, (Vec<(String, String)>, Vec<String>)>> {
+fn evaluated(file: &Path) -> Vec<Result<Variant, Refusal>> {
     let place = relative(file);
     let text = std::fs::read_to_string(file).expect("readable");
     let body = hcl::parse(&escape_runtime_references(&text))

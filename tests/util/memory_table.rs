@@ -3,8 +3,10 @@
 //! whose top-level fields are keys; a key's value replaces the old one and restarts its TTL,
 //! read from the value's `ttl` field (the table's `ttl_field`); the answer is 200 once the
 //! table holds the rows (end-to-end acknowledgements), 400 for a body the source's JSON
-//! decoder refuses. Stopping it is a Vector that went away (connections refused); starting it
-//! again is a restarted Vector, whose memory table is empty.
+//! decoder refuses. As in Vector, an expired entry is still found until a scan removes it
+//! (Vector scans every `scan_interval`, 30 s; here a test calls [`MemoryTable::scan`]).
+//! Stopping it is a Vector that went away (connections refused); starting it again is a
+//! restarted Vector, whose memory table is empty.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -100,17 +102,20 @@ impl MemoryTable {
         self.server = Some((stop, thread));
     }
 
-    /// The value under `key`, unless it expired.
+    /// The value under `key`, expired or not (until a scan).
     pub fn get(&self, key: &str) -> Option<Value> {
         let table = self.table.lock().expect("lock");
-        table
-            .entries
-            .get(key)
-            .filter(|(_, expires)| *expires > Instant::now())
-            .map(|(value, _)| value.clone())
+        table.entries.get(key).map(|(value, _)| value.clone())
     }
 
-    /// Keys held (expired ones included, as Vector holds them until its next scan).
+    /// Vector's scan: removes the entries whose TTL has run out.
+    pub fn scan(&self) {
+        let now = Instant::now();
+        let mut table = self.table.lock().expect("lock");
+        table.entries.retain(|_, (_, expires)| *expires > now);
+    }
+
+    /// Keys held (expired ones included, until a scan).
     pub fn keys(&self) -> usize {
         self.table.lock().expect("lock").entries.len()
     }

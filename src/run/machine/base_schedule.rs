@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::debounce::PUBLISH_RETRY;
-use super::input::Published;
+use super::input::{BaseReason, Published};
 
 /// The base file's schedule.
 #[derive(Debug)]
@@ -17,6 +17,8 @@ pub struct BaseSchedule {
     interval: Duration,
     /// `None` until the first base publish: due as soon as the model is listed.
     next_at: Option<Instant>,
+    /// Why the next one is due.
+    reason: BaseReason,
     in_progress: bool,
 }
 
@@ -25,6 +27,7 @@ impl BaseSchedule {
         BaseSchedule {
             interval,
             next_at: None,
+            reason: BaseReason::Start,
             in_progress: false,
         }
     }
@@ -40,11 +43,18 @@ impl BaseSchedule {
         self.in_progress
     }
 
-    /// Starts a base publish if one is due at `now`; returns whether it started.
-    pub fn start(&mut self, now: Instant) -> bool {
+    /// Makes the next base due at once, because Vector's memory table answers again after
+    /// failing (when none is in progress, the next step starts it).
+    pub fn due_at_once(&mut self) {
+        self.next_at = None;
+        self.reason = BaseReason::TargetBack;
+    }
+
+    /// Starts a base publish if one is due at `now`; returns why it is due.
+    pub fn start(&mut self, now: Instant) -> Option<BaseReason> {
         let started = self.due(now).is_some_and(|at| at <= now);
         self.in_progress |= started;
-        started
+        started.then_some(self.reason)
     }
 
     /// The base publish in progress ended at `now`: the next one comes an interval later, or
@@ -60,6 +70,7 @@ impl BaseSchedule {
             self.interval
         };
         self.next_at = Some(now + wait);
+        self.reason = BaseReason::Interval;
     }
 }
 
@@ -74,14 +85,17 @@ mod tests {
         let start = Instant::now();
         let mut base = BaseSchedule::new(INTERVAL);
         assert_eq!(base.due(start), Some(start));
-        assert!(base.start(start));
+        assert_eq!(base.start(start), Some(BaseReason::Start));
         assert_eq!(base.due(start), None, "one at a time");
-        assert!(!base.start(start));
+        assert_eq!(base.start(start), None);
         let ended = start + Duration::from_millis(40);
         base.finished(Published::Written, ended);
         assert_eq!(base.due(ended), Some(ended + INTERVAL));
-        assert!(!base.start(ended + INTERVAL - Duration::from_millis(1)));
-        assert!(base.start(ended + INTERVAL));
+        assert_eq!(
+            base.start(ended + INTERVAL - Duration::from_millis(1)),
+            None
+        );
+        assert_eq!(base.start(ended + INTERVAL), Some(BaseReason::Interval));
     }
 
     #[test]
@@ -97,6 +111,20 @@ mod tests {
             base.finished(outcome, start);
             assert_eq!(base.due(start), Some(start + wait), "{outcome:?}");
         }
+    }
+
+    #[test]
+    fn a_base_can_be_made_due_at_once() {
+        let start = Instant::now();
+        let mut base = BaseSchedule::new(INTERVAL);
+        base.start(start);
+        base.finished(Published::Written, start);
+        let later = start + Duration::from_secs(7);
+        base.due_at_once();
+        assert_eq!(base.due(later), Some(later));
+        assert_eq!(base.start(later), Some(BaseReason::TargetBack));
+        base.finished(Published::Written, later);
+        assert_eq!(base.start(later + INTERVAL), Some(BaseReason::Interval));
     }
 
     #[test]

@@ -104,6 +104,28 @@ impl fmt::Display for ChangeReason {
     }
 }
 
+/// Why a base is published (`--memory-table-url`): the `reason` label of
+/// `memory_table_full_pushes_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BaseReason {
+    /// The first after the first listing.
+    Start,
+    /// `--base-interval` elapsed (or a failed base is retried).
+    Interval,
+    /// Vector's memory table answered again after failing.
+    TargetBack,
+}
+
+impl BaseReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            BaseReason::Start => "start",
+            BaseReason::Interval => "interval",
+            BaseReason::TargetBack => "back",
+        }
+    }
+}
+
 /// What a publish did, as the machine needs to know it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Published {
@@ -134,7 +156,7 @@ pub enum Input {
     /// The base publish asked for by [`Effect::PublishBase`] is done.
     BasePublished(Published),
     /// Vector's memory table answered again after failing: it may have restarted and lost
-    /// what it held.
+    /// what it held (a base is published at once).
     PushTargetBack,
     /// SIGTERM or SIGINT: publish and reload what is owed, then exit.
     Stop,
@@ -160,9 +182,7 @@ pub enum Effect {
     Push { since: Instant },
     /// With `--memory-table-url`: publish the base file and send the memory table everything;
     /// answer with [`Input::BasePublished`].
-    PublishBase,
-    /// Send Vector's memory table everything (it may have lost its content).
-    PushEverything,
+    PublishBase(BaseReason),
     /// Tell Vector to reload; answer with [`Input::Reloaded`].
     Reload,
     /// Stop the loop.

@@ -27,7 +27,7 @@ use crate::timing::Timing;
 use base_schedule::BaseSchedule;
 use debounce::PublishSchedule;
 use fetch_queue::{FetchQueue, Overflow};
-pub use input::{ChangeReason, Effect, Input, Published, ResyncReason, Update};
+pub use input::{BaseReason, ChangeReason, Effect, Input, Published, ResyncReason, Update};
 use reload_schedule::ReloadSchedule;
 use store::Store;
 use urgency::Urgency;
@@ -131,7 +131,13 @@ impl Machine {
             Input::Published(outcome) => self.published(outcome, now),
             Input::Reloaded => self.reloads.finished(now),
             Input::BasePublished(outcome) => self.base_published(outcome, now),
-            Input::PushTargetBack => effects.push(Effect::PushEverything),
+            Input::PushTargetBack => {
+                // Vector may have restarted: its memory table is empty, and the file it loaded
+                // may hold rows whose tombstones went with the table. A base now replaces both.
+                if let Some(base) = &mut self.base {
+                    base.due_at_once();
+                }
+            }
             Input::Stop => {
                 if self.stop_by.is_none() {
                     self.stop_by = Some(now + self.timing.shutdown_timeout);
@@ -154,9 +160,9 @@ impl Machine {
         }
         if self.base_due(now).is_some_and(|at| at <= now)
             && let Some(base) = &mut self.base
-            && base.start(now)
+            && let Some(reason) = base.start(now)
         {
-            effects.push(Effect::PublishBase);
+            effects.push(Effect::PublishBase(reason));
         }
         if self.publish_due().is_some_and(|at| at <= now)
             && let Some(pending) = self.publishes.start()
@@ -228,9 +234,12 @@ impl Machine {
         !publish_left && !reload_left
     }
 
-    /// Notes the allocations a pending change adds; any with a directory makes it urgent.
+    /// Notes the allocations a pending change adds; any with a directory makes it urgent, and
+    /// so does any when changes are pushed: a push is a few rows, so a new allocation's rows
+    /// go at once (within [`urgency::URGENT_PER_SECOND`]) rather than after the debounce,
+    /// which is there to spare Vector reloads of the file.
     fn added(&mut self, ids: Vec<String>, now: Instant) {
-        let urgent = self.urgency.any_has_dir(&ids);
+        let urgent = (self.base.is_some() && !ids.is_empty()) || self.urgency.any_has_dir(&ids);
         self.publishes.added(ids, urgent, now);
     }
 

@@ -134,7 +134,7 @@ impl World {
                         let latency = self.jitter(5, 300);
                         self.after(latency, Happening::Reloaded { process, stamp });
                     }
-                    Effect::Push { .. } | Effect::PublishBase | Effect::PushEverything => {
+                    Effect::Push { .. } | Effect::PublishBase(_) => {
                         unreachable!("the simulation runs without --memory-table-url")
                     }
                     Effect::Exit => {

@@ -127,14 +127,11 @@ impl Run {
                 match effect {
                     Effect::Publish { .. } => queue.push(Input::Published(self.publish_outcome)),
                     Effect::Push { .. } => queue.push(Input::Published(Published::Pushed)),
-                    Effect::PublishBase => {
+                    Effect::PublishBase(_) => {
                         queue.push(Input::BasePublished(self.publish_outcome));
                     }
                     Effect::Reload => queue.push(Input::Reloaded),
-                    Effect::Fetch { .. }
-                    | Effect::Resync
-                    | Effect::Exit
-                    | Effect::PushEverything => {}
+                    Effect::Fetch { .. } | Effect::Resync | Effect::Exit => {}
                 }
             }
         }
@@ -170,7 +167,7 @@ impl Run {
     }
 
     fn bases(&self) -> Vec<u64> {
-        self.times_of(|e| *e == Effect::PublishBase)
+        self.times_of(|e| matches!(e, Effect::PublishBase(_)))
     }
 
     fn reloads(&self) -> Vec<u64> {

@@ -5,6 +5,14 @@ use super::*;
 
 const BASE: u64 = 30_000;
 
+/// An event of a client-side change (no new job version): applied without a fetch.
+fn client_update(id: &str, modify_index: u64, alloc_modify_index: u64) -> Input {
+    let mut alloc = alloc(id, modify_index);
+    alloc.alloc_modify_index = alloc_modify_index;
+    alloc.job = None;
+    Input::Update(Update::Event(Box::new(alloc)))
+}
+
 #[test]
 fn the_base_goes_first_then_changes_are_pushed_and_only_the_base_is_reloaded() {
     let mut run = Run::pushing(BASE, false);
@@ -12,11 +20,12 @@ fn the_base_goes_first_then_changes_are_pushed_and_only_the_base_is_reloaded() {
     assert_eq!(run.bases(), [0], "the base at once after the first listing");
     run.input(500, fetched("b", 6));
     run.input(2_000, fetched("c", 7));
+    run.input(3_000, client_update("c", 8, 7));
     run.run_until(BASE - 1);
     assert_eq!(
         run.pushes(),
-        [100, 600, 2_100],
-        "after the debounce, each time"
+        [0, 500, 2_000, 3_100],
+        "new allocations at once, other changes after the debounce"
     );
     assert_eq!(
         run.publishes(),
@@ -38,11 +47,35 @@ fn nothing_is_published_or_pushed_before_the_first_listing() {
 }
 
 #[test]
-fn the_memory_table_coming_back_asks_for_everything() {
+fn the_memory_table_coming_back_gets_a_base_at_once_but_not_before_the_first_listing() {
+    let mut run = Run::pushing(BASE, false);
+    run.input(0, Input::PushTargetBack);
+    assert_eq!(run.bases(), Vec::<u64>::new());
+    run.input(10, listed(vec![], run.at(10)));
+    run.input(50, Input::PushTargetBack);
+    assert_eq!(run.bases(), [10, 50]);
+    run.run_until(50 + BASE + 1);
+    assert_eq!(
+        run.bases(),
+        [10, 50, 50 + BASE],
+        "the interval counts from the last"
+    );
+}
+
+#[test]
+fn new_allocations_are_pushed_at_once_at_most_a_few_times_a_second() {
     let mut run = Run::pushing(BASE, false);
     run.input(0, listed(vec![], run.at(0)));
-    run.input(50, Input::PushTargetBack);
-    assert_eq!(run.times_of(|e| *e == Effect::PushEverything), [50]);
+    for i in 0..6 {
+        run.input(1_000 + i * 10, fetched(&format!("new-{i}"), 10 + i));
+    }
+    run.run_until(3_000);
+    let pushes = run.pushes();
+    let at_once = pushes
+        .iter()
+        .filter(|t| (1_000..1_060).contains(*t))
+        .count();
+    assert_eq!(at_once, super::URGENT_PER_SECOND, "{pushes:?}");
 }
 
 #[test]
@@ -72,14 +105,13 @@ fn a_failed_base_is_retried_soon_and_an_unannounced_table_is_announced_by_the_fi
 #[test]
 fn a_stop_pushes_what_is_pending_at_once_and_publishes_no_base() {
     let mut run = Run::pushing(BASE, false);
-    run.input(0, listed(vec![], run.at(0)));
-    run.run_until(50);
-    run.input(100, fetched("a", 5));
+    run.input(0, listed(vec![alloc("a", 5)], run.at(0)));
+    run.input(100, client_update("a", 6, 5));
     run.input(120, Input::Stop);
     assert_eq!(
         run.pushes(),
-        [100, 120],
-        "the listing's, then the fetch's at once"
+        [0, 120],
+        "the listing's, then the event's at the stop"
     );
     assert_eq!(run.bases(), [0]);
     assert_eq!(run.exits(), [120], "nothing else is owed");
