@@ -245,6 +245,74 @@ fn a_start_before_vector_publishes_the_base_and_delivers_once_vector_answers() {
     }
 }
 
+/// Seeded sequences of placements, in-place updates, collections and restarts of the stand-in:
+/// after each, once the debounce has passed, the memory table plus the base file answer every
+/// lookup as a fresh dump does, and nothing collected labels again.
+#[test]
+fn any_sequence_of_changes_and_vector_restarts_keeps_the_lookups_exact() {
+    for seed in [1, 2] {
+        let (cluster, nodes) = cluster();
+        let fake = FakeNomad::start(cluster);
+        let mut memory = MemoryTable::start();
+        let daemon = start(&fake, &memory);
+        daemon.wait_until("the memory table filled", || memory.keys() == 4);
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut gone: Vec<(String, String)> = Vec::new();
+        let mut trace = Vec::new();
+        for _ in 0..8 {
+            let live: Vec<String> = fake.read(|c| c.allocations.keys().cloned().collect());
+            let op = if live.len() < 2 { 0 } else { rng.usize(0..4) };
+            match op {
+                0 => {
+                    let node = &nodes[rng.usize(0..nodes.len())];
+                    let id = fake.update(|c| c.place("default", "web", "api", node));
+                    trace.push(format!("place {id}"));
+                }
+                1 => {
+                    let id = live[rng.usize(0..live.len())].clone();
+                    let version = rng.u32(..).to_string();
+                    fake.update(|c| {
+                        c.update_in_place(&id, |job| {
+                            job.meta.insert("version".to_owned(), version);
+                        });
+                    });
+                    trace.push(format!("update {id}"));
+                }
+                2 => {
+                    let id = live[rng.usize(0..live.len())].clone();
+                    fake.update(|c| {
+                        c.stop(&id);
+                        c.gc(&id);
+                    });
+                    daemon.signal(rustix::process::Signal::HUP);
+                    gone.extend(keys_of(&id));
+                    trace.push(format!("collect {id}"));
+                }
+                _ => {
+                    let failed = || {
+                        metrics::total(
+                            &daemon.scrape(),
+                            "nomad_alloc_table_memory_table_requests_total",
+                            &[("outcome", "failed")],
+                        )
+                    };
+                    let failed_before = failed();
+                    memory.stop();
+                    let node = &nodes[rng.usize(0..nodes.len())];
+                    let id = fake.update(|c| c.place("default", "web", "api", node));
+                    daemon.wait_until("a push refused", || failed() > failed_before);
+                    memory.restart();
+                    trace.push(format!("vector restarted, place {id} meanwhile"));
+                }
+            }
+            daemon.wait_until(
+                &format!("seed {seed}: lookups as the model after {trace:?}"),
+                || agrees(&fake, &memory, &daemon, &gone),
+            );
+        }
+    }
+}
+
 /// The memory table outlives the exporter: what a new run does not hold of the previous run's
 /// table must be tombstoned, not left to its TTL.
 #[test]
