@@ -116,3 +116,27 @@ fn a_stop_pushes_what_is_pending_at_once_and_publishes_no_base() {
     assert_eq!(run.bases(), [0]);
     assert_eq!(run.exits(), [120], "nothing else is owed");
 }
+
+/// A driver may answer a base later than the effect (the machine does not assume it publishes
+/// in place): a stop waits for the base in progress and the reload it owes.
+#[test]
+fn a_stop_waits_for_a_base_in_progress() {
+    let t0 = Instant::now();
+    let mut machine = Machine::new(
+        Nodes::cluster(),
+        timing(),
+        false,
+        Some(Duration::from_millis(BASE)),
+    );
+    let effects = machine.step(listed(vec![alloc("a", 5)], t0), t0);
+    assert!(
+        effects.contains(&Effect::PublishBase(BaseReason::Start)),
+        "{effects:?}"
+    );
+    machine.step(Input::Published(Published::Pushed), t0);
+    let effects = machine.step(Input::Stop, t0);
+    assert!(!effects.contains(&Effect::Exit), "{effects:?}");
+    let effects = machine.step(Input::BasePublished(Published::Written), t0);
+    assert_eq!(effects, [Effect::Reload], "the base owes its reload");
+    assert_eq!(machine.step(Input::Reloaded, t0), [Effect::Exit]);
+}
