@@ -69,14 +69,13 @@ impl Store {
         let mut fresh: BTreeMap<String, Entry> = BTreeMap::new();
         for alloc in listed {
             let entry = match self.entries.remove(&alloc.id) {
+                // Newer than the snapshot, and so is a grace begun since (its directory went
+                // after the request): both stand.
                 Some(known)
                     if known.seen_at > requested_at
                         && known.alloc.modify_index > alloc.modify_index =>
                 {
-                    Entry {
-                        remove_at: None,
-                        ..known
-                    }
+                    known
                 }
                 // Most of a resync is what the model holds already: its rows stay rendered.
                 Some(known) if known.alloc == alloc => Entry {
@@ -236,6 +235,70 @@ mod tests {
         assert!(store.expire(t1 + GRACE - SECOND).is_empty());
         assert_eq!(store.expire(t1 + GRACE), ["a"]);
         assert_eq!(ids(&store), ["b"]);
+    }
+
+    /// The learnt-after-the-request rule is strict on both counts: a state learnt at the very
+    /// instant of the request may be in the snapshot, and so may one with the same index.
+    #[test]
+    fn only_what_was_learnt_strictly_after_the_request_and_is_strictly_newer_survives_a_listing() {
+        let t0 = Instant::now();
+        let mut store = Store::new();
+        assert!(store.upsert(alloc("a", 7), t0));
+        store.replace(vec![alloc("a", 6)], t0, t0 + SECOND, GRACE);
+        assert!(
+            !store.has_seen("a", 7),
+            "learnt at the request's instant: the listing wins"
+        );
+        let mut same = alloc("b", 5);
+        same.client_status = "learnt-later".to_owned();
+        assert!(store.upsert(same, t0 + 2 * SECOND));
+        let mut listed = alloc("b", 5);
+        listed.client_status = "listed".to_owned();
+        store.replace(vec![listed], t0 + SECOND, t0 + 3 * SECOND, GRACE);
+        let b = store.entries().find(|e| e.alloc.id == "b").expect("b");
+        assert_eq!(
+            b.alloc.client_status, "listed",
+            "the same index: the listing wins"
+        );
+    }
+
+    /// A listing that repeats what the model learnt after its request makes it known as of the
+    /// request, so that a later listing requested before the model learnt it, and omitting
+    /// it, still starts its grace (blocking queries are sent before the last answer is applied).
+    #[test]
+    fn a_repeated_allocation_counts_as_known_from_the_request_of_the_listing_that_repeats_it() {
+        let t0 = Instant::now();
+        let mut store = Store::new();
+        assert!(store.upsert(alloc("a", 5), t0 + 10 * SECOND));
+        store.replace(
+            vec![alloc("a", 5)],
+            t0 + 5 * SECOND,
+            t0 + 12 * SECOND,
+            GRACE,
+        );
+        store.replace(vec![], t0 + 8 * SECOND, t0 + 20 * SECOND, GRACE);
+        assert_eq!(
+            store.next_expiry(),
+            Some(t0 + 20 * SECOND + GRACE),
+            "omitted by a listing requested after the one that repeated it"
+        );
+    }
+
+    /// A directory removed after a listing was requested is newer than the listing: the grace
+    /// it began stands, even though the listing still has the allocation.
+    #[test]
+    fn a_grace_begun_after_the_request_survives_the_listing() {
+        let t0 = Instant::now();
+        let mut store = Store::new();
+        assert!(store.upsert(alloc("a", 7), t0 + 10 * SECOND));
+        assert!(store.depart("a", t0 + 11 * SECOND, GRACE));
+        store.replace(
+            vec![alloc("a", 6)],
+            t0 + 5 * SECOND,
+            t0 + 12 * SECOND,
+            GRACE,
+        );
+        assert_eq!(store.next_expiry(), Some(t0 + 11 * SECOND + GRACE));
     }
 
     #[test]
