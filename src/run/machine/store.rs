@@ -306,7 +306,12 @@ mod tests {
         let t0 = Instant::now();
         let mut store = Store::new();
         assert_eq!(store.counts(), (0, 0));
-        store.replace(vec![alloc("a", 5), alloc("b", 6), alloc("c", 7)], t0, t0, GRACE);
+        store.replace(
+            vec![alloc("a", 5), alloc("b", 6), alloc("c", 7)],
+            t0,
+            t0,
+            GRACE,
+        );
         assert_eq!(store.counts(), (3, 0));
         store.depart("b", t0 + SECOND, GRACE);
         store.replace(vec![alloc("a", 5)], t0 + SECOND, t0 + SECOND, GRACE);
