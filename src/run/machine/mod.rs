@@ -6,9 +6,11 @@
 //!
 //! `step` dispatches; each concern is a small pure type of its own: the model ([`Store`]),
 //! fetches of unknown allocations ([`FetchQueue`]), the debounce and the publish in progress
-//! ([`PublishSchedule`]), urgent rows ([`Urgency`]), and reloads ([`ReloadSchedule`]: owed after
-//! a publish, coalesced and rate-limited). A stop publishes what is pending at once, delivers
-//! an owed reload, and exits by its deadline.
+//! ([`PublishSchedule`]), urgent rows ([`Urgency`]), reloads ([`ReloadSchedule`]: owed after
+//! a publish, coalesced and rate-limited), and with `--memory-table-url` the base file
+//! ([`BaseSchedule`]): changes are then pushed, and only bases are published and reloaded. A
+//! stop publishes (or pushes) what is pending at once, delivers an owed reload, and exits by
+//! its deadline.
 
 pub(crate) mod base_schedule;
 pub(crate) mod debounce;
