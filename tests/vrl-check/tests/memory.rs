@@ -3,7 +3,8 @@
 //! stand-in of `vrl_check::memory` (Vector v0.57.0's semantics, sources in its doc comment). A
 //! labelled line must be what `vector/aggregator-cluster.yaml` makes of the same row.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::sync::Arc;
 
 use fake_nomad::{Cluster, Job, Node};
@@ -18,22 +19,10 @@ use vrl_check::{
     MemoryTable, MemoryTables, Outcome, Remap, Table, Tables, memory_table_config, remap_source,
 };
 
-const PUSH: &str = "vector/aggregator-cluster-push.yaml";
-const SIBLING: &str = "vector/aggregator-cluster.yaml";
-const FILE_TABLE: &str = "nomad_allocs";
-const MEMORY_TABLE: &str = "nomad_allocs_recent";
-/// The TTL of live rows and removal markers at the default base interval: 2 × 5 min + 60 s.
-const LIVE_TTL: i64 = 660;
-
-fn read(path: &str) -> String {
-    let full: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path);
-    std::fs::read_to_string(full).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
 /// The cluster table of a web job placed on two nodes, as nomad-alloc-table renders it, and
 /// the placed allocations.
+use common::{FILE_TABLE, LIVE_TTL, MEMORY_TABLE, PUSH, SIBLING, read};
+
 fn cluster_table() -> (Table, Vec<String>) {
     let mut cluster = Cluster::new(19);
     let nodes: Vec<String> = ["a", "b"]

@@ -2,7 +2,8 @@
 //! the recipe against its sibling `vector/aggregator-cluster.yaml`, the source and table
 //! settings the exporter relies on, and the URL the job and the docs give the exporter.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::sync::Arc;
 
 use vrl::value::Value;
@@ -12,20 +13,9 @@ use vrl_check::{
 };
 use yaml_rust2::{Yaml, YamlLoader};
 
-const PUSH: &str = "vector/aggregator-cluster-push.yaml";
-const SIBLING: &str = "vector/aggregator-cluster.yaml";
-const FILE_TABLE: &str = "nomad_allocs";
-const MEMORY_TABLE: &str = "nomad_allocs_recent";
-const SOURCE: &str = "nomad_alloc_table_push";
-/// The TTL of live rows and removal markers at the default base interval: 2 × 5 min + 60 s.
-const LIVE_TTL: i64 = 660;
+use common::{FILE_TABLE, LIVE_TTL, MEMORY_TABLE, PUSH, SIBLING, read};
 
-fn read(path: &str) -> String {
-    let full: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path);
-    std::fs::read_to_string(full).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
+const SOURCE: &str = "nomad_alloc_table_push";
 
 fn yaml(path: &str) -> Yaml {
     YamlLoader::load_from_str(&read(path))
