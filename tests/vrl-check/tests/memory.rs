@@ -19,10 +19,10 @@ use vrl_check::{
     MemoryTable, MemoryTables, Outcome, Remap, Table, Tables, memory_table_config, remap_source,
 };
 
-/// The cluster table of a web job placed on two nodes, as nomad-alloc-table renders it, and
-/// the placed allocations.
 use common::{FILE_TABLE, LIVE_TTL, MEMORY_TABLE, PUSH, SIBLING, read};
 
+/// The cluster table of a web job placed on two nodes, as nomad-alloc-table renders it, and
+/// the placed allocations.
 fn cluster_table() -> (Table, Vec<String>) {
     let mut cluster = Cluster::new(19);
     let nodes: Vec<String> = ["a", "b"]
