@@ -86,12 +86,14 @@ impl SignalRecorder {
         .unwrap_or_else(|e| panic!("{e}; only {:?} in the log", self.names()));
     }
 
-    /// Sends USR2 as a marker and waits for it: every signal sent before it has been handled
-    /// by then (HUP and USR1 have lower numbers and are delivered first).
+    /// Sends USR2 as a marker and waits for the marker itself (not for one more entry: a HUP or
+    /// USR1 received but whose trap has not run yet would be that entry). Every signal sent
+    /// before it has been handled by then: bash runs pending traps in signal-number order, and
+    /// HUP and USR1 have lower numbers.
     pub fn sync(&self) {
-        let expected = self.entries().len() + 1;
+        let markers = self.count("USR2") + 1;
         kill_process(Pid::from_raw(self.pid()).expect("pid"), Signal::USR2).expect("send marker");
-        self.wait_for(expected);
+        self.wait_for_count("USR2", markers);
     }
 }
 
