@@ -29,7 +29,7 @@ async fn list_table(
     scope: &Scope,
     columns: &Columns,
 ) -> Result<(Projection, String), AppError> {
-    let listed = listing::list_once(client, scope).await?;
+    let listed = listing::list_once(client, scope, columns).await?;
     let projection = table::project(&listed.allocations, &listed.nodes, columns);
     if !projection.allocations_without_tasks.is_empty() {
         warn!(

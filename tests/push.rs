@@ -170,6 +170,47 @@ fn changes_reach_the_memory_table_while_the_file_stays_the_base() {
     );
 }
 
+/// A full push of more rows than a request carries (5,000 keys) goes part by part, each made
+/// when the sender has taken the last, and every row arrives, at start and after Vector
+/// restarts.
+#[test]
+fn a_full_push_larger_than_a_request_goes_in_parts_and_every_row_arrives() {
+    let (mut cluster, nodes) = cluster();
+    for i in 0..2_600 {
+        cluster.place("default", "web", "api", &nodes[i % 2]);
+    }
+    let fake = FakeNomad::start(cluster);
+    let mut memory = MemoryTable::start();
+    let daemon = start(&fake, &memory);
+    let rows = 2 * 2_602;
+    daemon.wait_until("every row in the memory table", || {
+        memory.keys() == rows && agrees(&fake, &memory, &daemon, &[])
+    });
+    let requests = |daemon: &Daemon| {
+        metrics::total(
+            &daemon.scrape(),
+            "nomad_alloc_table_memory_table_requests_total",
+            &[("outcome", "acknowledged")],
+        )
+    };
+    assert!(requests(&daemon) >= 2.0, "in parts");
+    memory.stop();
+    fake.update(|c| c.place("default", "web", "api", &nodes[0]));
+    daemon.wait_until("a push refused", || {
+        metrics::total(
+            &daemon.scrape(),
+            "nomad_alloc_table_memory_table_requests_total",
+            &[("outcome", "failed")],
+        ) >= 1.0
+    });
+    memory.restart();
+    let before = requests(&daemon);
+    daemon.wait_until("every row in the restarted memory table", || {
+        memory.keys() == rows + 2 && agrees(&fake, &memory, &daemon, &[])
+    });
+    assert!(requests(&daemon) - before >= 2.0, "in parts again");
+}
+
 /// A restarted Vector has an empty memory table and loads the base file as it was: the rows
 /// collected since that base (their tombstones went with the old table) must not label again.
 #[test]

@@ -4,9 +4,10 @@
 //! (namespace, job ID, job version), filled with one `/v1/allocation/:id` per key it lacks, at
 //! most [`MAX_CONCURRENT_FETCHES`] at a time: 60,000 allocations of 2,000 job versions cost
 //! 2,000 fetches at start and none at a resync where no job changed. The job also names the
-//! tasks, so a pending allocation (no task states yet) has its rows from the start.
+//! tasks, so a pending allocation (no task states yet) has its rows from the start. Of each job
+//! version the cache keeps only what the rows read ([`job_for_rows`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Semaphore;
@@ -15,6 +16,8 @@ use tracing::debug;
 
 use crate::nomad::types::{Allocation, AllocationStub, Job, Node};
 use crate::nomad::{Blocking, Error, NomadClient};
+use crate::table::columns::Columns;
+use crate::table::projection::job_for_rows;
 
 /// Allocations per page of `/v1/allocations` by default: a page of stubs is about 0.6 MB.
 pub const PER_PAGE: usize = 1000;
@@ -24,28 +27,46 @@ pub const MAX_CONCURRENT_FETCHES: usize = 8;
 /// A job version: (namespace, job ID, version).
 pub type JobKey = (String, String, u64);
 
-/// The jobs the table's allocations run, shared between allocations of the same version.
+/// The jobs the table's allocations run, as much of them as the rows read, shared between
+/// allocations of the same version.
 #[derive(Debug, Default)]
 pub struct JobCache {
     jobs: HashMap<JobKey, Arc<Job>>,
+    /// The meta keys the columns read; the rest of the jobs' meta is dropped.
+    meta_keys: BTreeSet<String>,
 }
 
 impl JobCache {
+    /// A cache for the rows of `columns`.
+    pub fn new(columns: &Columns) -> JobCache {
+        JobCache {
+            jobs: HashMap::new(),
+            meta_keys: columns.meta_keys(),
+        }
+    }
+
     pub fn get(&self, key: &JobKey) -> Option<Arc<Job>> {
         self.jobs.get(key).cloned()
     }
 
-    /// The shared copy of the job `alloc` runs: the cached one if it is the same, else `alloc`'s,
-    /// which the cache then holds.
+    /// What of `job` the cache keeps.
+    fn trim(&self, job: &Job) -> Arc<Job> {
+        Arc::new(job_for_rows(job, &self.meta_keys))
+    }
+
+    /// Gives `alloc` the shared copy of its job, as much of it as the rows read: the cached one
+    /// if it is the same, else its own, which the cache then holds.
     pub fn intern(&mut self, alloc: &mut Allocation) {
         let Some(job) = &alloc.job else {
             return;
         };
+        let trimmed = self.trim(job);
         let key = (alloc.namespace.clone(), job.id.clone(), job.version);
         match self.jobs.get(&key) {
-            Some(cached) if cached == job => alloc.job = Some(cached.clone()),
+            Some(cached) if *cached == trimmed => alloc.job = Some(cached.clone()),
             _ => {
-                self.jobs.insert(key, job.clone());
+                self.jobs.insert(key, trimmed.clone());
+                alloc.job = Some(trimmed);
             }
         }
     }
@@ -110,11 +131,12 @@ pub struct ClusterLister {
 }
 
 impl ClusterLister {
-    /// A lister that asks for `per_page` allocations at a time (`--page-size`).
-    pub fn with_page_size(client: Arc<NomadClient>, per_page: usize) -> ClusterLister {
+    /// A lister that asks for `per_page` allocations at a time (`--page-size`), for the rows of
+    /// `columns`.
+    pub fn new(client: Arc<NomadClient>, per_page: usize, columns: &Columns) -> ClusterLister {
         ClusterLister {
             client,
-            jobs: Mutex::new(JobCache::default()),
+            jobs: Mutex::new(JobCache::new(columns)),
             per_page,
         }
     }
@@ -196,7 +218,7 @@ impl ClusterLister {
     }
 
     /// Fetches one allocation of each missing job version, [`MAX_CONCURRENT_FETCHES`] at a
-    /// time. An allocation gone meanwhile, or moved on to another version, is replaced by the
+    /// time, and keeps of its job what the rows read. An allocation gone meanwhile, or moved on to another version, is replaced by the
     /// next one of the same version.
     async fn resolve(
         &self,
@@ -216,7 +238,10 @@ impl ClusterLister {
         let mut all = HashMap::new();
         while let Some(joined) = fetches.join_next().await {
             let (key, resolved) = joined.expect("a job fetch does not panic");
-            all.insert(key, resolved?);
+            let mut resolved = resolved?;
+            // Trimmed as it comes: at start, thousands of whole jobs would wait for the rest.
+            resolved.job = resolved.job.map(|job| self.jobs().trim(&job));
+            all.insert(key, resolved);
         }
         Ok(all)
     }
@@ -322,7 +347,7 @@ mod tests {
 
     #[test]
     fn the_cache_shares_one_job_per_version() {
-        let mut cache = JobCache::default();
+        let mut cache = JobCache::new(&Columns::defaults());
         let mut a = alloc("a", job("web", 1));
         let mut b = alloc("b", job("web", 1));
         cache.intern(&mut a);
@@ -345,5 +370,32 @@ mod tests {
                 .get(&("default".to_owned(), "web".to_owned(), 1))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn the_cache_keeps_only_the_meta_the_columns_read() {
+        let columns = Columns::choose(None, &["team".to_owned()]).expect("valid");
+        let mut cache = JobCache::new(&columns);
+        let mut job = Job {
+            id: "web".to_owned(),
+            version: 1,
+            ..Job::default()
+        };
+        job.meta.insert("team".to_owned(), "a".to_owned());
+        job.meta.insert("unread".to_owned(), "b".to_owned());
+        let mut a = alloc("a", Arc::new(job.clone()));
+        cache.intern(&mut a);
+        let kept = BTreeMap::from([("team".to_owned(), "a".to_owned())]);
+        assert_eq!(a.job.as_ref().expect("job").meta, kept);
+        let mut b = alloc("b", Arc::new(job));
+        cache.intern(&mut b);
+        assert!(
+            Arc::ptr_eq(a.job.as_ref().expect("job"), b.job.as_ref().expect("job")),
+            "the same version once trimmed is shared"
+        );
+        let cached = cache
+            .get(&("default".to_owned(), "web".to_owned(), 1))
+            .expect("cached");
+        assert_eq!(cached.meta, kept);
     }
 }

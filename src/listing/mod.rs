@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::config::Scope;
 use crate::nomad::types::{Allocation, Node};
 use crate::nomad::{Blocking, Error, NomadClient};
+use crate::table::columns::Columns;
 use crate::table::node_columns::Nodes;
 use cluster::ClusterLister;
 use local_node::NodeError;
@@ -129,16 +130,21 @@ pub struct Listed {
 
 /// Lists what the table of `scope` covers once: the node (resolved from the agent unless
 /// given) and its allocations, or the cluster's allocations and nodes.
-pub async fn list_once(client: &Arc<NomadClient>, scope: &Scope) -> Result<Listed, ListError> {
+pub async fn list_once(
+    client: &Arc<NomadClient>,
+    scope: &Scope,
+    columns: &Columns,
+) -> Result<Listed, ListError> {
     let (source, mut nodes) = match scope {
         Scope::Node(node_id) => {
             let node = local_node::resolve(client, node_id.as_deref()).await?;
             (Source::Node(node.id.clone()), Nodes::single(node))
         }
         Scope::Cluster { page_size } => (
-            Source::Cluster(Arc::new(ClusterLister::with_page_size(
+            Source::Cluster(Arc::new(ClusterLister::new(
                 client.clone(),
                 *page_size,
+                columns,
             ))),
             Nodes::cluster(),
         ),

@@ -93,30 +93,56 @@ impl Pusher {
         self.handle.send(rows, since);
     }
 
-    /// Sends every row of `entries`; `reason` labels `memory_table_full_pushes_total`.
+    /// Starts sending every row of the model, part by part ([`Pusher::more`]); `reason` labels
+    /// `memory_table_full_pushes_total`.
     pub fn everything<'a>(
         &mut self,
         entries: impl IntoIterator<Item = Entry<'a>>,
         nodes: &Nodes,
         reason: &'static str,
     ) {
-        let now = Instant::now();
-        let rows = self.cache.everything(entries, nodes, now);
-        debug!(
-            rows = rows.len(),
-            reason, "every row queued for Vector's memory table"
-        );
+        debug!(reason, "sending every row to Vector's memory table");
         self.metrics
             .memory_table_everything
             .with_label_values(&[reason])
             .inc();
+        self.cache.begin_everything();
+        self.more(entries, nodes);
+    }
+
+    /// Sends the next part of the full push under way (a request's worth of rows), with the
+    /// changes since the last push; the loop calls it when [`Pusher::needs`] says so.
+    pub fn more<'a>(&mut self, entries: impl IntoIterator<Item = Entry<'a>>, nodes: &Nodes) {
+        let now = Instant::now();
+        let rows = self
+            .cache
+            .more(entries, nodes, now, queue::KEYS_PER_REQUEST);
+        debug!(
+            rows = rows.len(),
+            done = !self.cache.everything_under_way(),
+            "part of a full push queued for Vector's memory table"
+        );
         self.handle.send(rows, now);
     }
 
-    /// Resolves when the memory table answers again after failing.
-    pub async fn target_back(&mut self) -> Option<()> {
-        self.back.recv().await
+    /// Resolves with what the push needs from the loop next.
+    pub async fn needs(&mut self) -> Needs {
+        let under_way = self.cache.everything_under_way();
+        tokio::select! {
+            Some(()) = self.back.recv() => Needs::Everything,
+            () = self.handle.caught_up(), if under_way => Needs::More,
+            else => std::future::pending().await,
+        }
     }
+}
+
+/// What the push needs from the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Vector's memory table answers again after failing: it may have restarted empty.
+    Everything,
+    /// The sender took the last part of the full push under way: the next one.
+    More,
 }
 
 /// The keys (`<alloc_id>/<task>`) of the CSV table at `path`; none if it cannot be read, which

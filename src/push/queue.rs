@@ -71,6 +71,11 @@ impl PushQueue {
         self.pending.len() + self.in_flight.as_ref().map_or(0, Batch::rows)
     }
 
+    /// Whether nothing waits to be sent (a request may be in flight).
+    pub fn nothing_waits(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     /// Whether nothing waits and nothing is being sent.
     pub fn is_empty(&self) -> bool {
         self.depth() == 0

@@ -45,6 +45,22 @@ struct Sent {
     rows: Arc<[(String, u64)]>,
 }
 
+/// What a walk of the model sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Walk {
+    /// What changed since it was sent.
+    Changes,
+    /// The next part of the full push under way, of about this many rows; nothing else.
+    Part(usize),
+}
+
+/// A full push under way: the allocations after `after` (all of them, when `None`) are yet to
+/// be sent whole.
+#[derive(Clone, Debug, Default)]
+struct FullPush {
+    after: Option<String>,
+}
+
 /// What Vector's memory table was sent, to send it only what changes.
 #[derive(Debug)]
 pub struct PushCache {
@@ -56,8 +72,9 @@ pub struct PushCache {
     /// In allocation ID order, as the model's entries come.
     sent: Vec<Sent>,
     /// Keys a previous run may have pushed (those of the table on disk at start): the first
-    /// [`PushCache::everything`] tombstones those the model lacks.
+    /// full push that completes tombstones those the model lacks.
     inherited: Vec<String>,
+    full: Option<FullPush>,
 }
 
 impl PushCache {
@@ -68,12 +85,13 @@ impl PushCache {
             live_ttl,
             sent: Vec::new(),
             inherited: Vec::new(),
+            full: None,
         }
     }
 
     /// Notes keys that a previous run may have left in the memory table (it outlives the
-    /// exporter): those the model lacks at the first [`PushCache::everything`] get tombstones,
-    /// so that an allocation collected meanwhile does not keep labelling until its TTL ends.
+    /// exporter): those the model lacks when the first full push completes get tombstones, so
+    /// that an allocation collected meanwhile does not keep labelling until its TTL ends.
     pub fn inherit(&mut self, keys: Vec<String>) {
         self.inherited = keys;
     }
@@ -86,41 +104,56 @@ impl PushCache {
         nodes: &Nodes,
         now: Instant,
     ) -> Vec<Pushed> {
-        self.walk(entries, nodes, now, false)
+        self.walk(entries, nodes, now, Walk::Changes)
     }
 
-    /// Every row of `entries`, whatever was sent before: for a memory table that may have
-    /// lost its content (Vector restarted).
-    pub fn everything<'a>(
+    /// Starts a full push, for a memory table that may have lost its content (Vector
+    /// restarted): every row is sent again, whatever was sent before, part by part
+    /// ([`PushCache::more`]). One under way starts again from the first allocation.
+    pub fn begin_everything(&mut self) {
+        self.full = Some(FullPush::default());
+    }
+
+    /// Whether a full push is under way.
+    pub fn everything_under_way(&self) -> bool {
+        self.full.is_some()
+    }
+
+    /// The next part of the full push under way: the next allocations' rows, whole, about
+    /// `budget` of them (more only when one allocation has more); nothing when none is under
+    /// way. Other changes wait for [`PushCache::changes`]. A full push in one piece would hold
+    /// every row's JSON at once: half a hundred megabytes at 100,000 rows.
+    pub fn more<'a>(
         &mut self,
         entries: impl IntoIterator<Item = Entry<'a>>,
         nodes: &Nodes,
         now: Instant,
+        budget: usize,
     ) -> Vec<Pushed> {
-        let mut out = self.walk(entries, nodes, now, true);
-        let inherited = std::mem::take(&mut self.inherited);
-        if !inherited.is_empty() {
-            let held: std::collections::HashSet<&str> =
-                out.iter().map(|p| p.key.as_str()).collect();
-            let gone: Vec<String> = inherited
-                .into_iter()
-                .filter(|key| !held.contains(key.as_str()))
-                .collect();
-            out.extend(gone.into_iter().map(|key| Pushed {
-                key,
-                value: tombstone(self.live_ttl),
-            }));
-        }
-        out
+        self.walk(entries, nodes, now, Walk::Part(budget.max(1)))
     }
 
+    /// Walks the model against what was sent: for [`Walk::Changes`] the changed rows, for
+    /// [`Walk::Part`] the rows of the allocations next in line of the full push, whole.
     fn walk<'a>(
         &mut self,
         entries: impl IntoIterator<Item = Entry<'a>>,
         nodes: &Nodes,
         now: Instant,
-        all: bool,
+        walk: Walk,
     ) -> Vec<Pushed> {
+        let (deltas, budget) = match walk {
+            Walk::Changes => (true, 0),
+            Walk::Part(_) if self.full.is_none() => return Vec::new(),
+            Walk::Part(budget) => (false, budget),
+        };
+        // The full push's cursor: the allocations after it are sent whole by its parts, with
+        // whatever changed in them meanwhile, and not before (at start, none was ever sent).
+        let after = self.full.as_ref().map(|full| full.after.clone());
+        // Whether a part still takes allocations: until the budget is spent.
+        let mut forcing = !deltas;
+        let mut forced_rows = 0;
+        let mut last_forced: Option<String> = None;
         let old_sent = std::mem::take(&mut self.sent);
         let mut old = old_sent.iter().peekable();
         let mut out = Vec::new();
@@ -128,29 +161,47 @@ impl PushCache {
         for entry in entries {
             let id = entry.alloc.id.as_str();
             while let Some(gone) = old.next_if(|s| &*s.alloc_id < id) {
-                self.tombstones(gone, &[], &mut out);
+                self.gone(gone, deltas, &mut sent, &mut out);
             }
             let previous = old.next_if(|s| &*s.alloc_id == id);
             let node = nodes.of(&entry.alloc.node_id);
-            if let Some(p) = previous
-                && !all
-                && p.generation == entry.generation
-                && Arc::ptr_eq(&p.node, node)
-                && p.remove_at == entry.remove_at
-            {
-                sent.push(p.clone());
+            let in_line = after
+                .as_ref()
+                .is_some_and(|after| after.as_deref().is_none_or(|a| id > a));
+            let same = previous.is_some_and(|p| {
+                p.generation == entry.generation
+                    && Arc::ptr_eq(&p.node, node)
+                    && p.remove_at == entry.remove_at
+            });
+            let taken = if deltas {
+                !same && !in_line
+            } else {
+                in_line && forcing
+            };
+            if !taken {
+                sent.extend(previous.cloned());
                 continue;
             }
             let ttl = self.ttl(entry.remove_at, now);
             let ttl_changed = previous.is_none_or(|p| p.remove_at != entry.remove_at);
             let projected = table::allocation_rows(entry.alloc, node, &self.columns);
+            let whole = !deltas && (forced_rows == 0 || forced_rows + projected.len() <= budget);
+            if whole {
+                forced_rows += projected.len();
+                last_forced = Some(id.to_owned());
+            } else if !deltas {
+                // The budget is spent: this allocation is the next part's.
+                forcing = false;
+                sent.extend(previous.cloned());
+                continue;
+            }
             let rows: Vec<(String, u64)> = projected
                 .iter()
                 .map(|row| (row[1].clone(), content_hash(row)))
                 .collect();
             for (row, (task, hash)) in projected.iter().zip(&rows) {
                 let unchanged = previous.is_some_and(|p| p.rows.contains(&(task.clone(), *hash)));
-                if all || ttl_changed || !unchanged {
+                if whole || ttl_changed || !unchanged {
                     out.push(Pushed {
                         key: key(id, task),
                         value: self.row_value(row, ttl),
@@ -169,10 +220,51 @@ impl PushCache {
             });
         }
         for gone in old {
-            self.tombstones(gone, &[], &mut out);
+            self.gone(gone, deltas, &mut sent, &mut out);
         }
         self.sent = sent;
+        if !deltas {
+            if forcing {
+                // The end of the model, still sending whole: the full push is complete.
+                self.full = None;
+                self.tombstone_inherited(&mut out);
+            } else {
+                self.full = Some(FullPush { after: last_forced });
+            }
+        }
         out
+    }
+
+    /// An allocation sent but gone from the model: tombstones when sending changes, else it
+    /// waits for them.
+    fn gone(&self, gone: &Sent, deltas: bool, sent: &mut Vec<Sent>, out: &mut Vec<Pushed>) {
+        if deltas {
+            self.tombstones(gone, &[], out);
+        } else {
+            sent.push(gone.clone());
+        }
+    }
+
+    /// Tombstones for the inherited keys that nothing sent holds, once.
+    fn tombstone_inherited(&mut self, out: &mut Vec<Pushed>) {
+        for key in std::mem::take(&mut self.inherited) {
+            if !self.holds(&key) {
+                out.push(Pushed {
+                    key,
+                    value: tombstone(self.live_ttl),
+                });
+            }
+        }
+    }
+
+    /// Whether `key` (`<alloc_id>/<task>`) is among the rows sent.
+    fn holds(&self, key: &str) -> bool {
+        let Some((alloc_id, task)) = key.split_once('/') else {
+            return false;
+        };
+        self.sent
+            .binary_search_by(|s| (*s.alloc_id).cmp(alloc_id))
+            .is_ok_and(|i| self.sent[i].rows.iter().any(|(t, _)| t == task))
     }
 
     /// Tombstones for the rows of `gone` whose task is not among `kept`.
@@ -317,6 +409,20 @@ mod tests {
             self.cache
                 .changes(self.store.entries(), &self.nodes, self.now)
         }
+
+        /// The next part of the full push under way, of about `budget` rows.
+        fn more(&mut self, budget: usize) -> Vec<Pushed> {
+            self.cache
+                .more(self.store.entries(), &self.nodes, self.now, budget)
+        }
+
+        /// A whole full push, in one part.
+        fn everything(&mut self) -> Vec<Pushed> {
+            self.cache.begin_everything();
+            let all = self.more(usize::MAX);
+            assert!(!self.cache.everything_under_way());
+            all
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -421,7 +527,7 @@ mod tests {
         f.store.upsert(alloc("a1", &["web", "log"], 5), f.now);
         f.store.upsert(alloc("b2", &["api"], 5), f.now);
         f.changes();
-        let all = f.cache.everything(f.store.entries(), &f.nodes, f.now);
+        let all = f.everything();
         assert_eq!(keys(&all), ["a1/log", "a1/web", "b2/api"]);
         assert!(f.changes().is_empty());
     }
@@ -432,7 +538,7 @@ mod tests {
         f.store.upsert(alloc("a1", &["web"], 5), f.now);
         f.cache
             .inherit(vec!["a1/web".to_owned(), "gone/api".to_owned()]);
-        let all = values(&f.cache.everything(f.store.entries(), &f.nodes, f.now));
+        let all = values(&f.everything());
         assert_eq!(all.len(), 2, "{all:?}");
         assert_eq!(all[0].0, "a1/web");
         assert_eq!(all[0].1["task"], "web");
@@ -443,11 +549,146 @@ mod tests {
                 serde_json::json!({"removed": true, "ttl": 660})
             )
         );
-        let again = f.cache.everything(f.store.entries(), &f.nodes, f.now);
+        let again = f.everything();
         assert_eq!(
             keys(&again),
             ["a1/web"],
             "inherited keys are tombstoned once"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_push_goes_in_parts_of_whole_allocations_within_the_budget() {
+        let mut f = Fixture::new();
+        for id in ["a", "b", "c", "d", "e"] {
+            f.store.upsert(alloc(id, &["t1", "t2"], 5), f.now);
+        }
+        f.store
+            .upsert(alloc("f", &["t1", "t2", "t3", "t4", "t5"], 5), f.now);
+        f.changes();
+        f.cache.begin_everything();
+        assert_eq!(keys(&f.more(5)), ["a/t1", "a/t2", "b/t1", "b/t2"]);
+        assert!(f.cache.everything_under_way());
+        assert!(f.changes().is_empty(), "changes alone do not go on with it");
+        assert_eq!(keys(&f.more(4)), ["c/t1", "c/t2", "d/t1", "d/t2"]);
+        assert_eq!(
+            keys(&f.more(4)),
+            ["e/t1", "e/t2"],
+            "f alone is over the budget"
+        );
+        assert_eq!(
+            keys(&f.more(4)),
+            ["f/t1", "f/t2", "f/t3", "f/t4", "f/t5"],
+            "an allocation over the budget goes whole, alone"
+        );
+        assert!(!f.cache.everything_under_way());
+        assert!(f.more(4).is_empty(), "nothing under way, nothing changed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn allocations_the_full_push_has_yet_to_send_wait_for_their_part_but_gone_ones_do_not() {
+        let mut f = Fixture::new();
+        for id in ["a", "b", "c", "d"] {
+            f.store.upsert(alloc(id, &["t"], 5), f.now);
+        }
+        f.changes();
+        f.cache.begin_everything();
+        assert_eq!(keys(&f.more(2)), ["a/t", "b/t"]);
+        let mut changed = alloc("d", &["t"], 6);
+        changed.namespace = "prod".to_owned();
+        f.store.replace(
+            vec![
+                alloc("a", &["t"], 5),
+                alloc("b", &["t"], 5),
+                alloc("bb", &["t"], 6),
+                changed,
+            ],
+            f.now,
+            f.now,
+            Duration::ZERO,
+        );
+        f.store.expire(f.now);
+        assert_eq!(
+            values(&f.changes()),
+            [(
+                "c/t".to_owned(),
+                serde_json::json!({"removed": true, "ttl": 660})
+            )],
+            "the new bb and the changed d are the next part's"
+        );
+        let last = values(&f.more(2));
+        assert_eq!(
+            last.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["bb/t", "d/t"]
+        );
+        assert_eq!(last[1].1["namespace"], "prod");
+        assert!(!f.cache.everything_under_way());
+        assert!(f.changes().is_empty(), "sent once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_part_sends_no_changes_behind_it_they_wait_for_the_debounced_push() {
+        let mut f = Fixture::new();
+        for id in ["a", "b", "c"] {
+            f.store.upsert(alloc(id, &["t"], 5), f.now);
+        }
+        f.changes();
+        f.cache.begin_everything();
+        assert_eq!(keys(&f.more(1)), ["a/t"]);
+        let mut changed = alloc("a", &["t"], 6);
+        changed.namespace = "prod".to_owned();
+        f.store.replace(
+            vec![
+                alloc("0", &["t"], 6),
+                changed,
+                alloc("b", &["t"], 5),
+                alloc("c", &["t"], 5),
+            ],
+            f.now,
+            f.now,
+            Duration::ZERO,
+        );
+        assert_eq!(keys(&f.more(1)), ["b/t"]);
+        let changes = values(&f.changes());
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert_eq!(changes[0].0, "0/t");
+        assert_eq!(changes[1].0, "a/t");
+        assert_eq!(changes[1].1["namespace"], "prod");
+        assert_eq!(keys(&f.more(1)), ["c/t"]);
+        assert!(!f.cache.everything_under_way());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_push_begun_again_starts_from_the_first_allocation() {
+        let mut f = Fixture::new();
+        for id in ["a", "b", "c"] {
+            f.store.upsert(alloc(id, &["t"], 5), f.now);
+        }
+        f.changes();
+        f.cache.begin_everything();
+        assert_eq!(keys(&f.more(2)), ["a/t", "b/t"]);
+        f.cache.begin_everything();
+        assert_eq!(keys(&f.more(2)), ["a/t", "b/t"]);
+        assert_eq!(keys(&f.more(2)), ["c/t"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn inherited_keys_are_tombstoned_when_the_full_push_completes() {
+        let mut f = Fixture::new();
+        for id in ["a", "b"] {
+            f.store.upsert(alloc(id, &["t"], 5), f.now);
+        }
+        f.cache.inherit(vec![
+            "a/t".to_owned(),
+            "a/gone".to_owned(),
+            "zz/t".to_owned(),
+        ]);
+        f.cache.begin_everything();
+        assert_eq!(keys(&f.more(1)), ["a/t"]);
+        assert_eq!(
+            keys(&f.more(1)),
+            ["b/t", "a/gone", "zz/t"],
+            "only what no sent row holds"
         );
     }
 

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
@@ -55,14 +55,30 @@ type Rows = (Vec<Pushed>, Instant);
 #[derive(Debug)]
 pub struct PushHandle {
     rows: mpsc::UnboundedSender<Rows>,
+    /// Rows handed to the sender so far.
+    handed: u64,
+    /// Rows the sender had received, at the last moment when none of them waited any more
+    /// (each was in a request, or acknowledged).
+    caught_up: watch::Receiver<u64>,
 }
 
 impl PushHandle {
     /// Queues rows of changes first made at `since`.
-    pub fn send(&self, rows: Vec<Pushed>, since: Instant) {
+    pub fn send(&mut self, rows: Vec<Pushed>, since: Instant) {
         if !rows.is_empty() {
+            self.handed += rows.len() as u64;
             // The sender outlives the handle; a closed channel means the runtime is ending.
             let _ = self.rows.send((rows, since));
+        }
+    }
+
+    /// Resolves once no row handed to the sender waits any more: the time to hand it the next
+    /// part of a full push, so that at most one part waits while a request is in flight.
+    pub async fn caught_up(&mut self) {
+        let handed = self.handed;
+        if self.caught_up.wait_for(|&r| r >= handed).await.is_err() {
+            // The sender is gone: the runtime is ending.
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -76,15 +92,22 @@ pub fn spawn(
 ) -> Result<PushHandle, PushError> {
     let client = http_client(url)?;
     let (rows, received) = mpsc::unbounded_channel();
+    let (caught_up, caught_up_seen) = watch::channel(0);
     let sender = Sender {
         client,
         url: url.clone(),
         metrics,
         back,
         queue: PushQueue::new(),
+        received: 0,
+        caught_up,
     };
     tasks.spawn(sender.run(received));
-    Ok(PushHandle { rows })
+    Ok(PushHandle {
+        rows,
+        handed: 0,
+        caught_up: caught_up_seen,
+    })
 }
 
 /// The HTTP client for the memory table's source: system roots for https, no redirects, no
@@ -109,9 +132,29 @@ struct Sender {
     metrics: Arc<Metrics>,
     back: mpsc::Sender<()>,
     queue: PushQueue,
+    /// Rows received from the loop so far.
+    received: u64,
+    caught_up: watch::Sender<u64>,
 }
 
 impl Sender {
+    fn add(&mut self, rows: Vec<Pushed>, since: Instant) {
+        self.received += rows.len() as u64;
+        self.queue.add(rows, since);
+    }
+
+    /// Tells the loop when nothing received waits any more.
+    fn show_caught_up(&self) {
+        if self.queue.nothing_waits() {
+            let received = self.received;
+            self.caught_up.send_if_modified(|seen| {
+                let changed = *seen != received;
+                *seen = received;
+                changed
+            });
+        }
+    }
+
     async fn run(mut self, mut received: mpsc::UnboundedReceiver<Rows>) {
         let mut backoff = Backoff::default();
         let mut errors = ErrorLog::default();
@@ -120,7 +163,7 @@ impl Sender {
         let mut retry_at: Option<Instant> = None;
         loop {
             while let Ok((rows, since)) = received.try_recv() {
-                self.queue.add(rows, since);
+                self.add(rows, since);
             }
             self.show_depth();
             let ready = retry_at.is_none_or(|at| at <= Instant::now());
@@ -128,13 +171,14 @@ impl Sender {
                 Some(batch) if ready => Some(batch.body.clone()),
                 _ => None,
             };
+            self.show_caught_up();
             let Some(body) = body else {
                 if !open && self.queue.is_empty() {
                     return;
                 }
                 tokio::select! {
                     got = received.recv(), if open => match got {
-                        Some((rows, since)) => self.queue.add(rows, since),
+                        Some((rows, since)) => self.add(rows, since),
                         None => open = false,
                     },
                     () = sleep_until(retry_at) => retry_at = None,
@@ -147,7 +191,7 @@ impl Sender {
                 tokio::select! {
                     outcome = &mut request => break outcome,
                     got = received.recv(), if open => match got {
-                        Some((rows, since)) => self.queue.add(rows, since),
+                        Some((rows, since)) => self.add(rows, since),
                         None => open = false,
                     },
                 }

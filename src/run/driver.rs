@@ -27,7 +27,7 @@ use crate::observe::health::Health;
 use crate::observe::metrics::{Metrics, unix_now};
 use crate::publish::{Outcome, Publisher};
 use crate::push::sender::PushError;
-use crate::push::{PushSettings, Pusher};
+use crate::push::{Needs, PushSettings, Pusher};
 use crate::reload::{self, ReloadOutcome, Reloader};
 use crate::table::incremental::RenderCache;
 use crate::table::node_columns::Nodes;
@@ -171,7 +171,13 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()>) -> Result<(),
             }
             Some(()) = reloads_ended.recv() => Input::Reloaded,
             Some(update) = driver.watch.next() => Input::Update(update),
-            Some(()) = target_back(&mut driver.pusher) => Input::PushTargetBack,
+            needs = push_needs(&mut driver.pusher) => match needs {
+                Needs::Everything => Input::PushTargetBack,
+                Needs::More => {
+                    driver.push_more();
+                    continue;
+                }
+            },
             () = sleep_until(wakeup) => Input::Tick,
         };
         if driver.perform(input) {
@@ -182,10 +188,11 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()>) -> Result<(),
     Ok(())
 }
 
-/// Resolves when Vector's memory table answers again after failing; never without a push.
-async fn target_back(pusher: &mut Option<Pusher>) -> Option<()> {
+/// Resolves with what the push to Vector's memory table needs from the loop; never without a
+/// push.
+async fn push_needs(pusher: &mut Option<Pusher>) -> Needs {
     match pusher {
-        Some(pusher) => pusher.target_back().await,
+        Some(pusher) => pusher.needs().await,
         None => std::future::pending().await,
     }
 }
@@ -323,6 +330,13 @@ impl Driver {
             );
         }
         published
+    }
+
+    /// Sends the next part of the full push under way.
+    fn push_more(&mut self) {
+        if let Some(pusher) = &mut self.pusher {
+            pusher.more(self.machine.store().entries(), self.machine.nodes());
+        }
     }
 
     fn count_allocations(&self) {

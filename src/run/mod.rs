@@ -111,9 +111,10 @@ pub async fn run(
             )
         }
         Scope::Cluster { page_size } => (
-            Source::Cluster(Arc::new(ClusterLister::with_page_size(
+            Source::Cluster(Arc::new(ClusterLister::new(
                 client.clone(),
                 page_size,
+                &publish.columns,
             ))),
             Nodes::cluster(),
             None,

@@ -297,6 +297,17 @@ impl Columns {
     pub fn header(&self) -> Vec<String> {
         self.0.iter().map(|c| c.name().to_owned()).collect()
     }
+
+    /// The meta keys the columns read (`--meta`): of the jobs' meta, only these are kept.
+    pub fn meta_keys(&self) -> BTreeSet<String> {
+        self.0
+            .iter()
+            .filter_map(|c| match c {
+                Column::Meta { key, .. } => Some(key.clone()),
+                Column::Field(_) => None,
+            })
+            .collect()
+    }
 }
 
 fn is_key(field: Field) -> bool {

@@ -75,8 +75,9 @@ pub struct RenderCache {
     /// How a rendering is checked, costing what changed.
     check: IncrementalCheck,
     last: Option<Rendering>,
-    /// Rows of the last committed rendering.
+    /// Rows and bytes of the last committed rendering.
     rows: usize,
+    bytes: usize,
     /// Whether the last rendering is kept for the next one: not when publishes are rare (the
     /// base of `--memory-table-url`), where its bytes and spans would cost memory for nothing.
     keep: bool,
@@ -92,6 +93,7 @@ impl RenderCache {
             format,
             last: None,
             rows: 0,
+            bytes: 0,
             keep: true,
         }
     }
@@ -115,15 +117,20 @@ impl RenderCache {
         let last = self.last.as_ref();
         let old_spans = last.map_or(&[][..], |l| l.spans.as_slice());
         let old_bytes = last.map_or(&[][..], |l| l.table.bytes());
-        let capacity = old_bytes.len() + 4096;
+        // About the last rendering's size: growing by doubling would hold up to three times
+        // the file for a moment (the base of 100,000 rows is 18 MB).
+        let capacity = self.bytes + self.bytes / 64 + 4096;
         let mut out = Output::new(self.format, &self.header, capacity);
         let mut spans = Vec::with_capacity(old_spans.len() + 16);
         let (mut rows, mut added, mut removed, mut projected, mut without_tasks) = (0, 0, 0, 0, 0);
         let mut in_order = true;
+        let mut allocations = 0;
         // The rows made afresh, to check.
         let mut fresh: Vec<FreshRows> = Vec::new();
         let mut previous_id: Option<&str> = None;
         let mut old = old_spans.iter().peekable();
+        let entries = entries.into_iter();
+        let expected_allocations = entries.size_hint().0;
         for entry in entries {
             let id = entry.alloc.id.as_str();
             in_order &= previous_id.is_none_or(|p| p < id);
@@ -171,13 +178,20 @@ impl RenderCache {
                 without_tasks += 1;
             }
             rows += span.tasks.len();
-            spans.push(span);
+            allocations += 1;
+            if allocations >= SAMPLE_ALLOCATIONS && out.spare() < SLACK {
+                out.reserve_like(allocations, expected_allocations);
+            }
+            // A forgetful cache renders the next one from scratch: no span is worth keeping.
+            if self.keep {
+                spans.push(span);
+            }
         }
         removed += old.map(|gone| gone.tasks.len()).sum::<usize>();
         let assembled = Assembled {
             fresh,
             in_order,
-            allocations: spans.len(),
+            allocations,
             rows,
         };
         let table = self.check.check(out.finish(), &assembled)?;
@@ -196,6 +210,7 @@ impl RenderCache {
     /// is valid by construction, so its rows may be carried over unchecked.
     pub fn commit(&mut self, rendering: Rendering) {
         self.rows = rendering.rows;
+        self.bytes = rendering.table.bytes().len();
         self.last = self.keep.then_some(rendering);
     }
 
@@ -204,6 +219,12 @@ impl RenderCache {
         self.rows
     }
 }
+
+/// After this many allocations, a rendering that runs out of room (the first, or one larger than
+/// the last) reserves it for the rest at their average size so far, instead of doubling.
+const SAMPLE_ALLOCATIONS: usize = 256;
+/// Room left below which the rest is reserved.
+const SLACK: usize = 64 * 1024;
 
 /// The file being assembled.
 struct Output {
@@ -227,6 +248,17 @@ impl Output {
             bytes,
             any: false,
         }
+    }
+
+    /// Reserves room for `total` allocations rendered like the `done` ones so far.
+    fn reserve_like(&mut self, done: usize, total: usize) {
+        let rest = (self.bytes.len() / done) * total.saturating_sub(done);
+        self.bytes.reserve_exact(rest + rest / 16 + SLACK);
+    }
+
+    /// Room left in the buffer.
+    fn spare(&self) -> usize {
+        self.bytes.capacity() - self.bytes.len()
     }
 
     /// Appends rows rendered before; returns where they now are.
@@ -327,6 +359,35 @@ mod tests {
             generation: *generation,
             remove_at: None,
         })
+    }
+
+    #[test]
+    fn a_forgetful_rendering_reserves_about_its_size_not_double() {
+        let nodes = nodes("dc");
+        let model: Vec<(Allocation, u64)> = (0..20_000)
+            .map(|i| {
+                let tasks: &[&str] = if i % 3 == 0 { &["a", "b"] } else { &["a"] };
+                (alloc(&format!("{i:06}"), "n1", tasks, "m"), 1)
+            })
+            .collect();
+        let mut cache = RenderCache::forgetful(columns(), FileFormat::Csv);
+        // A small table first (a start's), then larger ones, then a smaller one: room for the
+        // larger of this rendering and the last, not twice either.
+        let mut last = 0;
+        for size in [10, 7_000, 20_000, 16_000] {
+            let rendering = cache
+                .render(entries(&model[..size]), &nodes)
+                .expect("valid");
+            let (len, capacity) = (rendering.table.bytes().len(), rendering.table.capacity());
+            let room = len.max(last);
+            assert!(
+                capacity <= room + room / 8 + 2 * SLACK,
+                "{capacity} reserved for {len} bytes after {last}"
+            );
+            assert!(rendering.spans.is_empty(), "no span kept");
+            last = len;
+            cache.commit(rendering);
+        }
     }
 
     #[test]

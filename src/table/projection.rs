@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::nomad::types::{Allocation, Job, Lifecycle, TaskGroup};
+use crate::nomad::types::{Allocation, Job, Lifecycle, Task, TaskGroup};
 use crate::table::columns::{Column, Columns, Field};
 use crate::table::node_columns::{NodeInfo, Nodes};
 
@@ -154,6 +154,47 @@ fn cell(column: &Column, source: RowSource<'_>) -> String {
             Field::DeploymentId => alloc.deployment_id.clone(),
             Field::TaskKind => task.kind.to_owned(),
         },
+    }
+}
+
+/// What of `job` the rows read: all of it but the meta whose keys no column names (`meta_keys`,
+/// from [`Columns::meta_keys`]). The cluster scope holds thousands of job versions, and
+/// their meta maps, mostly unread, were most of their size.
+pub fn job_for_rows(job: &Job, meta_keys: &BTreeSet<String>) -> Job {
+    let meta = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        m.iter()
+            .filter(|(k, _)| meta_keys.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    Job {
+        id: job.id.clone(),
+        name: job.name.clone(),
+        parent_id: job.parent_id.clone(),
+        job_type: job.job_type.clone(),
+        region: job.region.clone(),
+        node_pool: job.node_pool.clone(),
+        version: job.version,
+        meta: meta(&job.meta),
+        task_groups: job
+            .task_groups
+            .iter()
+            .map(|g| TaskGroup {
+                name: g.name.clone(),
+                meta: meta(&g.meta),
+                tasks: g
+                    .tasks
+                    .iter()
+                    .map(|t| Task {
+                        name: t.name.clone(),
+                        driver: t.driver.clone(),
+                        kind: t.kind.clone(),
+                        meta: meta(&t.meta),
+                        lifecycle: t.lifecycle.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
     }
 }
 
@@ -356,6 +397,45 @@ mod tests {
         assert_eq!(column(&table, 1, "meta_team"), "task-team");
         assert_eq!(column(&table, 1, "meta_owner"), "task");
         assert_eq!(column(&table, 1, "meta_absent"), "");
+    }
+
+    #[test]
+    fn a_job_kept_for_the_rows_drops_only_meta_no_column_reads() {
+        let mut t = task("server", Some(("prestart", true)));
+        t.meta.insert("owner".to_owned(), "task".to_owned());
+        t.meta.insert("unread".to_owned(), "x".repeat(100));
+        let full = alloc("a", vec![t, task("other", None)]);
+        for meta in [
+            vec![],
+            vec!["team".to_owned()],
+            vec!["owner".into(), "tier".into()],
+        ] {
+            let columns = Columns::choose(None, &meta).expect("valid");
+            let job = job_for_rows(full.job.as_deref().expect("job"), &columns.meta_keys());
+            let kept_keys: BTreeSet<&String> = job
+                .meta
+                .keys()
+                .chain(job.task_groups.iter().flat_map(|g| g.meta.keys()))
+                .chain(
+                    job.task_groups
+                        .iter()
+                        .flat_map(|g| g.tasks.iter().flat_map(|t| t.meta.keys())),
+                )
+                .collect();
+            assert!(
+                kept_keys.iter().all(|k| meta.contains(k)),
+                "{kept_keys:?} kept for {meta:?}"
+            );
+            let trimmed = Allocation {
+                job: Some(Arc::new(job)),
+                ..full.clone()
+            };
+            assert_eq!(
+                project(&[trimmed], &node(), &columns),
+                project(std::slice::from_ref(&full), &node(), &columns),
+                "the same rows with {meta:?}"
+            );
+        }
     }
 
     #[test]

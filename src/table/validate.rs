@@ -11,6 +11,7 @@
 //! Vector refuse to start (or stop, on a reload). [`FileFormat::loaded_by_vector`] says which.
 
 use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -75,6 +76,12 @@ impl ValidTable {
     /// The bytes, given up (for stdout).
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
+    }
+
+    /// What the bytes' buffer holds room for (tests of how much a rendering reserves).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.bytes.capacity()
     }
 
     pub fn format(&self) -> FileFormat {
@@ -198,9 +205,32 @@ pub fn check_csv_rows(bytes: &[u8]) -> Result<usize, ValidationError> {
     check_csv(bytes, None)
 }
 
+/// The keys a check has seen.
+trait Seen: Default {
+    /// Records a key; whether it was new. A set of hashes may call a new key seen (a collision).
+    fn first(&mut self, alloc_id: &str, task: &str) -> bool;
+}
+
+/// The keys themselves: exact.
+impl Seen for HashSet<(String, String)> {
+    fn first(&mut self, alloc_id: &str, task: &str) -> bool {
+        self.insert((alloc_id.to_owned(), task.to_owned()))
+    }
+}
+
+/// A hash of each key: a base of 100,000 rows checked with the keys themselves held 12 MB of
+/// them for the check alone. A hash seen twice is decided by a reading that keeps the keys.
+impl Seen for HashSet<u64> {
+    fn first(&mut self, alloc_id: &str, task: &str) -> bool {
+        let mut hasher = DefaultHasher::new();
+        (alloc_id, task).hash(&mut hasher);
+        self.insert(hasher.finish())
+    }
+}
+
 /// Records a row's key: it must be non-empty, not seen before, and of `owner` if one is given.
 fn check_key(
-    seen: &mut HashSet<(String, String)>,
+    seen: &mut impl Seen,
     (alloc_id, task): (&str, &str),
     owner: Option<&str>,
     line: u64,
@@ -215,7 +245,7 @@ fn check_key(
             alloc_id: owner.to_owned(),
         });
     }
-    if !seen.insert((alloc_id.to_owned(), task.to_owned())) {
+    if !seen.first(alloc_id, task) {
         return Err(ValidationError::DuplicateKey {
             alloc_id: alloc_id.to_owned(),
             task: task.to_owned(),
@@ -227,6 +257,21 @@ fn check_key(
 /// Re-reads CSV bytes the way Vector's file table does ([`VECTOR_FILE_TABLE`]) and checks the
 /// table contract: key columns first, unique non-empty keys.
 fn check_csv(bytes: &[u8], owner: Option<&str>) -> Result<usize, ValidationError> {
+    check_csv_with::<HashSet<u64>>(bytes, owner)
+}
+
+/// [`check_csv`] keeping the keys seen in `S`; a duplicate that `S` may have mistaken (a hash
+/// collision) is checked again with the keys themselves.
+fn check_csv_with<S: Seen>(bytes: &[u8], owner: Option<&str>) -> Result<usize, ValidationError> {
+    match read_csv::<S>(bytes, owner) {
+        Err(ValidationError::DuplicateKey { .. }) => {
+            read_csv::<HashSet<(String, String)>>(bytes, owner)
+        }
+        verdict => verdict,
+    }
+}
+
+fn read_csv<S: Seen>(bytes: &[u8], owner: Option<&str>) -> Result<usize, ValidationError> {
     if bytes.is_empty() {
         return Err(ValidationError::Empty);
     }
@@ -242,7 +287,7 @@ fn check_csv(bytes: &[u8], owner: Option<&str>) -> Result<usize, ValidationError
         }
     }
     // Record by record, keeping only the keys: a large table is not held twice.
-    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut seen = S::default();
     let mut rows = 0;
     let mut record = csv::StringRecord::new();
     while reader.read_record(&mut record).map_err(|e| csv_error(&e))? {
@@ -291,7 +336,7 @@ fn check_json(bytes: &[u8], owner: Option<&str>) -> Result<usize, ValidationErro
         };
         keys.push((key("alloc_id")?, key("task")?, i as u64 + 1));
     }
-    let mut seen = HashSet::with_capacity(keys.len());
+    let mut seen = HashSet::<(String, String)>::with_capacity(keys.len());
     for (alloc_id, task, line) in keys {
         check_key(&mut seen, (alloc_id, task), owner, line)?;
     }
@@ -328,6 +373,33 @@ mod tests {
             check_json(json, None),
             Err(ValidationError::DuplicateKey { .. })
         ));
+    }
+
+    /// Calls every key but the first seen: as if every hash collided.
+    #[derive(Default)]
+    struct Colliding(bool);
+
+    impl Seen for Colliding {
+        fn first(&mut self, _: &str, _: &str) -> bool {
+            !std::mem::replace(&mut self.0, true)
+        }
+    }
+
+    #[test]
+    fn a_hash_collision_is_no_duplicate_and_a_duplicate_still_is() {
+        assert_eq!(
+            check_csv_with::<Colliding>(b"alloc_id,task\na,b\na,c\n", None),
+            Ok(2)
+        );
+        let err = check_csv_with::<Colliding>(b"alloc_id,task\na,b\na,c\na,b\n", None)
+            .expect_err("a duplicate");
+        assert_eq!(
+            err,
+            ValidationError::DuplicateKey {
+                alloc_id: "a".to_owned(),
+                task: "b".to_owned()
+            }
+        );
     }
 
     #[test]
