@@ -180,7 +180,7 @@ fn incremental(c: &mut Criterion) {
                 // One allocation changes (its client status), as an event would change it.
                 generation += 1;
                 let changed = generation as usize % model.len();
-                model[changed].0.client_status = format!("s{generation}");
+                model[changed].0.client_status = format!("s{generation}").into();
                 model[changed].1 = generation;
                 let rendering = cache.render(entries(&model), &nodes).expect("valid");
                 assert_eq!(rendering.projected, 1);

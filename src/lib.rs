@@ -21,6 +21,7 @@ pub(crate) mod reload;
 pub(crate) mod retry;
 pub mod run;
 pub(crate) mod small_file;
+pub(crate) mod strings;
 pub mod table;
 pub(crate) mod text;
 pub(crate) mod timing;

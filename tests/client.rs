@@ -95,7 +95,7 @@ async fn a_blocking_query_returns_when_the_node_changes() {
     fake.update(|c| c.set_client_status(&alloc, ClientStatus::Running));
     let woke = blocked.await.expect("joined").expect("answered");
     assert!(woke.index.expect("indexed") > index);
-    assert_eq!(woke.value[0].client_status, "running");
+    assert_eq!(&*woke.value[0].client_status, "running");
 }
 
 #[tokio::test]
@@ -197,7 +197,7 @@ mod stream {
         assert_eq!(event.event_type, "AllocationUpdated");
         let payload = event.payload.allocation.as_ref().expect("allocation");
         assert_eq!(payload.id, alloc);
-        assert_eq!(payload.client_status, "running");
+        assert_eq!(&*payload.client_status, "running");
         assert!(payload.job.is_none());
     }
 

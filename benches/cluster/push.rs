@@ -98,6 +98,16 @@ fn measure(allocations: usize, churn_rate: f64, window: Duration, probes: usize)
         })
         .collect();
     latencies.sort();
+    // A full listing (every 30 minutes as deployed): the old model and the new listing are
+    // both held for a moment, so the peak must include one.
+    run.signal(rustix::process::Signal::HUP);
+    crate::common::wait_until("a listing applied", || {
+        metrics::total(
+            &run.scrape(),
+            "nomad_alloc_table_resyncs_total",
+            &[("reason", "signal")],
+        ) >= 1.0
+    });
     stop.store(true, Ordering::Relaxed);
     churning.join().expect("churn");
     let (_, peak_rss_kib) = usage(run.pid());

@@ -10,12 +10,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::debug;
 
 use crate::nomad::types::{Allocation, AllocationStub, Job, Node};
 use crate::nomad::{Blocking, Error, NomadClient};
+use crate::strings::StringPool;
 use crate::table::columns::Columns;
 use crate::table::projection::job_for_rows;
 
@@ -25,13 +25,14 @@ pub const PER_PAGE: usize = 1000;
 pub const MAX_CONCURRENT_FETCHES: usize = 8;
 
 /// A job version: (namespace, job ID, version).
-pub type JobKey = (String, String, u64);
+pub type JobKey = (Arc<str>, Arc<str>, u64);
 
 /// The jobs the table's allocations run, as much of them as the rows read, shared between
-/// allocations of the same version.
+/// allocations of the same version, and the strings the allocations repeat.
 #[derive(Debug, Default)]
 pub struct JobCache {
     jobs: HashMap<JobKey, Arc<Job>>,
+    strings: StringPool,
     /// The meta keys the columns read; the rest of the jobs' meta is dropped.
     meta_keys: BTreeSet<String>,
 }
@@ -41,6 +42,7 @@ impl JobCache {
     pub fn new(columns: &Columns) -> JobCache {
         JobCache {
             jobs: HashMap::new(),
+            strings: StringPool::default(),
             meta_keys: columns.meta_keys(),
         }
     }
@@ -55,13 +57,15 @@ impl JobCache {
     }
 
     /// Gives `alloc` the shared copy of its job, as much of it as the rows read: the cached one
-    /// if it is the same, else its own, which the cache then holds.
+    /// if it is the same, else its own, which the cache then holds; and the shared copies of its
+    /// repeated strings.
     pub fn intern(&mut self, alloc: &mut Allocation) {
+        self.strings.share_strings(alloc);
         let Some(job) = &alloc.job else {
             return;
         };
         let trimmed = self.trim(job);
-        let key = (alloc.namespace.clone(), job.id.clone(), job.version);
+        let key = (alloc.namespace.clone(), job.id.as_str().into(), job.version);
         match self.jobs.get(&key) {
             Some(cached) if *cached == trimmed => alloc.job = Some(cached.clone()),
             _ => {
@@ -71,9 +75,18 @@ impl JobCache {
         }
     }
 
-    /// Forgets the jobs no allocation of a listing runs.
+    /// `stubs` with the shared copies of their repeated strings.
+    fn share_stub_strings(&mut self, mut stubs: Vec<AllocationStub>) -> Vec<AllocationStub> {
+        for stub in &mut stubs {
+            self.strings.share_stub_strings(stub);
+        }
+        stubs
+    }
+
+    /// Forgets the jobs no allocation of a listing runs, and the strings none holds.
     pub fn retain(&mut self, used: &HashSet<JobKey>) {
         self.jobs.retain(|key, _| used.contains(key));
+        self.strings.forget_unused();
     }
 
     /// How many job versions it holds.
@@ -167,7 +180,8 @@ impl ClusterLister {
             if index.is_none() {
                 index = page.index;
             }
-            stubs.extend(page.value);
+            // One copy of the strings stubs repeat as each page comes, not one a stub.
+            stubs.extend(self.jobs().share_stub_strings(page.value));
             match page.next_token {
                 // Nomad's paginator never repeats a token, and no real cluster needs
                 // MAX_PAGES: anything else (a broken proxy or server) would page for ever.
@@ -224,19 +238,24 @@ impl ClusterLister {
         &self,
         missing: BTreeMap<JobKey, Vec<String>>,
     ) -> Result<HashMap<JobKey, Resolved>, Error> {
-        let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_FETCHES));
+        // Spawned as slots free up, not all at once: at start, one task per job version (tens of
+        // thousands) would each hold a request's future, some 2 kB, until its turn.
+        let mut waiting = missing.into_iter();
         let mut fetches = JoinSet::new();
-        for (key, candidates) in missing {
-            let client = self.client.clone();
-            let permits = permits.clone();
-            fetches.spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                let resolved = resolve_one(&client, &key, candidates).await;
-                (key, resolved)
-            });
-        }
         let mut all = HashMap::new();
-        while let Some(joined) = fetches.join_next().await {
+        loop {
+            while fetches.len() < MAX_CONCURRENT_FETCHES
+                && let Some((key, candidates)) = waiting.next()
+            {
+                let client = self.client.clone();
+                fetches.spawn(async move {
+                    let resolved = resolve_one(&client, &key, candidates).await;
+                    (key, resolved)
+                });
+            }
+            let Some(joined) = fetches.join_next().await else {
+                break;
+            };
             let (key, resolved) = joined.expect("a job fetch does not panic");
             let mut resolved = resolved?;
             // Trimmed as it comes: at start, thousands of whole jobs would wait for the rest.
@@ -271,7 +290,7 @@ impl ClusterLister {
             if let Some(mut alloc) = newer.remove(&stub.id) {
                 jobs.intern(&mut alloc);
                 if let Some(job) = &alloc.job {
-                    used.insert((alloc.namespace.clone(), job.id.clone(), job.version));
+                    used.insert((alloc.namespace.clone(), job.id.as_str().into(), job.version));
                 }
                 allocations.push(alloc);
                 continue;
@@ -283,7 +302,9 @@ impl ClusterLister {
             match jobs.get(&key) {
                 Some(job) => {
                     used.insert(key);
-                    allocations.push(stub.with_job(job));
+                    let mut alloc = stub.with_job(job);
+                    jobs.strings.share_strings(&mut alloc);
+                    allocations.push(alloc);
                 }
                 None => {
                     debug!(alloc_id = %stub.id, "no allocation of its job version could be fetched; left out of this listing")
@@ -308,7 +329,7 @@ async fn resolve_one(
                 resolved.bytes += fetched.bytes;
                 let alloc = fetched.value;
                 match &alloc.job {
-                    Some(job) if job.version == key.2 && job.id == key.1 => {
+                    Some(job) if job.version == key.2 && *job.id == *key.1 => {
                         resolved.job = Some(job.clone());
                         return Ok(resolved);
                     }
@@ -339,7 +360,7 @@ mod tests {
     fn alloc(id: &str, job: Arc<Job>) -> Allocation {
         Allocation {
             id: id.to_owned(),
-            namespace: "default".to_owned(),
+            namespace: "default".into(),
             job: Some(job),
             ..Allocation::default()
         }
@@ -359,17 +380,9 @@ mod tests {
         let mut c = alloc("c", job("web", 2));
         cache.intern(&mut c);
         assert_eq!(cache.len(), 2);
-        cache.retain(&HashSet::from([(
-            "default".to_owned(),
-            "web".to_owned(),
-            2,
-        )]));
+        cache.retain(&HashSet::from([("default".into(), "web".into(), 2)]));
         assert_eq!(cache.len(), 1);
-        assert!(
-            cache
-                .get(&("default".to_owned(), "web".to_owned(), 1))
-                .is_none()
-        );
+        assert!(cache.get(&("default".into(), "web".into(), 1)).is_none());
     }
 
     #[test]
@@ -394,7 +407,7 @@ mod tests {
             "the same version once trimmed is shared"
         );
         let cached = cache
-            .get(&("default".to_owned(), "web".to_owned(), 1))
+            .get(&("default".into(), "web".into(), 1))
             .expect("cached");
         assert_eq!(cached.meta, kept);
     }

@@ -64,7 +64,7 @@ impl Source {
     /// Whether an allocation event concerns the table.
     pub fn wants(&self, alloc: &Allocation) -> bool {
         match self {
-            Source::Node(node_id) => alloc.node_id == *node_id,
+            Source::Node(node_id) => *alloc.node_id == **node_id,
             Source::Cluster(_) => true,
         }
     }

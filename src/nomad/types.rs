@@ -25,23 +25,23 @@ pub struct Allocation {
     #[serde(rename = "ID", deserialize_with = "nullable")]
     pub id: String,
     #[serde(deserialize_with = "nullable")]
-    pub namespace: String,
+    pub namespace: Arc<str>,
     #[serde(deserialize_with = "nullable")]
     pub name: String,
     #[serde(rename = "NodeID", deserialize_with = "nullable")]
-    pub node_id: String,
+    pub node_id: Arc<str>,
     #[serde(deserialize_with = "nullable")]
-    pub node_name: String,
+    pub node_name: Arc<str>,
     #[serde(rename = "JobID", deserialize_with = "nullable")]
-    pub job_id: String,
+    pub job_id: Arc<str>,
     #[serde(deserialize_with = "nullable")]
-    pub task_group: String,
+    pub task_group: Arc<str>,
     #[serde(deserialize_with = "nullable")]
-    pub client_status: String,
+    pub client_status: Arc<str>,
     #[serde(deserialize_with = "nullable")]
-    pub desired_status: String,
+    pub desired_status: Arc<str>,
     #[serde(rename = "DeploymentID", deserialize_with = "nullable")]
-    pub deployment_id: String,
+    pub deployment_id: Arc<str>,
     #[serde(deserialize_with = "nullable")]
     pub modify_index: u64,
     /// Moves only on server-side changes (placement, stop, in-place job update): when it is
@@ -66,23 +66,23 @@ pub struct AllocationStub {
     #[serde(rename = "ID", deserialize_with = "nullable")]
     pub id: String,
     #[serde(deserialize_with = "nullable")]
-    pub namespace: String,
+    pub namespace: Arc<str>,
     #[serde(deserialize_with = "nullable")]
     pub name: String,
     #[serde(rename = "NodeID", deserialize_with = "nullable")]
-    pub node_id: String,
+    pub node_id: Arc<str>,
     #[serde(deserialize_with = "nullable")]
-    pub node_name: String,
+    pub node_name: Arc<str>,
     #[serde(rename = "JobID", deserialize_with = "nullable")]
-    pub job_id: String,
+    pub job_id: Arc<str>,
     #[serde(deserialize_with = "nullable")]
     pub job_version: u64,
     #[serde(deserialize_with = "nullable")]
-    pub task_group: String,
+    pub task_group: Arc<str>,
     #[serde(deserialize_with = "nullable")]
-    pub client_status: String,
+    pub client_status: Arc<str>,
     #[serde(deserialize_with = "nullable")]
-    pub desired_status: String,
+    pub desired_status: Arc<str>,
     #[serde(deserialize_with = "nullable")]
     pub modify_index: u64,
 }
@@ -258,7 +258,7 @@ mod tests {
         )
         .expect("decodes");
         assert_eq!(alloc.id, "a1");
-        assert_eq!(alloc.namespace, "");
+        assert_eq!(&*alloc.namespace, "");
         let job = alloc.job.expect("job present");
         assert!(job.meta.is_empty());
         assert!(job.task_groups[0].tasks.is_empty());

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use tokio::time::Instant;
 
+use crate::strings::StringPool;
 use crate::table::columns::Columns;
 use crate::table::incremental::Entry;
 use crate::table::node_columns::Nodes;
@@ -42,7 +43,7 @@ struct Sent {
     node: Arc<NodeInfo>,
     remove_at: Option<Instant>,
     /// Each row's task and a hash of its columns.
-    rows: Arc<[(String, u64)]>,
+    rows: Arc<[(Arc<str>, u64)]>,
 }
 
 /// What a walk of the model sends.
@@ -75,6 +76,9 @@ pub struct PushCache {
     /// full push that completes tombstones those the model lacks.
     inherited: Vec<String>,
     full: Option<FullPush>,
+    /// One copy of each task name the rows sent hold (most allocations run a few tasks
+    /// named alike).
+    task_names: StringPool,
 }
 
 impl PushCache {
@@ -86,6 +90,7 @@ impl PushCache {
             sent: Vec::new(),
             inherited: Vec::new(),
             full: None,
+            task_names: StringPool::default(),
         }
     }
 
@@ -195,9 +200,9 @@ impl PushCache {
                 sent.extend(previous.cloned());
                 continue;
             }
-            let rows: Vec<(String, u64)> = projected
+            let rows: Vec<(Arc<str>, u64)> = projected
                 .iter()
-                .map(|row| (row[1].clone(), content_hash(row)))
+                .map(|row| (self.task_names.share_str(&row[1]), content_hash(row)))
                 .collect();
             for (row, (task, hash)) in projected.iter().zip(&rows) {
                 let unchanged = previous.is_some_and(|p| p.rows.contains(&(task.clone(), *hash)));
@@ -227,6 +232,7 @@ impl PushCache {
             if forcing {
                 // The end of the model, still sending whole: the full push is complete.
                 self.full = None;
+                self.task_names.forget_unused();
                 self.tombstone_inherited(&mut out);
             } else {
                 self.full = Some(FullPush { after: last_forced });
@@ -264,11 +270,11 @@ impl PushCache {
         };
         self.sent
             .binary_search_by(|s| (*s.alloc_id).cmp(alloc_id))
-            .is_ok_and(|i| self.sent[i].rows.iter().any(|(t, _)| t == task))
+            .is_ok_and(|i| self.sent[i].rows.iter().any(|(t, _)| &**t == task))
     }
 
     /// Tombstones for the rows of `gone` whose task is not among `kept`.
-    fn tombstones(&self, gone: &Sent, kept: &[(String, u64)], out: &mut Vec<Pushed>) {
+    fn tombstones(&self, gone: &Sent, kept: &[(Arc<str>, u64)], out: &mut Vec<Pushed>) {
         for (task, _) in gone.rows.iter() {
             if !kept.iter().any(|(t, _)| t == task) {
                 out.push(Pushed {
@@ -352,8 +358,8 @@ mod tests {
     fn alloc(id: &str, tasks: &[&str], modify_index: u64) -> Allocation {
         Allocation {
             id: id.to_owned(),
-            node_id: "n1".to_owned(),
-            task_group: "g".to_owned(),
+            node_id: "n1".into(),
+            task_group: "g".into(),
             modify_index,
             job: Some(Arc::new(Job {
                 id: "web".to_owned(),
@@ -454,7 +460,7 @@ mod tests {
         f.store.upsert(alloc("a1", &["web"], 5), f.now);
         f.changes();
         let mut same = alloc("a1", &["web"], 6);
-        same.client_status = "complete".to_owned();
+        same.client_status = "complete".into();
         assert!(f.store.upsert(same, f.now));
         assert_eq!(f.changes(), []);
     }
@@ -465,7 +471,7 @@ mod tests {
         f.store.upsert(alloc("a1", &["web", "log"], 5), f.now);
         f.changes();
         let mut changed = alloc("a1", &["web"], 6);
-        changed.namespace = "prod".to_owned();
+        changed.namespace = "prod".into();
         f.store.upsert(changed, f.now);
         let pushed = values(&f.changes());
         assert_eq!(pushed.len(), 2, "{pushed:?}");
@@ -595,7 +601,7 @@ mod tests {
         f.cache.begin_everything();
         assert_eq!(keys(&f.more(2)), ["a/t", "b/t"]);
         let mut changed = alloc("d", &["t"], 6);
-        changed.namespace = "prod".to_owned();
+        changed.namespace = "prod".into();
         f.store.replace(
             vec![
                 alloc("a", &["t"], 5),
@@ -636,7 +642,7 @@ mod tests {
         f.cache.begin_everything();
         assert_eq!(keys(&f.more(1)), ["a/t"]);
         let mut changed = alloc("a", &["t"], 6);
-        changed.namespace = "prod".to_owned();
+        changed.namespace = "prod".into();
         f.store.replace(
             vec![
                 alloc("0", &["t"], 6),

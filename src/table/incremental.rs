@@ -127,6 +127,7 @@ impl RenderCache {
         let mut allocations = 0;
         // The rows made afresh, to check.
         let mut fresh: Vec<FreshRows> = Vec::new();
+        let mut too_fresh = false;
         let mut previous_id: Option<&str> = None;
         let mut old = old_spans.iter().peekable();
         let entries = entries.into_iter();
@@ -159,11 +160,15 @@ impl RenderCache {
                     }
                     let bytes = out.rows(&alloc_rows);
                     let alloc_id: Arc<str> = id.into();
-                    if !alloc_rows.is_empty() {
+                    if !alloc_rows.is_empty() && !too_fresh {
                         fresh.push(FreshRows {
                             alloc_id: alloc_id.clone(),
                             bytes: bytes.clone(),
                         });
+                        if self.check.checks_whole(fresh.len(), expected_allocations) {
+                            too_fresh = true;
+                            fresh = Vec::new();
+                        }
                     }
                     Span {
                         alloc_id,
@@ -190,6 +195,7 @@ impl RenderCache {
         removed += old.map(|gone| gone.tasks.len()).sum::<usize>();
         let assembled = Assembled {
             fresh,
+            too_fresh,
             in_order,
             allocations,
             rows,
@@ -311,8 +317,8 @@ mod tests {
     fn alloc(id: &str, node: &str, tasks: &[&str], meta: &str) -> Allocation {
         Allocation {
             id: id.to_owned(),
-            node_id: node.to_owned(),
-            task_group: "g".to_owned(),
+            node_id: node.into(),
+            task_group: "g".into(),
             job: Some(Arc::new(Job {
                 meta: [("m".to_owned(), meta.to_owned())].into(),
                 task_groups: vec![TaskGroup {

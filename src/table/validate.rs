@@ -109,6 +109,10 @@ pub struct FreshRows {
 #[derive(Clone, Debug, Default)]
 pub struct Assembled {
     pub fresh: Vec<FreshRows>,
+    /// The rendering stopped listing fresh rows once [`IncrementalCheck::checks_whole`] said
+    /// the whole file would be checked (a base renders every row afresh: the list would be as
+    /// long as the table).
+    pub too_fresh: bool,
     pub in_order: bool,
     pub allocations: usize,
     pub rows: usize,
@@ -151,8 +155,9 @@ impl IncrementalCheck {
         assembled: &Assembled,
     ) -> Result<ValidTable, ValidationError> {
         self.header_verdict.clone()?;
-        let whole = !assembled.in_order
-            || assembled.fresh.len().saturating_mul(self.whole_file_share) > assembled.allocations;
+        let whole = assembled.too_fresh
+            || !assembled.in_order
+            || self.checks_whole(assembled.fresh.len(), assembled.allocations);
         if whole {
             return ValidTable::check(bytes, self.format);
         }
@@ -164,6 +169,11 @@ impl IncrementalCheck {
             format: self.format,
             rows: assembled.rows,
         })
+    }
+
+    /// Whether a file of `allocations` of which `fresh` were made afresh is checked whole.
+    pub fn checks_whole(&self, fresh: usize, allocations: usize) -> bool {
+        fresh.saturating_mul(self.whole_file_share) > allocations
     }
 
     /// Checks the rows of one allocation as a table of their own.

@@ -532,7 +532,7 @@ mod tests {
                     payload: Payload {
                         allocation: Some(Allocation {
                             id: format!("a{i}"),
-                            node_id: (*node).to_owned(),
+                            node_id: (*node).into(),
                             ..Allocation::default()
                         }),
                         node: None,

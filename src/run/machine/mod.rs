@@ -294,7 +294,7 @@ impl Machine {
                 let ours = self
                     .nodes
                     .single_id()
-                    .is_none_or(|node| node == alloc.node_id);
+                    .is_none_or(|node| node == &*alloc.node_id);
                 if ours && self.store.upsert(*alloc, now) {
                     self.publishes.changed(reason, now);
                     if new {

@@ -189,10 +189,7 @@ impl Store {
 
     /// The nodes that allocations with rows are on.
     pub fn node_ids(&self) -> HashSet<&str> {
-        self.entries
-            .values()
-            .map(|e| e.alloc.node_id.as_str())
-            .collect()
+        self.entries.values().map(|e| &*e.alloc.node_id).collect()
     }
 }
 
@@ -205,7 +202,7 @@ mod tests {
             id: id.to_owned(),
             modify_index,
             alloc_modify_index: modify_index,
-            client_status: format!("at-{modify_index}"),
+            client_status: format!("at-{modify_index}").into(),
             job: Some(Arc::new(Job {
                 id: "web".to_owned(),
                 version: 1,
@@ -253,14 +250,14 @@ mod tests {
             "learnt at the request's instant: the listing wins"
         );
         let mut same = alloc("b", 5);
-        same.client_status = "learnt-later".to_owned();
+        same.client_status = "learnt-later".into();
         assert!(store.upsert(same, t0 + 2 * SECOND));
         let mut listed = alloc("b", 5);
-        listed.client_status = "listed".to_owned();
+        listed.client_status = "listed".into();
         store.replace(vec![listed], t0 + SECOND, t0 + 3 * SECOND, GRACE);
         let b = store.entries().find(|e| e.alloc.id == "b").expect("b");
         assert_eq!(
-            b.alloc.client_status, "listed",
+            &*b.alloc.client_status, "listed",
             "the same index: the listing wins"
         );
     }

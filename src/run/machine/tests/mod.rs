@@ -31,7 +31,7 @@ fn timing() -> Timing {
 fn alloc(id: &str, modify_index: u64) -> Allocation {
     Allocation {
         id: id.to_owned(),
-        node_id: NODE.to_owned(),
+        node_id: NODE.into(),
         modify_index,
         alloc_modify_index: modify_index,
         job: Some(Arc::new(Job {
@@ -208,7 +208,7 @@ fn in_cluster_scope_a_burst_is_queued_fetches_not_a_listing_of_the_cluster() {
     assert!(!run.log.iter().any(|(_, e)| *e == Effect::Resync));
     // Each fetch that ends starts a queued one; another node's allocation is applied.
     let mut other = alloc("new-0", 20);
-    other.node_id = "elsewhere".to_owned();
+    other.node_id = "elsewhere".into();
     run.input(20, Input::Update(Update::Fetched(Box::new(other))));
     run.input(
         20,
@@ -253,7 +253,7 @@ fn a_node_whose_columns_change_is_published_and_one_that_does_not_is_not() {
         Input::Update(Update::NodesListed(vec![node("n1", "dc1")])),
     );
     let mut on_n1 = alloc("a", 5);
-    on_n1.node_id = "n1".to_owned();
+    on_n1.node_id = "n1".into();
     run.input(0, listed(vec![on_n1], run.at(0)));
     run.run_until(2_000);
     assert_eq!(run.publishes().len(), 1);
