@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::nomad::types::{Allocation, AllocationStub};
+use crate::nomad::types::{Allocation, AllocationStub, Job};
 
 /// The strings allocations share.
 #[derive(Debug, Default)]
@@ -63,6 +63,32 @@ impl StringPool {
             &mut stub.desired_status,
         ] {
             self.share(text);
+        }
+    }
+
+    /// Makes the names, types and drivers of `job` the pool's copies: the cluster's job
+    /// versions repeat them (every version of a job, most tasks of a driver).
+    pub fn share_job_strings(&mut self, job: &mut Job) {
+        for text in [
+            &mut job.id,
+            &mut job.name,
+            &mut job.parent_id,
+            &mut job.job_type,
+            &mut job.region,
+            &mut job.node_pool,
+        ] {
+            self.share(text);
+        }
+        for group in &mut job.task_groups {
+            self.share(&mut group.name);
+            for task in &mut group.tasks {
+                self.share(&mut task.name);
+                self.share(&mut task.driver);
+                self.share(&mut task.kind);
+                if let Some(lifecycle) = &mut task.lifecycle {
+                    self.share(&mut lifecycle.hook);
+                }
+            }
         }
     }
 

@@ -146,7 +146,7 @@ async fn a_single_allocation_comes_with_its_job() {
         .allocation(&alloc, Blocking::default())
         .await
         .expect("found");
-    assert_eq!(answer.value.job.expect("job").id, "web");
+    assert_eq!(&*answer.value.job.expect("job").id, "web");
     let err = c
         .allocation("missing", Blocking::default())
         .await

@@ -51,9 +51,11 @@ impl JobCache {
         self.jobs.get(key).cloned()
     }
 
-    /// What of `job` the cache keeps.
-    fn trim(&self, job: &Job) -> Arc<Job> {
-        Arc::new(job_for_rows(job, &self.meta_keys))
+    /// What of `job` the cache keeps, with the shared copies of its strings.
+    fn trim(&mut self, job: &Job) -> Arc<Job> {
+        let mut kept = job_for_rows(job, &self.meta_keys);
+        self.strings.share_job_strings(&mut kept);
+        Arc::new(kept)
     }
 
     /// Gives `alloc` the shared copy of its job, as much of it as the rows read: the cached one
@@ -65,7 +67,7 @@ impl JobCache {
             return;
         };
         let trimmed = self.trim(job);
-        let key = (alloc.namespace.clone(), job.id.as_str().into(), job.version);
+        let key = (alloc.namespace.clone(), job.id.clone(), job.version);
         match self.jobs.get(&key) {
             Some(cached) if *cached == trimmed => alloc.job = Some(cached.clone()),
             _ => {
@@ -290,7 +292,7 @@ impl ClusterLister {
             if let Some(mut alloc) = newer.remove(&stub.id) {
                 jobs.intern(&mut alloc);
                 if let Some(job) = &alloc.job {
-                    used.insert((alloc.namespace.clone(), job.id.as_str().into(), job.version));
+                    used.insert((alloc.namespace.clone(), job.id.clone(), job.version));
                 }
                 allocations.push(alloc);
                 continue;
@@ -351,7 +353,7 @@ mod tests {
 
     fn job(id: &str, version: u64) -> Arc<Job> {
         Arc::new(Job {
-            id: id.to_owned(),
+            id: id.into(),
             version,
             ..Job::default()
         })
@@ -390,7 +392,7 @@ mod tests {
         let columns = Columns::choose(None, &["team".to_owned()]).expect("valid");
         let mut cache = JobCache::new(&columns);
         let mut job = Job {
-            id: "web".to_owned(),
+            id: "web".into(),
             version: 1,
             ..Job::default()
         };

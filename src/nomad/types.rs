@@ -134,17 +134,17 @@ pub struct AllocatedResources {
 #[serde(default, rename_all = "PascalCase")]
 pub struct Job {
     #[serde(rename = "ID", deserialize_with = "nullable")]
-    pub id: String,
+    pub id: Arc<str>,
     #[serde(deserialize_with = "nullable")]
-    pub name: String,
+    pub name: Arc<str>,
     #[serde(rename = "ParentID", deserialize_with = "nullable")]
-    pub parent_id: String,
+    pub parent_id: Arc<str>,
     #[serde(rename = "Type", deserialize_with = "nullable")]
-    pub job_type: String,
+    pub job_type: Arc<str>,
     #[serde(deserialize_with = "nullable")]
-    pub region: String,
+    pub region: Arc<str>,
     #[serde(deserialize_with = "nullable")]
-    pub node_pool: String,
+    pub node_pool: Arc<str>,
     #[serde(deserialize_with = "nullable")]
     pub version: u64,
     #[serde(deserialize_with = "nullable")]
@@ -158,7 +158,7 @@ pub struct Job {
 #[serde(default, rename_all = "PascalCase")]
 pub struct TaskGroup {
     #[serde(deserialize_with = "nullable")]
-    pub name: String,
+    pub name: Arc<str>,
     #[serde(deserialize_with = "nullable")]
     pub meta: BTreeMap<String, String>,
     #[serde(deserialize_with = "nullable")]
@@ -170,11 +170,11 @@ pub struct TaskGroup {
 #[serde(default, rename_all = "PascalCase")]
 pub struct Task {
     #[serde(deserialize_with = "nullable")]
-    pub name: String,
+    pub name: Arc<str>,
     #[serde(deserialize_with = "nullable")]
-    pub driver: String,
+    pub driver: Arc<str>,
     #[serde(deserialize_with = "nullable")]
-    pub kind: String,
+    pub kind: Arc<str>,
     #[serde(deserialize_with = "nullable")]
     pub meta: BTreeMap<String, String>,
     pub lifecycle: Option<Lifecycle>,
@@ -185,7 +185,7 @@ pub struct Task {
 #[serde(default, rename_all = "PascalCase")]
 pub struct Lifecycle {
     #[serde(deserialize_with = "nullable")]
-    pub hook: String,
+    pub hook: Arc<str>,
     #[serde(deserialize_with = "nullable")]
     pub sidecar: bool,
 }
@@ -284,7 +284,7 @@ mod tests {
         assert_eq!(
             resources.task_lifecycles["init"],
             Some(Lifecycle {
-                hook: "prestart".to_owned(),
+                hook: "prestart".into(),
                 sidecar: false
             })
         );

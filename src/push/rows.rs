@@ -362,13 +362,13 @@ mod tests {
             task_group: "g".into(),
             modify_index,
             job: Some(Arc::new(Job {
-                id: "web".to_owned(),
+                id: "web".into(),
                 task_groups: vec![TaskGroup {
-                    name: "g".to_owned(),
+                    name: "g".into(),
                     tasks: tasks
                         .iter()
                         .map(|t| Task {
-                            name: (*t).to_owned(),
+                            name: (*t).into(),
                             ..Task::default()
                         })
                         .collect(),

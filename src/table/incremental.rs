@@ -322,11 +322,11 @@ mod tests {
             job: Some(Arc::new(Job {
                 meta: [("m".to_owned(), meta.to_owned())].into(),
                 task_groups: vec![TaskGroup {
-                    name: "g".to_owned(),
+                    name: "g".into(),
                     tasks: tasks
                         .iter()
                         .map(|t| Task {
-                            name: (*t).to_owned(),
+                            name: (*t).into(),
                             ..Task::default()
                         })
                         .collect(),
@@ -504,7 +504,7 @@ mod tests {
         ];
         cache.commit(cache.render(entries(&model), &directory).expect("valid"));
         directory.update(&crate::nomad::types::Node {
-            id: "n2".to_owned(),
+            id: "n2".into(),
             datacenter: "moved".to_owned(),
             ..Default::default()
         });
@@ -645,7 +645,7 @@ mod tests {
             prop_assert_eq!(first.table.bytes(), expected.as_slice());
             cache.commit(first);
             if node_changes {
-                directory.update(&crate::nomad::types::Node { id: "n1".to_owned(), datacenter: "other".to_owned(), ..Default::default() });
+                directory.update(&crate::nomad::types::Node { id: "n1".into(), datacenter: "other".to_owned(), ..Default::default() });
             }
             let generations = next_generations(&before, &after);
             let second = cache.render(entries(&generations), &directory).expect("valid");

@@ -34,7 +34,7 @@ struct TaskInfo<'a> {
 }
 
 fn task_group<'a>(job: Option<&'a Job>, group: &str) -> Option<&'a TaskGroup> {
-    job?.task_groups.iter().find(|g| g.name == group)
+    job?.task_groups.iter().find(|g| &*g.name == group)
 }
 
 fn tasks_of(alloc: &Allocation) -> Vec<TaskInfo<'_>> {
@@ -79,7 +79,7 @@ pub fn lifecycle_name(lifecycle: Option<&Lifecycle>) -> String {
         None => "main".to_owned(),
         Some(l) if l.hook.is_empty() => "main".to_owned(),
         Some(l) if l.sidecar => format!("{}-sidecar", l.hook),
-        Some(l) => l.hook.clone(),
+        Some(l) => l.hook.to_string(),
     }
 }
 
@@ -135,9 +135,9 @@ fn cell(column: &Column, source: RowSource<'_>) -> String {
             Field::AllocName => alloc.name.clone(),
             Field::Namespace => alloc.namespace.to_string(),
             Field::JobId => alloc.job_id.to_string(),
-            Field::JobName => job_field(|j| j.name.clone()),
-            Field::ParentJobId => job_field(|j| j.parent_id.clone()),
-            Field::JobType => job_field(|j| j.job_type.clone()),
+            Field::JobName => job_field(|j| j.name.to_string()),
+            Field::ParentJobId => job_field(|j| j.parent_id.to_string()),
+            Field::JobType => job_field(|j| j.job_type.to_string()),
             Field::JobVersion => job_field(|j| j.version.to_string()),
             Field::Group => alloc.task_group.to_string(),
             Field::TaskDriver => task.driver.to_owned(),
@@ -146,7 +146,7 @@ fn cell(column: &Column, source: RowSource<'_>) -> String {
             Field::NodeName if alloc.node_name.is_empty() => node.name.clone(),
             Field::NodeName => alloc.node_name.to_string(),
             Field::Datacenter => node.datacenter.clone(),
-            Field::Region => job_field(|j| j.region.clone()),
+            Field::Region => job_field(|j| j.region.to_string()),
             Field::ClientStatus => alloc.client_status.to_string(),
             Field::DesiredStatus => alloc.desired_status.to_string(),
             Field::AllocIndex => alloc_index(&alloc.name),
@@ -256,10 +256,10 @@ mod tests {
 
     fn task(name: &str, lifecycle: Option<(&str, bool)>) -> Task {
         Task {
-            name: name.to_owned(),
-            driver: "docker".to_owned(),
+            name: name.into(),
+            driver: "docker".into(),
             lifecycle: lifecycle.map(|(hook, sidecar)| Lifecycle {
-                hook: hook.to_owned(),
+                hook: hook.into(),
                 sidecar,
             }),
             ..Task::default()
@@ -270,7 +270,7 @@ mod tests {
         Allocation {
             id: id.to_owned(),
             namespace: "default".into(),
-            name: "web.api[3]".to_owned(),
+            name: "web.api[3]".into(),
             node_id: "node-1".into(),
             node_name: "client-1".into(),
             job_id: "web".into(),
@@ -278,17 +278,17 @@ mod tests {
             client_status: "running".into(),
             desired_status: "run".into(),
             job: Some(Arc::new(Job {
-                id: "web".to_owned(),
-                name: "web".to_owned(),
-                job_type: "service".to_owned(),
-                region: "eu".to_owned(),
+                id: "web".into(),
+                name: "web".into(),
+                job_type: "service".into(),
+                region: "eu".into(),
                 version: 4,
                 meta: BTreeMap::from([
                     ("team".to_owned(), "job".to_owned()),
                     ("tier".to_owned(), "job".to_owned()),
                 ]),
                 task_groups: vec![TaskGroup {
-                    name: "api".to_owned(),
+                    name: "api".into(),
                     meta: BTreeMap::from([("team".to_owned(), "group".to_owned())]),
                     tasks,
                 }],
@@ -300,10 +300,10 @@ mod tests {
 
     fn node() -> Nodes {
         Nodes::single(NodeInfo {
-            id: "node-1".to_owned(),
-            name: "client-1".to_owned(),
+            id: "node-1".into(),
+            name: "client-1".into(),
             datacenter: "dc7".to_owned(),
-            node_pool: "gpu".to_owned(),
+            node_pool: "gpu".into(),
         })
     }
 
@@ -448,7 +448,7 @@ mod tests {
                 (
                     "init".to_owned(),
                     Some(Lifecycle {
-                        hook: "prestart".to_owned(),
+                        hook: "prestart".into(),
                         sidecar: false,
                     }),
                 ),

@@ -204,7 +204,7 @@ mod tests {
             alloc_modify_index: modify_index,
             client_status: format!("at-{modify_index}").into(),
             job: Some(Arc::new(Job {
-                id: "web".to_owned(),
+                id: "web".into(),
                 version: 1,
                 ..Job::default()
             })),

@@ -37,17 +37,17 @@ impl SimAlloc {
     pub fn to_api(&self, with_job: bool) -> Allocation {
         let job = with_job.then(|| {
             Arc::new(Job {
-                id: self.job.clone(),
-                name: self.job.clone(),
-                job_type: "service".to_owned(),
+                id: self.job.as_str().into(),
+                name: self.job.as_str().into(),
+                job_type: "service".into(),
                 version: self.job_version,
                 task_groups: vec![TaskGroup {
-                    name: "web".to_owned(),
+                    name: "web".into(),
                     tasks: ["main", "sidecar"]
                         .into_iter()
                         .map(|name| Task {
-                            name: name.to_owned(),
-                            driver: "exec".to_owned(),
+                            name: (*name).into(),
+                            driver: "exec".into(),
                             ..Task::default()
                         })
                         .collect(),

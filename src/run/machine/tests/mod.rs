@@ -35,7 +35,7 @@ fn alloc(id: &str, modify_index: u64) -> Allocation {
         modify_index,
         alloc_modify_index: modify_index,
         job: Some(Arc::new(Job {
-            id: "web".to_owned(),
+            id: "web".into(),
             ..Job::default()
         })),
         ..Allocation::default()
