@@ -15,7 +15,7 @@
 //!
 //! `cargo bench --bench cluster`; `NAT_SCALE_SECONDS` sets the window (default 60),
 //! `NAT_SCALE_PROBES` the probes per cell (default 8), `NAT_CLUSTER_CELL` runs one cell of the
-//! file table (0, 1 or 2), `NAT_PUSH_CELL` one of the push (0 to 3); `NAT_CLUSTER_TABLES`
+//! file table (0, 1 or 2), `NAT_PUSH_CELL` one of the push (0 to 4); `NAT_CLUSTER_TABLES`
 //! picks `file`, `push` or both (default). Results go in BENCHMARKS.md.
 
 #[path = "cluster/push.rs"]
