@@ -110,8 +110,8 @@ impl Pusher {
         self.more(entries, nodes);
     }
 
-    /// Sends the next part of the full push under way (a request's worth of rows), with the
-    /// changes since the last push; the loop calls it when [`Pusher::needs`] says so.
+    /// Sends the next part of the full push under way (a request's worth of rows; changes go
+    /// with [`Pusher::changes`]); the loop calls it when [`Pusher::needs`] says so.
     pub fn more<'a>(&mut self, entries: impl IntoIterator<Item = Entry<'a>>, nodes: &Nodes) {
         let now = Instant::now();
         let rows = self

@@ -60,6 +60,10 @@ enum Walk {
 #[derive(Clone, Debug, Default)]
 struct FullPush {
     after: Option<String>,
+    /// The highest generation in the model when it began (set by its first part): an entry of a
+    /// higher one is new or changed since, and goes with the changes too, so that no change
+    /// waits on the parts (a stop may come before the last one, and each base begins again).
+    began: Option<u64>,
 }
 
 /// What Vector's memory table was sent, to send it only what changes.
@@ -73,7 +77,7 @@ pub struct PushCache {
     /// In allocation ID order, as the model's entries come.
     sent: Vec<Sent>,
     /// Keys a previous run may have pushed (those of the table on disk at start): the first
-    /// full push that completes tombstones those the model lacks.
+    /// full push that completes tombstones those no row sent holds.
     inherited: Vec<String>,
     full: Option<FullPush>,
     /// One copy of each task name the rows sent hold (most allocations run a few tasks
@@ -95,7 +99,7 @@ impl PushCache {
     }
 
     /// Notes keys that a previous run may have left in the memory table (it outlives the
-    /// exporter): those the model lacks when the first full push completes get tombstones, so
+    /// exporter): those no row sent holds when the first full push completes get tombstones, so
     /// that an allocation collected meanwhile does not keep labelling until its TTL ends.
     pub fn inherit(&mut self, keys: Vec<String>) {
         self.inherited = keys;
@@ -155,6 +159,8 @@ impl PushCache {
         // The full push's cursor: the allocations after it are sent whole by its parts, with
         // whatever changed in them meanwhile, and not before (at start, none was ever sent).
         let after = self.full.as_ref().map(|full| full.after.clone());
+        let began = self.full.as_ref().and_then(|full| full.began);
+        let mut highest_generation = 0;
         // Whether a part still takes allocations: until the budget is spent.
         let mut forcing = !deltas;
         let mut forced_rows = 0;
@@ -178,8 +184,14 @@ impl PushCache {
                     && Arc::ptr_eq(&p.node, node)
                     && p.remove_at == entry.remove_at
             });
+            highest_generation = highest_generation.max(entry.generation);
+            // Unchanged rows the full push has yet to reach wait for their part (at start, that
+            // is every row); what changed since it began goes now.
             let taken = if deltas {
-                !same && !in_line
+                !same
+                    && (!in_line
+                        || previous.is_some()
+                        || began.is_some_and(|g| entry.generation > g))
             } else {
                 in_line && forcing
             };
@@ -235,7 +247,10 @@ impl PushCache {
                 self.task_names.forget_unused();
                 self.tombstone_inherited(&mut out);
             } else {
-                self.full = Some(FullPush { after: last_forced });
+                self.full = Some(FullPush {
+                    after: last_forced,
+                    began: Some(began.unwrap_or(highest_generation)),
+                });
             }
         }
         out
@@ -592,9 +607,9 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn allocations_the_full_push_has_yet_to_send_wait_for_their_part_but_gone_ones_do_not() {
+    async fn changes_during_a_full_push_go_at_once_and_again_in_their_part() {
         let mut f = Fixture::new();
-        for id in ["a", "b", "c", "d"] {
+        for id in ["a", "b", "c", "d", "e"] {
             f.store.upsert(alloc(id, &["t"], 5), f.now);
         }
         f.changes();
@@ -608,28 +623,49 @@ mod tests {
                 alloc("b", &["t"], 5),
                 alloc("bb", &["t"], 6),
                 changed,
+                alloc("e", &["t"], 5),
             ],
             f.now,
             f.now,
             Duration::ZERO,
         );
         f.store.expire(f.now);
+        f.store.depart("e", f.now, Duration::from_secs(30));
+        let between = values(&f.changes());
         assert_eq!(
-            values(&f.changes()),
-            [(
-                "c/t".to_owned(),
-                serde_json::json!({"removed": true, "ttl": 660})
-            )],
-            "the new bb and the changed d are the next part's"
+            between.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["bb/t", "c/t", "d/t", "e/t"],
+            "a stop or a new full push may come before their part"
         );
-        let last = values(&f.more(2));
+        assert_eq!(between[2].1["namespace"], "prod");
+        assert_eq!(between[3].1[TTL_FIELD], 30, "e's grace began");
+        let last = values(&f.more(3));
         assert_eq!(
             last.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
-            ["bb/t", "d/t"]
+            ["bb/t", "d/t", "e/t"]
         );
-        assert_eq!(last[1].1["namespace"], "prod");
         assert!(!f.cache.everything_under_way());
-        assert!(f.changes().is_empty(), "sent once");
+        assert!(
+            f.changes().is_empty(),
+            "sent once more, whole, then nothing"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_start_unchanged_rows_wait_for_the_full_push_and_new_ones_do_not() {
+        let mut f = Fixture::new();
+        for id in ["a", "b", "c"] {
+            f.store.upsert(alloc(id, &["t"], 5), f.now);
+        }
+        f.cache.begin_everything();
+        assert_eq!(keys(&f.more(1)), ["a/t"]);
+        assert!(
+            f.changes().is_empty(),
+            "b and c were never sent, but the full push sends them"
+        );
+        f.store.upsert(alloc("d", &["t"], 6), f.now);
+        assert_eq!(keys(&f.changes()), ["d/t"]);
+        assert_eq!(keys(&f.more(5)), ["b/t", "c/t", "d/t"]);
     }
 
     #[tokio::test(start_paused = true)]
