@@ -156,8 +156,9 @@ impl PushCache {
             Walk::Part(_) if self.full.is_none() => return Vec::new(),
             Walk::Part(budget) => (false, budget),
         };
-        // The full push's cursor: the allocations after it are sent whole by its parts, with
-        // whatever changed in them meanwhile, and not before (at start, none was ever sent).
+        // The full push's cursor: the allocations after it are sent whole by its parts; until
+        // then, only what changed since it began goes with the changes (at start, no row was
+        // ever sent, and all of them wait for their part).
         let after = self.full.as_ref().map(|full| full.after.clone());
         let began = self.full.as_ref().and_then(|full| full.began);
         let mut highest_generation = 0;
