@@ -234,8 +234,8 @@ impl ClusterLister {
     }
 
     /// Fetches one allocation of each missing job version, [`MAX_CONCURRENT_FETCHES`] at a
-    /// time, and keeps of its job what the rows read. An allocation gone meanwhile, or moved on to another version, is replaced by the
-    /// next one of the same version.
+    /// time, and keeps of its job what the rows read. An allocation gone meanwhile, or moved on
+    /// to another version, is replaced by the next one of the same version.
     async fn resolve(
         &self,
         missing: BTreeMap<JobKey, Vec<String>>,
