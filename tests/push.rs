@@ -52,6 +52,15 @@ fn start(fake: &FakeNomad, memory: &MemoryTable) -> Daemon {
     )
 }
 
+/// Requests to the memory table so far with `outcome` (`acknowledged` or `failed`).
+fn requests(daemon: &Daemon, outcome: &str) -> f64 {
+    metrics::total(
+        &daemon.scrape(),
+        "nomad_alloc_table_memory_table_requests_total",
+        &[("outcome", outcome)],
+    )
+}
+
 /// What Vector's two-step lookup answers for a key.
 fn lookup(memory: &MemoryTable, file: &[Row], alloc_id: &str, task: &str) -> Option<Row> {
     match memory.get(&format!("{alloc_id}/{task}")) {
@@ -148,14 +157,8 @@ fn changes_reach_the_memory_table_while_the_file_stays_the_base() {
         .get(&format!("{collected}/server"))
         .expect("a tombstone outlives Vector's scan");
     assert_eq!(tombstone["removed"], Value::Bool(true));
+    assert!(requests(&daemon, "acknowledged") >= 3.0);
     let scrape = daemon.scrape();
-    assert!(
-        metrics::total(
-            &scrape,
-            "nomad_alloc_table_memory_table_requests_total",
-            &[("outcome", "acknowledged")]
-        ) >= 3.0
-    );
     assert_eq!(
         metrics::total(&scrape, "nomad_alloc_table_memory_table_queue_rows", &[]),
         0.0
@@ -186,29 +189,19 @@ fn a_full_push_larger_than_a_request_goes_in_parts_and_every_row_arrives() {
     daemon.wait_until("every row in the memory table", || {
         memory.keys() == rows && agrees(&fake, &memory, &daemon, &[])
     });
-    let requests = |daemon: &Daemon| {
-        metrics::total(
-            &daemon.scrape(),
-            "nomad_alloc_table_memory_table_requests_total",
-            &[("outcome", "acknowledged")],
-        )
-    };
-    assert!(requests(&daemon) >= 2.0, "in parts");
+    assert!(requests(&daemon, "acknowledged") >= 2.0, "in parts");
     memory.stop();
     fake.update(|c| c.place("default", "web", "api", &nodes[0]));
-    daemon.wait_until("a push refused", || {
-        metrics::total(
-            &daemon.scrape(),
-            "nomad_alloc_table_memory_table_requests_total",
-            &[("outcome", "failed")],
-        ) >= 1.0
-    });
+    daemon.wait_until("a push refused", || requests(&daemon, "failed") >= 1.0);
     memory.restart();
-    let before = requests(&daemon);
+    let before = requests(&daemon, "acknowledged");
     daemon.wait_until("every row in the restarted memory table", || {
         memory.keys() == rows + 2 && agrees(&fake, &memory, &daemon, &[])
     });
-    assert!(requests(&daemon) - before >= 2.0, "in parts again");
+    assert!(
+        requests(&daemon, "acknowledged") - before >= 2.0,
+        "in parts again"
+    );
 }
 
 /// A restarted Vector has an empty memory table and loads the base file as it was: the rows
@@ -237,13 +230,7 @@ fn a_restarted_vector_gets_a_new_base_and_everything_and_nothing_is_lost_meanwhi
     );
     memory.stop();
     let placed = fake.update(|c| c.place("default", "web", "api", &nodes[0]));
-    daemon.wait_until("a push refused", || {
-        metrics::total(
-            &daemon.scrape(),
-            "nomad_alloc_table_memory_table_requests_total",
-            &[("outcome", "failed")],
-        ) >= 1.0
-    });
+    daemon.wait_until("a push refused", || requests(&daemon, "failed") >= 1.0);
     memory.restart();
     daemon.wait_until("everything in the restarted memory table", || {
         memory.keys() == 4 && agrees(&fake, &memory, &daemon, &keys_of(&collected))
@@ -330,18 +317,13 @@ fn any_sequence_of_changes_and_vector_restarts_keeps_the_lookups_exact() {
                     trace.push(format!("collect {id}"));
                 }
                 _ => {
-                    let failed = || {
-                        metrics::total(
-                            &daemon.scrape(),
-                            "nomad_alloc_table_memory_table_requests_total",
-                            &[("outcome", "failed")],
-                        )
-                    };
-                    let failed_before = failed();
+                    let failed_before = requests(&daemon, "failed");
                     memory.stop();
                     let node = &nodes[rng.usize(0..nodes.len())];
                     let id = fake.update(|c| c.place("default", "web", "api", node));
-                    daemon.wait_until("a push refused", || failed() > failed_before);
+                    daemon.wait_until("a push refused", || {
+                        requests(&daemon, "failed") > failed_before
+                    });
                     memory.restart();
                     trace.push(format!("vector restarted, place {id} meanwhile"));
                 }
