@@ -13,9 +13,10 @@ use super::rows::Pushed;
 /// Keys in one JSON object of a request body: each object is one event for Vector's memory
 /// table, which walks the whole table on every event it applies, so keys go in bulk.
 const KEYS_PER_OBJECT: usize = 200;
-/// A request carries at most this many keys (a few MB), so that one request cannot hold the
-/// source's body limit or its acknowledgement for long.
-pub const KEYS_PER_REQUEST: usize = 5_000;
+/// A request carries at most this many keys (about a megabyte with the default columns), so
+/// that one request cannot hold the source's body limit or its acknowledgement for long, and
+/// a full push, made a request's worth at a time, holds little memory at once.
+pub const KEYS_PER_REQUEST: usize = 2_000;
 
 /// A value waiting to be sent, and when the change it carries was first made.
 #[derive(Debug)]

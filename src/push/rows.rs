@@ -166,10 +166,13 @@ impl PushCache {
         let mut forcing = !deltas;
         let mut forced_rows = 0;
         let mut last_forced: Option<String> = None;
+        let entries = entries.into_iter();
         let old_sent = std::mem::take(&mut self.sent);
         let mut old = old_sent.iter().peekable();
         let mut out = Vec::new();
-        let mut sent = Vec::with_capacity(old_sent.len() + 16);
+        // Sized for the model and what it lost, so that it is not doubled as it fills: the
+        // old list is held beside it until the walk ends.
+        let mut sent = Vec::with_capacity(old_sent.len().max(entries.size_hint().0) + 16);
         for entry in entries {
             let id = entry.alloc.id.as_str();
             while let Some(gone) = old.next_if(|s| &*s.alloc_id < id) {
