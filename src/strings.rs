@@ -110,7 +110,7 @@ mod tests {
 
     fn alloc(id: &str, node: &str) -> Allocation {
         Allocation {
-            id: id.to_owned(),
+            id: id.into(),
             namespace: "default".into(),
             node_id: node.into(),
             job_id: "web".into(),

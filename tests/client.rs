@@ -196,7 +196,7 @@ mod stream {
         let event = &frame.events[0];
         assert_eq!(event.event_type, "AllocationUpdated");
         let payload = event.payload.allocation.as_ref().expect("allocation");
-        assert_eq!(payload.id, alloc);
+        assert_eq!(&*payload.id, alloc);
         assert_eq!(&*payload.client_status, "running");
         assert!(payload.job.is_none());
     }

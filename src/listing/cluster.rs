@@ -227,7 +227,7 @@ impl ClusterLister {
         for stub in stubs {
             let key = key_of(stub);
             if jobs.get(&key).is_none() {
-                missing.entry(key).or_default().push(stub.id.clone());
+                missing.entry(key).or_default().push(stub.id.to_string());
             }
         }
         missing
@@ -275,7 +275,7 @@ impl ClusterLister {
         mut resolved: HashMap<JobKey, Resolved>,
     ) -> Vec<Allocation> {
         let mut jobs = self.jobs();
-        let mut newer: HashMap<String, Allocation> = HashMap::new();
+        let mut newer: HashMap<Arc<str>, Allocation> = HashMap::new();
         let mut gone: HashSet<String> = HashSet::new();
         for (key, r) in resolved.iter_mut() {
             if let Some(job) = r.job.take() {
@@ -289,7 +289,7 @@ impl ClusterLister {
         let mut used = HashSet::new();
         let mut allocations = Vec::with_capacity(stubs.len());
         for stub in stubs {
-            if let Some(mut alloc) = newer.remove(&stub.id) {
+            if let Some(mut alloc) = newer.remove(&*stub.id) {
                 jobs.intern(&mut alloc);
                 if let Some(job) = &alloc.job {
                     used.insert((alloc.namespace.clone(), job.id.clone(), job.version));
@@ -297,7 +297,7 @@ impl ClusterLister {
                 allocations.push(alloc);
                 continue;
             }
-            if gone.contains(&stub.id) {
+            if gone.contains(&*stub.id) {
                 continue;
             }
             let key = key_of(&stub);
@@ -361,7 +361,7 @@ mod tests {
 
     fn alloc(id: &str, job: Arc<Job>) -> Allocation {
         Allocation {
-            id: id.to_owned(),
+            id: id.into(),
             namespace: "default".into(),
             job: Some(job),
             ..Allocation::default()

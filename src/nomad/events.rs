@@ -197,7 +197,7 @@ mod tests {
             .as_ref()
             .expect("allocation");
         assert_eq!(
-            (alloc.id.as_str(), &*alloc.node_id, alloc.modify_index),
+            (&*alloc.id, &*alloc.node_id, alloc.modify_index),
             ("a", "n", 9)
         );
         assert!(matches!(

@@ -22,8 +22,10 @@ where
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct Allocation {
+    /// Shared: the model's key, what was pushed and what was rendered hold this one copy
+    /// instead of one each.
     #[serde(rename = "ID", deserialize_with = "nullable")]
-    pub id: String,
+    pub id: Arc<str>,
     #[serde(deserialize_with = "nullable")]
     pub namespace: Arc<str>,
     #[serde(deserialize_with = "nullable")]
@@ -64,7 +66,7 @@ pub struct Allocation {
 #[serde(default, rename_all = "PascalCase")]
 pub struct AllocationStub {
     #[serde(rename = "ID", deserialize_with = "nullable")]
-    pub id: String,
+    pub id: Arc<str>,
     #[serde(deserialize_with = "nullable")]
     pub namespace: Arc<str>,
     #[serde(deserialize_with = "nullable")]
@@ -257,7 +259,7 @@ mod tests {
             r#"{"ID":"a1","Job":{"Meta":null,"TaskGroups":[{"Name":"g","Tasks":null}]},"TaskStates":null}"#,
         )
         .expect("decodes");
-        assert_eq!(alloc.id, "a1");
+        assert_eq!(&*alloc.id, "a1");
         assert_eq!(&*alloc.namespace, "");
         let job = alloc.job.expect("job present");
         assert!(job.meta.is_empty());

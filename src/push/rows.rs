@@ -38,6 +38,7 @@ pub struct Pushed {
 /// What was last sent for one allocation.
 #[derive(Clone, Debug)]
 struct Sent {
+    /// The model's own copy of the ID, shared.
     alloc_id: Arc<str>,
     generation: u64,
     node: Arc<NodeInfo>,
@@ -174,7 +175,7 @@ impl PushCache {
         // old list is held beside it until the walk ends.
         let mut sent = Vec::with_capacity(old_sent.len().max(entries.size_hint().0) + 16);
         for entry in entries {
-            let id = entry.alloc.id.as_str();
+            let id = &*entry.alloc.id;
             while let Some(gone) = old.next_if(|s| &*s.alloc_id < id) {
                 self.gone(gone, deltas, &mut sent, &mut out);
             }
@@ -233,7 +234,7 @@ impl PushCache {
                 self.tombstones(p, &rows, &mut out);
             }
             sent.push(Sent {
-                alloc_id: previous.map_or_else(|| id.into(), |p| p.alloc_id.clone()),
+                alloc_id: entry.alloc.id.clone(),
                 generation: entry.generation,
                 node: node.clone(),
                 remove_at: entry.remove_at,
@@ -376,7 +377,7 @@ mod tests {
 
     fn alloc(id: &str, tasks: &[&str], modify_index: u64) -> Allocation {
         Allocation {
-            id: id.to_owned(),
+            id: id.into(),
             node_id: "n1".into(),
             task_group: "g".into(),
             modify_index,
@@ -521,7 +522,7 @@ mod tests {
             "300 s of grace, 10.5 s of it gone"
         );
         f.now += Duration::from_secs(290);
-        assert_eq!(f.store.expire(f.now), ["a1"]);
+        assert_eq!(f.store.expire(f.now), ["a1".into()]);
         let pushed = values(&f.changes());
         assert_eq!(
             pushed,

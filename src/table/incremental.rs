@@ -133,7 +133,7 @@ impl RenderCache {
         let entries = entries.into_iter();
         let expected_allocations = entries.size_hint().0;
         for entry in entries {
-            let id = entry.alloc.id.as_str();
+            let id = &*entry.alloc.id;
             in_order &= previous_id.is_none_or(|p| p < id);
             previous_id = Some(id);
             // Spans of allocations that sort before this one are gone from the model.
@@ -159,7 +159,7 @@ impl RenderCache {
                         None => added += tasks.len(),
                     }
                     let bytes = out.rows(&alloc_rows);
-                    let alloc_id: Arc<str> = id.into();
+                    let alloc_id = entry.alloc.id.clone();
                     if !alloc_rows.is_empty() && !too_fresh {
                         fresh.push(FreshRows {
                             alloc_id: alloc_id.clone(),
@@ -316,7 +316,7 @@ mod tests {
 
     fn alloc(id: &str, node: &str, tasks: &[&str], meta: &str) -> Allocation {
         Allocation {
-            id: id.to_owned(),
+            id: id.into(),
             node_id: node.into(),
             task_group: "g".into(),
             job: Some(Arc::new(Job {
@@ -342,7 +342,7 @@ mod tests {
         let mut nodes = Nodes::cluster();
         nodes.replace(
             &["n1", "n2"].map(|id| crate::nomad::types::Node {
-                id: id.to_owned(),
+                id: id.into(),
                 datacenter: format!("{datacenter}-{id}"),
                 ..Default::default()
             }),

@@ -130,7 +130,7 @@ fn cell(column: &Column, source: RowSource<'_>) -> String {
     match column {
         Column::Meta { key, .. } => meta_value(key, job, group, task),
         Column::Field(field) => match field {
-            Field::AllocId => alloc.id.clone(),
+            Field::AllocId => alloc.id.to_string(),
             Field::Task => task.name.to_owned(),
             Field::AllocName => alloc.name.clone(),
             Field::Namespace => alloc.namespace.to_string(),
@@ -233,7 +233,7 @@ pub fn project<'a>(
     for alloc in allocations {
         let mut alloc_rows = allocation_rows(alloc, nodes.of(&alloc.node_id), columns);
         if alloc_rows.is_empty() {
-            allocations_without_tasks.push(alloc.id.clone());
+            allocations_without_tasks.push(alloc.id.to_string());
         }
         rows.append(&mut alloc_rows);
     }
@@ -268,7 +268,7 @@ mod tests {
 
     fn alloc(id: &str, tasks: Vec<Task>) -> Allocation {
         Allocation {
-            id: id.to_owned(),
+            id: id.into(),
             namespace: "default".into(),
             name: "web.api[3]".into(),
             node_id: "node-1".into(),

@@ -531,7 +531,7 @@ mod tests {
                     index,
                     payload: Payload {
                         allocation: Some(Allocation {
-                            id: format!("a{i}"),
+                            id: format!("a{i}").into(),
                             node_id: (*node).into(),
                             ..Allocation::default()
                         }),

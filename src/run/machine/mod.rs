@@ -256,7 +256,7 @@ impl Machine {
                 let added: Vec<String> = allocations
                     .iter()
                     .filter(|a| !self.store.contains(&a.id))
-                    .map(|a| a.id.clone())
+                    .map(|a| a.id.to_string())
                     .collect();
                 self.store.replace(allocations, requested_at, now, grace);
                 self.publishes.listed();
@@ -277,7 +277,7 @@ impl Machine {
                         }
                     }
                     None => self.fetch(
-                        alloc.id,
+                        alloc.id.to_string(),
                         alloc.modify_index,
                         ChangeReason::NewAllocation,
                         effects,
@@ -298,7 +298,7 @@ impl Machine {
                 if ours && self.store.upsert(*alloc, now) {
                     self.publishes.changed(reason, now);
                     if new {
-                        self.added(vec![id], now);
+                        self.added(vec![id.to_string()], now);
                     }
                 }
             }

@@ -36,7 +36,7 @@ pub struct Store {
     /// Boxed: an entry is some 350 bytes, and a B-tree's nodes hold eleven values, about half
     /// of them used when keys come in order, as listings bring them (at 60,000 allocations,
     /// inline entries took 38 MB).
-    entries: BTreeMap<String, Box<Entry>>,
+    entries: BTreeMap<Arc<str>, Box<Entry>>,
     /// The last generation given to an entry.
     generation: u64,
 }
@@ -69,7 +69,7 @@ impl Store {
         now: Instant,
         grace: Duration,
     ) {
-        let mut fresh: BTreeMap<String, Box<Entry>> = BTreeMap::new();
+        let mut fresh: BTreeMap<Arc<str>, Box<Entry>> = BTreeMap::new();
         for alloc in listed {
             let entry = match self.entries.remove(&alloc.id) {
                 // Newer than the snapshot, and so is a grace begun since (its directory went
@@ -149,8 +149,8 @@ impl Store {
     }
 
     /// Removes the allocations whose grace period has ended; returns their IDs.
-    pub fn expire(&mut self, now: Instant) -> Vec<String> {
-        let expired: Vec<String> = self
+    pub fn expire(&mut self, now: Instant) -> Vec<Arc<str>> {
+        let expired: Vec<Arc<str>> = self
             .entries
             .iter()
             .filter(|(_, e)| e.remove_at.is_some_and(|at| at <= now))
@@ -199,7 +199,7 @@ mod tests {
 
     fn alloc(id: &str, modify_index: u64) -> Allocation {
         Allocation {
-            id: id.to_owned(),
+            id: id.into(),
             modify_index,
             alloc_modify_index: modify_index,
             client_status: format!("at-{modify_index}").into(),
@@ -216,11 +216,7 @@ mod tests {
     const SECOND: Duration = Duration::from_secs(1);
 
     fn ids(store: &Store) -> Vec<&str> {
-        store
-            .entries()
-            .map(|e| e.alloc)
-            .map(|a| a.id.as_str())
-            .collect()
+        store.entries().map(|e| e.alloc).map(|a| &*a.id).collect()
     }
 
     #[test]
@@ -233,7 +229,7 @@ mod tests {
         assert_eq!(ids(&store), ["a", "b"], "a stays during its grace");
         assert_eq!(store.next_expiry(), Some(t1 + GRACE));
         assert!(store.expire(t1 + GRACE - SECOND).is_empty());
-        assert_eq!(store.expire(t1 + GRACE), ["a"]);
+        assert_eq!(store.expire(t1 + GRACE), ["a".into()]);
         assert_eq!(ids(&store), ["b"]);
     }
 
@@ -255,7 +251,7 @@ mod tests {
         let mut listed = alloc("b", 5);
         listed.client_status = "listed".into();
         store.replace(vec![listed], t0 + SECOND, t0 + 3 * SECOND, GRACE);
-        let b = store.entries().find(|e| e.alloc.id == "b").expect("b");
+        let b = store.entries().find(|e| &*e.alloc.id == "b").expect("b");
         assert_eq!(
             &*b.alloc.client_status, "listed",
             "the same index: the listing wins"
@@ -342,7 +338,7 @@ mod tests {
         let a = store
             .entries()
             .map(|e| e.alloc)
-            .find(|x| x.id == "a")
+            .find(|x| &*x.id == "a")
             .expect("a");
         assert_eq!(a.modify_index, 11, "the newer event state is kept");
         assert_eq!(
@@ -363,7 +359,7 @@ mod tests {
         let t1 = t0 + SECOND;
         store.replace(vec![alloc("old", 5)], t1, t1, GRACE);
         assert_eq!(store.next_expiry(), Some(t1 + GRACE));
-        assert_eq!(store.expire(t1 + GRACE), ["newest"]);
+        assert_eq!(store.expire(t1 + GRACE), ["newest".into()]);
     }
 
     #[test]
@@ -423,14 +419,14 @@ mod tests {
         );
         event.alloc_modify_index = 6;
         assert!(store.known_job(&event).is_none());
-        event.id = "unknown".to_owned();
+        event.id = "unknown".into();
         assert!(store.known_job(&event).is_none());
     }
 
     fn generation(store: &Store, id: &str) -> u64 {
         store
             .entries()
-            .find(|e| e.alloc.id == id)
+            .find(|e| &*e.alloc.id == id)
             .expect("present")
             .generation
     }

@@ -57,7 +57,7 @@ impl SimAlloc {
             })
         });
         Allocation {
-            id: self.id.clone(),
+            id: self.id.as_str().into(),
             namespace: "default".into(),
             name: format!("{}.web[0]", self.job),
             node_id: self.node.as_str().into(),

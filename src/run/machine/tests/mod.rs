@@ -30,7 +30,7 @@ fn timing() -> Timing {
 
 fn alloc(id: &str, modify_index: u64) -> Allocation {
     Allocation {
-        id: id.to_owned(),
+        id: id.into(),
         node_id: NODE.into(),
         modify_index,
         alloc_modify_index: modify_index,
@@ -181,7 +181,7 @@ impl Run {
 
 fn node(id: &str, datacenter: &str) -> crate::nomad::types::Node {
     crate::nomad::types::Node {
-        id: id.to_owned(),
+        id: id.into(),
         datacenter: datacenter.to_owned(),
         ..Default::default()
     }
@@ -432,7 +432,7 @@ fn publishes_are_one_reload_each_at_most_one_per_interval() {
 
 fn dir_created(id: &str) -> Input {
     Input::Update(Update::DirCreated {
-        alloc_id: id.to_owned(),
+        alloc_id: id.into(),
     })
 }
 
