@@ -1,17 +1,18 @@
-//! Publishing a table that passed validation ([`ValidTable`]): only when its content differs
-//! from the file on disk, and then atomically (temp file in the same directory, mode set,
+//! Publishing a table that passed validation ([`ValidTable`], or a [`Draft`] written as it was
+//! checked): only when its content differs from the file on disk, and then atomically (temp file in the same directory, mode set,
 //! written, mtime strictly later than the file it replaces, read back and compared by hash with
 //! what was validated, fsynced, renamed over the target, directory fsynced). Vector reloads a
 //! file table only when `mtime > last mtime`, and exits if a reload meets a bad file, so both
 //! the mtime rule and the read-back are load-bearing.
 
 use std::fs::{self, File, Permissions};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use rustix::fs::{FlockOperation, flock};
+use tempfile::NamedTempFile;
 
 use crate::table::validate::ValidTable;
 
@@ -161,21 +162,30 @@ impl Publisher {
     /// a third time.
     pub fn publish(&mut self, table: &ValidTable) -> Result<Outcome, PublishError> {
         let bytes = table.bytes();
-        let hash = blake3::hash(bytes);
-        let current = self.current_hash()?;
-        if let Some((on_disk, _)) = &current
-            && *on_disk == hash
+        if let Some((on_disk, _)) = self.current_hash()?
+            && on_disk == blake3::hash(bytes)
         {
             return Ok(Outcome::Unchanged);
         }
-        let previous_mtime = current.as_ref().and_then(|(_, meta)| meta.modified().ok());
+        let mut draft = self.draft()?;
+        draft
+            .write_all(bytes)
+            .map_err(|source| self.io("write the temporary file for", source))?;
+        self.publish_draft(draft)
+    }
+
+    /// A temporary file beside the table to write a table into as it is rendered, for
+    /// [`Publisher::publish_draft`]; dropped, it is removed and the table is untouched. For a
+    /// table checked chunk by chunk as it is written
+    /// ([`crate::table::streamed::StreamRenderer`]): one held whole would be in memory at once.
+    pub fn draft(&self) -> Result<Draft, PublishError> {
         let dir = directory_of(&self.path);
         if !dir.is_dir() {
             return Err(PublishError::NoDirectory {
                 dir: dir.to_owned(),
             });
         }
-        let mut temp = tempfile::Builder::new()
+        let temp = tempfile::Builder::new()
             .prefix(&temp_prefix(&file_name_of(&self.path)))
             .suffix(TEMP_SUFFIX)
             .tempfile_in(dir)
@@ -187,8 +197,28 @@ impl Publisher {
         // Set explicitly: the mode given at creation would be reduced by the umask.
         fs::set_permissions(temp.path(), Permissions::from_mode(self.mode))
             .map_err(|source| self.io("set the mode of the temporary file for", source))?;
-        temp.write_all(bytes)
-            .map_err(|source| self.io("write the temporary file for", source))?;
+        Ok(Draft {
+            file: BufWriter::with_capacity(DRAFT_BUFFER, temp),
+            hasher: blake3::Hasher::new(),
+        })
+    }
+
+    /// Publishes what `draft` holds, a table that passed validation, unless the file already
+    /// holds exactly those bytes (then the draft is removed). The draft read back must hash to
+    /// what was written into it.
+    pub fn publish_draft(&mut self, draft: Draft) -> Result<Outcome, PublishError> {
+        let Draft { file, hasher } = draft;
+        let mut temp = file
+            .into_inner()
+            .map_err(|e| self.io("write the temporary file for", e.into_error()))?;
+        let hash = hasher.finalize();
+        let current = self.current_hash()?;
+        if let Some((on_disk, _)) = &current
+            && *on_disk == hash
+        {
+            return Ok(Outcome::Unchanged);
+        }
+        let previous_mtime = current.as_ref().and_then(|(_, meta)| meta.modified().ok());
         temp.flush()
             .map_err(|source| self.io("write the temporary file for", source))?;
         let modified = advance_mtime(temp.as_file(), previous_mtime)
@@ -210,6 +240,7 @@ impl Publisher {
         temp.as_file()
             .sync_all()
             .map_err(|source| self.io("fsync the temporary file for", source))?;
+        let dir = directory_of(&self.path);
         let file = temp
             .persist(&self.path)
             .map_err(|e| self.io("rename the temporary file over", e.error))?;
@@ -226,6 +257,29 @@ impl Publisher {
             modified,
         });
         Ok(Outcome::Written)
+    }
+}
+
+/// A table being written into a temporary file beside the target, hashed as it goes
+/// ([`Publisher::draft`]).
+#[derive(Debug)]
+pub struct Draft {
+    file: BufWriter<NamedTempFile>,
+    hasher: blake3::Hasher,
+}
+
+/// The draft's write buffer.
+const DRAFT_BUFFER: usize = 64 * 1024;
+
+impl Write for Draft {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.file.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -339,6 +393,68 @@ mod tests {
         let after = fs::metadata(p.path()).expect("exists");
         assert_eq!(before.modified().ok(), after.modified().ok());
         assert_eq!(before.ino(), after.ino(), "no rename happened");
+    }
+
+    /// The names in `dir`, sorted.
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_draft_is_published_only_when_it_differs_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut p = publisher(dir.path());
+        let mut draft = p.draft().expect("draft");
+        draft.write_all(TABLE).expect("write");
+        assert_eq!(p.publish_draft(draft).expect("publish"), Outcome::Written);
+        assert_eq!(fs::read(p.path()).expect("read"), TABLE);
+        let before = fs::metadata(p.path()).expect("exists");
+
+        let mut same = p.draft().expect("draft");
+        same.write_all(&TABLE[..5]).expect("write");
+        same.write_all(&TABLE[5..]).expect("write");
+        assert_eq!(p.publish_draft(same).expect("publish"), Outcome::Unchanged);
+        let after = fs::metadata(p.path()).expect("exists");
+        assert_eq!(
+            (before.ino(), before.modified().ok()),
+            (after.ino(), after.modified().ok())
+        );
+        assert_eq!(
+            names_in(dir.path()),
+            ["allocs.csv"],
+            "the unchanged draft is gone"
+        );
+
+        let mut other = p.draft().expect("draft");
+        other.write_all(OTHER).expect("write");
+        assert_eq!(p.publish_draft(other).expect("publish"), Outcome::Written);
+        assert_eq!(fs::read(p.path()).expect("read"), OTHER);
+        assert!(fs::metadata(p.path()).expect("exists").modified().ok() > after.modified().ok());
+        assert_eq!(names_in(dir.path()), ["allocs.csv"]);
+    }
+
+    #[test]
+    fn a_draft_given_up_leaves_the_file_as_it_was() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut p = publisher(dir.path());
+        p.publish(&valid(TABLE)).expect("publish");
+        let mut draft = p.draft().expect("draft");
+        draft
+            .write_all(b"alloc_id,task\nhalf a tab")
+            .expect("write");
+        assert_eq!(
+            names_in(dir.path()).len(),
+            2,
+            "the draft is beside the file"
+        );
+        drop(draft);
+        assert_eq!(names_in(dir.path()), ["allocs.csv"]);
+        assert_eq!(fs::read(p.path()).expect("read"), TABLE);
     }
 
     #[test]

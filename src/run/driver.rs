@@ -31,6 +31,7 @@ use crate::push::{Needs, PushSettings, Pusher};
 use crate::reload::{self, ReloadOutcome, Reloader};
 use crate::table::incremental::RenderCache;
 use crate::table::node_columns::Nodes;
+use crate::table::streamed::{StreamError, StreamRenderer};
 use crate::watch::{WatchHandle, WatchSettings};
 
 /// How long a fetch waits for the answering server to reach the event's index.
@@ -54,13 +55,37 @@ pub struct Setup {
     pub push: Option<PushSettings>,
 }
 
+/// How the file is rendered.
+enum FileRendering {
+    /// From what changed since the last rendering published, which is kept.
+    Incremental(RenderCache),
+    /// From scratch, straight into the publisher's draft: the base of the push, published
+    /// every few minutes.
+    Streamed {
+        renderer: StreamRenderer,
+        /// Rows of the last table published (or found already on disk).
+        rows: usize,
+    },
+}
+
+impl FileRendering {
+    /// Rows of the last table published (or found already on disk).
+    fn rows(&self) -> usize {
+        match self {
+            FileRendering::Incremental(cache) => cache.rows(),
+            FileRendering::Streamed { rows, .. } => *rows,
+        }
+    }
+}
+
 /// The loop's I/O side.
 struct Driver {
     client: Arc<NomadClient>,
     /// Cluster scope: shares the jobs of fetched allocations with the listing's.
     lister: Option<Arc<ClusterLister>>,
-    /// The last rendering published, to render the next one from what changed.
-    rendered: RenderCache,
+    /// How the file is rendered: from what changed since the last publish, or, for the base
+    /// of the push, from scratch and straight into its temporary file.
+    rendered: FileRendering,
     publisher: Publisher,
     reloader: Reloader,
     /// With `--memory-table-url`.
@@ -144,11 +169,15 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()>) -> Result<(),
         pusher,
         machine: Machine::new(nodes, timing, unannounced, base_interval),
         // The base of the push is published every few minutes: rendering it from scratch
-        // costs a fraction of a second then, and keeping the last one would cost its size.
+        // costs a fraction of a second then, and holding it, or the last one, would cost its
+        // size.
         rendered: if base_interval.is_some() {
-            RenderCache::forgetful(publish.columns, publish.format)
+            FileRendering::Streamed {
+                renderer: StreamRenderer::new(publish.columns, publish.format),
+                rows: 0,
+            }
         } else {
-            RenderCache::new(publish.columns, publish.format)
+            FileRendering::Incremental(RenderCache::new(publish.columns, publish.format))
         },
         publisher,
         reloader,
@@ -376,10 +405,17 @@ impl Driver {
     }
 
     fn publish_and_log(&mut self, reason: &str) -> Published {
-        let rendering = match self
-            .rendered
-            .render(self.machine.store().entries(), self.machine.nodes())
-        {
+        match &self.rendered {
+            FileRendering::Incremental(_) => self.publish_incremental(reason),
+            FileRendering::Streamed { .. } => self.publish_streamed(reason),
+        }
+    }
+
+    fn publish_incremental(&mut self, reason: &str) -> Published {
+        let FileRendering::Incremental(cache) = &mut self.rendered else {
+            unreachable!("called for an incremental rendering");
+        };
+        let rendering = match cache.render(self.machine.store().entries(), self.machine.nodes()) {
             Ok(rendering) => rendering,
             Err(e) => {
                 error!(error = %e, "table not published: it fails validation; the file keeps its last content");
@@ -395,12 +431,62 @@ impl Driver {
         match self.publisher.publish(&rendering.table) {
             Ok(Outcome::Unchanged) => {
                 debug!(reason = %reason, "table unchanged; nothing written");
-                self.rendered.commit(rendering);
+                cache.commit(rendering);
                 Published::Unchanged
             }
             Ok(Outcome::Written) => {
                 info!(rows, added, removed, reason = %reason, "table published");
-                self.rendered.commit(rendering);
+                cache.commit(rendering);
+                Published::Written
+            }
+            Err(e) => {
+                error!(error = %e, "table not published; the file keeps its last content");
+                Published::Failed
+            }
+        }
+    }
+
+    /// Renders the table into a draft beside the file, checked as it goes, and publishes the
+    /// draft if it differs from the file.
+    fn publish_streamed(&mut self, reason: &str) -> Published {
+        let FileRendering::Streamed { renderer, rows } = &mut self.rendered else {
+            unreachable!("called for a streamed rendering");
+        };
+        let mut draft = match self.publisher.draft() {
+            Ok(draft) => draft,
+            Err(e) => {
+                error!(error = %e, "table not published; the file keeps its last content");
+                return Published::Failed;
+            }
+        };
+        let streamed = match renderer.render_to(
+            self.machine.store().entries(),
+            self.machine.nodes(),
+            &mut draft,
+        ) {
+            Ok(streamed) => streamed,
+            Err(StreamError::Invalid(e)) => {
+                error!(error = %e, "table not published: it fails validation; the file keeps its last content");
+                return Published::Invalid;
+            }
+            Err(StreamError::Write(e)) => {
+                error!(error = %e, "table not published; the file keeps its last content");
+                return Published::Failed;
+            }
+        };
+        debug!(
+            allocations_without_tasks = streamed.without_tasks,
+            "rendered"
+        );
+        match self.publisher.publish_draft(draft) {
+            Ok(Outcome::Unchanged) => {
+                debug!(reason = %reason, "table unchanged; nothing written");
+                *rows = streamed.rows;
+                Published::Unchanged
+            }
+            Ok(Outcome::Written) => {
+                info!(rows = streamed.rows, reason = %reason, "table published");
+                *rows = streamed.rows;
                 Published::Written
             }
             Err(e) => {

@@ -78,9 +78,6 @@ pub struct RenderCache {
     /// Rows and bytes of the last committed rendering.
     rows: usize,
     bytes: usize,
-    /// Whether the last rendering is kept for the next one: not when publishes are rare (the
-    /// base of `--memory-table-url`), where its bytes and spans would cost memory for nothing.
-    keep: bool,
 }
 
 impl RenderCache {
@@ -94,15 +91,6 @@ impl RenderCache {
             last: None,
             rows: 0,
             bytes: 0,
-            keep: true,
-        }
-    }
-
-    /// A cache that keeps nothing between renderings: each one projects every allocation.
-    pub fn forgetful(columns: Columns, format: FileFormat) -> RenderCache {
-        RenderCache {
-            keep: false,
-            ..RenderCache::new(columns, format)
         }
     }
 
@@ -118,7 +106,7 @@ impl RenderCache {
         let old_spans = last.map_or(&[][..], |l| l.spans.as_slice());
         let old_bytes = last.map_or(&[][..], |l| l.table.bytes());
         // About the last rendering's size: growing by doubling would hold up to three times
-        // the file for a moment (the base of 100,000 rows is 18 MB).
+        // the file for a moment (a table of 100,000 rows is 18 MB).
         let capacity = self.bytes + self.bytes / 64 + 4096;
         let mut out = Output::new(self.format, &self.header, capacity);
         let mut spans = Vec::with_capacity(old_spans.len() + 16);
@@ -187,10 +175,7 @@ impl RenderCache {
             if allocations >= SAMPLE_ALLOCATIONS && out.spare() < SLACK {
                 out.reserve_like(allocations, expected_allocations);
             }
-            // A forgetful cache renders the next one from scratch: no span is worth keeping.
-            if self.keep {
-                spans.push(span);
-            }
+            spans.push(span);
         }
         removed += old.map(|gone| gone.tasks.len()).sum::<usize>();
         let assembled = Assembled {
@@ -217,7 +202,7 @@ impl RenderCache {
     pub fn commit(&mut self, rendering: Rendering) {
         self.rows = rendering.rows;
         self.bytes = rendering.table.bytes().len();
-        self.last = self.keep.then_some(rendering);
+        self.last = Some(rendering);
     }
 
     /// Rows of the last committed rendering.
@@ -368,7 +353,7 @@ mod tests {
     }
 
     #[test]
-    fn a_forgetful_rendering_reserves_about_its_size_not_double() {
+    fn a_rendering_reserves_about_its_size_not_double() {
         let nodes = nodes("dc");
         let model: Vec<(Allocation, u64)> = (0..20_000)
             .map(|i| {
@@ -376,7 +361,7 @@ mod tests {
                 (alloc(&format!("{i:06}"), "n1", tasks, "m"), 1)
             })
             .collect();
-        let mut cache = RenderCache::forgetful(columns(), FileFormat::Csv);
+        let mut cache = RenderCache::new(columns(), FileFormat::Csv);
         // A small table first (a start's), then larger ones, then a smaller one: room for the
         // larger of this rendering and the last, not twice either.
         let mut last = 0;
@@ -390,7 +375,6 @@ mod tests {
                 capacity <= room + room / 8 + 2 * SLACK,
                 "{capacity} reserved for {len} bytes after {last}"
             );
-            assert!(rendering.spans.is_empty(), "no span kept");
             last = len;
             cache.commit(rendering);
         }
@@ -411,29 +395,6 @@ mod tests {
         assert_eq!(
             (second.projected, second.added, second.removed, second.rows),
             (0, 0, 2, 2)
-        );
-    }
-
-    #[test]
-    fn a_forgetful_cache_projects_everything_each_time_and_still_counts_rows() {
-        let cache_nodes = nodes("dc");
-        let mut cache = RenderCache::forgetful(columns(), FileFormat::Csv);
-        let model = vec![
-            (alloc("a", "n1", &["x", "y"], "1"), 1),
-            (alloc("b", "n2", &["x"], "1"), 2),
-        ];
-        cache.commit(cache.render(entries(&model), &cache_nodes).expect("valid"));
-        assert_eq!(cache.rows(), 3);
-        let again = cache.render(entries(&model), &cache_nodes).expect("valid");
-        assert_eq!(
-            (again.projected, again.added),
-            (2, 3),
-            "nothing carried over"
-        );
-        let allocs: Vec<Allocation> = model.iter().map(|(a, _)| a.clone()).collect();
-        assert_eq!(
-            again.table.bytes(),
-            full(&allocs, &cache_nodes, FileFormat::Csv)
         );
     }
 

@@ -1,6 +1,7 @@
 //! The table, as pure functions of the model: which columns ([`columns`]), where a row's node
 //! columns come from ([`node_columns`]), the rows ([`projection`]), their bytes ([`render`],
-//! and [`incremental`] for `run`'s rendering of what changed), whether Vector can load them
+//! [`incremental`] for `run`'s rendering of what changed, and [`streamed`] for a base written
+//! as it is made), whether Vector can load them
 //! ([`validate`], the one owner of [`validate::ValidTable`]), and how two tables differ
 //! ([`diff`]). No I/O here.
 
@@ -11,6 +12,7 @@ pub mod incremental;
 pub mod node_columns;
 pub mod projection;
 pub mod render;
+pub mod streamed;
 pub mod validate;
 
 pub use node_columns::{NodeInfo, Nodes};

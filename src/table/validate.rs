@@ -47,6 +47,31 @@ pub enum ValidationError {
     Json(String),
     #[error("a row of allocation {alloc_id:?} carries another alloc_id")]
     ForeignRow { alloc_id: String },
+    #[error("allocation {alloc_id:?} comes after one that sorts after it: keys may repeat")]
+    Unordered { alloc_id: String },
+    #[error("a chunk of the table holds other than the {expected} rows rendered into it")]
+    RowCount { expected: usize },
+}
+
+impl ValidationError {
+    /// The error with its line moved down by `lines`: a chunk is checked as a table of its
+    /// own, and its lines are the file's after those before it.
+    fn shifted(self, lines: u64) -> ValidationError {
+        match self {
+            ValidationError::NotUtf8 { line } => ValidationError::NotUtf8 { line: line + lines },
+            ValidationError::Ragged {
+                line,
+                expected,
+                found,
+            } => ValidationError::Ragged {
+                line: line + lines,
+                expected,
+                found,
+            },
+            ValidationError::EmptyKey { line } => ValidationError::EmptyKey { line: line + lines },
+            other => other,
+        }
+    }
 }
 
 /// Table bytes that passed validation: what may be published. Only this module constructs one.
@@ -110,8 +135,8 @@ pub struct FreshRows {
 pub struct Assembled {
     pub fresh: Vec<FreshRows>,
     /// The rendering stopped listing fresh rows once [`IncrementalCheck::checks_whole`] said
-    /// the whole file would be checked (a base renders every row afresh: the list would be as
-    /// long as the table).
+    /// the whole file would be checked (a first rendering makes every row afresh: the list
+    /// would be as long as the table).
     pub too_fresh: bool,
     pub in_order: bool,
     pub allocations: usize,
@@ -178,19 +203,11 @@ impl IncrementalCheck {
 
     /// Checks the rows of one allocation as a table of their own.
     fn check_rows(&self, rows: &[u8], alloc_id: &str) -> Result<usize, ValidationError> {
-        let mut table = Vec::with_capacity(self.header_only.len() + rows.len() + 2);
-        match self.format {
-            FileFormat::Csv => {
-                table.extend_from_slice(&self.header_only);
-                table.extend_from_slice(rows);
-            }
-            FileFormat::Json => {
-                table.extend_from_slice(JSON_OPEN);
-                table.extend_from_slice(rows);
-                table.extend_from_slice(JSON_CLOSE);
-            }
-        }
-        check(&table, self.format, Some(alloc_id))
+        check(
+            &table_of(self.format, &self.header_only, rows),
+            self.format,
+            Some(alloc_id),
+        )
     }
 
     /// Checks allocation by allocation whatever the share of fresh rows (tests).
@@ -228,7 +245,7 @@ impl Seen for HashSet<(String, String)> {
     }
 }
 
-/// A hash of each key: a base of 100,000 rows checked with the keys themselves held 12 MB of
+/// A hash of each key: a table of 100,000 rows checked with the keys themselves held 12 MB of
 /// them for the check alone. A hash seen twice is decided by a reading that keeps the keys.
 impl Seen for HashSet<u64> {
     fn first(&mut self, alloc_id: &str, task: &str) -> bool {
@@ -282,6 +299,16 @@ fn check_csv_with<S: Seen>(bytes: &[u8], owner: Option<&str>) -> Result<usize, V
 }
 
 fn read_csv<S: Seen>(bytes: &[u8], owner: Option<&str>) -> Result<usize, ValidationError> {
+    let mut seen = S::default();
+    visit_csv_keys(bytes, |key, line| check_key(&mut seen, key, owner, line))
+}
+
+/// Reads CSV bytes as Vector does and gives each row's key and line to `visit`, record by
+/// record (a large table is not held twice). Returns the rows.
+fn visit_csv_keys(
+    bytes: &[u8],
+    mut visit: impl FnMut((&str, &str), u64) -> Result<(), ValidationError>,
+) -> Result<usize, ValidationError> {
     if bytes.is_empty() {
         return Err(ValidationError::Empty);
     }
@@ -296,13 +323,11 @@ fn read_csv<S: Seen>(bytes: &[u8], owner: Option<&str>) -> Result<usize, Validat
             return Err(ValidationError::MissingKey { column });
         }
     }
-    // Record by record, keeping only the keys: a large table is not held twice.
-    let mut seen = S::default();
     let mut rows = 0;
     let mut record = csv::StringRecord::new();
     while reader.read_record(&mut record).map_err(|e| csv_error(&e))? {
         let line = record.position().map_or(0, csv::Position::line);
-        check_key(&mut seen, (&record[0], &record[1]), owner, line)?;
+        visit((&record[0], &record[1]), line)?;
         rows += 1;
     }
     Ok(rows)
@@ -329,6 +354,17 @@ fn csv_error(error: &csv::Error) -> ValidationError {
 /// Checks JSON bytes: an array of objects of strings, every one with the key columns, keys
 /// unique.
 fn check_json(bytes: &[u8], owner: Option<&str>) -> Result<usize, ValidationError> {
+    let mut seen = HashSet::<(String, String)>::new();
+    visit_json_keys(bytes, |key, line| check_key(&mut seen, key, owner, line))
+}
+
+/// Reads JSON bytes as an array of objects of strings, every one with the key columns, and
+/// gives each row's key and position (from 1) to `visit`, once every row has its key columns.
+/// Returns the rows.
+fn visit_json_keys(
+    bytes: &[u8],
+    mut visit: impl FnMut((&str, &str), u64) -> Result<(), ValidationError>,
+) -> Result<usize, ValidationError> {
     if bytes.is_empty() {
         return Err(ValidationError::Empty);
     }
@@ -346,11 +382,129 @@ fn check_json(bytes: &[u8], owner: Option<&str>) -> Result<usize, ValidationErro
         };
         keys.push((key("alloc_id")?, key("task")?, i as u64 + 1));
     }
-    let mut seen = HashSet::<(String, String)>::with_capacity(keys.len());
     for (alloc_id, task, line) in keys {
-        check_key(&mut seen, (alloc_id, task), owner, line)?;
+        visit((alloc_id, task), line)?;
     }
     Ok(rows.len())
+}
+
+/// A table of its own made of `rows` (CSV records, or JSON objects with their separators) as
+/// they appear in a file whose table of no rows is `header_only`.
+fn table_of(format: FileFormat, header_only: &[u8], rows: &[u8]) -> Vec<u8> {
+    let mut table = Vec::with_capacity(header_only.len() + rows.len() + 2);
+    match format {
+        FileFormat::Csv => {
+            table.extend_from_slice(header_only);
+            table.extend_from_slice(rows);
+        }
+        FileFormat::Json => {
+            table.extend_from_slice(JSON_OPEN);
+            table.extend_from_slice(rows);
+            table.extend_from_slice(JSON_CLOSE);
+        }
+    }
+    table
+}
+
+/// The check of a table written chunk by chunk as it is rendered (the base of
+/// `--memory-table-url`, which goes to its temporary file as it is made instead of being held:
+/// 18 MB at 100,000 rows). Each chunk is read as a table of its own, after the header, and
+/// names the allocation each of its rows belongs to. Allocations must come in strictly
+/// increasing ID order across chunks, every row must carry its allocation's ID, and an
+/// allocation's tasks must differ: then every key is unique, with no key kept between chunks
+/// and no hash to mistake.
+#[derive(Clone, Debug)]
+pub struct ChunkedCheck {
+    format: FileFormat,
+    header_only: Vec<u8>,
+    header_verdict: Result<(), ValidationError>,
+    /// The last allocation checked.
+    last_owner: Option<Arc<str>>,
+    /// Rows and lines (CSV) checked so far, by which a chunk's positions are shifted to the
+    /// file's.
+    rows: usize,
+    lines: u64,
+}
+
+impl ChunkedCheck {
+    /// A check of files whose table of no rows is `header_only` (see
+    /// [`crate::table::render::header_only`]).
+    pub fn new(header_only: Vec<u8>, format: FileFormat) -> ChunkedCheck {
+        ChunkedCheck {
+            header_verdict: check(&header_only, format, None).map(drop),
+            lines: header_only.iter().filter(|b| **b == b'\n').count() as u64,
+            header_only,
+            format,
+            last_owner: None,
+            rows: 0,
+        }
+    }
+
+    /// Checks the next chunk: `rows` (CSV records, or JSON objects with their separators)
+    /// that belong, in order, to `owners`, each an allocation ID with how many rows it has.
+    pub fn chunk(
+        &mut self,
+        rows: &[u8],
+        owners: &[(Arc<str>, usize)],
+    ) -> Result<(), ValidationError> {
+        self.header_verdict.clone()?;
+        let expected: usize = owners.iter().map(|(_, n)| n).sum();
+        for (owner, _) in owners {
+            if self
+                .last_owner
+                .as_ref()
+                .is_some_and(|last| **last >= **owner)
+            {
+                return Err(ValidationError::Unordered {
+                    alloc_id: owner.to_string(),
+                });
+            }
+            self.last_owner = Some(owner.clone());
+        }
+        let table = table_of(self.format, &self.header_only, rows);
+        let mut owner_of_row = owners
+            .iter()
+            .flat_map(|(owner, n)| std::iter::repeat_n(&**owner, *n));
+        let mut tasks: HashSet<(String, String)> = HashSet::new();
+        let mut current: Option<&str> = None;
+        let visit = |key: (&str, &str), line: u64| {
+            let owner = owner_of_row
+                .next()
+                .ok_or(ValidationError::RowCount { expected })?;
+            if current != Some(owner) {
+                tasks.clear();
+                current = Some(owner);
+            }
+            check_key(&mut tasks, key, Some(owner), line)
+        };
+        let found = match self.format {
+            FileFormat::Csv => visit_csv_keys(&table, visit),
+            FileFormat::Json => visit_json_keys(&table, visit),
+        }
+        .map_err(|e| e.shifted(self.line_offset()))?;
+        if found != expected {
+            return Err(ValidationError::RowCount { expected });
+        }
+        self.rows += found;
+        self.lines += rows.iter().filter(|b| **b == b'\n').count() as u64;
+        Ok(())
+    }
+
+    /// Rows checked so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// What a position in a chunk's table adds to be the file's: the lines before the chunk
+    /// (CSV, the header's counted once) or the rows (JSON, whose positions are rows).
+    fn line_offset(&self) -> u64 {
+        match self.format {
+            FileFormat::Csv => {
+                self.lines - self.header_only.iter().filter(|b| **b == b'\n').count() as u64
+            }
+            FileFormat::Json => self.rows as u64,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -410,6 +564,105 @@ mod tests {
                 task: "b".to_owned()
             }
         );
+    }
+
+    fn owners(list: &[(&str, usize)]) -> Vec<(Arc<str>, usize)> {
+        list.iter().map(|(id, n)| ((*id).into(), *n)).collect()
+    }
+
+    fn chunked() -> ChunkedCheck {
+        ChunkedCheck::new(b"alloc_id,task,x\n".to_vec(), FileFormat::Csv)
+    }
+
+    #[test]
+    fn chunks_in_order_pass_and_count_their_rows() {
+        let mut check = chunked();
+        check
+            .chunk(
+                b"a,web,1\na,db,2\nb,web,3\n",
+                &owners(&[("a", 2), ("b", 1)]),
+            )
+            .expect("valid");
+        check
+            .chunk(b"c,web,\"two\nlines\"\n", &owners(&[("c", 1)]))
+            .expect("valid");
+        assert_eq!(check.rows(), 4);
+        // The line of a ragged row counts every line of the chunks before it.
+        let err = check
+            .chunk(b"d,web,4\nd,db\n", &owners(&[("d", 2)]))
+            .expect_err("ragged");
+        assert_eq!(
+            err,
+            ValidationError::Ragged {
+                line: 8,
+                expected: 3,
+                found: 2
+            }
+        );
+    }
+
+    #[test]
+    fn an_allocation_out_of_order_is_refused_even_across_chunks() {
+        let mut check = chunked();
+        check
+            .chunk(b"b,web,1\n", &owners(&[("b", 1)]))
+            .expect("valid");
+        for again in ["b", "a"] {
+            let err = check
+                .chunk(format!("{again},db,1\n").as_bytes(), &owners(&[(again, 1)]))
+                .expect_err("out of order");
+            assert_eq!(
+                err,
+                ValidationError::Unordered {
+                    alloc_id: again.to_owned()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn rows_must_be_their_owners_and_as_many_as_said() {
+        let foreign = chunked()
+            .chunk(b"a,web,1\nb,web,1\n", &owners(&[("a", 2)]))
+            .expect_err("foreign");
+        assert_eq!(
+            foreign,
+            ValidationError::ForeignRow {
+                alloc_id: "a".to_owned()
+            }
+        );
+        for (said, rows) in [(3, &b"a,web,1\na,db,1\n"[..]), (1, b"a,web,1\na,db,1\n")] {
+            let err = chunked()
+                .chunk(rows, &owners(&[("a", said)]))
+                .expect_err("miscounted");
+            assert_eq!(err, ValidationError::RowCount { expected: said });
+        }
+        let twice = chunked()
+            .chunk(
+                b"a,web,1\nb,web,1\nb,web,2\n",
+                &owners(&[("a", 1), ("b", 2)]),
+            )
+            .expect_err("a task twice");
+        assert!(
+            matches!(twice, ValidationError::DuplicateKey { .. }),
+            "{twice}"
+        );
+    }
+
+    #[test]
+    fn json_chunks_are_checked_as_arrays_and_count_rows_as_lines() {
+        let mut check = ChunkedCheck::new(b"[]\n".to_vec(), FileFormat::Json);
+        check
+            .chunk(
+                br#"{"alloc_id":"a","task":"web"},
+{"alloc_id":"a","task":"db"}"#,
+                &owners(&[("a", 2)]),
+            )
+            .expect("valid");
+        let err = check
+            .chunk(br#"{"alloc_id":"b","task":""}"#, &owners(&[("b", 1)]))
+            .expect_err("empty task");
+        assert_eq!(err, ValidationError::EmptyKey { line: 3 });
     }
 
     #[test]
