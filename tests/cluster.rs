@@ -193,6 +193,11 @@ fn the_listing_pages_through_every_allocation() {
             .count(),
         2
     );
+    assert_eq!(
+        requests_to(&fake, "/v1/allocation/").len(),
+        1,
+        "one job version, fetched once though its allocations span three pages"
+    );
     // print-table shows exactly what dump wrote.
     let print_table = ["print-table", "--scope", "cluster", "--format", "csv"];
     let printed = stdout_of(bin_at(fake.address()).args(print_table));
