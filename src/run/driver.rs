@@ -20,6 +20,7 @@ use super::machine::{
     BaseReason, ChangeReason, Effect, Input, Machine, Published, ResyncReason, Update,
 };
 use crate::config::PublishSettings;
+use crate::heap;
 use crate::listing::Source;
 use crate::listing::cluster::ClusterLister;
 use crate::nomad::{Blocking, Error, NomadClient};
@@ -238,6 +239,8 @@ impl Driver {
     /// Steps the machine with `input` and performs the effects, feeding the results of
     /// publishes back at once. Returns whether the loop must exit.
     fn perform(&mut self, input: Input) -> bool {
+        // A full listing frees the old model's entries and the listing's list.
+        let large = matches!(input, Input::Update(Update::Listed { .. }));
         let mut inputs = VecDeque::from([input]);
         while let Some(input) = inputs.pop_front() {
             for effect in self.machine.step(input, Instant::now()) {
@@ -273,6 +276,9 @@ impl Driver {
                     Effect::Exit => return true,
                 }
             }
+        }
+        if large {
+            heap::release_free_memory();
         }
         false
     }

@@ -64,13 +64,18 @@ impl Store {
     /// a lower index (an index reset).
     pub fn replace(
         &mut self,
-        listed: Vec<Allocation>,
+        mut listed: Vec<Allocation>,
         requested_at: Instant,
         now: Instant,
         grace: Duration,
     ) {
         let mut fresh: BTreeMap<Arc<str>, Box<Entry>> = BTreeMap::new();
-        for alloc in listed {
+        // Taken from the end, and the list shrunk as it empties: at a resync it would be held
+        // whole beside the model until the last entry (16 MB at 62,500 allocations).
+        while let Some(alloc) = listed.pop() {
+            if listed.len() < listed.capacity() / 2 {
+                listed.shrink_to_fit();
+            }
             let entry = match self.entries.remove(&alloc.id) {
                 // Newer than the snapshot, and so is a grace begun since (its directory went
                 // after the request): both stand.
