@@ -1,7 +1,7 @@
-//! Giving the memory freed after the exporter's large, rare phases back to the system: a full
-//! listing (the new listing beside the old model), a base (a full push under way). glibc's
-//! allocator keeps what a program frees in its heap for later, so without this the resident
-//! size stays at the highest it ever was, and the next large phase starts from there.
+//! Giving the memory freed after the exporter's largest, rare phase back to the system: a full
+//! listing, which holds the new listing beside the old model. glibc's allocator keeps what a
+//! program frees in its heap for later, so without this the resident size stays at the
+//! highest it ever was, and the next large phase starts from there.
 
 /// Returns the free pages of the allocator's heap to the system. Costs a walk of the heap
 /// (milliseconds at 100,000 allocations): for after rare phases, not for every change.

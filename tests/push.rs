@@ -173,7 +173,7 @@ fn changes_reach_the_memory_table_while_the_file_stays_the_base() {
     );
 }
 
-/// A full push of more rows than a request carries (5,000 keys) goes part by part, each made
+/// A full push of more rows than a request carries (2,000 keys) goes part by part, each made
 /// when the sender has taken the last, and every row arrives, at start and after Vector
 /// restarts.
 #[test]

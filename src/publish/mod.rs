@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use rustix::fs::{FlockOperation, flock};
 use tempfile::NamedTempFile;
 
-use crate::table::validate::ValidTable;
+use crate::table::validate::{CheckedRows, ValidTable};
 
 /// Why a table was not published. The target file is untouched in every case.
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +171,7 @@ impl Publisher {
         draft
             .write_all(bytes)
             .map_err(|source| self.io("write the temporary file for", source))?;
-        self.publish_draft(draft)
+        self.persist(draft)
     }
 
     /// A temporary file beside the table to write a table into as it is rendered, for
@@ -203,10 +203,27 @@ impl Publisher {
         })
     }
 
-    /// Publishes what `draft` holds, a table that passed validation, unless the file already
-    /// holds exactly those bytes (then the draft is removed). The draft read back must hash to
-    /// what was written into it.
-    pub fn publish_draft(&mut self, draft: Draft) -> Result<Outcome, PublishError> {
+    /// Whether the file holds exactly the bytes that hash to `hash`: a table rendered into a
+    /// hasher first need not be written when it is unchanged.
+    pub fn holds(&self, hash: &blake3::Hash) -> Result<bool, PublishError> {
+        Ok(self
+            .current_hash()?
+            .is_some_and(|(on_disk, _)| on_disk == *hash))
+    }
+
+    /// Publishes what `draft` holds, a table whose every chunk passed validation as it was
+    /// written (`checked` says so), unless the file already holds exactly those bytes (then the
+    /// draft is removed). The draft read back must hash to what was written into it.
+    pub fn publish_draft(
+        &mut self,
+        draft: Draft,
+        _checked: CheckedRows,
+    ) -> Result<Outcome, PublishError> {
+        self.persist(draft)
+    }
+
+    /// Publishes a draft of a table that passed validation, unless the file already holds it.
+    fn persist(&mut self, draft: Draft) -> Result<Outcome, PublishError> {
         let Draft { file, hasher } = draft;
         let mut temp = file
             .into_inner()
@@ -395,6 +412,23 @@ mod tests {
         assert_eq!(before.ino(), after.ino(), "no rename happened");
     }
 
+    /// A verdict for the drafts of these tests (what they write is checked by hand).
+    fn checked() -> CheckedRows {
+        crate::table::validate::ChunkedCheck::new(b"alloc_id,task\n".to_vec(), FileFormat::Csv)
+            .finish()
+            .expect("a valid header")
+    }
+
+    #[test]
+    fn holds_says_whether_the_file_has_exactly_these_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut p = publisher(dir.path());
+        assert!(!p.holds(&blake3::hash(TABLE)).expect("no file yet"));
+        p.publish(&valid(TABLE)).expect("publish");
+        assert!(p.holds(&blake3::hash(TABLE)).expect("read"));
+        assert!(!p.holds(&blake3::hash(OTHER)).expect("read"));
+    }
+
     /// The names in `dir`, sorted.
     fn names_in(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(dir)
@@ -411,14 +445,20 @@ mod tests {
         let mut p = publisher(dir.path());
         let mut draft = p.draft().expect("draft");
         draft.write_all(TABLE).expect("write");
-        assert_eq!(p.publish_draft(draft).expect("publish"), Outcome::Written);
+        assert_eq!(
+            p.publish_draft(draft, checked()).expect("publish"),
+            Outcome::Written
+        );
         assert_eq!(fs::read(p.path()).expect("read"), TABLE);
         let before = fs::metadata(p.path()).expect("exists");
 
         let mut same = p.draft().expect("draft");
         same.write_all(&TABLE[..5]).expect("write");
         same.write_all(&TABLE[5..]).expect("write");
-        assert_eq!(p.publish_draft(same).expect("publish"), Outcome::Unchanged);
+        assert_eq!(
+            p.publish_draft(same, checked()).expect("publish"),
+            Outcome::Unchanged
+        );
         let after = fs::metadata(p.path()).expect("exists");
         assert_eq!(
             (before.ino(), before.modified().ok()),
@@ -432,7 +472,10 @@ mod tests {
 
         let mut other = p.draft().expect("draft");
         other.write_all(OTHER).expect("write");
-        assert_eq!(p.publish_draft(other).expect("publish"), Outcome::Written);
+        assert_eq!(
+            p.publish_draft(other, checked()).expect("publish"),
+            Outcome::Written
+        );
         assert_eq!(fs::read(p.path()).expect("read"), OTHER);
         assert!(fs::metadata(p.path()).expect("exists").modified().ok() > after.modified().ok());
         assert_eq!(names_in(dir.path()), ["allocs.csv"]);

@@ -171,8 +171,8 @@ impl PushCache {
         let old_sent = std::mem::take(&mut self.sent);
         let mut old = old_sent.iter().peekable();
         let mut out = Vec::new();
-        // Sized for the model and what it lost, so that it is not doubled as it fills: the
-        // old list is held beside it until the walk ends.
+        // Sized for the larger of the model and what was sent, so that it is seldom doubled as
+        // it fills: the old list is held beside it until the walk ends.
         let mut sent = Vec::with_capacity(old_sent.len().max(entries.size_hint().0) + 16);
         for entry in entries {
             let id = &*entry.alloc.id;

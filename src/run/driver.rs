@@ -227,6 +227,20 @@ async fn push_needs(pusher: &mut Option<Pusher>) -> Needs {
     }
 }
 
+/// Logs why a streamed rendering was not published: what it says of the table.
+fn not_rendered(error: &StreamError) -> Published {
+    match error {
+        StreamError::Invalid(e) => {
+            error!(error = %e, "table not published: it fails validation; the file keeps its last content");
+            Published::Invalid
+        }
+        StreamError::Write(_) => {
+            error!(error = %error, "table not published; the file keeps its last content");
+            Published::Failed
+        }
+    }
+}
+
 /// Sleeps until `at`, or for ever.
 async fn sleep_until(at: Option<Instant>) {
     match at {
@@ -452,47 +466,43 @@ impl Driver {
         }
     }
 
-    /// Renders the table into a draft beside the file, checked as it goes, and publishes the
-    /// draft if it differs from the file.
+    /// Renders the table into a hasher, checked as it goes, and, if the file differs, again
+    /// into a draft beside the file, which is then published: an unchanged base writes
+    /// nothing (and so cannot fail on a full disk), and a changed one is never held whole.
     fn publish_streamed(&mut self, reason: &str) -> Published {
         let FileRendering::Streamed { renderer, rows } = &mut self.rendered else {
             unreachable!("called for a streamed rendering");
         };
-        let mut draft = match self.publisher.draft() {
-            Ok(draft) => draft,
-            Err(e) => {
-                error!(error = %e, "table not published; the file keeps its last content");
-                return Published::Failed;
-            }
-        };
-        let streamed = match renderer.render_to(
-            self.machine.store().entries(),
-            self.machine.nodes(),
-            &mut draft,
-        ) {
+        let (store, nodes) = (self.machine.store(), self.machine.nodes());
+        let mut hasher = blake3::Hasher::new();
+        let streamed = match renderer.render_to(store.entries(), nodes, &mut hasher) {
             Ok(streamed) => streamed,
-            Err(StreamError::Invalid(e)) => {
-                error!(error = %e, "table not published: it fails validation; the file keeps its last content");
-                return Published::Invalid;
-            }
-            Err(StreamError::Write(e)) => {
-                error!(error = %e, "table not published; the file keeps its last content");
-                return Published::Failed;
-            }
+            Err(e) => return not_rendered(&e),
         };
         debug!(
             allocations_without_tasks = streamed.without_tasks,
             "rendered"
         );
-        match self.publisher.publish_draft(draft) {
+        let written = match self.publisher.holds(&hasher.finalize()) {
+            Ok(true) => Ok(Outcome::Unchanged),
+            Ok(false) => match self.publisher.draft() {
+                Ok(mut draft) => match renderer.render_to(store.entries(), nodes, &mut draft) {
+                    Ok(again) => self.publisher.publish_draft(draft, again.checked),
+                    Err(e) => return not_rendered(&e),
+                },
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match written {
             Ok(Outcome::Unchanged) => {
                 debug!(reason = %reason, "table unchanged; nothing written");
-                *rows = streamed.rows;
+                *rows = streamed.checked.rows();
                 Published::Unchanged
             }
             Ok(Outcome::Written) => {
-                info!(rows = streamed.rows, reason = %reason, "table published");
-                *rows = streamed.rows;
+                *rows = streamed.checked.rows();
+                info!(rows = *rows, reason = %reason, "table published");
                 Published::Written
             }
             Err(e) => {

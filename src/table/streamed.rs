@@ -11,7 +11,7 @@ use crate::table::columns::Columns;
 use crate::table::format::{FileFormat, JSON_CLOSE, JSON_OPEN, JSON_SEPARATOR};
 use crate::table::incremental::Entry;
 use crate::table::node_columns::Nodes;
-use crate::table::validate::{ChunkedCheck, ValidationError};
+use crate::table::validate::{CheckedRows, ChunkedCheck, ValidationError};
 use crate::table::{self, render};
 
 /// About how many bytes of rows are held before they are checked and written.
@@ -29,8 +29,8 @@ pub enum StreamError {
 /// What a streamed rendering wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Streamed {
-    /// Rows in the table, the header not counted.
-    pub rows: usize,
+    /// The check's verdict on every chunk: what a draft is published with.
+    pub checked: CheckedRows,
     /// Allocations that yielded no row: nothing in Nomad's answers named their tasks.
     pub without_tasks: usize,
 }
@@ -47,6 +47,7 @@ pub struct StreamRenderer {
 }
 
 impl StreamRenderer {
+    /// A renderer of tables of `columns` in `format`.
     pub fn new(columns: Columns, format: FileFormat) -> StreamRenderer {
         let header = columns.header();
         StreamRenderer {
@@ -109,7 +110,7 @@ impl StreamRenderer {
         chunk.flush(sink)?;
         chunk.finish(sink)?;
         Ok(Streamed {
-            rows: chunk.check.rows(),
+            checked: chunk.check.finish()?,
             without_tasks,
         })
     }
@@ -258,12 +259,10 @@ mod tests {
                         String::from_utf8_lossy(expected.table.bytes()),
                         "{what}"
                     );
+                    let result = result.expect("valid");
                     assert_eq!(
-                        result.expect("valid"),
-                        Streamed {
-                            rows: expected.rows,
-                            without_tasks: expected.without_tasks,
-                        },
+                        (result.checked.rows(), result.without_tasks),
+                        (expected.rows, expected.without_tasks),
                         "{what}"
                     );
                 }
@@ -292,7 +291,7 @@ mod tests {
             "{written}"
         );
 
-        // An empty task name, in the fourth chunk: each meta value spans two lines, so the
+        // An empty task name, in the third chunk: each meta value spans two lines, so the
         // row's line counts those of the chunks before it.
         let mut allocs = model(4);
         allocs[3] = alloc("a003", &[""]);

@@ -2,9 +2,10 @@
 //! the rules Vector's `file` enrichment table loads them with ([`VECTOR_FILE_TABLE`]: the `csv`
 //! crate with headers, not flexible, UTF-8), plus the table contract: key columns first, keys
 //! present and unique. Only this module makes a [`ValidTable`], from a full check
-//! ([`ValidTable::check`]) or from an incremental one ([`IncrementalCheck`]); the publisher
-//! takes nothing else, so a table that fails is never published (Vector exits when a reload
-//! meets a table it cannot load).
+//! ([`ValidTable::check`]) or from an incremental one ([`IncrementalCheck`]), and the
+//! [`CheckedRows`] of a table checked chunk by chunk as it was written ([`ChunkedCheck`]); the
+//! publisher takes nothing else, so a table that fails is never published (Vector exits when a
+//! reload meets a table it cannot load).
 //!
 //! JSON tables are checked for what they promise (an array of objects of strings with unique
 //! keys), not for Vector: Vector's `file` table reads CSV only, and a JSON file there makes
@@ -412,12 +413,16 @@ fn table_of(format: FileFormat, header_only: &[u8], rows: &[u8]) -> Vec<u8> {
 /// names the allocation each of its rows belongs to. Allocations must come in strictly
 /// increasing ID order across chunks, every row must carry its allocation's ID, and an
 /// allocation's tasks must differ: then every key is unique, with no key kept between chunks
-/// and no hash to mistake.
+/// and no hash to mistake. A CSV chunk is read with a marker row after it, which must come
+/// back whole and last: a chunk whose last row ran on (an open quote, no line end) would
+/// swallow the next chunk's first row in the file, and is refused.
 #[derive(Clone, Debug)]
 pub struct ChunkedCheck {
     format: FileFormat,
     header_only: Vec<u8>,
     header_verdict: Result<(), ValidationError>,
+    /// The CSV marker row: as many fields as the header, its key [`CHUNK_END`].
+    end_row: Vec<u8>,
     /// The last allocation checked.
     last_owner: Option<Arc<str>>,
     /// Rows and lines (CSV) checked so far, by which a chunk's positions are shifted to the
@@ -426,13 +431,45 @@ pub struct ChunkedCheck {
     lines: u64,
 }
 
+/// The key of the marker row read after each CSV chunk.
+const CHUNK_END: &str = "end of chunk";
+
+/// What [`ChunkedCheck::finish`] gives for a table whose every chunk passed: what the
+/// publisher asks for to publish a draft. Only this module makes one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckedRows {
+    rows: usize,
+}
+
+impl CheckedRows {
+    /// Rows in the table, the header not counted.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
 impl ChunkedCheck {
     /// A check of files whose table of no rows is `header_only` (see
     /// [`crate::table::render::header_only`]).
     pub fn new(header_only: Vec<u8>, format: FileFormat) -> ChunkedCheck {
+        let fields = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(header_only.as_slice())
+            .records()
+            .next()
+            .and_then(Result::ok)
+            .map_or(KEY_COLUMNS.len(), |header| {
+                header.len().max(KEY_COLUMNS.len())
+            });
+        let mut end_row: Vec<String> = vec![String::new(); fields];
+        end_row[0] = CHUNK_END.to_owned();
+        end_row[1] = CHUNK_END.to_owned();
+        let mut end_bytes = Vec::new();
+        crate::table::render::write_csv(&mut end_bytes, &[end_row]);
         ChunkedCheck {
             header_verdict: check(&header_only, format, None).map(drop),
             lines: header_only.iter().filter(|b| **b == b'\n').count() as u64,
+            end_row: end_bytes,
             header_only,
             format,
             last_owner: None,
@@ -461,16 +498,32 @@ impl ChunkedCheck {
             }
             self.last_owner = Some(owner.clone());
         }
-        let table = table_of(self.format, &self.header_only, rows);
+        let csv = self.format == FileFormat::Csv;
+        let mut table = table_of(self.format, &self.header_only, rows);
+        if csv {
+            table.extend_from_slice(&self.end_row);
+        }
         let mut owner_of_row = owners
             .iter()
             .flat_map(|(owner, n)| std::iter::repeat_n(&**owner, *n));
         let mut tasks: HashSet<(String, String)> = HashSet::new();
         let mut current: Option<&str> = None;
+        let mut ended = false;
         let visit = |key: (&str, &str), line: u64| {
-            let owner = owner_of_row
-                .next()
-                .ok_or(ValidationError::RowCount { expected })?;
+            let miscounted = ValidationError::RowCount { expected };
+            if ended {
+                return Err(miscounted);
+            }
+            if csv && key == (CHUNK_END, CHUNK_END) {
+                ended = true;
+                return match owner_of_row.next() {
+                    None => Ok(()),
+                    Some(_) => Err(miscounted),
+                };
+            }
+            let Some(owner) = owner_of_row.next() else {
+                return Err(miscounted);
+            };
             if current != Some(owner) {
                 tasks.clear();
                 current = Some(owner);
@@ -482,17 +535,19 @@ impl ChunkedCheck {
             FileFormat::Json => visit_json_keys(&table, visit),
         }
         .map_err(|e| e.shifted(self.line_offset()))?;
-        if found != expected {
+        if found.checked_sub(usize::from(csv)) != Some(expected) || (csv && !ended) {
             return Err(ValidationError::RowCount { expected });
         }
-        self.rows += found;
+        self.rows += expected;
         self.lines += rows.iter().filter(|b| **b == b'\n').count() as u64;
         Ok(())
     }
 
-    /// Rows checked so far.
-    pub fn rows(&self) -> usize {
-        self.rows
+    /// The verdict on the whole table, once every chunk was checked (a table of no rows has
+    /// only its header to check).
+    pub fn finish(self) -> Result<CheckedRows, ValidationError> {
+        self.header_verdict?;
+        Ok(CheckedRows { rows: self.rows })
     }
 
     /// What a position in a chunk's table adds to be the file's: the lines before the chunk
@@ -586,7 +641,7 @@ mod tests {
         check
             .chunk(b"c,web,\"two\nlines\"\n", &owners(&[("c", 1)]))
             .expect("valid");
-        assert_eq!(check.rows(), 4);
+        assert_eq!(check.clone().finish().map(|c| c.rows()), Ok(4));
         // The line of a ragged row counts every line of the chunks before it.
         let err = check
             .chunk(b"d,web,4\nd,db\n", &owners(&[("d", 2)]))
@@ -647,6 +702,38 @@ mod tests {
             matches!(twice, ValidationError::DuplicateKey { .. }),
             "{twice}"
         );
+    }
+
+    #[test]
+    fn a_csv_chunk_whose_last_row_runs_on_is_refused() {
+        // Read alone, each of these is a whole table; in the file, the next chunk's first row
+        // would join its last one.
+        for (rows, what) in [
+            (&b"a,web,1\na,db,2"[..], "no line end"),
+            (b"a,web,1\na,db,\"open\n", "an open quote"),
+        ] {
+            let err = chunked().chunk(rows, &owners(&[("a", 2)])).expect_err(what);
+            assert!(
+                matches!(
+                    err,
+                    ValidationError::RowCount { .. } | ValidationError::Ragged { .. }
+                ),
+                "{what}: {err}"
+            );
+        }
+        chunked()
+            .chunk(b"a,web,1\na,db,\"closed\"\n", &owners(&[("a", 2)]))
+            .expect("a whole chunk");
+    }
+
+    #[test]
+    fn a_table_of_no_rows_still_has_its_header_checked() {
+        let bad = ChunkedCheck::new(b"task,alloc_id\n".to_vec(), FileFormat::Csv);
+        assert_eq!(
+            bad.finish(),
+            Err(ValidationError::MissingKey { column: "alloc_id" })
+        );
+        assert_eq!(chunked().finish().map(|c| c.rows()), Ok(0));
     }
 
     #[test]

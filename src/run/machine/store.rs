@@ -114,6 +114,8 @@ impl Store {
             return false;
         }
         let entry = self.live(alloc, now);
+        // Removed first: an insert over a known key keeps the old key, another copy of the ID.
+        self.entries.remove(&*entry.alloc.id);
         self.entries.insert(entry.alloc.id.clone(), entry);
         true
     }
