@@ -8,13 +8,13 @@
 //! version the cache keeps only what the rows read ([`job_for_rows`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::task::JoinSet;
 use tracing::debug;
 
-use crate::nomad::types::{Allocation, AllocationStub, Job, Node};
+use crate::listing::Parts;
+use crate::nomad::types::{Allocation, AllocationStub, Job};
 use crate::nomad::{Blocking, Error, NomadClient};
 use crate::strings::StringPool;
 use crate::table::columns::Columns;
@@ -107,11 +107,11 @@ fn key_of(stub: &AllocationStub) -> JobKey {
     )
 }
 
-/// A listing of the whole cluster.
+/// A listing of the whole cluster, its nodes and allocations delivered.
 #[derive(Debug)]
 pub struct ClusterListing {
-    pub allocations: Vec<Allocation>,
-    pub nodes: Vec<Node>,
+    pub allocations: usize,
+    pub nodes: usize,
     /// Where the event stream continues: the lower of the node listing's and the first page's
     /// `X-Nomad-Index` (each is its own table's), so that no change after either snapshot is
     /// skipped; what is replayed twice applies once.
@@ -144,9 +144,6 @@ pub struct ClusterLister {
     client: Arc<NomadClient>,
     jobs: Mutex<JobCache>,
     per_page: usize,
-    /// Allocations in the last listing: the next one reserves about that much room instead of
-    /// growing by doubling (its list is some 15 MB at 62,500 allocations).
-    last_listed: AtomicUsize,
 }
 
 impl ClusterLister {
@@ -157,7 +154,6 @@ impl ClusterLister {
             client,
             jobs: Mutex::new(JobCache::new(columns)),
             per_page,
-            last_listed: AtomicUsize::new(0),
         }
     }
 
@@ -170,12 +166,20 @@ impl ClusterLister {
         self.jobs().intern(alloc);
     }
 
-    /// Lists every node and every allocation, with their jobs.
-    pub async fn list(&self) -> Result<ClusterListing, Error> {
+    /// Lists every node, then every allocation with its job, into `parts` page by page; `None`
+    /// when their receiver is gone.
+    pub async fn list(
+        &self,
+        parts: &mut (impl Parts + Send),
+    ) -> Result<Option<ClusterListing>, Error> {
         let nodes = self.client.nodes().await?;
         let mut bytes = nodes.bytes;
-        let last = self.last_listed.load(Ordering::Relaxed);
-        let mut allocations = Vec::with_capacity(last + last / 32);
+        let index_of_nodes = nodes.index;
+        let listed_nodes = nodes.value.len();
+        if !parts.nodes(nodes.value).await {
+            return Ok(None);
+        }
+        let mut allocations = 0;
         let mut used = HashSet::new();
         let mut fetched_jobs = 0;
         let mut next_token: Option<String> = None;
@@ -190,14 +194,17 @@ impl ClusterLister {
             if index.is_none() {
                 index = page.index;
             }
-            // Assembled page by page: the whole listing's stubs would be held beside its
-            // allocations. One copy of the strings stubs repeat, not one a stub.
+            // One copy of the strings stubs repeat, not one a stub.
             let stubs = self.jobs().share_stub_strings(page.value);
             let missing = self.missing(&stubs);
             fetched_jobs += missing.len();
             let resolved = self.resolve(missing).await?;
             bytes += resolved.values().map(|r| r.bytes).sum::<usize>();
-            self.assemble(stubs, resolved, &mut allocations, &mut used);
+            let assembled = self.assemble(stubs, resolved, &mut used);
+            allocations += assembled.len();
+            if !parts.allocations(assembled).await {
+                return Ok(None);
+            }
             match page.next_token {
                 // Nomad's paginator never repeats a token, and no real cluster needs
                 // MAX_PAGES: anything else (a broken proxy or server) would page for ever.
@@ -217,18 +224,17 @@ impl ClusterLister {
         }
         // The cache keeps exactly the jobs the listing's allocations run.
         self.jobs().retain(&used);
-        self.last_listed.store(allocations.len(), Ordering::Relaxed);
-        Ok(ClusterListing {
+        Ok(Some(ClusterListing {
             allocations,
-            index: match (index, nodes.index) {
+            index: match (index, index_of_nodes) {
                 (Some(allocs), Some(nodes)) => allocs.min(nodes),
                 (allocs, nodes) => allocs.or(nodes).unwrap_or(0),
             },
-            nodes: nodes.value,
+            nodes: listed_nodes,
             bytes,
             fetched_jobs,
             cached_jobs: self.jobs().len(),
-        })
+        }))
     }
 
     /// The job versions the stubs run that the cache lacks, each with the allocations that
@@ -279,15 +285,15 @@ impl ClusterLister {
         Ok(all)
     }
 
-    /// Adds to `allocations` those of a page of the listing: each stub with its job, or the
-    /// newer allocation fetched in its place; notes in `used` the job versions they run.
+    /// The allocations of a page of the listing: each stub with its job, or the newer
+    /// allocation fetched in its place; notes in `used` the job versions they run.
     fn assemble(
         &self,
         stubs: Vec<AllocationStub>,
         mut resolved: HashMap<JobKey, Resolved>,
-        allocations: &mut Vec<Allocation>,
         used: &mut HashSet<JobKey>,
-    ) {
+    ) -> Vec<Allocation> {
+        let mut allocations = Vec::with_capacity(stubs.len());
         let mut jobs = self.jobs();
         let mut newer: HashMap<Arc<str>, Allocation> = HashMap::new();
         let mut gone: HashSet<String> = HashSet::new();
@@ -325,6 +331,7 @@ impl ClusterLister {
                 }
             }
         }
+        allocations
     }
 }
 

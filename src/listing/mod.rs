@@ -40,12 +40,39 @@ pub enum Source {
     Cluster(Arc<ClusterLister>),
 }
 
-/// A full listing of what the table covers.
-#[derive(Debug)]
-pub struct Listing {
+/// Where a full listing goes as it arrives: `run` gives each page to the model as it comes, so
+/// that a listing of the cluster is never held whole beside the model (15 MB at 62,500
+/// allocations, at every resync); a one-shot command collects it ([`Collected`]).
+pub trait Parts {
+    /// Every node (cluster scope), before any allocation. `false`: the receiver is gone.
+    fn nodes(&mut self, nodes: Vec<Node>) -> impl Future<Output = bool> + Send;
+    /// The listing's next allocations. `false`: the receiver is gone.
+    fn allocations(&mut self, page: Vec<Allocation>) -> impl Future<Output = bool> + Send;
+}
+
+/// A listing collected whole, for the one-shot commands.
+#[derive(Debug, Default)]
+pub struct Collected {
     pub allocations: Vec<Allocation>,
     /// Cluster scope: every node.
     pub nodes: Option<Vec<Node>>,
+}
+
+impl Parts for Collected {
+    fn nodes(&mut self, nodes: Vec<Node>) -> impl Future<Output = bool> + Send {
+        self.nodes = Some(nodes);
+        std::future::ready(true)
+    }
+
+    fn allocations(&mut self, page: Vec<Allocation>) -> impl Future<Output = bool> + Send {
+        self.allocations.extend(page);
+        std::future::ready(true)
+    }
+}
+
+/// What a full listing, its parts delivered, tells besides them.
+#[derive(Debug)]
+pub struct Listing {
     /// Where the event stream continues.
     pub index: u64,
     /// Bytes received for it.
@@ -69,35 +96,38 @@ impl Source {
         }
     }
 
-    /// Lists everything the table covers.
-    pub async fn list(&self, client: &NomadClient) -> Result<Listing, Error> {
+    /// Lists everything the table covers into `parts`; `None` when their receiver is gone.
+    pub async fn list(
+        &self,
+        client: &NomadClient,
+        parts: &mut (impl Parts + Send),
+    ) -> Result<Option<Listing>, Error> {
         match self {
             Source::Node(node_id) => {
                 let listed = client
                     .node_allocations(node_id, Blocking::default())
                     .await?;
-                Ok(Listing {
-                    allocations: listed.value,
-                    nodes: None,
+                let listing = Listing {
                     index: listed.index.unwrap_or(0),
                     bytes: listed.bytes,
-                })
+                };
+                Ok(parts.allocations(listed.value).await.then_some(listing))
             }
             Source::Cluster(lister) => {
-                let listed = lister.list().await?;
+                let Some(listed) = lister.list(parts).await? else {
+                    return Ok(None);
+                };
                 tracing::debug!(
-                    allocations = listed.allocations.len(),
-                    nodes = listed.nodes.len(),
+                    allocations = listed.allocations,
+                    nodes = listed.nodes,
                     fetched_jobs = listed.fetched_jobs,
                     cached_jobs = listed.cached_jobs,
                     "listed the cluster"
                 );
-                Ok(Listing {
-                    allocations: listed.allocations,
-                    nodes: Some(listed.nodes),
+                Ok(Some(Listing {
                     index: listed.index,
                     bytes: listed.bytes,
-                })
+                }))
             }
         }
     }
@@ -149,7 +179,11 @@ pub async fn list_once(
             Nodes::cluster(),
         ),
     };
-    let listing = source.list(client).await?;
+    let mut listing = Collected::default();
+    source
+        .list(client, &mut listing)
+        .await?
+        .expect("a collection is never gone");
     let covers = match (&source, &listing.nodes) {
         (Source::Node(node_id), _) => format!("node {node_id}"),
         (Source::Cluster(_), listed) => {

@@ -27,7 +27,7 @@ use crate::nomad::{Blocking, Error, NomadClient};
 use crate::observe::health::Health;
 use crate::observe::metrics::Metrics;
 use crate::retry::{Backoff, ErrorLog, MAX_BACKOFF};
-use crate::run::machine::{ResyncReason, Update};
+use crate::run::machine::{ListingId, ResyncReason, Update};
 
 /// How a failure is logged.
 const QUERY_FAILED: &str = "Nomad query failed; keeping the last table";
@@ -208,6 +208,7 @@ impl BlockingWatcher {
         report_listing(&self.metrics, &self.health, reason);
         report_up(&self.metrics, &self.health);
         let listing = Update::Listed {
+            listing: ListingId::next(),
             allocations: answer.value,
             requested_at,
             reason,

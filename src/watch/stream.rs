@@ -21,14 +21,14 @@ use tracing::{debug, info, warn};
 
 use super::cost::CostMeter;
 use super::report::{report_down, report_listing, report_up};
-use crate::listing::Source;
+use crate::listing::{Parts, Source};
 use crate::nomad::events::{Frame, Message};
 use crate::nomad::types::{Allocation, Node};
 use crate::nomad::{Error, NomadClient, StreamEnd};
 use crate::observe::health::Health;
 use crate::observe::metrics::Metrics;
 use crate::retry::{Backoff, ErrorLog, MAX_BACKOFF};
-use crate::run::machine::{ResyncReason, Update};
+use crate::run::machine::{ListingId, ResyncReason, Update};
 
 /// How a failure is logged.
 const CONNECTION_FAILED: &str = "Nomad connection failed; keeping the last table";
@@ -423,11 +423,19 @@ impl StreamWatcher {
         }
     }
 
-    /// Lists what the table covers and sends the listing (the nodes first); `Some` when the
-    /// loop is gone.
+    /// Lists what the table covers and sends the listing to the loop part by part as it
+    /// comes (the nodes first); `Some` when the loop is gone.
     async fn list(&self, state: &mut WatchState) -> Result<Option<Ended>, Error> {
         let requested_at = Instant::now();
-        let listed = self.source.list(&self.client).await?;
+        let mut parts = ToLoop {
+            updates: &self.updates,
+            listing: ListingId::next(),
+            requested_at,
+            reason: state.next_listing,
+        };
+        let Some(listed) = self.source.list(&self.client, &mut parts).await? else {
+            return Ok(Some(Ended::LoopGone));
+        };
         state.last_listing_took = requested_at.elapsed();
         if state.errors.recovered() {
             info!("Nomad answers again");
@@ -435,17 +443,13 @@ impl StreamWatcher {
         state.listed(listed.index);
         state.cost.listing(listed.bytes);
         report_listing(&self.metrics, &self.health, state.next_listing);
-        if let Some(nodes) = listed.nodes
-            && self.updates.send(Update::NodesListed(nodes)).await.is_err()
-        {
-            return Ok(Some(Ended::LoopGone));
-        }
-        let listing = Update::Listed {
-            allocations: listed.allocations,
+        let end = Update::Listed {
+            listing: parts.listing,
+            allocations: Vec::new(),
             requested_at,
-            reason: state.next_listing,
+            reason: parts.reason,
         };
-        if self.updates.send(listing).await.is_err() {
+        if self.updates.send(end).await.is_err() {
             return Ok(Some(Ended::LoopGone));
         }
         Ok(None)
@@ -487,6 +491,30 @@ impl StreamWatcher {
             ),
         };
         errors.report(CONNECTION_FAILED, &message, MAX_BACKOFF);
+    }
+}
+
+/// A listing's parts, sent to the loop as they come.
+struct ToLoop<'a> {
+    updates: &'a mpsc::Sender<Update>,
+    listing: ListingId,
+    requested_at: Instant,
+    reason: ResyncReason,
+}
+
+impl Parts for ToLoop<'_> {
+    async fn nodes(&mut self, nodes: Vec<Node>) -> bool {
+        self.updates.send(Update::NodesListed(nodes)).await.is_ok()
+    }
+
+    async fn allocations(&mut self, page: Vec<Allocation>) -> bool {
+        let part = Update::ListedPart {
+            listing: self.listing,
+            allocations: page,
+            requested_at: self.requested_at,
+            reason: self.reason,
+        };
+        self.updates.send(part).await.is_ok()
     }
 }
 

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::time::Instant;
 
@@ -49,11 +51,36 @@ impl ResyncReason {
     }
 }
 
+/// Which listing a part belongs to: the parts of a listing that failed half-way must not count
+/// as parts of the next one, even one requested at the same instant (a paused clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ListingId(NonZeroU64);
+
+impl ListingId {
+    /// A listing's own ID, never given before in this process.
+    pub fn next() -> ListingId {
+        static LAST: AtomicU64 = AtomicU64::new(0);
+        let id = LAST.fetch_add(1, Ordering::Relaxed) + 1;
+        ListingId(NonZeroU64::new(id).expect("a counter from 1 does not wrap"))
+    }
+}
+
 /// A change for the loop to apply.
 #[derive(Debug)]
 pub enum Update {
-    /// A full listing of the node's allocations (with their jobs), requested at `requested_at`.
+    /// A part of a full listing, which the model takes at once: a listing of the cluster comes
+    /// page by page, and held whole it would double the model's size at every resync. What
+    /// the listing omits is known only at its end ([`Update::Listed`]).
+    ListedPart {
+        listing: ListingId,
+        allocations: Vec<Allocation>,
+        requested_at: Instant,
+        reason: ResyncReason,
+    },
+    /// The last part of a full listing of what the table covers (with their jobs), requested
+    /// at `requested_at`: the allocations it did not list, in none of its parts, are gone.
     Listed {
+        listing: ListingId,
         allocations: Vec<Allocation>,
         requested_at: Instant,
         reason: ResyncReason,

@@ -24,12 +24,15 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use crate::nomad::types::Allocation;
 use crate::table::node_columns::Nodes;
 use crate::timing::Timing;
 use base_schedule::BaseSchedule;
 use debounce::PublishSchedule;
 use fetch_queue::{FetchQueue, Overflow};
-pub use input::{BaseReason, ChangeReason, Effect, Input, Published, ResyncReason, Update};
+pub use input::{
+    BaseReason, ChangeReason, Effect, Input, ListingId, Published, ResyncReason, Update,
+};
 use reload_schedule::ReloadSchedule;
 use store::Store;
 use urgency::Urgency;
@@ -248,20 +251,21 @@ impl Machine {
     fn apply(&mut self, update: Update, now: Instant, effects: &mut Vec<Effect>) {
         let grace = self.timing.grace;
         match update {
+            Update::ListedPart {
+                listing,
+                allocations,
+                requested_at,
+                reason,
+            } => self.take_listed(listing, allocations, requested_at, reason, now),
             Update::Listed {
+                listing,
                 allocations,
                 requested_at,
                 reason,
             } => {
-                let added: Vec<String> = allocations
-                    .iter()
-                    .filter(|a| !self.store.contains(&a.id))
-                    .map(|a| a.id.to_string())
-                    .collect();
-                self.store.replace(allocations, requested_at, now, grace);
+                self.take_listed(listing, allocations, requested_at, reason, now);
+                self.store.end_listing(listing, requested_at, now, grace);
                 self.publishes.listed();
-                self.publishes.changed(ChangeReason::Listing(reason), now);
-                self.added(added, now);
             }
             Update::Event(mut alloc) => {
                 if self.store.has_seen(&alloc.id, alloc.modify_index) {
@@ -335,6 +339,25 @@ impl Machine {
                 self.store.depart(&alloc_id, now, grace);
             }
         }
+    }
+
+    /// Takes a part of a full listing: its new allocations are added, and the table changed.
+    fn take_listed(
+        &mut self,
+        listing: ListingId,
+        allocations: Vec<Allocation>,
+        requested_at: Instant,
+        reason: ResyncReason,
+        now: Instant,
+    ) {
+        let added: Vec<String> = allocations
+            .iter()
+            .filter(|a| !self.store.contains(&a.id))
+            .map(|a| a.id.to_string())
+            .collect();
+        self.store.take_listed(listing, allocations, requested_at);
+        self.publishes.changed(ChangeReason::Listing(reason), now);
+        self.added(added, now);
     }
 
     /// Fetches an allocation (the queue refuses once a stop is under way).

@@ -2,10 +2,10 @@
 //! no longer lists (or whose directory is gone) until their grace period ends, so that Vector can
 //! finish reading their files. Pure: time is passed in.
 //!
-//! A full listing replaces the model (the resync rule); events patch it between listings,
-//! never with anything older than what it holds. A listing is a complete snapshot of the node:
-//! what it omits is gone (grace applies), unless the model learnt of it after the listing was
-//! requested. Time, not Nomad's index, decides that: a listing's index is the highest
+//! A full listing replaces the model (the resync rule), taken part by part as it comes; events
+//! patch it between listings, never with anything older than what it holds. A listing is a
+//! complete snapshot: what none of its parts lists is gone (grace applies), unless the model
+//! learnt of it after the listing was requested. Time, not Nomad's index, decides that: a listing's index is the highest
 //! `ModifyIndex` among the node's allocations, so it goes down when the newest one is
 //! collected, and all indexes go backwards after a snapshot restore or in a rebuilt cluster.
 
@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::input::ListingId;
 use crate::nomad::types::{Allocation, Job};
 use crate::table::incremental;
 
@@ -28,6 +29,8 @@ struct Entry {
     /// Changes with every change of `alloc`, so that a rendering can reuse the rows of an
     /// allocation whose generation it has rendered.
     generation: u64,
+    /// The last full listing that listed it: at a listing's end, what it did not list leaves.
+    listed_in: Option<ListingId>,
 }
 
 /// The node's allocations.
@@ -54,54 +57,78 @@ impl Store {
             seen_at,
             remove_at: None,
             generation: self.generation,
+            listed_in: None,
         })
     }
 
-    /// Replaces the model with a full listing requested at `requested_at`. What the listing
-    /// omits starts its grace period, except what the model learnt after the request (it may be
-    /// newer than the snapshot). A listed allocation keeps the model's state only when that
-    /// state was learnt after the request and is newer; otherwise the listing wins, even with
-    /// a lower index (an index reset).
-    pub fn replace(
+    /// Takes a part of the full listing `listing`, requested at `requested_at`: a listed
+    /// allocation keeps the model's state only when that state was learnt after the request and
+    /// is newer; otherwise the listing wins, even with a lower index (an index reset). Taken
+    /// as it comes, page by page, so that a listing is never held whole beside the model.
+    pub fn take_listed(
         &mut self,
-        mut listed: Vec<Allocation>,
+        listing: ListingId,
+        listed: Vec<Allocation>,
+        requested_at: Instant,
+    ) {
+        for alloc in listed {
+            let Some(known) = self.entries.get_mut(&alloc.id) else {
+                let mut entry = self.live(alloc, requested_at);
+                entry.listed_in = Some(listing);
+                self.entries.insert(entry.alloc.id.clone(), entry);
+                continue;
+            };
+            known.listed_in = Some(listing);
+            // Newer than the snapshot, and so is a grace begun since (its directory went
+            // after the request): both stand.
+            if known.seen_at > requested_at && known.alloc.modify_index > alloc.modify_index {
+                continue;
+            }
+            // Most of a resync is what the model holds already: its rows stay rendered.
+            if known.alloc == alloc {
+                known.seen_at = requested_at;
+                known.remove_at = None;
+                continue;
+            }
+            let mut entry = self.live(alloc, requested_at);
+            entry.listed_in = Some(listing);
+            // The known key is kept, and with it the one copy of the ID the caches share.
+            if let Some(known) = self.entries.get_mut(&entry.alloc.id) {
+                entry.alloc.id = known.alloc.id.clone();
+                *known = entry;
+            }
+        }
+    }
+
+    /// Ends the full listing `listing` requested at `requested_at`, whose every part was
+    /// taken: what none of them listed starts its grace period, except what the model learnt
+    /// after the request (it may be newer than the snapshot).
+    pub fn end_listing(
+        &mut self,
+        listing: ListingId,
         requested_at: Instant,
         now: Instant,
         grace: Duration,
     ) {
-        let mut fresh: BTreeMap<Arc<str>, Box<Entry>> = BTreeMap::new();
-        // Taken from the end, and the list shrunk as it empties: at a resync it would be held
-        // whole beside the model until the last entry (16 MB at 62,500 allocations).
-        while let Some(alloc) = listed.pop() {
-            if listed.len() < listed.capacity() / 2 {
-                listed.shrink_to_fit();
-            }
-            let entry = match self.entries.remove(&alloc.id) {
-                // Newer than the snapshot, and so is a grace begun since (its directory went
-                // after the request): both stand.
-                Some(known)
-                    if known.seen_at > requested_at
-                        && known.alloc.modify_index > alloc.modify_index =>
-                {
-                    known
-                }
-                // Most of a resync is what the model holds already: its rows stay rendered.
-                Some(mut known) if known.alloc == alloc => {
-                    known.seen_at = requested_at;
-                    known.remove_at = None;
-                    known
-                }
-                _ => self.live(alloc, requested_at),
-            };
-            fresh.insert(entry.alloc.id.clone(), entry);
-        }
-        for (id, mut entry) in std::mem::take(&mut self.entries) {
-            if entry.seen_at <= requested_at || entry.remove_at.is_some() {
+        for entry in self.entries.values_mut() {
+            if entry.listed_in != Some(listing) && entry.seen_at <= requested_at {
                 entry.remove_at.get_or_insert(now + grace);
             }
-            fresh.insert(id, entry);
         }
-        self.entries = fresh;
+    }
+
+    /// Replaces the model with a full listing in one part.
+    #[cfg(test)]
+    pub fn replace(
+        &mut self,
+        listed: Vec<Allocation>,
+        requested_at: Instant,
+        now: Instant,
+        grace: Duration,
+    ) {
+        let listing = ListingId::next();
+        self.take_listed(listing, listed, requested_at);
+        self.end_listing(listing, requested_at, now, grace);
     }
 
     /// Applies an allocation that carries its `Job`, learnt at `now`, unless the model already
@@ -113,10 +140,19 @@ impl Store {
         {
             return false;
         }
-        let entry = self.live(alloc, now);
-        // Removed first: an insert over a known key keeps the old key, another copy of the ID.
-        self.entries.remove(&*entry.alloc.id);
-        self.entries.insert(entry.alloc.id.clone(), entry);
+        let mut entry = self.live(alloc, now);
+        match self.entries.get_mut(&entry.alloc.id) {
+            // Still listed by the listing under way: a newer state of it is no absence. The
+            // known key is kept, and with it the one copy of the ID the caches share.
+            Some(known) => {
+                entry.listed_in = known.listed_in;
+                entry.alloc.id = known.alloc.id.clone();
+                *known = entry;
+            }
+            None => {
+                self.entries.insert(entry.alloc.id.clone(), entry);
+            }
+        }
         true
     }
 
@@ -238,6 +274,61 @@ mod tests {
         assert!(store.expire(t1 + GRACE - SECOND).is_empty());
         assert_eq!(store.expire(t1 + GRACE), ["a".into()]);
         assert_eq!(ids(&store), ["b"]);
+    }
+
+    #[test]
+    fn a_listing_in_parts_leaves_only_what_none_of_its_parts_listed() {
+        let t0 = Instant::now();
+        let mut store = Store::new();
+        store.replace(
+            vec![alloc("a", 5), alloc("b", 6), alloc("c", 7)],
+            t0,
+            t0,
+            GRACE,
+        );
+        let t1 = t0 + SECOND;
+        let listing = ListingId::next();
+        store.take_listed(listing, vec![alloc("a", 5)], t1);
+        assert_eq!(store.counts(), (3, 0), "nothing leaves before the end");
+        store.take_listed(listing, vec![alloc("c", 8)], t1);
+        store.end_listing(listing, t1, t1 + SECOND, GRACE);
+        assert_eq!(store.counts(), (2, 1));
+        assert_eq!(
+            store.next_expiry(),
+            Some(t1 + SECOND + GRACE),
+            "b, listed by no part"
+        );
+        assert!(store.has_seen("c", 8));
+    }
+
+    /// Under a paused clock a listing that failed half-way and the next one may share their
+    /// request instant: what only the failed one listed is not listed by the next.
+    #[test]
+    fn the_parts_of_a_listing_that_never_ended_do_not_count_for_the_next() {
+        let t0 = Instant::now();
+        let mut store = Store::new();
+        store.replace(vec![alloc("a", 5), alloc("b", 6)], t0, t0, GRACE);
+        let failed = ListingId::next();
+        store.take_listed(failed, vec![alloc("a", 5), alloc("b", 6)], t0);
+        let next = ListingId::next();
+        store.take_listed(next, vec![alloc("a", 5)], t0);
+        store.end_listing(next, t0, t0, GRACE);
+        assert_eq!(store.counts(), (1, 1), "b was collected meanwhile");
+    }
+
+    /// Between two parts of a listing an event may bring a newer state of an allocation the
+    /// first part listed: it is still listed, not absent.
+    #[test]
+    fn an_allocation_changed_between_parts_is_still_listed() {
+        let t0 = Instant::now();
+        let mut store = Store::new();
+        let listing = ListingId::next();
+        store.take_listed(listing, vec![alloc("a", 5)], t0);
+        assert!(store.upsert(alloc("a", 6), t0));
+        store.take_listed(listing, vec![alloc("b", 5)], t0);
+        store.end_listing(listing, t0, t0, GRACE);
+        assert_eq!(store.counts(), (2, 0));
+        assert!(store.has_seen("a", 6));
     }
 
     /// The learnt-after-the-request rule is strict on both counts: a state learnt at the very

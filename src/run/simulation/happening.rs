@@ -107,6 +107,14 @@ pub(super) fn describe(input: &Input) -> String {
         )
     };
     match input {
+        Input::Update(Update::ListedPart {
+            allocations,
+            reason,
+            ..
+        }) => format!(
+            "ListedPart({reason:?}: {})",
+            allocations.iter().map(short).collect::<Vec<_>>().join(" ")
+        ),
         Input::Update(Update::Listed {
             allocations,
             reason,

@@ -14,7 +14,7 @@ use crate::nomad::Error;
 use crate::nomad::events::{Event, Frame, Payload, StreamEnd};
 use crate::nomad::query::Consistency;
 use crate::nomad::types::Node;
-use crate::run::machine::{ResyncReason, Update};
+use crate::run::machine::{ListingId, ResyncReason, Update};
 use crate::watch::blocking::{RelistState, Verdict};
 use crate::watch::stream::{Ended, Next, WatchState};
 
@@ -224,10 +224,13 @@ impl World {
         if self.current_conn() != Some(conn) {
             return;
         }
-        let Some((allocations, index)) = answer else {
+        let Some((mut allocations, index)) = answer else {
             return;
         };
-        let cluster = self.mode.cluster();
+        let listing = ListingId::next();
+        if self.mode.cluster() && self.cluster_parts(listing, requested_at, &mut allocations) {
+            return;
+        }
         let p = self.process.as_mut().expect("a process watches");
         let reason = match &mut p.watcher {
             Watcher::Blocking { state, pending, .. } => match state.answered(index, consistency) {
@@ -263,22 +266,74 @@ impl World {
                 reason
             }
         };
-        if cluster {
-            let nodes = [OUR_NODE, OTHER_NODE]
-                .map(|id| Node {
-                    id: id.to_owned(),
-                    name: id.to_owned(),
-                    ..Node::default()
-                })
-                .to_vec();
-            self.send(Update::NodesListed(nodes));
-        }
         let requested_at = self.instant(requested_at);
         self.send(Update::Listed {
+            listing,
             allocations,
             requested_at,
             reason,
         });
+    }
+
+    /// The cluster lister's parts before the last: the nodes, then pages as they come, which
+    /// the loop takes while other inputs interleave; one listing in sixteen fails after some
+    /// pages, as a lister whose next page is refused does. Leaves the last page in
+    /// `allocations`; returns whether the listing failed.
+    fn cluster_parts(
+        &mut self,
+        listing: ListingId,
+        requested_at: Duration,
+        allocations: &mut Vec<crate::nomad::types::Allocation>,
+    ) -> bool {
+        let Some(Process {
+            watcher: Watcher::Stream { state, .. },
+            ..
+        }) = self.process.as_ref()
+        else {
+            unreachable!("the cluster scope watches the event stream");
+        };
+        let reason = state.next_listing;
+        let nodes = [OUR_NODE, OTHER_NODE]
+            .map(|id| Node {
+                id: id.to_owned(),
+                name: id.to_owned(),
+                ..Node::default()
+            })
+            .to_vec();
+        self.send(Update::NodesListed(nodes));
+        let pages = self.rng.usize(1..=4);
+        let fails = self.rng.u8(..16) == 0;
+        let page_size = allocations.len().div_ceil(pages).max(1);
+        let requested_at = self.instant(requested_at);
+        while allocations.len() > page_size {
+            let rest = allocations.split_off(page_size);
+            let page = std::mem::replace(allocations, rest);
+            self.send(Update::ListedPart {
+                listing,
+                allocations: page,
+                requested_at,
+                reason,
+            });
+        }
+        if !fails {
+            return false;
+        }
+        let p = self.process.as_mut().expect("a process watches");
+        if let Watcher::Stream {
+            state,
+            listing_since,
+            ..
+        } = &mut p.watcher
+        {
+            *listing_since = None;
+            let delay = state.failed(&server_error(500));
+            self.next_conn += 1;
+            p.conn = self.next_conn;
+            let conn = p.conn;
+            self.after(delay, Happening::Issue { conn });
+            self.oracle.disturbed(self.now, self.now + delay);
+        }
+        true
     }
 
     /// Subscribes from the cursor: the buffered frames from there come first.

@@ -44,6 +44,7 @@ fn alloc(id: &str, modify_index: u64) -> Allocation {
 
 fn listed(allocations: Vec<Allocation>, requested_at: Instant) -> Input {
     Input::Update(Update::Listed {
+        listing: ListingId::next(),
         allocations,
         requested_at,
         reason: ResyncReason::Connect,

@@ -46,6 +46,40 @@ fn nothing_is_published_or_pushed_before_the_first_listing() {
     assert!(run.log.is_empty(), "{:?}", run.log);
 }
 
+/// A listing of the cluster comes page by page: the model takes each, but the first base
+/// (what Vector has at its start) waits for the last, and with it for the whole cluster.
+#[test]
+fn the_first_base_waits_for_the_last_part_of_the_first_listing() {
+    let mut run = Run::pushing(BASE, false);
+    let listing = ListingId::next();
+    let part = |allocations| {
+        Input::Update(Update::ListedPart {
+            listing,
+            allocations,
+            requested_at: run.at(0),
+            reason: ResyncReason::Connect,
+        })
+    };
+    let first = part(vec![alloc("a", 5)]);
+    let second = part(vec![alloc("b", 6)]);
+    run.input(10, first);
+    run.input(2_000, second);
+    run.run_until(3_000);
+    assert!(run.log.is_empty(), "{:?}", run.log);
+    assert!(run.machine.store().contains("a") && run.machine.store().contains("b"));
+    run.input(
+        3_000,
+        Input::Update(Update::Listed {
+            listing,
+            allocations: vec![alloc("c", 7)],
+            requested_at: run.at(0),
+            reason: ResyncReason::Connect,
+        }),
+    );
+    assert_eq!(run.bases(), [3_000]);
+    assert_eq!(run.machine.store().counts(), (3, 0));
+}
+
 #[test]
 fn the_memory_table_coming_back_gets_a_base_at_once_but_not_before_the_first_listing() {
     let mut run = Run::pushing(BASE, false);
