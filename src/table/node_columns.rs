@@ -30,6 +30,8 @@ pub struct Nodes {
     /// What a row of a node not known (yet) gets: its node ID and name come from the
     /// allocation itself.
     unknown: Arc<NodeInfo>,
+    /// Moves whenever a node's columns change.
+    version: u64,
 }
 
 impl Nodes {
@@ -39,6 +41,7 @@ impl Nodes {
             single: Some(Arc::new(node)),
             by_id: HashMap::new(),
             unknown: Arc::default(),
+            version: 0,
         }
     }
 
@@ -48,7 +51,15 @@ impl Nodes {
             single: None,
             by_id: HashMap::new(),
             unknown: Arc::default(),
+            version: 0,
         }
+    }
+
+    /// Moves whenever a node's columns change: while it stands, [`Nodes::of`] gives every
+    /// allocation the very node it gave before, so that a walk of the model that saw this
+    /// version can skip the lookups of allocations that did not change.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// In node scope, the node's ID.
@@ -80,6 +91,7 @@ impl Nodes {
             Some(known) if **known == info => false,
             _ => {
                 self.by_id.insert(node.id.clone(), Arc::new(info));
+                self.version += 1;
                 true
             }
         }
@@ -111,6 +123,9 @@ impl Nodes {
             }
         }
         self.by_id = fresh;
+        if changed {
+            self.version += 1;
+        }
         changed
     }
 
