@@ -10,7 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod generate;
-pub(crate) mod heap;
+pub mod heap;
 pub(crate) mod listing;
 pub mod nomad;
 pub(crate) mod observe;

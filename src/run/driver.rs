@@ -253,7 +253,8 @@ impl Driver {
     /// Steps the machine with `input` and performs the effects, feeding the results of
     /// publishes back at once. Returns whether the loop must exit.
     fn perform(&mut self, input: Input) -> bool {
-        // A full listing frees the old model's entries and the listing's list.
+        // The end of a full listing: its pages replaced entries one by one, leaving free
+        // memory scattered through the heap.
         let large = matches!(input, Input::Update(Update::Listed { .. }));
         let mut inputs = VecDeque::from([input]);
         while let Some(input) = inputs.pop_front() {

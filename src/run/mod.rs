@@ -43,7 +43,6 @@ pub async fn run(
     scope: Scope,
     settings: RunSettings,
 ) -> Result<(), AppError> {
-    crate::heap::keep_large_buffers_out_of_the_heap();
     let (resync, resync_requests) = crate::watch::resync_requests();
     let stop = CancellationToken::new();
     handle_signals(resync.clone(), stop.clone())?;

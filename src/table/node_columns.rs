@@ -117,13 +117,17 @@ impl Nodes {
             };
             fresh.insert(node.id.clone(), kept);
         }
+        let mut dropped = false;
         for (id, node) in self.by_id.drain() {
             if in_use(&id) {
                 fresh.insert(id, node);
+            } else {
+                dropped = true;
             }
         }
         self.by_id = fresh;
-        if changed {
+        // A node dropped changes no row, but what `of` gives for its ID.
+        if changed || dropped {
             self.version += 1;
         }
         changed

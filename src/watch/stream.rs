@@ -66,7 +66,8 @@ pub struct WatchState {
     pub errors: ErrorLog,
     /// Why the next listing is taken...
     pub next_listing: ResyncReason,
-    /// ...and whether the next connection takes one (a planned resubscribe does not).
+    /// ...and whether the next connection takes one (a planned resubscribe does not, unless it
+    /// cut the listing short).
     pub list_on_connect: bool,
     /// What the stream costs, against blocking queries.
     pub cost: CostMeter,
@@ -170,6 +171,8 @@ impl WatchState {
             );
         }
         self.cursor = index;
+        // The listing this connection owed is taken: a planned resubscribe need not list.
+        self.list_on_connect = false;
     }
 
     /// What a frame brings for `source`, or `None` for a replayed frame (at or below the
@@ -213,7 +216,9 @@ impl WatchState {
         if exchanged && !matches!(ended, Ended::Unparseable(_)) {
             self.backoff = Backoff::default();
         }
-        self.list_on_connect = !matches!(ended, Ended::Resubscribe);
+        // A resubscribe that cut a listing short still owes it: its pages are in the model, and
+        // what it omits leaves only at its end.
+        self.list_on_connect |= !matches!(ended, Ended::Resubscribe);
         match ended {
             Ended::LoopGone => Next::Stop,
             Ended::Resubscribe => Next::Now,
@@ -658,6 +663,11 @@ mod tests {
             body: String::new(),
         });
         assert!(state.list_on_connect, "a failure lists on the next connect");
+        assert_eq!(state.ended(&Ended::Resubscribe), Next::Now);
+        assert!(
+            state.list_on_connect,
+            "a resubscribe that cut the listing short lists again"
+        );
     }
 
     #[test]
