@@ -194,8 +194,10 @@ job "vector-aggregator" {
           volumes = ["/var/lib/nomad-alloc-table:/var/lib/nomad-alloc-table"]
         }
 
-        # Peak RSS measured: 123 MiB for 48,000 rows of 12,000 job versions, 238 MiB for
-        # 100,000 rows of 25,000 (BENCHMARKS.md, cluster scope): size it for your cluster.
+        # Peak RSS measured (BENCHMARKS.md, cluster scope) for 48,000 rows of 12,000 job
+        # versions and 100,000 rows of 25,000: 40 and 68 MiB with table_feed=push; 123 and
+        # 238 MiB with the file alone, measured before the memory work that mode shares in
+        # part. Size it for your cluster.
         resources {
           cpu    = 300
           memory = 512
