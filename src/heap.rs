@@ -11,12 +11,16 @@ const MMAP_THRESHOLD: i32 = 128 * 1024;
 /// out of the heap, each mapped on its own and unmapped when freed. By default glibc raises
 /// this threshold to the size of each such buffer freed (up to 32 MB), after which the next
 /// ones come from the heap, where the small long-lived allocations made meanwhile pin the
-/// pages they leave: in the cluster bench at 100,000 rows, 8 MiB of the peak. Called once at
-/// start, while the program has one thread (glibc's `mallopt` is not thread-safe).
-pub fn keep_large_buffers_out_of_the_heap() {
+/// pages they leave: in the cluster bench at 100,000 rows, 8 MiB of the peak.
+///
+/// # Safety
+///
+/// Call it while the program has one thread (before the runtime is built): glibc's `mallopt`
+/// is not thread-safe.
+pub unsafe fn keep_large_buffers_out_of_the_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `mallopt` takes no pointer, and setting the mmap threshold only changes where
-    // later allocations come from; the caller calls it before any other thread exists.
+    // later allocations come from; the caller promises that no other thread exists.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     }

@@ -63,7 +63,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     nomad_alloc_table::open_files::raise_to_hard_limit();
-    nomad_alloc_table::heap::keep_large_buffers_out_of_the_heap();
+    // SAFETY: the runtime is built below; tracing and the limit raise spawned no thread.
+    unsafe { nomad_alloc_table::heap::keep_large_buffers_out_of_the_heap() };
     let result = Settings::from_process(cli)
         .map_err(AppError::from)
         .and_then(|settings| {

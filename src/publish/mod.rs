@@ -212,8 +212,10 @@ impl Publisher {
     }
 
     /// Publishes what `draft` holds, a table whose every chunk passed validation as it was
-    /// written (`checked` says so), unless the file already holds exactly those bytes (then the
-    /// draft is removed). The draft read back must hash to what was written into it.
+    /// written, unless the file already holds exactly those bytes (then the draft is removed).
+    /// The draft read back must hash to what was written into it. `checked` is the verdict of
+    /// the check its chunks went through: asking for it keeps a caller from forgetting the
+    /// check, though it cannot prove which rendering was checked (the caller pairs them).
     pub fn publish_draft(
         &mut self,
         draft: Draft,

@@ -126,6 +126,7 @@ pub fn spawn(
                     stream_timeout: timing.stream_timeout,
                     cost_report_interval,
                     blocking_wait,
+                    resubscribe_interval: stream::RESUBSCRIBE_INTERVAL,
                     metrics,
                     health,
                 }

@@ -6,8 +6,9 @@
 //! jitter. Every [`RESUBSCRIBE_INTERVAL`] the stream is resubscribed from the cursor without a
 //! listing (a subscription to `namespace=*` fixes its namespaces when it starts, so this
 //! follows new ones); a full listing comes on every reconnect, every `--resync-interval` and on
-//! request. The timers and requests cut a connection in any phase, a hung listing or
-//! subscription included. The loop's state ([`WatchState`]) is data, so that its transitions
+//! request. The resync timer and requests cut a connection in any phase, a hung listing or
+//! subscription included; the resubscribe counts from the subscription, so that it never cuts
+//! a listing (one slower than it would otherwise be cut and begun again for ever). The loop's state ([`WatchState`]) is data, so that its transitions
 //! can be tested; it also meters what the stream costs against blocking queries ([`cost`]).
 //!
 //! [`cost`]: super::cost
@@ -48,6 +49,9 @@ pub struct StreamWatcher {
     pub cost_report_interval: Duration,
     /// The wait blocking queries would use, for that comparison.
     pub blocking_wait: Duration,
+    /// How long a subscription is followed before it is resubscribed from the cursor
+    /// ([`RESUBSCRIBE_INTERVAL`], jittered; tests shorten it).
+    pub resubscribe_interval: Duration,
     pub metrics: Arc<Metrics>,
     pub health: Health,
 }
@@ -216,8 +220,9 @@ impl WatchState {
         if exchanged && !matches!(ended, Ended::Unparseable(_)) {
             self.backoff = Backoff::default();
         }
-        // A resubscribe that cut a listing short still owes it: its pages are in the model, and
-        // what it omits leaves only at its end.
+        // A resubscribe comes only once the connection's listing is taken, and keeps whatever
+        // is still owed: a listing's pages are in the model, and what it omits leaves only at
+        // its end.
         self.list_on_connect |= !matches!(ended, Ended::Resubscribe);
         match ended {
             Ended::LoopGone => Next::Stop,
@@ -276,12 +281,11 @@ impl StreamWatcher {
                 // that asked several times is one listing, not several cut short.
                 while resync.try_recv().is_ok() {}
             }
-            let resubscribe_at = Instant::now() + jittered(RESUBSCRIBE_INTERVAL);
             let requests_from = resync_allowed_from(Instant::now(), state.last_listing_took);
-            // The timers and the requests cut the connection in any phase: a listing or a
-            // subscription that never answers must not hold up the resync.
+            // The resync timer and the requests cut the connection in any phase: a listing or
+            // a subscription that never answers must not hold up the resync.
             let outcome = tokio::select! {
-                outcome = self.connect_and_follow(&mut state) => outcome,
+                outcome = self.connect_and_follow(&mut state, resync_at) => outcome,
                 Some(why) = async {
                     let why = resync.recv().await?;
                     // A burst is answered at once (the fetches wait for it); a SIGHUP waits
@@ -292,7 +296,6 @@ impl StreamWatcher {
                     Some(why)
                 } => Ok(Ended::Resync(why)),
                 () = tokio::time::sleep_until(resync_at) => Ok(Ended::Resync(ResyncReason::Interval)),
-                () = tokio::time::sleep_until(resubscribe_at), if resubscribe_at < resync_at => Ok(Ended::Resubscribe),
             };
             if matches!(outcome, Ok(Ended::LoopGone)) {
                 return;
@@ -356,8 +359,13 @@ impl StreamWatcher {
         }
     }
 
-    /// Lists (unless resubscribing), subscribes and follows the stream until it ends.
-    async fn connect_and_follow(&self, state: &mut WatchState) -> Result<Ended, Error> {
+    /// Lists (unless resubscribing), subscribes and follows the stream until it ends or, unless
+    /// the resync at `resync_at` comes first, until it is time to resubscribe.
+    async fn connect_and_follow(
+        &self,
+        state: &mut WatchState,
+        resync_at: Instant,
+    ) -> Result<Ended, Error> {
         if state.list_on_connect {
             if let Some(gone) = self.list(state).await? {
                 return Ok(gone);
@@ -370,8 +378,16 @@ impl StreamWatcher {
             .event_stream(self.source.topics(), state.cursor + 1)
             .await?;
         debug!(index = state.cursor, "event stream subscribed");
+        // Counted from here, not from the connect: a listing that takes longer than this must
+        // not be cut short and begun again at every attempt.
+        let resubscribe_at = Instant::now() + jittered(self.resubscribe_interval);
         loop {
-            let message = stream.next(self.stream_timeout).await;
+            let message = tokio::select! {
+                message = stream.next(self.stream_timeout) => message,
+                () = tokio::time::sleep_until(resubscribe_at), if resubscribe_at < resync_at => {
+                    return Ok(Ended::Resubscribe);
+                }
+            };
             if matches!(message, Ok(Message::Heartbeat | Message::Frame(_))) && !state.exchanged {
                 // The subscription answered: the stream is live.
                 report_up(&self.metrics, &self.health);
@@ -445,9 +461,6 @@ impl StreamWatcher {
         if state.errors.recovered() {
             info!("Nomad answers again");
         }
-        state.listed(listed.index);
-        state.cost.listing(listed.bytes);
-        report_listing(&self.metrics, &self.health, state.next_listing);
         let end = Update::Listed {
             listing: parts.listing,
             allocations: Vec::new(),
@@ -457,6 +470,11 @@ impl StreamWatcher {
         if self.updates.send(end).await.is_err() {
             return Ok(Some(Ended::LoopGone));
         }
+        // Only once its end is with the loop is the listing taken: a connection cut while the
+        // end waits for room in the queue lists again.
+        state.listed(listed.index);
+        state.cost.listing(listed.bytes);
+        report_listing(&self.metrics, &self.health, state.next_listing);
         Ok(None)
     }
 
@@ -538,6 +556,8 @@ mod tests {
         assert_eq!(resync_allowed_from(started, slow), started + slow);
     }
     use crate::nomad::events::{Event, Payload};
+    use crate::nomad::{Address, ConnectionSettings, TlsSettings, TokenSource};
+    use fake_nomad::FakeNomad;
 
     fn state() -> WatchState {
         WatchState::new(CostMeter::new(
@@ -666,8 +686,91 @@ mod tests {
         assert_eq!(state.ended(&Ended::Resubscribe), Next::Now);
         assert!(
             state.list_on_connect,
-            "a resubscribe that cut the listing short lists again"
+            "a listing still owed stays owed through a resubscribe"
         );
+    }
+
+    /// A watcher of `node` on `fake` that resubscribes every [`SHORT_RESUBSCRIBE`], sending
+    /// its updates to `updates`.
+    fn watcher_of(fake: &FakeNomad, node: &str, updates: mpsc::Sender<Update>) -> StreamWatcher {
+        let client = NomadClient::new(ConnectionSettings {
+            address: Address::parse(fake.address()).expect("address"),
+            token: TokenSource::None,
+            region: None,
+            tls: TlsSettings::default(),
+            basic_auth: None,
+        })
+        .expect("client");
+        StreamWatcher {
+            client: Arc::new(client),
+            source: Source::Node(node.to_owned()),
+            updates,
+            resync_interval: Duration::from_secs(3600),
+            stream_timeout: Duration::from_secs(60),
+            cost_report_interval: Duration::from_secs(3600),
+            blocking_wait: Duration::from_secs(300),
+            resubscribe_interval: SHORT_RESUBSCRIBE,
+            metrics: Arc::new(Metrics::new()),
+            health: Health::default(),
+        }
+    }
+
+    const SHORT_RESUBSCRIBE: Duration = Duration::from_millis(50);
+
+    /// The fake's requests whose path ends with `suffix`.
+    fn requests_to(fake: &FakeNomad, suffix: &str) -> usize {
+        fake.requests()
+            .iter()
+            .filter(|r| r.path.ends_with(suffix))
+            .count()
+    }
+
+    fn fake_with_a_node() -> (FakeNomad, String) {
+        let mut cluster = fake_nomad::Cluster::new(42);
+        let node = cluster.add_node(fake_nomad::Node::new("client-1"));
+        (FakeNomad::start(cluster), node)
+    }
+
+    #[tokio::test]
+    async fn a_listing_slower_than_the_resubscribe_interval_is_not_cut_short_and_begun_again() {
+        let (fake, node) = fake_with_a_node();
+        fake.set_fault(Some(fake_nomad::Fault::NoHeaders));
+        let (updates, _incoming) = mpsc::channel(16);
+        let (_requests, resync) = mpsc::channel(1);
+        let watching = tokio::spawn(watcher_of(&fake, &node, updates).run(resync));
+        // Ten resubscribe intervals: a listing cut by each would have been asked ten times.
+        tokio::time::sleep(SHORT_RESUBSCRIBE * 10).await;
+        watching.abort();
+        assert_eq!(
+            requests_to(&fake, "/allocations"),
+            1,
+            "the hung listing is waited for (until the resync or the headers deadline)"
+        );
+        assert_eq!(requests_to(&fake, stream_route()), 0);
+    }
+
+    #[tokio::test]
+    async fn a_followed_stream_is_resubscribed_from_the_cursor_without_listing_again() {
+        let (fake, node) = fake_with_a_node();
+        let (updates, mut incoming) = mpsc::channel(16);
+        let (_requests, resync) = mpsc::channel(1);
+        let watching = tokio::spawn(watcher_of(&fake, &node, updates).run(resync));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while requests_to(&fake, stream_route()) < 3 {
+            assert!(Instant::now() < deadline, "no third subscription");
+            tokio::time::sleep(SHORT_RESUBSCRIBE / 5).await;
+        }
+        watching.abort();
+        assert_eq!(requests_to(&fake, "/allocations"), 1, "listed once");
+        let mut ends = 0;
+        while let Ok(update) = incoming.try_recv() {
+            ends += usize::from(matches!(update, Update::Listed { .. }));
+        }
+        assert_eq!(ends, 1, "the loop got the listing's end once");
+    }
+
+    fn stream_route() -> &'static str {
+        fake_nomad::server::stream::ROUTE
     }
 
     #[test]

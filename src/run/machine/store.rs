@@ -5,9 +5,10 @@
 //! A full listing replaces the model (the resync rule), taken part by part as it comes; events
 //! patch it between listings, never with anything older than what it holds. A listing is a
 //! complete snapshot: what none of its parts lists is gone (grace applies), unless the model
-//! learnt of it after the listing was requested. Time, not Nomad's index, decides that: a listing's index is the highest
-//! `ModifyIndex` among the node's allocations, so it goes down when the newest one is
-//! collected, and all indexes go backwards after a snapshot restore or in a rebuilt cluster.
+//! learnt of it after the listing was requested. Time, not Nomad's index, decides that: a
+//! listing's index is the highest `ModifyIndex` among the node's allocations, so it goes down
+//! when the newest one is collected, and all indexes go backwards after a snapshot restore or
+//! in a rebuilt cluster.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
