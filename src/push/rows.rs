@@ -504,6 +504,28 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_allocation_gone_and_back_between_two_pushes_keeps_its_row_without_a_tombstone() {
+        let mut f = Fixture::new();
+        f.store.upsert(alloc("a1", &["web"], 5), f.now);
+        f.changes();
+        // Its grace ends and a listing brings it back before the next push: the model holds a
+        // new copy of its ID, which is still the row that was sent.
+        f.store.depart("a1", f.now, Duration::ZERO);
+        assert_eq!(f.store.expire(f.now).len(), 1);
+        f.store.upsert(alloc("a1", &["web"], 6), f.now);
+        assert_eq!(
+            f.changes(),
+            [],
+            "the same row, still live in the memory table"
+        );
+        f.store.depart("a1", f.now, Duration::from_secs(30));
+        let pushed = values(&f.changes());
+        assert_eq!(pushed.len(), 1, "{pushed:?}");
+        assert_eq!(pushed[0].1["alloc_id"], "a1", "the row, not a tombstone");
+        assert_eq!(pushed[0].1[TTL_FIELD], 30);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_changed_column_sends_the_row_and_a_vanished_task_a_tombstone() {
         let mut f = Fixture::new();
         f.store.upsert(alloc("a1", &["web", "log"], 5), f.now);
