@@ -7,9 +7,10 @@
 //! listing (a subscription to `namespace=*` fixes its namespaces when it starts, so this
 //! follows new ones); a full listing comes on every reconnect, every `--resync-interval` and on
 //! request. The resync timer and requests cut a connection in any phase, a hung listing or
-//! subscription included; the resubscribe counts from the subscription, so that it never cuts
-//! a listing (one slower than it would otherwise be cut and begun again for ever). The loop's state ([`WatchState`]) is data, so that its transitions
-//! can be tested; it also meters what the stream costs against blocking queries ([`cost`]).
+//! subscription included; the resubscribe counts from the subscription, so that a listing
+//! slower than it is not cut and begun again for ever. The loop's state ([`WatchState`]) is
+//! data, so that its transitions can be tested; it also meters what the stream costs against
+//! blocking queries ([`cost`]).
 //!
 //! [`cost`]: super::cost
 
