@@ -545,6 +545,10 @@ impl Parts for ToLoop<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nomad::events::{Event, Payload};
+    use crate::nomad::{Address, ConnectionSettings, TlsSettings, TokenSource};
+    use fake_nomad::FakeNomad;
+    use fake_nomad::server::stream::ROUTE as STREAM_ROUTE;
 
     #[test]
     fn a_resync_request_waits_for_the_gap_and_for_as_long_as_a_listing_takes() {
@@ -556,9 +560,6 @@ mod tests {
         let slow = Duration::from_secs(6);
         assert_eq!(resync_allowed_from(started, slow), started + slow);
     }
-    use crate::nomad::events::{Event, Payload};
-    use crate::nomad::{Address, ConnectionSettings, TlsSettings, TokenSource};
-    use fake_nomad::FakeNomad;
 
     fn state() -> WatchState {
         WatchState::new(CostMeter::new(
@@ -747,7 +748,7 @@ mod tests {
             1,
             "the hung listing is waited for (until the resync or the headers deadline)"
         );
-        assert_eq!(requests_to(&fake, stream_route()), 0);
+        assert_eq!(requests_to(&fake, STREAM_ROUTE), 0);
     }
 
     #[tokio::test]
@@ -757,7 +758,7 @@ mod tests {
         let (_requests, resync) = mpsc::channel(1);
         let watching = tokio::spawn(watcher_of(&fake, &node, updates).run(resync));
         let deadline = Instant::now() + Duration::from_secs(20);
-        while requests_to(&fake, stream_route()) < 3 {
+        while requests_to(&fake, STREAM_ROUTE) < 3 {
             assert!(Instant::now() < deadline, "no third subscription");
             tokio::time::sleep(SHORT_RESUBSCRIBE / 5).await;
         }
@@ -768,10 +769,6 @@ mod tests {
             ends += usize::from(matches!(update, Update::Listed { .. }));
         }
         assert_eq!(ends, 1, "the loop got the listing's end once");
-    }
-
-    fn stream_route() -> &'static str {
-        fake_nomad::server::stream::ROUTE
     }
 
     #[test]
